@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Create .venv with Vahini and its dev tools installed (idempotent).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+PYTHON="${PYTHON:-python3}"
+"$PYTHON" -c 'import sys; assert sys.version_info >= (3, 11), "Vahini needs Python >= 3.11"'
+stamp=.venv/.installed
+if [[ ! -x .venv/bin/python ]]; then "$PYTHON" -m venv .venv; fi
+if [[ ! -f $stamp || pyproject.toml -nt $stamp ]]; then
+  echo "[bootstrap] installing Vahini and dev dependencies into .venv" >&2
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -e '.[dev]'
+  touch "$stamp"
+fi

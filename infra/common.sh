@@ -1,0 +1,80 @@
+# Shared helpers for the infra scripts. Sourced, never executed.
+# Every service is installed under one cache directory and runs on loopback.
+set -euo pipefail
+
+INFRA_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+VAHINI_INFRA_HOME="${VAHINI_INFRA_HOME:-$HOME/.cache/vahini-infra}"
+RUN_DIR="$VAHINI_INFRA_HOME/run"
+LOG_DIR="$VAHINI_INFRA_HOME/logs"
+mkdir -p "$RUN_DIR" "$LOG_DIR"
+
+log() { printf '[infra %s] %s\n' "$SERVICE" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+pid_file() { echo "$RUN_DIR/$SERVICE.pid"; }
+
+is_running() {
+  local pf; pf="$(pid_file)"
+  [[ -f "$pf" ]] && kill -0 "$(cat "$pf")" 2>/dev/null
+}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# wait_until SECONDS CMD...: poll CMD once a second until it succeeds.
+wait_until() {
+  local deadline=$(( SECONDS + $1 )); shift
+  until "$@"; do
+    if (( SECONDS >= deadline )); then return 1; fi
+    if ! is_running; then log "process exited; last log lines:"; tail -n 30 "$LOG_DIR/$SERVICE.log" >&2 || true; return 1; fi
+    sleep 1
+  done
+}
+
+# start_daemon CMD...: run CMD detached, its output in the service log, its pid recorded.
+start_daemon() {
+  nohup setsid "$@" >"$LOG_DIR/$SERVICE.log" 2>&1 < /dev/null &
+  echo $! >"$(pid_file)"
+}
+
+stop_daemon() {
+  local pf; pf="$(pid_file)"
+  if ! is_running; then rm -f "$pf"; log "not running"; return 0; fi
+  local pid; pid="$(cat "$pf")"
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
+  kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
+  rm -f "$pf"
+  log "stopped"
+}
+
+apt_install() {
+  local missing=()
+  for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+  (( ${#missing[@]} == 0 )) && return 0
+  log "apt-get install ${missing[*]}"
+  local sudo=""; [[ $EUID -ne 0 ]] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# maven_fetch NAME: resolve infra/maven/NAME/pom.xml's runtime classpath into the cache.
+maven_fetch() {
+  local name="$1" lib="$VAHINI_INFRA_HOME/$1/lib"
+  if [[ -f "$lib/.complete" ]] && cmp -s "$INFRA_DIR/maven/$name/pom.xml" "$lib/.complete"; then return 0; fi
+  command -v mvn >/dev/null || apt_install maven
+  log "fetching jars from Maven Central into $lib"
+  rm -rf "$lib"; mkdir -p "$lib"
+  mvn -q -B -f "$INFRA_DIR/maven/$name/pom.xml" dependency:copy-dependencies \
+      -DincludeScope=runtime -DoutputDirectory="$lib" >&2
+  cp "$INFRA_DIR/maven/$name/pom.xml" "$lib/.complete"
+}
+
+dispatch() {
+  case "${1:-}" in
+    install) do_install ;;
+    start) do_install; if is_running && do_health; then log "already running"; else do_start; fi ;;
+    health) do_health && log "healthy" ;;
+    stop) stop_daemon ;;
+    *) echo "usage: $0 install|start|health|stop" >&2; exit 2 ;;
+  esac
+}

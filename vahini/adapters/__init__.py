@@ -1,0 +1,1 @@
+"""Adapters: one module per (port, engine). `vahini.wiring` picks them from settings."""

@@ -1,0 +1,84 @@
+"""Feature store on ScyllaDB or Apache Cassandra through scylla-driver.
+
+One partition per entity key, one clustering row per group, so a read of many
+groups for a key is one partition read. Writes use the event time as the CQL
+write timestamp (`USING TIMESTAMP`): the cluster itself keeps the newest value,
+whatever order writes and replays arrive in.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from cassandra import ConsistencyLevel, DriverException
+from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable
+from cassandra.concurrent import execute_concurrent_with_args
+from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
+
+from vahini.errors import StoreUnavailable
+from vahini.ports.feature_store import FeatureRow
+
+_TABLE = """
+CREATE TABLE IF NOT EXISTS {ks}.feature_rows (
+    entity text, key text, grp text, event_time_ms bigint, blob blob,
+    PRIMARY KEY ((entity, key), grp)
+) WITH compaction = {{'class': 'SizeTieredCompactionStrategy'}}
+"""
+
+
+class CassandraFeatureStore:
+    def __init__(self, hosts: Sequence[str], port: int = 9042, keyspace: str = "vahini",
+                 replication_factor: int = 1, local_dc: str | None = None,
+                 consistency: str = "LOCAL_QUORUM", concurrency: int = 128, create_schema: bool = True,
+                 request_timeout_s: float = 10.0):
+        consistency_level = getattr(ConsistencyLevel, consistency)
+        profile = ExecutionProfile(
+            load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=local_dc)),
+            consistency_level=consistency_level, request_timeout=request_timeout_s)
+        self._cluster = Cluster(list(hosts), port=port, execution_profiles={EXEC_PROFILE_DEFAULT: profile},
+                                connect_timeout=10)
+        self._concurrency = concurrency
+        try:
+            self._session = self._cluster.connect()
+            if create_schema:
+                self._session.execute(
+                    f"CREATE KEYSPACE IF NOT EXISTS {keyspace} WITH replication = "
+                    f"{{'class': 'SimpleStrategy', 'replication_factor': {replication_factor}}}")
+                self._session.execute(_TABLE.format(ks=keyspace))
+            self._insert = self._session.prepare(
+                f"INSERT INTO {keyspace}.feature_rows (entity, key, grp, event_time_ms, blob) "
+                f"VALUES (?, ?, ?, ?, ?) USING TIMESTAMP ? AND TTL ?")
+            self._select = self._session.prepare(
+                f"SELECT key, grp, event_time_ms, blob FROM {keyspace}.feature_rows "
+                f"WHERE entity = ? AND key = ? AND grp IN ?")
+        except (NoHostAvailable, DriverException, OSError) as exc:
+            self._cluster.shutdown()
+            raise StoreUnavailable(f"cannot connect to Cassandra/Scylla at {hosts}:{port}: {exc}") from exc
+
+    def write(self, rows: Sequence[FeatureRow]) -> None:
+        # event time in ms -> CQL timestamp in µs; replays of the same event rewrite
+        # the same timestamp and value, so they are no-ops.
+        params = [(r.entity, r.key, r.group, r.event_time_ms, r.blob, r.event_time_ms * 1000, r.ttl_s) for r in rows]
+        self._run(self._insert, params)
+
+    def read(self, entity: str, keys: Sequence[str], groups: Sequence[str]) -> dict[tuple[str, str], FeatureRow]:
+        unique = list(dict.fromkeys(keys))
+        found: dict[tuple[str, str], FeatureRow] = {}
+        for result in self._run(self._select, [(entity, k, list(groups)) for k in unique]):
+            for key, grp, ts, blob in result:
+                found[(key, grp)] = FeatureRow(entity, key, grp, ts, blob)
+        return found
+
+    def _run(self, statement, params: list) -> list:
+        if not params:
+            return []
+        try:
+            results = execute_concurrent_with_args(self._session, statement, params,
+                                                   concurrency=min(self._concurrency, len(params)),
+                                                   raise_on_first_error=True)
+        except (NoHostAvailable, DriverException, OSError) as exc:
+            raise StoreUnavailable(f"Cassandra/Scylla request failed: {type(exc).__name__}: {exc}") from exc
+        return [r.result_or_exc for r in results]
+
+    def close(self) -> None:
+        self._cluster.shutdown()

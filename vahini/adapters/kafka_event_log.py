@@ -1,0 +1,183 @@
+"""Event log on Apache Kafka through confluent-kafka (librdkafka)."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from typing import Any, Mapping, Sequence
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition as KTP
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from vahini.errors import StoreUnavailable
+from vahini.logs import get_logger
+from vahini.ports.event_log import Record, TopicPartition
+
+log = get_logger(__name__)
+
+
+class KafkaEventLog:
+    def __init__(self, bootstrap_servers: str, default_partitions: int = 8, replication_factor: int = 1,
+                 session_timeout_ms: int = 10_000, extra: Mapping[str, Any] | None = None):
+        self._base = {"bootstrap.servers": bootstrap_servers, **(extra or {})}
+        self.default_partitions = default_partitions
+        self.replication_factor = replication_factor
+        self.session_timeout_ms = session_timeout_ms
+        self._admin = AdminClient(self._base)
+        self._meta: Consumer | None = None
+        self._meta_lock = threading.Lock()
+
+    def _metadata_consumer(self) -> Consumer:
+        if self._meta is None:
+            self._meta = Consumer({**self._base, "group.id": f"vahini-meta-{uuid.uuid4()}",
+                                   "enable.auto.commit": False})
+        return self._meta
+
+    def create_topic(self, topic: str, partitions: int | None = None) -> None:
+        futures = self._admin.create_topics(
+            [NewTopic(topic, partitions or self.default_partitions, self.replication_factor)], request_timeout=30)
+        try:
+            futures[topic].result(timeout=30)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise StoreUnavailable(f"cannot create topic {topic}: {exc}") from exc
+        self._wait_for_topic(topic)
+
+    def _wait_for_topic(self, topic: str, timeout_s: float = 30.0) -> int:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            meta = self._admin.list_topics(topic, timeout=10).topics.get(topic)
+            if meta is not None and meta.error is None and meta.partitions:
+                return len(meta.partitions)
+            if time.monotonic() > deadline:
+                raise StoreUnavailable(f"topic {topic} has no metadata after {timeout_s}s")
+            time.sleep(0.1)
+
+    def partitions(self, topic: str) -> int:
+        meta = self._admin.list_topics(topic, timeout=10).topics.get(topic)
+        if meta is None or meta.error is not None or not meta.partitions:
+            self.create_topic(topic)
+            return self._wait_for_topic(topic)
+        return len(meta.partitions)
+
+    def end_offsets(self, topic: str) -> dict[int, int]:
+        n = self.partitions(topic)
+        with self._meta_lock:
+            consumer = self._metadata_consumer()
+            return {p: consumer.get_watermark_offsets(KTP(topic, p), timeout=10)[1] for p in range(n)}
+
+    def offsets_for_time(self, topic: str, timestamp_ms: int) -> dict[int, int]:
+        n = self.partitions(topic)
+        ends = self.end_offsets(topic)
+        with self._meta_lock:
+            found = self._metadata_consumer().offsets_for_times([KTP(topic, p, timestamp_ms) for p in range(n)],
+                                                                timeout=10)
+        return {tp.partition: (tp.offset if tp.offset >= 0 else ends[tp.partition]) for tp in found}
+
+    def committed(self, group: str, topic: str) -> dict[int, int]:
+        n = self.partitions(topic)
+        probe = Consumer({**self._base, "group.id": group, "enable.auto.commit": False})
+        try:
+            tps = probe.committed([KTP(topic, p) for p in range(n)], timeout=10)
+        finally:
+            probe.close()
+        return {tp.partition: tp.offset for tp in tps if tp.offset >= 0}
+
+    def producer(self) -> "KafkaLogProducer":
+        return KafkaLogProducer(self._base)
+
+    def consumer(self, group: str, topics: Sequence[str],
+                 start_offsets: Mapping[TopicPartition, int] | None = None) -> "KafkaLogConsumer":
+        config = {**self._base, "group.id": group, "enable.auto.commit": False,
+                  "auto.offset.reset": "earliest", "session.timeout.ms": self.session_timeout_ms,
+                  "heartbeat.interval.ms": max(500, self.session_timeout_ms // 5),
+                  "partition.assignment.strategy": "roundrobin"}
+        for topic in topics:
+            self.partitions(topic)  # make sure it exists before subscribing
+        return KafkaLogConsumer(Consumer(config), list(topics), start_offsets)
+
+    def close(self) -> None:
+        if self._meta is not None:
+            self._meta.close()
+
+
+class KafkaLogProducer:
+    """Idempotent producer with acks=all: a flushed record is on every in-sync replica."""
+
+    def __init__(self, base: Mapping[str, Any]):
+        self._producer = Producer({**base, "acks": "all", "enable.idempotence": True, "linger.ms": 5,
+                                   "compression.type": "lz4", "queue.buffering.max.messages": 500_000})
+        self._errors: list[str] = []
+
+    def _on_delivery(self, err, _msg) -> None:
+        if err is not None:
+            self._errors.append(str(err))
+
+    def send(self, topic: str, value: bytes, key: bytes | None = None,
+             timestamp_ms: int | None = None, headers: Sequence[tuple[str, bytes]] = (),
+             partition: int | None = None) -> None:
+        kwargs: dict[str, Any] = {"key": key, "on_delivery": self._on_delivery}
+        if timestamp_ms is not None:
+            kwargs["timestamp"] = timestamp_ms
+        if headers:
+            kwargs["headers"] = list(headers)
+        if partition is not None:
+            kwargs["partition"] = partition
+        while True:
+            try:
+                self._producer.produce(topic, value, **kwargs)
+                return
+            except BufferError:  # local queue full: let librdkafka drain it
+                self._producer.poll(0.05)
+
+    def flush(self, timeout_s: float = 30.0) -> None:
+        remaining = self._producer.flush(timeout_s)
+        errors, self._errors = self._errors, []
+        if remaining or errors:
+            raise StoreUnavailable(f"{remaining} records unacknowledged, {len(errors)} failed: {errors[:3]}")
+
+    def close(self) -> None:
+        self.flush()
+
+
+class KafkaLogConsumer:
+    def __init__(self, consumer: Consumer, topics: list[str], start_offsets: Mapping[TopicPartition, int] | None):
+        self._consumer = consumer
+        if start_offsets is not None:
+            consumer.assign([KTP(t, p, o) for (t, p), o in start_offsets.items()])
+        else:
+            consumer.subscribe(topics)
+
+    def poll_batch(self, max_records: int, timeout_s: float) -> list[Record]:
+        out = []
+        for msg in self._consumer.consume(num_messages=max_records, timeout=timeout_s):
+            err = msg.error()
+            if err is not None:
+                if err.fatal():
+                    raise StoreUnavailable(f"fatal Kafka consumer error: {err}")
+                log.warning("kafka_consume_error", error=str(err))
+                continue
+            out.append(Record(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value(),
+                              msg.timestamp()[1], tuple(msg.headers() or ())))
+        return out
+
+    def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        if not offsets:
+            return
+        try:
+            self._consumer.commit(offsets=[KTP(t, p, o) for (t, p), o in offsets.items()], asynchronous=False)
+        except KafkaException as exc:
+            # Lost the partition in a rebalance: its new owner re-reads from the last
+            # commit. The rows are already durable, so this is a replay, not a loss.
+            log.warning("kafka_commit_failed", error=str(exc))
+
+    def assignment(self) -> list[TopicPartition]:
+        return sorted((tp.topic, tp.partition) for tp in self._consumer.assignment())
+
+    def position(self, tp: TopicPartition) -> int | None:
+        pos = self._consumer.position([KTP(tp[0], tp[1])])[0].offset
+        return pos if pos >= 0 else None
+
+    def close(self) -> None:
+        self._consumer.close()

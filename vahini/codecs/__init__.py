@@ -1,0 +1,1 @@
+"""Wire and storage encodings: Avro single-object events and feature blobs."""

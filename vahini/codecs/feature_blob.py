@@ -1,0 +1,146 @@
+"""The stored form of one feature group for one entity key.
+
+Layout (little-endian):
+    header   'VF' | format u8 | reserved u8 | schema version u32 | event time ms i64     16 bytes
+    presence bitmap, one bit per feature in declared order (1 = sent, 0 = default)
+    scalars  int64s, int32s, float64s, float32s, bools: each type contiguous, declared order
+    vectors  float32 * dim for each vector feature, declared order
+    strings  u32 length + UTF-8 bytes for each string feature, declared order
+
+Fixed-width parts sit at offsets that depend only on the group's schema
+version, so a reader maps them straight onto numpy arrays with np.frombuffer.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from vahini.errors import DecodeError
+from vahini.registry.model import Feature
+
+MAGIC = b"VF"
+FORMAT = 1
+_HEADER = struct.Struct("<2sBxIq")
+_SCALAR_ORDER = (("int", "q", "<i8"), ("int32", "i", "<i4"), ("float", "d", "<f8"),
+                 ("float32", "f", "<f4"), ("bool", "?", "?"))
+_U32 = struct.Struct("<I")
+
+
+@dataclass(frozen=True)
+class Layout:
+    features: tuple[Feature, ...]
+    order: tuple[Feature, ...]      # fixed-width features in storage order
+    strings: tuple[Feature, ...]
+    fixed: struct.Struct            # bitmap + scalars + vectors
+    bitmap_len: int
+    sections: tuple[tuple[str, str, int, int], ...]   # (type, numpy dtype, offset, count)
+    vector_offset: int
+    vector_dims: tuple[int, ...]
+
+
+@lru_cache(maxsize=4096)
+def layout_of(features: tuple[Feature, ...]) -> Layout:
+    bitmap_len = (len(features) + 7) // 8
+    fmt, order, sections = [f"{bitmap_len}s"], [], []
+    offset = _HEADER.size + bitmap_len
+    for ftype, code, dtype in _SCALAR_ORDER:
+        of_type = [f for f in features if f.type == ftype]
+        sections.append((ftype, dtype, offset, len(of_type)))
+        fmt.append(code * len(of_type))
+        order.extend(of_type)
+        offset += np.dtype(dtype).itemsize * len(of_type)
+    vectors = [f for f in features if f.type == "vector"]
+    fmt.append("".join(f"{f.dim}f" for f in vectors))
+    order.extend(vectors)
+    strings = tuple(f for f in features if f.type == "string")
+    return Layout(features, tuple(order), strings, struct.Struct("<" + "".join(fmt)), bitmap_len,
+                  tuple(sections), offset, tuple(f.dim for f in vectors))
+
+
+def encode(features: tuple[Feature, ...], version: int, event_time_ms: int, values: dict[str, Any]) -> bytes:
+    """Values are already validated; missing or None values store the default."""
+    layout = layout_of(features)
+    bits = 0
+    for i, f in enumerate(features):
+        if values.get(f.name) is not None:
+            bits |= 1 << i
+    flat: list[Any] = [bits.to_bytes(layout.bitmap_len, "little")]
+    for f in layout.order:
+        v = values.get(f.name)
+        if v is None:
+            v = f.default
+        if f.type == "vector":
+            flat.extend(v)
+        else:
+            flat.append(v)
+    parts = [_HEADER.pack(MAGIC, FORMAT, version, event_time_ms), layout.fixed.pack(*flat)]
+    for f in layout.strings:
+        v = values.get(f.name)
+        raw = (f.default if v is None else v).encode()
+        parts.append(_U32.pack(len(raw)))
+        parts.append(raw)
+    return b"".join(parts)
+
+
+def read_header(blob: bytes) -> tuple[int, int]:
+    """(schema version, event time ms) without decoding the values."""
+    if len(blob) < _HEADER.size:
+        raise DecodeError(f"feature blob of {len(blob)} bytes is shorter than its header")
+    magic, fmt, version, event_time_ms = _HEADER.unpack_from(blob)
+    if magic != MAGIC or fmt != FORMAT:
+        raise DecodeError(f"not a feature blob (magic {magic!r}, format {fmt})")
+    return version, event_time_ms
+
+
+@dataclass(frozen=True)
+class DecodedGroup:
+    """One stored group row: numeric arrays are zero-copy views of the blob."""
+
+    version: int
+    event_time_ms: int
+    present: np.ndarray                 # bool per feature, declared order
+    scalars: dict[str, np.ndarray]      # registry type -> values of that type, declared order
+    vectors: tuple[np.ndarray, ...]     # float32 arrays, declared order
+    strings: tuple[str, ...]
+    layout: Layout
+
+    def as_dict(self) -> dict[str, Any]:
+        """Feature name -> Python value (for people and JSON; serving uses the arrays)."""
+        it = {t: iter(a.tolist()) for t, a in self.scalars.items()}
+        vec, strs = iter(self.vectors), iter(self.strings)
+        out = {}
+        for f in self.layout.features:
+            if f.type == "vector":
+                out[f.name] = next(vec).tolist()
+            elif f.type == "string":
+                out[f.name] = next(strs)
+            else:
+                out[f.name] = next(it[f.type])
+        return out
+
+
+def decode(blob: bytes, features: tuple[Feature, ...]) -> DecodedGroup:
+    """Decode with the features of the blob's schema version (see read_header)."""
+    version, event_time_ms = read_header(blob)
+    layout = layout_of(features)
+    end = layout.vector_offset + 4 * sum(layout.vector_dims)
+    if len(blob) < end:
+        raise DecodeError(f"feature blob truncated: {len(blob)} bytes, layout needs at least {end}")
+    bitmap = np.frombuffer(blob, np.uint8, layout.bitmap_len, _HEADER.size)
+    present = np.unpackbits(bitmap, bitorder="little")[: len(features)].astype(bool)
+    scalars = {t: np.frombuffer(blob, dtype, n, off) for t, dtype, off, n in layout.sections}
+    vectors, off = [], layout.vector_offset
+    for dim in layout.vector_dims:
+        vectors.append(np.frombuffer(blob, "<f4", dim, off))
+        off += 4 * dim
+    strings = []
+    for _ in layout.strings:
+        (n,) = _U32.unpack_from(blob, off)
+        strings.append(bytes(blob[off + 4: off + 4 + n]).decode())
+        off += 4 + n
+    return DecodedGroup(version, event_time_ms, present, scalars, tuple(vectors), tuple(strings), layout)

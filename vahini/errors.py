@@ -1,0 +1,87 @@
+"""Typed errors. Callers decide by type: an invalid event is dead-lettered and
+skipped, an unavailable store is retried, a config error is shown to a person."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class VahiniError(Exception):
+    """Base of every error Vahini raises on purpose."""
+
+    retriable: bool = False
+
+
+class InvalidEvent(VahiniError):
+    """An event that can never be processed; it goes to the dead-letter topic.
+
+    `reason` is a stable, machine-readable code (see `Reason`); `detail` is for people.
+    """
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class DecodeError(InvalidEvent):
+    """Bytes that are not a decodable single-object-encoded Avro event."""
+
+    def __init__(self, detail: str, reason: str = "undecodable"):
+        super().__init__(reason, detail)
+
+
+class UnknownSchemaError(DecodeError):
+    """The fingerprint in the header names no schema this process knows."""
+
+    def __init__(self, fingerprint: bytes):
+        super().__init__(f"unknown schema fingerprint {fingerprint.hex()}", reason="unknown_schema")
+        self.fingerprint = fingerprint
+
+
+class Reason:
+    """Dead-letter reason codes, one per way an event can be invalid."""
+
+    UNDECODABLE = "undecodable"
+    UNKNOWN_SCHEMA = "unknown_schema"
+    WRONG_EVENT_TYPE = "wrong_event_type"
+    UNKNOWN_ENTITY = "unknown_entity"
+    UNKNOWN_GROUP = "unknown_group"
+    UNKNOWN_FEATURE = "unknown_feature"
+    WRONG_TYPE = "wrong_type"
+    WRONG_VECTOR_LENGTH = "wrong_vector_length"
+    MISSING_KEY = "missing_key"
+    UNKNOWN_KEY = "unknown_key"
+    INVALID_KEY = "invalid_key"
+    OUT_OF_RANGE = "out_of_range"
+    FUTURE_EVENT_TIME = "future_event_time"
+
+
+class StoreUnavailable(VahiniError):
+    """A backing service (Scylla, Redis, Kafka, ZooKeeper) cannot be reached now."""
+
+    retriable = True
+
+
+class NotFound(VahiniError):
+    """A named thing (entity, feature group, model) is not in the registry."""
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    """One mistake in a registry file, located for a person to fix."""
+
+    file: str
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.message}"
+
+
+class ConfigError(VahiniError):
+    """A registry that must not be published; carries every problem found."""
+
+    def __init__(self, problems: list[ConfigProblem]):
+        self.problems = sorted(problems, key=lambda p: (p.file, p.line, p.message))
+        super().__init__("\n".join(str(p) for p in self.problems))

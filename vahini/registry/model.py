@@ -1,0 +1,148 @@
+"""Registry data model. Immutable; built by the loader, shared by every reader."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+# Registry type name -> numpy dtype of the stored value (None: variable-length string).
+SCALAR_DTYPES: dict[str, np.dtype] = {
+    "int": np.dtype("<i8"),
+    "int32": np.dtype("<i4"),
+    "float": np.dtype("<f8"),
+    "float32": np.dtype("<f4"),
+    "bool": np.dtype("?"),
+}
+FEATURE_TYPES = (*SCALAR_DTYPES, "string", "vector")
+KEY_SEPARATOR = "|"
+
+
+@dataclass(frozen=True)
+class Entity:
+    name: str
+    keys: tuple[str, ...]
+
+    def key_of(self, values: dict[str, str]) -> str:
+        """The storage key: key column values joined in declared order."""
+        return KEY_SEPARATOR.join(values[k] for k in self.keys)
+
+
+@dataclass(frozen=True)
+class Feature:
+    name: str
+    type: str
+    default: Any
+    dim: int = 0  # vectors only
+
+    def __post_init__(self) -> None:
+        if isinstance(self.default, list):  # keep Feature hashable: layouts are cached by features
+            object.__setattr__(self, "default", tuple(self.default))
+
+
+@dataclass(frozen=True)
+class CachePolicy:
+    """How readers cache a group: Redis TTL (0 = no Redis caching) and in-process LRU size."""
+
+    redis_ttl_s: float = 60.0
+    lru_size: int = 0
+    lru_ttl_s: float = 1.0
+    negative_ttl_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class FeatureGroup:
+    name: str
+    entity: str
+    version: int
+    ttl_s: int  # 0 = values never expire
+    features: tuple[Feature, ...]
+    cache: CachePolicy = field(default_factory=CachePolicy)
+
+    def feature(self, name: str) -> Feature | None:
+        return self._by_name.get(name)
+
+    @property
+    def _by_name(self) -> dict[str, Feature]:
+        cached = self.__dict__.get("_by_name_cache")
+        if cached is None:
+            cached = {f.name: f for f in self.features}
+            object.__setattr__(self, "_by_name_cache", cached)
+        return cached
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """One node of a model graph: fetch `group` for keys built from earlier values."""
+
+    name: str
+    group: str
+    keys: tuple[tuple[str, str], ...]  # (key column, source) e.g. ("category_id", "product.category_id")
+
+
+@dataclass(frozen=True)
+class ModelGraph:
+    """A model's feature-retrieval graph (declared here, executed by the Model Proxy)."""
+
+    name: str
+    context: tuple[str, ...]
+    rows: str
+    lookups: tuple[Lookup, ...]
+    features: tuple[str, ...]  # output columns as "<lookup>.<feature>"
+
+
+@dataclass(frozen=True)
+class Registry:
+    entities: dict[str, Entity]
+    groups: dict[str, FeatureGroup]
+    models: dict[str, ModelGraph]
+    # Every published layout of every group, so blobs written under an older
+    # schema version stay readable after the group changes.
+    history: dict[tuple[str, int], tuple[Feature, ...]] = field(default_factory=dict)
+
+    def features_of(self, group: str, version: int) -> tuple[Feature, ...] | None:
+        current = self.groups.get(group)
+        if current is not None and current.version == version:
+            return current.features
+        return self.history.get((group, version))
+
+    def to_json_dict(self) -> dict:
+        return {
+            "entities": [asdict(e) for e in self.entities.values()],
+            "feature_groups": [asdict(g) for g in self.groups.values()],
+            "models": [asdict(m) for m in self.models.values()],
+            "history": [
+                {"group": g, "version": v, "features": [asdict(f) for f in fs]}
+                for (g, v), fs in sorted(self.history.items())
+            ],
+        }
+
+    @classmethod
+    def from_json_dict(cls, d: dict) -> "Registry":
+        feats = lambda items: tuple(Feature(**f) for f in items)  # noqa: E731
+        groups = {
+            g["name"]: FeatureGroup(
+                name=g["name"], entity=g["entity"], version=g["version"], ttl_s=g["ttl_s"],
+                features=feats(g["features"]), cache=CachePolicy(**g.get("cache", {})),
+            )
+            for g in d["feature_groups"]
+        }
+        models = {
+            m["name"]: ModelGraph(
+                name=m["name"], context=tuple(m["context"]), rows=m["rows"],
+                lookups=tuple(Lookup(lk["name"], lk["group"], tuple(map(tuple, lk["keys"]))) for lk in m["lookups"]),
+                features=tuple(m["features"]),
+            )
+            for m in d["models"]
+        }
+        return cls(
+            entities={e["name"]: Entity(e["name"], tuple(e["keys"])) for e in d["entities"]},
+            groups=groups,
+            models=models,
+            history={(h["group"], h["version"]): feats(h["features"]) for h in d.get("history", [])},
+        )
+
+    @classmethod
+    def empty(cls) -> "Registry":
+        return cls({}, {}, {})

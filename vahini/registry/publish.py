@@ -1,0 +1,87 @@
+"""Publishing a registry to the config store, and following what is published."""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable
+
+from vahini.errors import ConfigError, ConfigProblem
+from vahini.ports.config_store import ConfigStore
+from vahini.registry.loader import load_registry_located
+from vahini.registry.model import Registry
+
+REGISTRY_KEY = "registry"
+
+
+def read_published(store: ConfigStore) -> Registry | None:
+    data = store.get(REGISTRY_KEY)
+    return None if data is None else Registry.from_json_dict(json.loads(data))
+
+
+def _version_problems(old: Registry, new: Registry, where: dict[str, tuple[str, int]]) -> list[ConfigProblem]:
+    """A group whose features change must get a new version, or old blobs would be misread."""
+    problems = []
+    for name, group in new.groups.items():
+        file, line = where[name]
+        before = old.groups.get(name)
+        known = new.history.get((name, group.version)) or (
+            before.features if before and before.version == group.version else None)
+        if known is not None and known != group.features:
+            problems.append(ConfigProblem(file, line, f"feature group '{name}' changed its features but kept "
+                                                      f"version {group.version}; bump the version"))
+        if before and group.version < before.version:
+            problems.append(ConfigProblem(file, line, f"feature group '{name}' version {group.version} is lower "
+                                                      f"than the published version {before.version}"))
+    return problems
+
+
+def prepare(directory: Path, store: ConfigStore) -> Registry:
+    """Validate `directory` against itself and against what is published; raise ConfigError."""
+    new, where = load_registry_located(directory)
+    old = read_published(store) or Registry.empty()
+    history = dict(old.history)
+    for name, group in old.groups.items():
+        history[(name, group.version)] = group.features
+    new = replace(new, history=history)
+    problems = _version_problems(old, new, where)
+    if problems:
+        raise ConfigError(problems)
+    return new
+
+
+def apply(directory: Path, store: ConfigStore, dry_run: bool = False) -> Registry:
+    """Validate and publish atomically: one document, all or nothing."""
+    registry = prepare(directory, store)
+    if not dry_run:
+        store.put(REGISTRY_KEY, json.dumps(registry.to_json_dict(), sort_keys=True).encode())
+    return registry
+
+
+class RegistryFollower:
+    """Holds the latest published registry; running services read `.current` per
+    request and pick up a new publish without a restart."""
+
+    def __init__(self, store: ConfigStore, on_change: Callable[[Registry], None] | None = None):
+        self._lock = threading.Lock()
+        self._current = read_published(store) or Registry.empty()
+        self._on_change = on_change
+        self._cancel = store.watch(REGISTRY_KEY, self._update)
+
+    @property
+    def current(self) -> Registry:
+        return self._current
+
+    def _update(self, data: bytes | None) -> None:
+        if data is None:
+            return
+        registry = Registry.from_json_dict(json.loads(data))
+        with self._lock:
+            self._current = registry
+        if self._on_change:
+            self._on_change(registry)
+
+    def close(self) -> None:
+        self._cancel()

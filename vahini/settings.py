@@ -1,0 +1,86 @@
+"""One typed settings object, built once at start-up from (highest first):
+explicit arguments, VAHINI_* environment variables, a TOML settings file, defaults.
+Nested fields use `__` in environment names: VAHINI_INGEST__BATCH_SIZE=5000.
+
+Backends are chosen by URL scheme:
+  event_log      sqlite:///path/events.db   | kafka://host:9092[,host2:9092]
+  feature_store  sqlite:///path/features.db | cassandra://host[,host2]:9042/keyspace  (scylla:// is the same)
+  hot_tier       memory://                  | redis://host:6379/0  (Dragonfly speaks the same protocol)
+  config_store   file://path/to/dir         | zk://host:2181[,host2:2181]/root
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+SETTINGS_FILE_ENV = "VAHINI_SETTINGS_FILE"
+
+
+class TopicSettings(BaseModel):
+    feature_updates: str = "vahini.feature-updates"
+    interactions: str = "vahini.interactions"
+    sessions: str = "vahini.sessions"
+    dead_letter: str = "vahini.dead-letter"
+    partitions: int = Field(8, ge=1, description="Partitions for topics Vahini creates")
+    replication_factor: int = Field(1, ge=1)
+
+
+class IngestSettings(BaseModel):
+    group: str = "vahini-feature-ingest"
+    batch_size: int = Field(5000, ge=1, description="Max events decoded, merged and written together")
+    batch_linger_ms: int = Field(50, ge=0, description="Max wait to fill a batch")
+    write_concurrency: int = Field(128, ge=1, description="In-flight store writes per worker")
+    max_future_skew_ms: int = Field(300_000, ge=0, description="Events further in the future are dead-lettered")
+    retry_backoff_max_s: float = Field(30.0, gt=0, description="Longest wait between retries of a failed write")
+
+
+class ServingSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 50051
+    max_keys_per_request: int = Field(2000, ge=1)
+    max_workers: int = Field(16, ge=1)
+
+
+class CassandraSettings(BaseModel):
+    replication_factor: int = 1
+    local_dc: str | None = None
+    consistency: str = "LOCAL_QUORUM"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VAHINI_", env_nested_delimiter="__", extra="forbid")
+
+    event_log: str = "sqlite:///.vahini/events.db"
+    feature_store: str = "sqlite:///.vahini/features.db"
+    hot_tier: str = "memory://"
+    config_store: str = "file://.vahini/config"
+    kafka_session_timeout_ms: int = 10_000
+    metrics_port: int = Field(0, ge=0, description="Prometheus /metrics port; 0 = off")
+    log_level: str = "INFO"
+    topics: TopicSettings = TopicSettings()
+    ingest: IngestSettings = IngestSettings()
+    serving: ServingSettings = ServingSettings()
+    cassandra: CassandraSettings = CassandraSettings()
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings, env_settings,
+                                   dotenv_settings, file_secret_settings) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = os.environ.get(SETTINGS_FILE_ENV)
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(toml_file)))
+        return tuple(sources)
+
+
+def load_settings(settings_file: str | None = None, **overrides: Any) -> Settings:
+    """Build the settings; `settings_file` (TOML) sits below environment variables."""
+    if settings_file:
+        if not Path(settings_file).is_file():
+            raise FileNotFoundError(f"settings file not found: {settings_file}")
+        os.environ[SETTINGS_FILE_ENV] = settings_file
+    return Settings(**overrides)

@@ -1,0 +1,100 @@
+"""Validation of events against the registry, shared by the producer API, the
+ingestion worker and the synchronous Persist call, so all three accept and
+reject exactly the same events."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from vahini.errors import InvalidEvent, Reason
+from vahini.registry.loader import FLOAT32_MAX, INT_RANGES
+from vahini.registry.model import KEY_SEPARATOR, Feature, FeatureGroup, Registry
+
+
+@dataclass(frozen=True, slots=True)
+class ValidUpdate:
+    entity: str
+    key: str
+    group: FeatureGroup
+    event_time_ms: int
+    values: dict[str, Any]
+
+
+def _finite_number(f: Feature, v: Any) -> None:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise InvalidEvent(Reason.WRONG_TYPE, f"feature '{f.name}' is {f.type}, got {type(v).__name__}")
+    if not math.isfinite(v) or (f.type in ("float32", "vector") and abs(v) > FLOAT32_MAX):
+        raise InvalidEvent(Reason.OUT_OF_RANGE, f"feature '{f.name}' value {v!r} is out of range for {f.type}")
+
+
+def _check_value(f: Feature, v: Any) -> None:
+    t = f.type
+    if t in INT_RANGES:
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise InvalidEvent(Reason.WRONG_TYPE, f"feature '{f.name}' is {t}, got {type(v).__name__}")
+        lo, hi = INT_RANGES[t]
+        if not lo <= v <= hi:
+            raise InvalidEvent(Reason.OUT_OF_RANGE, f"feature '{f.name}' value {v} is out of range for {t}")
+    elif t in ("float", "float32"):
+        _finite_number(f, v)
+    elif t == "bool":
+        if not isinstance(v, bool):
+            raise InvalidEvent(Reason.WRONG_TYPE, f"feature '{f.name}' is bool, got {type(v).__name__}")
+    elif t == "string":
+        if not isinstance(v, str):
+            raise InvalidEvent(Reason.WRONG_TYPE, f"feature '{f.name}' is string, got {type(v).__name__}")
+    else:
+        if not isinstance(v, (list, tuple)):
+            raise InvalidEvent(Reason.WRONG_TYPE, f"feature '{f.name}' is a vector, got {type(v).__name__}")
+        if len(v) != f.dim:
+            raise InvalidEvent(Reason.WRONG_VECTOR_LENGTH,
+                               f"feature '{f.name}' needs {f.dim} values, got {len(v)}")
+        for x in v:
+            _finite_number(f, x)
+
+
+def _entity_key(keys: Any, columns: tuple[str, ...], entity: str) -> str:
+    if not isinstance(keys, dict):
+        raise InvalidEvent(Reason.MISSING_KEY, f"keys must be a mapping of {list(columns)}")
+    for column in columns:
+        value = keys.get(column)
+        if not isinstance(value, str) or not value:
+            raise InvalidEvent(Reason.MISSING_KEY, f"entity '{entity}' needs key column '{column}'")
+        if KEY_SEPARATOR in value:
+            raise InvalidEvent(Reason.INVALID_KEY, f"key '{column}' must not contain '{KEY_SEPARATOR}'")
+    extra = keys.keys() - set(columns)
+    if extra:
+        raise InvalidEvent(Reason.UNKNOWN_KEY, f"entity '{entity}' has no key column(s) {sorted(extra)}")
+    return KEY_SEPARATOR.join(keys[c] for c in columns)
+
+
+def validate_feature_update(event: dict, registry: Registry, now_ms: int, max_future_skew_ms: int) -> ValidUpdate:
+    """Check a decoded FeatureUpdate against the registry; raise InvalidEvent with its reason."""
+    entity_name, group_name = event["entity"], event["group"]
+    entity = registry.entities.get(entity_name)
+    if entity is None:
+        raise InvalidEvent(Reason.UNKNOWN_ENTITY, f"unknown entity '{entity_name}'")
+    group = registry.groups.get(group_name)
+    if group is None:
+        raise InvalidEvent(Reason.UNKNOWN_GROUP, f"unknown feature group '{group_name}'")
+    if group.entity != entity_name:
+        raise InvalidEvent(Reason.UNKNOWN_GROUP, f"group '{group_name}' belongs to entity '{group.entity}', "
+                                                 f"not '{entity_name}'")
+    key = _entity_key(event["keys"], entity.keys, entity_name)
+    values = event["values"]
+    for name, value in values.items():
+        feature = group.feature(name)
+        if feature is None:
+            raise InvalidEvent(Reason.UNKNOWN_FEATURE, f"group '{group_name}' has no feature '{name}'")
+        if value is not None:
+            _check_value(feature, value)
+    event_time = event["event_time_ms"]
+    if event_time > now_ms + max_future_skew_ms:
+        raise InvalidEvent(Reason.FUTURE_EVENT_TIME,
+                           f"event time {event_time} is {(event_time - now_ms) / 1000:.0f}s in the future "
+                           f"(limit {max_future_skew_ms / 1000:.0f}s)")
+    if event_time < 0:
+        raise InvalidEvent(Reason.OUT_OF_RANGE, f"event time {event_time} is before 1970")
+    return ValidUpdate(entity_name, key, group, event_time, values)

@@ -1,0 +1,87 @@
+"""The one place where settings choose adapters. Each backend is imported only
+when chosen, so the embedded setup never loads a server client."""
+
+from __future__ import annotations
+
+from urllib.parse import urlparse
+
+from vahini.ports.config_store import ConfigStore
+from vahini.ports.event_log import EventLog
+from vahini.ports.feature_store import FeatureStore
+from vahini.ports.hot_tier import HotTier
+from vahini.settings import Settings
+
+
+class UnknownBackend(ValueError):
+    pass
+
+
+def _scheme(url: str, setting: str, allowed: tuple[str, ...]) -> str:
+    scheme = urlparse(url).scheme
+    if scheme not in allowed:
+        raise UnknownBackend(f"{setting}={url!r}: scheme must be one of {', '.join(s + '://' for s in allowed)}")
+    return scheme
+
+
+def _sqlite_path(url: str) -> str:
+    # sqlite:///relative/path and sqlite:////absolute/path, as SQLAlchemy spells them
+    return url[len("sqlite:///"):] or ":memory:"
+
+
+def _hosts_port(netloc: str, default_port: int) -> tuple[list[str], int]:
+    hosts, port = [], default_port
+    for part in netloc.split(","):
+        host, _, p = part.partition(":")
+        hosts.append(host)
+        port = int(p) if p else port
+    return hosts, port
+
+
+def event_log(settings: Settings) -> EventLog:
+    url = settings.event_log
+    if _scheme(url, "event_log", ("sqlite", "kafka")) == "sqlite":
+        from vahini.adapters.sqlite_event_log import SqliteEventLog
+
+        return SqliteEventLog(_sqlite_path(url), settings.topics.partitions, settings.kafka_session_timeout_ms)
+    from vahini.adapters.kafka_event_log import KafkaEventLog
+
+    return KafkaEventLog(urlparse(url).netloc, settings.topics.partitions, settings.topics.replication_factor,
+                         settings.kafka_session_timeout_ms)
+
+
+def feature_store(settings: Settings) -> FeatureStore:
+    url = settings.feature_store
+    if _scheme(url, "feature_store", ("sqlite", "cassandra", "scylla")) == "sqlite":
+        from vahini.adapters.sqlite_feature_store import SqliteFeatureStore
+
+        return SqliteFeatureStore(_sqlite_path(url))
+    from vahini.adapters.cassandra_feature_store import CassandraFeatureStore
+
+    parsed = urlparse(url)
+    hosts, port = _hosts_port(parsed.netloc, 9042)
+    c = settings.cassandra
+    return CassandraFeatureStore(hosts, port, parsed.path.strip("/") or "vahini", c.replication_factor,
+                                 c.local_dc, c.consistency, settings.ingest.write_concurrency)
+
+
+def hot_tier(settings: Settings) -> HotTier:
+    url = settings.hot_tier
+    if _scheme(url, "hot_tier", ("memory", "redis", "rediss")) == "memory":
+        from vahini.adapters.memory_hot_tier import MemoryHotTier
+
+        return MemoryHotTier()
+    from vahini.adapters.redis_hot_tier import RedisHotTier
+
+    return RedisHotTier(url)
+
+
+def config_store(settings: Settings) -> ConfigStore:
+    url = settings.config_store
+    if _scheme(url, "config_store", ("file", "zk")) == "file":
+        from vahini.adapters.directory_config_store import DirectoryConfigStore
+
+        return DirectoryConfigStore(url[len("file://"):])
+    from vahini.adapters.zookeeper_config_store import ZooKeeperConfigStore
+
+    parsed = urlparse(url)
+    return ZooKeeperConfigStore(parsed.netloc, parsed.path or "/vahini")
