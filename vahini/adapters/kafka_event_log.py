@@ -179,5 +179,15 @@ class KafkaLogConsumer:
         pos = self._consumer.position([KTP(tp[0], tp[1])])[0].offset
         return pos if pos >= 0 else None
 
+    def lag(self) -> dict[TopicPartition, int]:
+        out = {}
+        for tp in self._consumer.assignment():
+            # cached=True reads the high watermark from the last fetch: no broker round trip
+            _, high = self._consumer.get_watermark_offsets(tp, cached=True)
+            pos = self.position((tp.topic, tp.partition))
+            if high >= 0 and pos is not None:
+                out[(tp.topic, tp.partition)] = max(0, high - pos)
+        return out
+
     def close(self) -> None:
         self._consumer.close()

@@ -261,6 +261,10 @@ class SqliteLogConsumer:
     def position(self, tp: TopicPartition) -> int | None:
         return self._positions.get(tp)
 
+    def lag(self) -> dict[TopicPartition, int]:
+        ends = {(t, p): o for t in self._topics for p, o in self._log.end_offsets(t).items()}
+        return {tp: max(0, ends[tp] - pos) for tp, pos in self._positions.items()}
+
     def close(self) -> None:
         if not self._static:
             self._log._leave(self._group, self._member)

@@ -42,6 +42,9 @@ class LogConsumer(Protocol):
     def position(self, tp: TopicPartition) -> int | None:
         """Offset of the next record this consumer will return for `tp`."""
 
+    def lag(self) -> dict[TopicPartition, int]:
+        """Per assigned partition, records between this consumer's position and the log end."""
+
     def close(self) -> None: ...
 
 

@@ -1,0 +1,1 @@
+"""Read side: feature retrieval (in-process LRU -> Redis -> store) over gRPC."""

@@ -1,0 +1,1 @@
+"""Write side: Kafka (or the embedded log) -> decode/validate -> merge -> store -> cache."""

@@ -1,0 +1,71 @@
+"""Assembling ingestion workers from settings (the CLI and tests use these)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+from prometheus_client import start_http_server
+
+from vahini import wiring
+from vahini.codecs.avro import AvroCodec, SchemaCatalog
+from vahini.logs import get_logger
+from vahini.ports.event_log import EventLog, TopicPartition
+from vahini.registry.publish import RegistryFollower
+from vahini.settings import Settings
+from streams.worker import FeatureIngestWorker, IngestStats, stop_on_signals
+
+log = get_logger(__name__)
+
+
+@dataclass
+class Backends:
+    """Everything a worker talks to, opened once per process."""
+
+    event_log: EventLog
+    store: object
+    cache: object
+    registry: RegistryFollower
+
+    @classmethod
+    def open(cls, settings: Settings) -> "Backends":
+        return cls(wiring.event_log(settings), wiring.feature_store(settings), wiring.hot_tier(settings),
+                   RegistryFollower(wiring.config_store(settings)))
+
+    def close(self) -> None:
+        self.registry.close()
+        for closable in (self.store, self.cache, self.event_log):
+            closable.close()
+
+
+def build_worker(settings: Settings, backends: Backends, group: str | None = None, topics: list[str] | None = None,
+                 start_offsets: Mapping[TopicPartition, int] | None = None,
+                 stop_offsets: Mapping[TopicPartition, int] | None = None) -> FeatureIngestWorker:
+    topics = topics or [settings.topics.feature_updates]
+    log_ = backends.event_log
+    log_.create_topic(settings.topics.dead_letter, settings.topics.partitions)
+    consumer = log_.consumer(group or settings.ingest.group, topics, start_offsets)
+    return FeatureIngestWorker(consumer, log_.producer(), backends.store, backends.cache,
+                               lambda: backends.registry.current, AvroCodec(SchemaCatalog.default()),
+                               settings.ingest, settings.topics.dead_letter, stop_offsets)
+
+
+def run_ingest(settings: Settings, topics: list[str] | None = None) -> IngestStats:
+    """`vahini ingest features`: run one worker until SIGTERM/SIGINT, then drain and commit."""
+    stop = stop_on_signals()
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port)
+    backends = Backends.open(settings)
+    for topic in topics or [settings.topics.feature_updates]:
+        backends.event_log.create_topic(topic, settings.topics.partitions)
+    worker = build_worker(settings, backends, topics=topics)
+    log.info("ingest_started", topics=topics or [settings.topics.feature_updates], group=settings.ingest.group,
+             batch_size=settings.ingest.batch_size, metrics_port=settings.metrics_port)
+    try:
+        stats = worker.run(stop)
+    finally:
+        worker.close()
+        backends.close()
+    log.info("ingest_stopped", events=stats.events, rows_written=stats.rows_written,
+             dead_lettered=stats.dead_lettered, seconds=round(stats.seconds, 1))
+    return stats

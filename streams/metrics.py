@@ -1,0 +1,18 @@
+"""Prometheus metrics of the write side."""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+EVENTS = Counter("vahini_ingest_events_total", "Events consumed by ingestion", ["topic"])
+ROWS_WRITTEN = Counter("vahini_ingest_rows_written_total", "Merged feature rows written to the store")
+DEAD_LETTERS = Counter("vahini_dead_letters_total", "Events sent to the dead-letter topic", ["reason"])
+BATCH_SIZE = Histogram("vahini_ingest_batch_size", "Events per processed batch",
+                       buckets=(1, 10, 50, 100, 500, 1000, 2000, 5000, 10000, 20000))
+WRITE_SECONDS = Histogram("vahini_store_write_seconds", "Latency of one batch write to the feature store",
+                          buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+WRITE_RETRIES = Counter("vahini_store_write_retries_total", "Batch writes retried after a store error")
+FRESHNESS_SECONDS = Histogram("vahini_feature_freshness_seconds",
+                              "Now minus event time of rows written (how stale features are on arrival)",
+                              buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 30, 60, 300, 3600, 86400))
+CONSUMER_LAG = Gauge("vahini_consumer_lag", "Records not yet consumed", ["topic", "partition"])
+CACHE_INVALIDATION_ERRORS = Counter("vahini_cache_invalidation_errors_total",
+                                    "Failed cache invalidations (entries then expire by TTL)")

@@ -1,0 +1,40 @@
+"""Turning a batch of log records into feature rows: decode -> validate -> encode.
+Pure functions of their inputs; the worker does the I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from vahini.codecs import feature_blob
+from vahini.codecs.avro import FEATURE_UPDATE, AvroCodec
+from vahini.errors import InvalidEvent, Reason
+from vahini.ports.event_log import Record
+from vahini.ports.feature_store import FeatureRow
+from vahini.registry.model import Registry
+from vahini.validation import ValidUpdate, validate_feature_update
+
+
+@dataclass
+class DecodedBatch:
+    rows: list[FeatureRow] = field(default_factory=list)
+    invalid: list[tuple[Record, InvalidEvent]] = field(default_factory=list)
+
+
+def row_of(update: ValidUpdate) -> FeatureRow:
+    group = update.group
+    blob = feature_blob.encode(group.features, group.version, update.event_time_ms, update.values)
+    return FeatureRow(update.entity, update.key, group.name, update.event_time_ms, blob, group.ttl_s)
+
+
+def decode_batch(records: list[Record], codec: AvroCodec, registry: Registry, now_ms: int,
+                 max_future_skew_ms: int) -> DecodedBatch:
+    out = DecodedBatch()
+    for record in records:
+        try:
+            name, event = codec.decode(record.value)
+            if name != FEATURE_UPDATE:
+                raise InvalidEvent(Reason.WRONG_EVENT_TYPE, f"expected {FEATURE_UPDATE}, got {name}")
+            out.rows.append(row_of(validate_feature_update(event, registry, now_ms, max_future_skew_ms)))
+        except InvalidEvent as exc:
+            out.invalid.append((record, exc))
+    return out

@@ -1,0 +1,175 @@
+"""The feature ingestion worker.
+
+One loop per process: poll a batch -> decode/validate -> merge -> write durably
+-> dead-letter the invalid -> invalidate the cache -> commit offsets. Offsets are
+committed only after the rows and dead letters are durable, so a crash (even
+kill -9) replays the batch instead of losing it, and the store's event-time
+last-write-wins makes the replay harmless. Scale out by starting more processes
+in the same consumer group.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+from vahini.codecs.avro import AvroCodec
+from vahini.errors import StoreUnavailable
+from vahini.logs import get_logger
+from vahini.ports.event_log import LogConsumer, LogProducer, Record, TopicPartition
+from vahini.ports.feature_store import FeatureStore
+from vahini.ports.hot_tier import HotTier
+from vahini.registry.model import Registry
+from vahini.settings import IngestSettings
+from vahini.cache_keys import feature_cache_key
+from streams import metrics
+from streams.dead_letter import DeadLetterSink
+from streams.merge import newest_per_key
+from streams.pipeline import decode_batch
+
+log = get_logger(__name__)
+
+
+@dataclass
+class IngestStats:
+    events: int = 0
+    rows_written: int = 0
+    dead_lettered: int = 0
+    batches: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def seconds(self) -> float:
+        return time.monotonic() - self.started
+
+
+class FeatureIngestWorker:
+    def __init__(self, consumer: LogConsumer, dead_letters: LogProducer, store: FeatureStore, cache: HotTier,
+                 registry: Callable[[], Registry], codec: AvroCodec, settings: IngestSettings, dead_letter_topic: str,
+                 stop_offsets: Mapping[TopicPartition, int] | None = None):
+        self._consumer = consumer
+        self._dead = DeadLetterSink(dead_letters, dead_letter_topic)
+        self._store = store
+        self._cache = cache
+        self._registry = registry
+        self._codec = codec
+        self._settings = settings
+        # Replays stop at these offsets (exclusive); live ingestion has none.
+        self._stop_offsets = dict(stop_offsets) if stop_offsets is not None else None
+        self.stats = IngestStats()
+        self._next_lag_report = 0.0
+
+    # -- loop ---------------------------------------------------------------------
+    def run(self, stop: threading.Event, on_batch: Callable[[int], None] | None = None) -> IngestStats:
+        """Process batches until `stop` is set (finishing the batch in hand) or a replay reaches its end."""
+        linger_s = self._settings.batch_linger_ms / 1000
+        while not stop.is_set() and not self.finished():
+            records = self._consumer.poll_batch(self._settings.batch_size, max(linger_s, 0.05))
+            records = self._within_bounds(records)
+            if records:
+                self.process(records, stop)
+                if on_batch:
+                    on_batch(len(records))
+            self._report_lag()
+        return self.stats
+
+    def finished(self) -> bool:
+        if self._stop_offsets is None:
+            return False
+        return all((self._consumer.position(tp) or 0) >= end for tp, end in self._stop_offsets.items())
+
+    def remaining(self) -> int:
+        """Records left before a replay's end offsets (0 for live ingestion)."""
+        if self._stop_offsets is None:
+            return 0
+        return sum(max(0, end - (self._consumer.position(tp) or 0)) for tp, end in self._stop_offsets.items())
+
+    def _within_bounds(self, records: list[Record]) -> list[Record]:
+        if self._stop_offsets is None:
+            return records
+        return [r for r in records if r.offset < self._stop_offsets.get((r.topic, r.partition), 0)]
+
+    # -- one batch ------------------------------------------------------------------
+    def process(self, records: list[Record], stop: threading.Event | None = None) -> None:
+        now_ms = int(time.time() * 1000)
+        batch = decode_batch(records, self._codec, self._registry(), now_ms, self._settings.max_future_skew_ms)
+        rows = newest_per_key(batch.rows)
+        if not self._write_with_retry(rows, stop or threading.Event()):
+            return  # stopping mid-outage: nothing committed, the batch is replayed on restart
+        for record, error in batch.invalid:
+            self._dead.send(record, error)
+            metrics.DEAD_LETTERS.labels(error.reason).inc()
+        if batch.invalid:
+            self._dead.flush()
+        self._invalidate(rows)
+        self._consumer.commit(self._next_offsets(records))
+        self._account(records, rows, batch.invalid, now_ms)
+
+    def _write_with_retry(self, rows, stop: threading.Event) -> bool:
+        delay = 0.1
+        while True:
+            try:
+                with metrics.WRITE_SECONDS.time():
+                    self._store.write(rows)
+                return True
+            except StoreUnavailable as exc:
+                metrics.WRITE_RETRIES.inc()
+                log.warning("store_write_failed", error=str(exc), retry_in_s=delay, rows=len(rows))
+                if stop.wait(delay):
+                    return False
+                delay = min(delay * 2, self._settings.retry_backoff_max_s)
+
+    def _invalidate(self, rows) -> None:
+        # Invalidate rather than overwrite: the store decided which value won, and
+        # the next read fetches exactly that. Drops negative-cache entries too.
+        try:
+            self._cache.delete_many([feature_cache_key(r.entity, r.group, r.key) for r in rows])
+        except StoreUnavailable as exc:
+            metrics.CACHE_INVALIDATION_ERRORS.inc()
+            log.warning("cache_invalidation_failed", error=str(exc), keys=len(rows))
+
+    @staticmethod
+    def _next_offsets(records: list[Record]) -> dict[TopicPartition, int]:
+        offsets: dict[TopicPartition, int] = {}
+        for r in records:
+            tp = (r.topic, r.partition)
+            if r.offset + 1 > offsets.get(tp, -1):
+                offsets[tp] = r.offset + 1
+        return offsets
+
+    def _account(self, records, rows, invalid, now_ms: int) -> None:
+        self.stats.events += len(records)
+        self.stats.rows_written += len(rows)
+        self.stats.dead_lettered += len(invalid)
+        self.stats.batches += 1
+        metrics.EVENTS.labels(records[0].topic).inc(len(records))
+        metrics.ROWS_WRITTEN.inc(len(rows))
+        metrics.BATCH_SIZE.observe(len(records))
+        for row in rows[:: max(1, len(rows) // 64)]:  # a sample keeps this off the hot path
+            metrics.FRESHNESS_SECONDS.observe(max(0.0, (now_ms - row.event_time_ms) / 1000))
+
+    def _report_lag(self) -> None:
+        if time.monotonic() < self._next_lag_report:
+            return
+        self._next_lag_report = time.monotonic() + 5.0
+        for (topic, partition), lag in self._consumer.lag().items():
+            metrics.CONSUMER_LAG.labels(topic, str(partition)).set(lag)
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+def stop_on_signals() -> threading.Event:
+    """SIGTERM/SIGINT set the returned event: the worker drains and commits, then exits."""
+    stop = threading.Event()
+
+    def handle(signum, _frame):
+        log.info("stopping", signal=signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+    return stop

@@ -1,0 +1,120 @@
+"""The `vahini` command. Each subcommand lives in its own function; heavy modules
+are imported inside them so `vahini --help` stays instant."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from vahini.cli import commands
+
+DESCRIPTION = """\
+Vahini: real-time ML features. Producers send events to a log (Kafka, or an
+embedded SQLite log); stream workers write them to a feature store (Scylla/
+Cassandra, or SQLite) behind a cache (Redis/Dragonfly, or in-process memory);
+rankers read them over gRPC.
+
+Backends come from settings: VAHINI_* environment variables or a TOML file
+(--settings). Without any, everything runs embedded under ./.vahini/.
+"""
+
+EPILOG = """\
+examples:
+  vahini demo                                    # end to end on embedded adapters
+  vahini apply registry/                         # validate and publish a registry
+  vahini produce --kind feature-update rows.jsonl
+  vahini ingest features --batch-size 5000       # one worker; start more to scale
+  vahini replay --topic vahini.feature-updates --from 2026-11-26T00:00:00Z
+  vahini serve --port 50051                      # gRPC FeatureService
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vahini", description=DESCRIPTION, epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--settings", metavar="FILE", help="TOML settings file (environment variables override it)")
+    p.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING or ERROR (default: INFO)")
+    p.add_argument("--json-logs", action="store_true", default=None, help="log JSON lines even on a terminal")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    a = sub.add_parser("apply", help="validate registry YAML files and publish them to the config store",
+                       description="Validate every *.yaml in DIR (entities, feature groups, model graphs) and "
+                                   "publish them atomically. Every problem is reported as file:line: what is "
+                                   "wrong; nothing is published if anything is wrong.")
+    a.add_argument("directory", type=Path)
+    a.add_argument("--dry-run", action="store_true", help="validate only")
+    a.set_defaults(run=commands.apply)
+
+    pr = sub.add_parser("produce", help="send events from a JSON-lines (or Parquet) file to the event log",
+                        description="Each JSON line is one event of --kind, as in schemas/avro. Invalid events are "
+                                    "reported with their line number and skipped; valid ones are sent keyed by "
+                                    "entity or user. Parquet files hold feature rows: columns entity, group, the "
+                                    "entity's key columns, feature columns and optionally event_time_ms.")
+    pr.add_argument("file", type=Path)
+    pr.add_argument("--kind", choices=["feature-update", "interaction", "session"], default="feature-update")
+    pr.add_argument("--producer-id", default="vahini-cli")
+    pr.add_argument("--no-progress", action="store_true")
+    pr.set_defaults(run=commands.produce)
+
+    d = sub.add_parser("demo", help="run the whole pipeline on embedded adapters (no servers needed)")
+    d.add_argument("--workdir", type=Path, default=Path(".vahini/demo"), help="wiped and reused (default %(default)s)")
+    d.add_argument("--users", type=int, default=10_000)
+    d.add_argument("--products", type=int, default=50_000)
+    d.add_argument("--categories", type=int, default=200)
+    d.set_defaults(run=commands.demo)
+
+    i = sub.add_parser("ingest", help="run a stream worker")
+    isub = i.add_subparsers(dest="what", metavar="WHAT", required=True)
+    f = isub.add_parser("features", help="consume FeatureUpdate topics into the feature store",
+                        description="Consume in a consumer group, decode and validate in batches, merge per "
+                                    "(key, group), write with event-time last-write-wins, invalidate the cache, "
+                                    "then commit. Invalid events go to the dead-letter topic. SIGTERM drains "
+                                    "and commits. Start more processes with the same --group to scale out.")
+    f.add_argument("--topic", action="append", dest="topics", help="topic to consume (repeatable)")
+    f.add_argument("--group", help="consumer group")
+    f.add_argument("--batch-size", type=int, help="max events per batch")
+    f.add_argument("--linger-ms", type=int, help="max wait to fill a batch")
+    f.add_argument("--concurrency", type=int, help="in-flight store writes")
+    f.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on this port")
+    f.set_defaults(run=commands.ingest_features)
+
+    r = sub.add_parser("replay", help="re-ingest a range of a topic (backfills, recovery)",
+                       description="Re-ingest --topic from --from to --to (default: the end at start time) through "
+                                   "the worker logic, under its own consumer group, with a progress bar. Safe while "
+                                   "live ingestion runs: the newest value by event time wins. Positions: earliest, "
+                                   "latest, an offset (applied to every partition), @<epoch ms> or an ISO-8601 time.")
+    r.add_argument("--topic", required=True)
+    r.add_argument("--from", dest="start", required=True, metavar="POSITION")
+    r.add_argument("--to", dest="end", metavar="POSITION")
+    r.add_argument("--group", default=None, help="consumer group (default vahini-replay-<topic>)")
+    r.add_argument("--no-progress", action="store_true")
+    r.set_defaults(run=commands.replay)
+
+    s = sub.add_parser("serve", help="serve the gRPC FeatureService (with health and reflection)")
+    s.add_argument("--host")
+    s.add_argument("--port", type=int)
+    s.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on this port")
+    s.set_defaults(run=commands.serve)
+
+    g = sub.add_parser("get", help="print features of some keys as JSON (for people; rankers use gRPC)")
+    g.add_argument("--entity", required=True)
+    g.add_argument("--keys", required=True, help="comma-separated entity keys (multi-column keys joined by |)")
+    g.add_argument("--groups", required=True, help="comma-separated feature groups")
+    g.set_defaults(run=commands.get)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return args.run(args) or 0
+    except KeyboardInterrupt:
+        return 130
+    except commands.UserError as exc:
+        print(f"vahini {args.command}: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

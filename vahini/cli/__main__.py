@@ -1,0 +1,5 @@
+import sys
+
+from vahini.cli import main
+
+sys.exit(main())
