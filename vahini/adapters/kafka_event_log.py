@@ -17,6 +17,21 @@ from vahini.ports.event_log import Record, TopicPartition
 log = get_logger(__name__)
 
 
+def _retrying(call, attempts: int = 50, delay_s: float = 0.1):
+    """Retry broker calls that fail transiently (e.g. a new partition's leader is not elected yet)."""
+    for attempt in range(attempts):
+        try:
+            return call()
+        except KafkaException as exc:
+            if not exc.args[0].retriable() and exc.args[0].code() not in _TRANSIENT or attempt == attempts - 1:
+                raise StoreUnavailable(f"Kafka request failed: {exc}") from exc
+            time.sleep(delay_s)
+
+
+_TRANSIENT = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+              KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._TIMED_OUT}
+
+
 class KafkaEventLog:
     def __init__(self, bootstrap_servers: str, default_partitions: int = 8, replication_factor: int = 1,
                  session_timeout_ms: int = 10_000, extra: Mapping[str, Any] | None = None):
@@ -48,7 +63,8 @@ class KafkaEventLog:
         deadline = time.monotonic() + timeout_s
         while True:
             meta = self._admin.list_topics(topic, timeout=10).topics.get(topic)
-            if meta is not None and meta.error is None and meta.partitions:
+            if (meta is not None and meta.error is None and meta.partitions
+                    and all(p.leader >= 0 and p.error is None for p in meta.partitions.values())):
                 return len(meta.partitions)
             if time.monotonic() > deadline:
                 raise StoreUnavailable(f"topic {topic} has no metadata after {timeout_s}s")
@@ -65,14 +81,16 @@ class KafkaEventLog:
         n = self.partitions(topic)
         with self._meta_lock:
             consumer = self._metadata_consumer()
-            return {p: consumer.get_watermark_offsets(KTP(topic, p), timeout=10)[1] for p in range(n)}
+            return {p: _retrying(lambda: consumer.get_watermark_offsets(KTP(topic, p), timeout=10))[1]
+                    for p in range(n)}
 
     def offsets_for_time(self, topic: str, timestamp_ms: int) -> dict[int, int]:
         n = self.partitions(topic)
         ends = self.end_offsets(topic)
         with self._meta_lock:
-            found = self._metadata_consumer().offsets_for_times([KTP(topic, p, timestamp_ms) for p in range(n)],
-                                                                timeout=10)
+            consumer = self._metadata_consumer()
+            found = _retrying(lambda: consumer.offsets_for_times([KTP(topic, p, timestamp_ms) for p in range(n)],
+                                                                 timeout=10))
         return {tp.partition: (tp.offset if tp.offset >= 0 else ends[tp.partition]) for tp in found}
 
     def committed(self, group: str, topic: str) -> dict[int, int]:

@@ -1,0 +1,52 @@
+"""Each port's fixture yields one adapter per engine, built through `vahini.wiring`
+from a settings URL, exactly as the services build them."""
+
+from __future__ import annotations
+
+import pytest
+
+from vahini import wiring
+from vahini.settings import Settings
+
+real = pytest.mark.real_service
+
+
+@pytest.fixture(params=["sqlite", pytest.param("cassandra", marks=real)])
+def feature_store(request, tmp_path):
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/features.db"
+    else:
+        url = f"cassandra://{request.getfixturevalue('cassandra_endpoint')}/vahini_test"
+    store = wiring.feature_store(Settings(feature_store=url))
+    yield store
+    store.close()
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=real)])
+def hot_tier(request):
+    url = "memory://" if request.param == "memory" else request.getfixturevalue("redis_url")
+    tier = wiring.hot_tier(Settings(hot_tier=url))
+    yield tier
+    tier.close()
+
+
+@pytest.fixture(params=["file", pytest.param("zookeeper", marks=real)])
+def config_store(request, tmp_path, unique):
+    if request.param == "file":
+        url = f"file://{tmp_path}/config"
+    else:
+        url = f"zk://{request.getfixturevalue('zookeeper_hosts')}/vahini-test-{unique}"
+    store = wiring.config_store(Settings(config_store=url))
+    yield store
+    store.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("kafka", marks=real)])
+def event_log(request, tmp_path):
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/events.db"
+    else:
+        url = f"kafka://{request.getfixturevalue('kafka_bootstrap')}"
+    log = wiring.event_log(Settings(event_log=url, kafka_session_timeout_ms=6000))
+    yield log
+    log.close()
