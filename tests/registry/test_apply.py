@@ -1,0 +1,208 @@
+"""`vahini apply`: validation with file:line errors, atomic publish, live pick-up."""
+
+import shutil
+import textwrap
+import threading
+from pathlib import Path
+
+import pytest
+
+from vahini import wiring
+from vahini.cli import main
+from vahini.demo import SAMPLE_REGISTRY
+from vahini.errors import ConfigError
+from vahini.registry import publish
+from vahini.registry.loader import load_registry
+from vahini.settings import Settings
+
+GOOD_ENTITIES = """\
+entities:
+  - name: user
+    keys: [user_id]
+  - name: product
+    keys: [product_id]
+"""
+GOOD_GROUP = """\
+feature_groups:
+  - name: profile
+    entity: user
+    version: 1
+    ttl_s: 60
+    features:
+      - {name: age, type: int, default: 0}
+      - {name: emb, type: vector, dim: 2}
+"""
+
+
+def write(tmp_path: Path, **files: str) -> Path:
+    d = tmp_path / "registry"
+    d.mkdir(exist_ok=True)
+    for name, text in files.items():
+        (d / f"{name}.yaml").write_text(textwrap.dedent(text))
+    return d
+
+
+def problems(directory: Path) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load_registry(directory)
+    return [str(p) for p in info.value.problems]
+
+
+def test_sample_registry_is_valid():
+    registry = load_registry(SAMPLE_REGISTRY)
+    assert set(registry.groups) >= {"user_profile", "product_core", "user_category_affinity"}
+    assert registry.models["home_ranker"].lookups[-1].keys == (("user_id", "context.user_id"),
+                                                                ("category_id", "product.category_id"))
+
+
+BAD_CONFIGS = {
+    "yaml syntax": ({"groups": "feature_groups:\n  - name: x\n    entity: [user\n"}, "groups.yaml:4", "YAML syntax error"),
+    "duplicate yaml key": ({"entities": "entities:\n  - name: user\n    keys: [a]\n    keys: [b]\n"},
+                           "entities.yaml:4", "duplicate key 'keys' (first at line 3)"),
+    "unknown section": ({"entities": GOOD_ENTITIES + "featuregroups: []\n"}, "entities.yaml:6",
+                        "unknown section 'featuregroups'"),
+    "unknown field": ({"entities": GOOD_ENTITIES + "  - name: shop\n    keys: [shop_id]\n    key_type: str\n"},
+                      "entities.yaml:8", "unknown field 'key_type'"),
+    "missing field": ({"entities": GOOD_ENTITIES, "groups": GOOD_GROUP.replace("    version: 1\n", "")},
+                      "groups.yaml:2", "missing required field 'version'"),
+    "bad name": ({"entities": GOOD_ENTITIES.replace("name: product", "name: Product-X")}, "entities.yaml:4",
+                 "entity name 'Product-X' is not a valid name"),
+    "entity without keys": ({"entities": GOOD_ENTITIES.replace("[product_id]", "[]")}, "entities.yaml:5",
+                            "needs a non-empty list of key columns"),
+    "duplicate entity": ({"entities": GOOD_ENTITIES, "more": "entities:\n  - name: user\n    keys: [uid]\n"},
+                         "more.yaml:2", "duplicate entity 'user' (first defined at"),
+    "unknown entity": ({"entities": GOOD_ENTITIES, "groups": GOOD_GROUP.replace("entity: user", "entity: usr")},
+                       "groups.yaml:3", "references unknown entity 'usr'"),
+    "unknown type": ({"entities": GOOD_ENTITIES, "groups": GOOD_GROUP.replace("type: int", "type: integer")},
+                     "groups.yaml:7", "unknown type 'integer'"),
+    "default of wrong type": ({"entities": GOOD_ENTITIES,
+                               "groups": GOOD_GROUP.replace("default: 0}", "default: zero}")},
+                              "groups.yaml:7", "default 'zero' is not an integer"),
+    "vector without dim": ({"entities": GOOD_ENTITIES, "groups": GOOD_GROUP.replace(", dim: 2", "")},
+                           "groups.yaml:8", "vector feature 'emb' dim must be an integer >= 1"),
+    "vector default of wrong length": ({"entities": GOOD_ENTITIES,
+                                        "groups": GOOD_GROUP.replace("dim: 2}", "dim: 2, default: [1]}")},
+                                       "groups.yaml:8", "default must be a list of 2 numbers"),
+    "negative ttl": ({"entities": GOOD_ENTITIES, "groups": GOOD_GROUP.replace("ttl_s: 60", "ttl_s: -5")},
+                     "groups.yaml:5", "ttl_s must be an integer >= 0"),
+    "duplicate feature": ({"entities": GOOD_ENTITIES,
+                           "groups": GOOD_GROUP + "      - {name: age, type: float}\n"},
+                          "groups.yaml:9", "duplicate feature 'age' in group 'profile' (first at line 7)"),
+    "int default out of range": ({"entities": GOOD_ENTITIES, "groups": GOOD_GROUP.replace(
+        "type: int, default: 0", "type: int32, default: 3000000000")}, "groups.yaml:7", "out of range for int32"),
+    "model with unknown group": ({"entities": GOOD_ENTITIES, "groups": GOOD_GROUP, "models": """\
+        models:
+          - name: ranker
+            context: [user_id, product_ids]
+            rows: product_ids
+            lookups:
+              - {name: u, group: profle, keys: {user_id: context.user_id}}
+            features: [u.age]
+        """}, "models.yaml:6", "references unknown group 'profle'"),
+    "model key from unknown context": ({"entities": GOOD_ENTITIES, "groups": GOOD_GROUP, "models": """\
+        models:
+          - name: ranker
+            context: [user_id, product_ids]
+            rows: product_ids
+            lookups:
+              - name: u
+                group: profile
+                keys: {user_id: context.uid}
+            features: [u.age, u.missing]
+        """}, "models.yaml:8", "context has no 'uid'"),
+    "model output of unknown feature": ({"entities": GOOD_ENTITIES, "groups": GOOD_GROUP, "models": """\
+        models:
+          - name: ranker
+            context: [user_id, product_ids]
+            rows: product_ids
+            lookups:
+              - {name: u, group: profile, keys: {user_id: context.user_id}}
+            features:
+              - u.age
+              - u.height
+        """}, "models.yaml:9", "group 'profile' has no feature 'height'"),
+    "model keys not matching the entity": ({"entities": GOOD_ENTITIES, "groups": GOOD_GROUP, "models": """\
+        models:
+          - name: ranker
+            context: [user_id, product_ids]
+            rows: product_ids
+            lookups:
+              - {name: u, group: profile, keys: {product_id: row}}
+            features: [u.age]
+        """}, "models.yaml:6", "must be exactly the key columns of entity 'user'"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_CONFIGS, ids=list(BAD_CONFIGS))
+def test_bad_config_is_rejected_with_file_line_and_reason(tmp_path, case):
+    files, location, message = BAD_CONFIGS[case]
+    found = problems(write(tmp_path, **files))
+    assert any(p.split(": ", 1)[0].endswith(location) and message in p for p in found), found
+
+
+def test_every_problem_is_reported_not_just_the_first(tmp_path):
+    d = write(tmp_path, entities=GOOD_ENTITIES, groups=GOOD_GROUP.replace("entity: user", "entity: usr")
+              .replace("type: int", "type: integer").replace("ttl_s: 60", "ttl_s: -1"))
+    assert len(problems(d)) >= 2
+
+
+@pytest.fixture(params=["file", pytest.param("zookeeper", marks=pytest.mark.real_service)])
+def settings(request, tmp_path, unique):
+    if request.param == "file":
+        return Settings(config_store=f"file://{tmp_path}/config")
+    return Settings(config_store=f"zk://{request.getfixturevalue('zookeeper_hosts')}/vahini-test-{unique}")
+
+
+def test_nothing_is_published_when_anything_is_wrong(tmp_path, settings):
+    store = wiring.config_store(settings)
+    good = write(tmp_path, entities=GOOD_ENTITIES, groups=GOOD_GROUP)
+    publish.apply(good, store)
+    before = store.get(publish.REGISTRY_KEY)
+    (good / "extra.yaml").write_text("feature_groups:\n  - name: stats\n    entity: nobody\n    version: 1\n"
+                                     "    features: [{name: a, type: int}]\n")
+    with pytest.raises(ConfigError):
+        publish.apply(good, store)
+    assert store.get(publish.REGISTRY_KEY) == before
+    store.close()
+
+
+def test_changing_a_group_requires_a_version_bump_and_keeps_the_old_layout(tmp_path, settings):
+    store = wiring.config_store(settings)
+    d = write(tmp_path, entities=GOOD_ENTITIES, groups=GOOD_GROUP)
+    publish.apply(d, store)
+    write(tmp_path, groups=GOOD_GROUP + "      - {name: city, type: string}\n")
+    with pytest.raises(ConfigError, match="changed its features but kept version 1"):
+        publish.apply(d, store)
+    write(tmp_path, groups=GOOD_GROUP.replace("version: 1", "version: 2") + "      - {name: city, type: string}\n")
+    registry = publish.apply(d, store)
+    assert registry.groups["profile"].version == 2
+    assert [f.name for f in registry.features_of("profile", 1)] == ["age", "emb"]
+    store.close()
+
+
+def test_running_services_pick_up_a_publish_without_restart(tmp_path, settings):
+    store = wiring.config_store(settings)
+    d = write(tmp_path, entities=GOOD_ENTITIES, groups=GOOD_GROUP)
+    publish.apply(d, store)
+    changed = threading.Event()
+    follower = publish.RegistryFollower(wiring.config_store(settings), on_change=lambda r: changed.set())
+    assert set(follower.current.groups) == {"profile"}
+    write(tmp_path, more="feature_groups:\n  - name: stats\n    entity: product\n    version: 1\n"
+                         "    features: [{name: views, type: int}]\n")
+    publish.apply(d, store)
+    assert changed.wait(10), "registry change not seen within 10 s"
+    assert set(follower.current.groups) == {"profile", "stats"}
+    follower.close()
+    store.close()
+
+
+def test_cli_apply_prints_problems_and_exits_non_zero(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("VAHINI_CONFIG_STORE", f"file://{tmp_path}/config")
+    bad = write(tmp_path, entities=GOOD_ENTITIES.replace("[user_id]", "[]"))
+    assert main(["apply", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "nothing published" in err and "entities.yaml:3:" in err
+    good = tmp_path / "good"
+    shutil.copytree(SAMPLE_REGISTRY, good)
+    assert main(["apply", str(good)]) == 0
+    assert "published" in capsys.readouterr().out
