@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Set up, start the real services, run the whole test suite, stop the services.
+# Every test that needs Kafka, Cassandra, Redis or ZooKeeper must run: a skip fails.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+bash infra/bootstrap.sh
+bash infra/services.sh install
+if [[ "${VAHINI_KEEP_SERVICES:-0}" != 1 ]]; then trap 'bash infra/services.sh stop' EXIT; fi
+bash infra/services.sh start
+export VAHINI_REQUIRE_SERVICES=1
+.venv/bin/python -m pytest "$@"
