@@ -13,8 +13,14 @@ do_install() {
   sed -e "s#@DATA_DIR@#$DATA_DIR#g" -e "s#@CQL_PORT@#$CQL_PORT#g" "$INFRA_DIR/conf/cassandra.yaml" >"$CONF"
 }
 
-# Healthy means the native protocol answers, not just that the port is bound.
-do_health() { port_open "$CQL_PORT" && grep -q "Startup complete" "$LOG_DIR/$SERVICE.log" 2>/dev/null; }
+# Healthy means the CQL native protocol answers: an OPTIONS request (v4 header,
+# opcode 0x05) must get a SUPPORTED response (version byte 0x84, opcode 0x06).
+do_health() {
+  local reply
+  reply="$( (exec 3<>"/dev/tcp/127.0.0.1/$CQL_PORT" && printf '\x04\x00\x00\x00\x05\x00\x00\x00\x00' >&3 \
+             && timeout 2 head -c 5 <&3 | od -An -tx1 | tr -d ' \n') 2>/dev/null || true)"
+  [[ "$reply" == 84000000* && "${reply:8:2}" == "06" ]]
+}
 
 do_start() {
   log "starting on 127.0.0.1:$CQL_PORT (takes ~30 s)"

@@ -72,7 +72,8 @@ maven_fetch() {
 dispatch() {
   case "${1:-}" in
     install) do_install ;;
-    start) do_install; if is_running && do_health; then log "already running"; else do_start; fi ;;
+    # A healthy service on the port is used as it is, even one this script did not start.
+    start) do_install; if do_health; then log "already running"; else do_start; fi ;;
     health) do_health && log "healthy" ;;
     stop) stop_daemon ;;
     *) echo "usage: $0 install|start|health|stop" >&2; exit 2 ;;
