@@ -40,9 +40,10 @@ stop_daemon() {
   local pf; pf="$(pid_file)"
   if ! is_running; then rm -f "$pf"; log "not running"; return 0; fi
   local pid; pid="$(cat "$pf")"
-  kill -TERM "$pid" 2>/dev/null || true
+  # setsid made the service its own process group: signal the group, children included.
+  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
   for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
-  kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
+  kill -0 "$pid" 2>/dev/null && { kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid"; } 2>/dev/null || true
   rm -f "$pf"
   log "stopped"
 }

@@ -8,11 +8,9 @@ HOME_DIR="$VAHINI_INFRA_HOME/kafka"
 DATA_DIR="$HOME_DIR/data"
 CONF="$HOME_DIR/server.properties"
 
-java_cmd() {
-  java -Xms512m -Xmx1g -XX:+UseG1GC -Djava.awt.headless=true \
-    -Dlog4j2.configurationFile="$INFRA_DIR/conf/kafka-log4j2.yaml" \
-    -Dkafka.logs.dir="$LOG_DIR" -cp "$HOME_DIR/lib/*" "$@"
-}
+JAVA_ARGS=(-Xms512m -Xmx1g -XX:+UseG1GC -Djava.awt.headless=true
+  -Dlog4j2.configurationFile="$INFRA_DIR/conf/kafka-log4j2.yaml"
+  -Dkafka.logs.dir="$LOG_DIR" -cp "$HOME_DIR/lib/*")
 
 do_install() {
   maven_fetch kafka
@@ -21,7 +19,7 @@ do_install() {
     "$INFRA_DIR/conf/kafka-server.properties" >"$CONF"
   if [[ ! -f "$DATA_DIR/meta.properties" ]]; then
     log "formatting KRaft storage"
-    java_cmd kafka.tools.StorageTool format --standalone -t "$(cat /proc/sys/kernel/random/uuid | tr -d - | head -c 22)" \
+    java "${JAVA_ARGS[@]}" kafka.tools.StorageTool format --standalone -t "$(cat /proc/sys/kernel/random/uuid | tr -d - | head -c 22)" \
       -c "$CONF" --ignore-formatted >&2
   fi
 }
@@ -30,7 +28,7 @@ do_health() { port_open "$KAFKA_PORT"; }
 
 do_start() {
   log "starting on 127.0.0.1:$KAFKA_PORT"
-  start_daemon bash -c "$(declare -f java_cmd); INFRA_DIR='$INFRA_DIR' LOG_DIR='$LOG_DIR' HOME_DIR='$HOME_DIR'; java_cmd kafka.Kafka '$CONF'"
+  start_daemon java "${JAVA_ARGS[@]}" kafka.Kafka "$CONF"
   wait_until 120 do_health || die "Kafka did not become healthy; see $LOG_DIR/$SERVICE.log"
   log "healthy"
 }

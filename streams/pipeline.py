@@ -5,25 +5,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from vahini.codecs import feature_blob
 from vahini.codecs.avro import FEATURE_UPDATE, AvroCodec
 from vahini.errors import InvalidEvent, Reason
 from vahini.ports.event_log import Record
 from vahini.ports.feature_store import FeatureRow
 from vahini.registry.model import Registry
-from vahini.validation import ValidUpdate, validate_feature_update
+from vahini.feature_rows import row_of
+from vahini.validation import validate_feature_update
 
 
 @dataclass
 class DecodedBatch:
     rows: list[FeatureRow] = field(default_factory=list)
     invalid: list[tuple[Record, InvalidEvent]] = field(default_factory=list)
-
-
-def row_of(update: ValidUpdate) -> FeatureRow:
-    group = update.group
-    blob = feature_blob.encode(group.features, group.version, update.event_time_ms, update.values)
-    return FeatureRow(update.entity, update.key, group.name, update.event_time_ms, blob, group.ttl_s)
 
 
 def decode_batch(records: list[Record], codec: AvroCodec, registry: Registry, now_ms: int,

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
 from vahini.codecs.avro import AvroCodec
+from vahini.feature_rows import newest_per_key
 from vahini.errors import StoreUnavailable
 from vahini.logs import get_logger
 from vahini.ports.event_log import LogConsumer, LogProducer, Record, TopicPartition
@@ -27,7 +28,6 @@ from vahini.settings import IngestSettings
 from vahini.cache_keys import feature_cache_key
 from streams import metrics
 from streams.dead_letter import DeadLetterSink
-from streams.merge import newest_per_key
 from streams.pipeline import decode_batch
 
 log = get_logger(__name__)

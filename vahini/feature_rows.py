@@ -1,4 +1,7 @@
-"""Merging a batch: one row per (entity, key, group), the newest by event time.
+"""From validated updates to stored rows, shared by the stream worker and the
+synchronous Persist call so both write exactly alike.
+
+Merging a batch: one row per (entity, key, group), the newest by event time.
 
 Every update is a snapshot of its group, so the newest one alone is the truth;
 ties go to the greater blob, the same rule the stores apply, so the result is
@@ -8,7 +11,15 @@ from __future__ import annotations
 
 from typing import Iterable
 
+from vahini.codecs import feature_blob
 from vahini.ports.feature_store import FeatureRow
+from vahini.validation import ValidUpdate
+
+
+def row_of(update: ValidUpdate) -> FeatureRow:
+    group = update.group
+    blob = feature_blob.encode(group.features, group.version, update.event_time_ms, update.values)
+    return FeatureRow(update.entity, update.key, group.name, update.event_time_ms, blob, group.ttl_s)
 
 
 def newest_per_key(rows: Iterable[FeatureRow]) -> list[FeatureRow]:

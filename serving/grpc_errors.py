@@ -1,0 +1,54 @@
+"""The one place where errors become gRPC status codes."""
+
+from __future__ import annotations
+
+import grpc
+
+from vahini.errors import InvalidEvent, NotFound, Reason, StoreUnavailable
+from vahini.logs import get_logger
+
+log = get_logger(__name__)
+
+
+class BadRequest(Exception):
+    """A request the server refuses as sent; `code` says how."""
+
+    def __init__(self, code: grpc.StatusCode, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+def status_of(exc: Exception) -> grpc.StatusCode:
+    if isinstance(exc, BadRequest):
+        return exc.code
+    if isinstance(exc, NotFound):
+        return grpc.StatusCode.NOT_FOUND
+    if isinstance(exc, InvalidEvent):
+        if exc.reason in (Reason.UNKNOWN_ENTITY, Reason.UNKNOWN_GROUP):
+            return grpc.StatusCode.NOT_FOUND
+        return grpc.StatusCode.INVALID_ARGUMENT
+    if isinstance(exc, StoreUnavailable):
+        return grpc.StatusCode.UNAVAILABLE
+    return grpc.StatusCode.INTERNAL
+
+
+class ErrorMapping(grpc.ServerInterceptor):
+    """Turns exceptions from unary handlers into a status with a readable message."""
+
+    def intercept_service(self, continuation, handler_call_details):
+        handler = continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        inner, method = handler.unary_unary, handler_call_details.method
+
+        def guarded(request, context):
+            try:
+                return inner(request, context)
+            except Exception as exc:  # noqa: BLE001 - every error must become a status
+                code = status_of(exc)
+                if code == grpc.StatusCode.INTERNAL:
+                    log.exception("grpc_internal_error", method=method)
+                context.abort(code, str(exc) if code != grpc.StatusCode.INTERNAL else f"internal error: {exc}")
+
+        return grpc.unary_unary_rpc_method_handler(guarded, request_deserializer=handler.request_deserializer,
+                                                   response_serializer=handler.response_serializer)
