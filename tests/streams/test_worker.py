@@ -1,0 +1,151 @@
+"""The ingestion worker on the embedded stack and on Kafka + Cassandra + Redis + ZooKeeper."""
+
+import time
+
+import pytest
+
+from vahini import wiring
+from vahini.cache_keys import feature_cache_key
+from vahini.codecs.avro import FEATURE_UPDATE, INTERACTION
+from streams.dead_letter import reason_of
+from tests.conftest_backends import STACKS, stack_settings, with_sample_registry
+from tests.streams.helpers import (
+    CODEC, dead_letters, ingest_until_caught_up, send_raw, send_updates, stored_clicks, update,
+)
+
+HOUR_MS = 3_600_000
+
+
+@pytest.fixture(params=STACKS)
+def settings(request, tmp_path, unique):
+    return with_sample_registry(stack_settings(request.param, request, tmp_path, unique, batch_size=500))
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def test_every_kind_of_bad_event_is_dead_lettered_and_the_rest_is_written(settings):
+    t = now_ms()
+    good = CODEC.encode(FEATURE_UPDATE, update("good", 1, t))
+    unknown_fp = b"\xc3\x01" + b"\x42" * 8 + good[10:]
+    bad = {
+        "undecodable": b"definitely not avro",
+        "unknown_schema": unknown_fp,
+        "wrong_event_type": CODEC.encode(INTERACTION, {"event_id": "e", "user_id": "u", "product_id": "p",
+                                                       "category_id": None, "type": "CLICK", "event_time_ms": t,
+                                                       "attributes": {}}),
+        "unknown_entity": CODEC.encode(FEATURE_UPDATE, {**update("x", 1, t), "entity": "shop"}),
+        "unknown_group": CODEC.encode(FEATURE_UPDATE, {**update("x", 1, t), "group": "user_hobbies"}),
+        "unknown_feature": CODEC.encode(FEATURE_UPDATE, update("x", 1, t, likes=3)),
+        "wrong_type": CODEC.encode(FEATURE_UPDATE, update("x", 1, t, orders_7d="two")),
+        "wrong_vector_length": CODEC.encode(FEATURE_UPDATE, update("x", 0, t, group="user_profile",
+                                                                   embedding=[0.5] * 3)),
+        "missing_key": CODEC.encode(FEATURE_UPDATE, {**update("x", 1, t), "keys": {"uid": "x"}}),
+        "out_of_range": CODEC.encode(FEATURE_UPDATE, update("x", 2**40, t)),
+        "future_event_time": CODEC.encode(FEATURE_UPDATE, update("x", 1, t + 24 * HOUR_MS)),
+    }
+    payloads = [good] + list(bad.values()) + [CODEC.encode(FEATURE_UPDATE, update("good2", 2, t))]
+    send_raw(settings, payloads, key=b"same-partition")
+    ingest_until_caught_up(settings)
+
+    letters = dead_letters(settings, len(bad))
+    assert len(letters) == len(bad)
+    by_reason = {reason_of(r)["vahini.reason"]: r for r in letters}
+    assert set(by_reason) == set(bad)
+    offsets = set()
+    for reason, record in by_reason.items():
+        headers = reason_of(record)
+        assert record.value == bad[reason], f"{reason}: original bytes not kept"
+        assert headers["vahini.source.topic"] == settings.topics.feature_updates
+        offsets.add(int(headers["vahini.source.offset"]))
+        assert headers["vahini.detail"]
+    assert offsets == set(range(1, 1 + len(bad)))  # one partition: offsets 1..N of the bad ones
+    assert stored_clicks(settings, ["good", "good2", "x"]) == {"good": 1, "good2": 2}
+
+
+def test_out_of_order_and_replayed_events_never_overwrite_newer_values(settings):
+    t = now_ms() - HOUR_MS
+    updates = []
+    for i in range(30):
+        user = f"u{i}"
+        updates += [update(user, 300, t + 3000), update(user, 100, t + 1000), update(user, 200, t + 2000)]
+    send_updates(settings, updates[:45])
+    ingest_until_caught_up(settings)  # first half in one run, rest in another: batch boundaries differ
+    send_updates(settings, updates[45:])
+    ingest_until_caught_up(settings)
+    expected = {f"u{i}": 300 for i in range(30)}
+    assert stored_clicks(settings, list(expected)) == expected
+
+    from streams.replay import replay
+
+    stats = replay(settings, settings.topics.feature_updates, "earliest", None, "replay-1", progress=False)
+    assert stats.events == 90 and stats.dead_lettered == 0
+    assert stored_clicks(settings, list(expected)) == expected
+
+
+def test_replay_of_a_range_by_offset_and_by_time(settings):
+    t = now_ms() - HOUR_MS
+    send_updates(settings, [update("r", 1, t + 1)])
+    time.sleep(0.05)
+    middle = now_ms()
+    time.sleep(0.05)
+    send_updates(settings, [update("r", 2, t + 2), update("s", 5, t + 5)])
+    from streams.replay import replay
+
+    topic = settings.topics.feature_updates
+    stats = replay(settings, topic, f"@{middle}", None, "replay-time", progress=False)
+    assert stats.events == 2
+    assert stored_clicks(settings, ["r", "s"]) == {"r": 2, "s": 5}
+    stats = replay(settings, topic, "earliest", f"@{middle}", "replay-range", progress=False)
+    assert stats.events == 1
+    assert stored_clicks(settings, ["r"]) == {"r": 2}  # the older event replayed; newer value stays
+
+
+def test_a_new_value_invalidates_the_cached_one(settings):
+    from serving.retrieval import FeatureReader
+    from vahini.registry.publish import RegistryFollower
+
+    t = now_ms() - HOUR_MS
+    send_updates(settings, [update("c", 1, t)])
+    ingest_until_caught_up(settings)
+    follower = RegistryFollower(wiring.config_store(settings))
+    cache, store = wiring.hot_tier(settings), wiring.feature_store(settings)
+    reader = FeatureReader(store, cache, lambda: follower.current)
+    assert reader.retrieve("user", ["c"], ["user_activity"])[0].values["clicks_1d"].tolist() == [1]
+    key = feature_cache_key("user", "user_activity", "c")
+    if settings.hot_tier != "memory://":  # the worker's cache is another process's memory when embedded
+        assert cache.get_many([key])[0] is not None
+        send_updates(settings, [update("c", 2, t + 1)])
+        ingest_until_caught_up(settings)
+        assert cache.get_many([key]) == [None]
+        assert reader.retrieve("user", ["c"], ["user_activity"])[0].values["clicks_1d"].tolist() == [2]
+    follower.close()
+    store.close()
+    cache.close()
+
+
+def test_group_ttl_expires_rows_in_the_store(settings, tmp_path):
+    import shutil
+
+    from vahini.demo import SAMPLE_REGISTRY
+    from vahini.registry import publish
+
+    registry_dir = tmp_path / "reg"
+    shutil.copytree(SAMPLE_REGISTRY, registry_dir)
+    text = (registry_dir / "feature_groups.yaml").read_text()
+    (registry_dir / "feature_groups.yaml").write_text(
+        text.replace("  - name: user_activity\n    entity: user\n    version: 1\n    ttl_s: 604800",
+                     "  - name: user_activity\n    entity: user\n    version: 1\n    ttl_s: 2"))
+    store = wiring.config_store(settings)
+    publish.apply(registry_dir, store)
+    store.close()
+    send_updates(settings, [update("ttl", 4, now_ms())])
+    ingest_until_caught_up(settings)
+    feature_store = wiring.feature_store(settings)
+    assert ("ttl", "user_activity") in feature_store.read("user", ["ttl"], ["user_activity"])
+    deadline = time.monotonic() + 15
+    while ("ttl", "user_activity") in feature_store.read("user", ["ttl"], ["user_activity"]):
+        assert time.monotonic() < deadline, "row outlived its group's ttl_s"
+        time.sleep(0.25)
+    feature_store.close()
