@@ -13,7 +13,7 @@ from vahini.settings import IngestSettings, Settings, TopicSettings
 def stack_settings(kind: str, request, tmp_path, unique: str, **ingest) -> Settings:
     topics = TopicSettings(feature_updates=f"fu-{unique}", interactions=f"ia-{unique}", sessions=f"se-{unique}",
                            dead_letter=f"dlq-{unique}", partitions=4)
-    ingest_settings = IngestSettings(group=f"ingest-{unique}", batch_linger_ms=20, **ingest)
+    ingest_settings = IngestSettings(**{"group": f"ingest-{unique}", "batch_linger_ms": 20, **ingest})
     if kind == "embedded":
         return Settings(event_log=f"sqlite:///{tmp_path}/events.db", feature_store=f"sqlite:///{tmp_path}/f.db",
                         hot_tier="memory://", config_store=f"file://{tmp_path}/config", topics=topics,

@@ -71,7 +71,9 @@ def ingest_features(args) -> int:
         "group": args.group, "batch_size": args.batch_size, "batch_linger_ms": args.linger_ms,
         "write_concurrency": args.concurrency}.items() if v is not None})
     settings = settings.model_copy(update={"ingest": ingest})
-    run_ingest(settings, args.topics)
+    stats = run_ingest(settings, args.topics)
+    print(json.dumps({"events": stats.events, "rows_written": stats.rows_written,
+                      "dead_lettered": stats.dead_lettered, "seconds": round(stats.seconds, 2)}))
     return 0
 
 

@@ -1,0 +1,47 @@
+"""Workers as separate OS processes, started the way an operator starts them."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+from vahini.settings import Settings
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VAHINI_")}
+    env.update({
+        "VAHINI_EVENT_LOG": settings.event_log, "VAHINI_FEATURE_STORE": settings.feature_store,
+        "VAHINI_HOT_TIER": settings.hot_tier, "VAHINI_CONFIG_STORE": settings.config_store,
+        "VAHINI_KAFKA_SESSION_TIMEOUT_MS": str(settings.kafka_session_timeout_ms),
+    })
+    for section in ("topics", "ingest"):
+        for name, value in getattr(settings, section).model_dump().items():
+            env[f"VAHINI_{section.upper()}__{name.upper()}"] = str(value)
+    return env
+
+
+class WorkerProcess:
+    def __init__(self, settings: Settings, *extra: str, metrics_port: int | None = None):
+        args = [sys.executable, "-m", "vahini.cli", "--json-logs", "ingest", "features", *extra]
+        if metrics_port:
+            args += ["--metrics-port", str(metrics_port)]
+        self.proc = subprocess.Popen(args, env=settings_env(settings), stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+
+    def kill9(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(30)
+
+    def terminate(self, timeout_s: float = 60) -> dict:
+        """SIGTERM, wait for the drain, return the worker's final summary."""
+        self.proc.send_signal(signal.SIGTERM)
+        out, err = self.proc.communicate(timeout=timeout_s)
+        assert self.proc.returncode == 0, err[-3000:]
+        return json.loads(out.strip().splitlines()[-1])
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None

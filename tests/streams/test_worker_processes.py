@@ -1,0 +1,104 @@
+"""Crash safety, scale-out and shutdown of real worker processes."""
+
+import random
+import socket
+import time
+import urllib.request
+
+import pytest
+
+from vahini import wiring
+from tests.conftest_backends import STACKS, stack_settings, with_sample_registry
+from tests.streams.helpers import send_raw, send_updates, stored_clicks, update, wait_for_commits
+from tests.streams.processes import WorkerProcess
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(params=STACKS)
+def settings(request, tmp_path, unique):
+    return with_sample_registry(stack_settings(request.param, request, tmp_path, unique, batch_size=200,
+                                               batch_linger_ms=5))
+
+
+def versions(users: int, per_user: int, seed: int) -> tuple[list[dict], dict[str, int]]:
+    """Updates in shuffled order; the newest per user carries the highest value."""
+    t0 = int(time.time() * 1000) - 3_600_000
+    updates = [update(f"u{u}", v, t0 + v) for u in range(users) for v in range(per_user)]
+    random.Random(seed).shuffle(updates)
+    return updates, {f"u{u}": per_user - 1 for u in range(users)}
+
+
+def committed_total(settings) -> int:
+    log = wiring.event_log(settings)
+    total = sum(log.committed(settings.ingest.group, settings.topics.feature_updates).values())
+    log.close()
+    return total
+
+
+def wait_until(predicate, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_kill_9_mid_run_loses_nothing_and_the_restart_finishes(settings):
+    updates, newest = versions(users=1500, per_user=8, seed=1)
+    send_updates(settings, updates)
+    total = len(updates)
+    worker = WorkerProcess(settings)
+    wait_until(lambda: committed_total(settings) >= total // 4, 120, "a quarter committed")
+    worker.kill9()
+    at_kill = committed_total(settings)
+    assert at_kill < total, "worker finished before the kill; the test proves nothing"
+
+    port = free_port()
+    restarted = WorkerProcess(settings, metrics_port=port)
+    wait_for_commits(settings, 180)
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    summary = restarted.terminate()
+    assert summary["events"] >= total - at_kill  # everything after the last commit was (re)processed
+    assert stored_clicks(settings, list(newest)) == newest
+    for name in ("vahini_ingest_events_total", "vahini_ingest_batch_size_bucket", "vahini_store_write_seconds_bucket",
+                 "vahini_feature_freshness_seconds_bucket", "vahini_consumer_lag", "vahini_ingest_rows_written_total"):
+        assert name in metrics, name
+    events_line = next(l for l in metrics.splitlines() if l.startswith("vahini_ingest_events_total{"))
+    assert float(events_line.split()[-1]) == summary["events"]
+
+
+def test_two_workers_share_partitions_through_a_rebalance_without_loss(settings):
+    first, newest_a = versions(users=1000, per_user=6, seed=2)
+    send_updates(settings, first)
+    a = WorkerProcess(settings)
+    wait_until(lambda: committed_total(settings) > 0, 120, "worker A to commit")
+    b = WorkerProcess(settings)
+    second = [update(f"v{u}", v, int(time.time() * 1000) - 1000 + v) for u in range(1000) for v in range(6)]
+    send_updates(settings, second)
+    time.sleep(3)  # both members in the group
+    summary_a = a.terminate()  # B must take A's partitions over
+    third = [update(f"w{u}", 9, int(time.time() * 1000) - 10) for u in range(500)]
+    send_updates(settings, third)
+    wait_for_commits(settings, 180)
+    summary_b = b.terminate()
+    total = len(first) + len(second) + len(third)
+    assert summary_a["events"] > 0 and summary_b["events"] > 0
+    assert summary_a["events"] + summary_b["events"] >= total
+    expected = {**newest_a, **{f"v{u}": 5 for u in range(1000)}, **{f"w{u}": 9 for u in range(500)}}
+    assert stored_clicks(settings, list(expected)) == expected
+
+
+def test_sigterm_drains_and_commits_what_was_processed(settings):
+    send_updates(settings, [update(f"s{u}", 1, int(time.time() * 1000) - 5) for u in range(300)])
+    send_raw(settings, [b"garbage"])
+    worker = WorkerProcess(settings)
+    wait_for_commits(settings, 120)
+    summary = worker.terminate()
+    assert summary == {**summary, "events": 301, "rows_written": 300, "dead_lettered": 1}
+    assert committed_total(settings) == 301
