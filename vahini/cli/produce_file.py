@@ -79,7 +79,7 @@ def produce_file(settings: Settings, path: Path, kind: str, producer_id: str, pr
                 except (InvalidEvent, KeyError, TypeError) as exc:
                     problem = str(exc) if isinstance(exc, InvalidEvent) else f"missing or malformed field: {exc}"
             rejected += 1
-            print(f"{path}:{number}: rejected: {problem}", file=sys.stderr)
+            tqdm.write(f"{path}:{number}: rejected: {problem}", file=sys.stderr)
     producer.flush()
     producer.close()
     return sent, rejected

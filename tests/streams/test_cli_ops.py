@@ -1,0 +1,64 @@
+"""Operator commands as operators run them: `vahini replay` and `vahini produce` (Parquet)."""
+
+import subprocess
+import sys
+import time
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from tests.conftest_backends import STACKS, stack_settings, with_sample_registry
+from tests.streams.helpers import send_raw, send_updates, stored_clicks, update
+from tests.streams.processes import settings_env
+
+
+@pytest.fixture(params=STACKS)
+def settings(request, tmp_path, unique):
+    return with_sample_registry(stack_settings(request.param, request, tmp_path, unique))
+
+
+def vahini(settings, *args, timeout=180):
+    return subprocess.run([sys.executable, "-m", "vahini.cli", *args], env=settings_env(settings),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_replay_shows_progress_and_a_summary(settings):
+    t = int(time.time() * 1000) - 60_000
+    send_updates(settings, [update(f"r{i}", i, t + i) for i in range(400)])
+    send_raw(settings, [b"junk", b"more junk"])
+    result = vahini(settings, "replay", "--topic", settings.topics.feature_updates, "--from", "earliest",
+                    "--group", "ops-replay")
+    assert result.returncode == 0, result.stderr
+    assert "replay done: events=402 written=400 dead_lettered=2 seconds=" in result.stdout
+    assert f"replay {settings.topics.feature_updates}: 100%" in result.stderr
+    assert "remaining=" in result.stderr and "ev/s" in result.stderr
+    assert stored_clicks(settings, ["r0", "r399"]) == {"r0": 0, "r399": 399}
+
+
+def test_replay_rejects_a_position_it_cannot_read(settings):
+    result = vahini(settings, "replay", "--topic", settings.topics.feature_updates, "--from", "yesterday-ish")
+    assert result.returncode == 2 and "not earliest, latest, an offset" in result.stderr
+
+
+def test_produce_bulk_loads_parquet_feature_rows(settings, tmp_path):
+    table = pa.table({
+        "entity": ["user"] * 3 + ["product"],
+        "group": ["user_activity"] * 3 + ["product_core"],
+        "user_id": ["pq1", "pq2", "pq3", None],
+        "product_id": [None, None, None, "pp1"],
+        "clicks_1d": [10, 20, 2**40, None],
+        "price": [None, None, None, 99.5],
+        "event_time_ms": [int(time.time() * 1000) - 1000] * 4,
+    })
+    path = tmp_path / "rows.parquet"
+    pq.write_table(table, path)
+    result = vahini(settings, "produce", str(path))
+    assert result.returncode == 1  # one row was rejected
+    assert "sent 3 event(s), rejected 1" in result.stdout
+    assert f"{path}:3: rejected: out_of_range" in result.stderr
+    assert "produce: 100%" in result.stderr  # the progress bar
+    ingest = vahini(settings, "replay", "--topic", settings.topics.feature_updates, "--from", "earliest",
+                    "--group", settings.ingest.group, "--no-progress")
+    assert ingest.returncode == 0, ingest.stderr
+    assert stored_clicks(settings, ["pq1", "pq2", "pq3"]) == {"pq1": 10, "pq2": 20}
