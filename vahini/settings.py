@@ -50,6 +50,8 @@ class CassandraSettings(BaseModel):
     replication_factor: int = 1
     local_dc: str | None = None
     consistency: str = "LOCAL_QUORUM"
+    batch_rows: int = Field(25, ge=1, description="Rows per unlogged batch (same primary replica)")
+    batch_bytes: int = Field(32 * 1024, ge=1024, description="Max payload bytes per batch")
 
 
 class Settings(BaseSettings):

@@ -61,7 +61,8 @@ def feature_store(settings: Settings) -> FeatureStore:
     hosts, port = _hosts_port(parsed.netloc, 9042)
     c = settings.cassandra
     return CassandraFeatureStore(hosts, port, parsed.path.strip("/") or "vahini", c.replication_factor,
-                                 c.local_dc, c.consistency, settings.ingest.write_concurrency)
+                                 c.local_dc, c.consistency, settings.ingest.write_concurrency,
+                                 batch_rows=c.batch_rows, batch_bytes=c.batch_bytes)
 
 
 def hot_tier(settings: Settings) -> HotTier:

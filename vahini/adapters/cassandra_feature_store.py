@@ -4,6 +4,12 @@ One partition per entity key, one clustering row per group, so a read of many
 groups for a key is one partition read. Writes use the event time as the CQL
 write timestamp (`USING TIMESTAMP`): the cluster itself keeps the newest value,
 whatever order writes and replays arrive in.
+
+Writes go out as UNLOGGED batches of rows that share a primary replica: one
+request per batch instead of one per row, sent straight to the replica that owns
+them (token-aware). Each statement keeps its own USING TIMESTAMP and TTL, and an
+unlogged batch has no batch-log cost; a partly applied batch is retried whole by
+the worker, which is harmless because every statement is idempotent.
 """
 
 from __future__ import annotations
@@ -12,8 +18,9 @@ from typing import Sequence
 
 from cassandra import ConsistencyLevel, DriverException
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable
-from cassandra.concurrent import execute_concurrent_with_args
+from cassandra.concurrent import execute_concurrent, execute_concurrent_with_args
 from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
+from cassandra.query import BatchStatement, BatchType
 
 from vahini.errors import StoreUnavailable
 from vahini.ports.feature_store import FeatureRow
@@ -30,7 +37,7 @@ class CassandraFeatureStore:
     def __init__(self, hosts: Sequence[str], port: int = 9042, keyspace: str = "vahini",
                  replication_factor: int = 1, local_dc: str | None = None,
                  consistency: str = "LOCAL_QUORUM", concurrency: int = 128, create_schema: bool = True,
-                 request_timeout_s: float = 10.0):
+                 request_timeout_s: float = 10.0, batch_rows: int = 25, batch_bytes: int = 32 * 1024):
         consistency_level = getattr(ConsistencyLevel, consistency)
         profile = ExecutionProfile(
             load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=local_dc)),
@@ -38,6 +45,9 @@ class CassandraFeatureStore:
         self._cluster = Cluster(list(hosts), port=port, execution_profiles={EXEC_PROFILE_DEFAULT: profile},
                                 connect_timeout=10)
         self._concurrency = concurrency
+        self._keyspace = keyspace
+        self._batch_rows = batch_rows
+        self._batch_bytes = batch_bytes
         try:
             self._session = self._cluster.connect()
             if create_schema:
@@ -48,6 +58,7 @@ class CassandraFeatureStore:
             self._insert = self._session.prepare(
                 f"INSERT INTO {keyspace}.feature_rows (entity, key, grp, event_time_ms, blob) "
                 f"VALUES (?, ?, ?, ?, ?) USING TIMESTAMP ? AND TTL ?")
+            self._insert.is_idempotent = True
             self._select = self._session.prepare(
                 f"SELECT key, grp, event_time_ms, blob FROM {keyspace}.feature_rows "
                 f"WHERE entity = ? AND key = ? AND grp IN ?")
@@ -58,8 +69,35 @@ class CassandraFeatureStore:
     def write(self, rows: Sequence[FeatureRow]) -> None:
         # event time in ms -> CQL timestamp in µs; replays of the same event rewrite
         # the same timestamp and value, so they are no-ops.
-        params = [(r.entity, r.key, r.group, r.event_time_ms, r.blob, r.event_time_ms * 1000, r.ttl_s) for r in rows]
-        self._run(self._insert, params)
+        if not rows:
+            return
+        statements = [(batch, ()) for batch in self._batches(rows)]
+        try:
+            execute_concurrent(self._session, statements, concurrency=min(self._concurrency, len(statements)),
+                               raise_on_first_error=True)
+        except (NoHostAvailable, DriverException, OSError) as exc:
+            raise StoreUnavailable(f"Cassandra/Scylla write failed: {type(exc).__name__}: {exc}") from exc
+
+    def _batches(self, rows: Sequence[FeatureRow]) -> list[BatchStatement]:
+        """Group by primary replica, then cut into batches bounded in rows and bytes."""
+        by_replica: dict[object, list] = {}
+        metadata = self._cluster.metadata
+        for r in rows:
+            bound = self._insert.bind((r.entity, r.key, r.group, r.event_time_ms, r.blob,
+                                       r.event_time_ms * 1000, r.ttl_s))
+            replicas = metadata.get_replicas(self._keyspace, bound.routing_key)
+            by_replica.setdefault(replicas[0] if replicas else None, []).append((bound, len(r.blob) + 64))
+        batches = []
+        for group in by_replica.values():
+            batch, size = None, 0
+            for bound, nbytes in group:
+                if batch is None or len(batch) >= self._batch_rows or size + nbytes > self._batch_bytes:
+                    batch, size = BatchStatement(BatchType.UNLOGGED), 0
+                    batch.is_idempotent = True
+                    batches.append(batch)
+                batch.add(bound)
+                size += nbytes
+        return batches
 
     def read(self, entity: str, keys: Sequence[str], groups: Sequence[str]) -> dict[tuple[str, str], FeatureRow]:
         unique = list(dict.fromkeys(keys))
