@@ -1,0 +1,216 @@
+"""End-to-end ingest throughput: Kafka -> durable in Cassandra.
+
+    .venv/bin/python -m benchmarks.ingest [--events 2000000] [--faust-events 60000]
+
+Needs the real services (make services-start, or VAHINI_BENCH_* endpoints).
+Loads synthetic FeatureUpdates into a fresh topic, then measures, in this run:
+  (a1) raw ceiling, per row: the same rows, one prepared INSERT each, at the best
+       concurrency of a sweep (scylla-driver execute_concurrent_with_args)
+  (a2) raw ceiling, batched: the same rows through Vahini's store adapter alone
+       (token-aware unlogged batches), no Kafka, no decoding
+  (b)  a plain faust-streaming agent (benchmarks/faust_agent.py), on a prefix
+  Vahini with 1 worker process and with 2, each its own group and keyspace.
+Rates are events per second between the first commit and the last (startup and
+group join are excluded for every consumer alike).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+from cassandra.cluster import Cluster
+from cassandra.concurrent import execute_concurrent_with_args
+from tqdm import tqdm
+
+from benchmarks.common import CASSANDRA, KAFKA, real_settings, synthesize, table
+from vahini import wiring
+from vahini.codecs.avro import AvroCodec, SchemaCatalog
+from vahini.demo import SAMPLE_REGISTRY
+from vahini.feature_rows import row_of
+from vahini.registry import publish
+from vahini.validation import validate_feature_update
+
+
+def load_topic(settings, topic: str, partitions: int, data) -> None:
+    log = wiring.event_log(settings)
+    log.create_topic(topic, partitions)
+    producer = log.producer()
+    for payload, key in tqdm(zip(data.payloads, data.keys), total=len(data.payloads), desc="load kafka",
+                             unit="ev", unit_scale=True):
+        producer.send(topic, payload, key=key)
+    producer.flush(120)
+    log.close()
+
+
+def rows_of(payloads, registry):
+    codec, now = AvroCodec(SchemaCatalog.default()), int(time.time() * 1000)
+    return [row_of(validate_feature_update(codec.decode(p)[1], registry, now, 300_000)) for p in payloads]
+
+
+def fresh_keyspace(settings, keyspace: str):
+    host, port = CASSANDRA.split(":")
+    cluster = Cluster([host], port=int(port))
+    cluster.connect().execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=60)
+    cluster.shutdown()
+    store = wiring.feature_store(settings.model_copy(update={
+        "feature_store": f"cassandra://{CASSANDRA}/{keyspace}"}))
+    return store
+
+
+def raw_per_row(settings, run: str, rows, sample: int) -> tuple[float, int]:
+    store = fresh_keyspace(settings, f"bench_raw_{run}")
+    store.close()
+    host, port = CASSANDRA.split(":")
+    session = Cluster([host], port=int(port)).connect()
+    insert = session.prepare(f"INSERT INTO bench_raw_{run}.feature_rows (entity, key, grp, event_time_ms, blob) "
+                             f"VALUES (?, ?, ?, ?, ?) USING TIMESTAMP ? AND TTL ?")
+    params = [(r.entity, r.key, r.group, r.event_time_ms, r.blob, r.event_time_ms * 1000, r.ttl_s)
+              for r in rows[:sample]]
+    best = (0.0, 0)
+    for concurrency in (64, 128, 256, 512):
+        started = time.perf_counter()
+        execute_concurrent_with_args(session, insert, params, concurrency=concurrency, raise_on_first_error=True)
+        rate = len(params) / (time.perf_counter() - started)
+        print(f"  per-row INSERT, concurrency {concurrency}: {rate:,.0f} rows/s")
+        best = max(best, (rate, concurrency))
+    session.cluster.shutdown()
+    return best
+
+
+def raw_batched(settings, run: str, rows, chunk: int) -> float:
+    store = fresh_keyspace(settings, f"bench_rawb_{run}")
+    started = time.perf_counter()
+    for i in tqdm(range(0, len(rows), chunk), desc="raw batched", unit="batch"):
+        store.write(rows[i:i + chunk])
+    elapsed = time.perf_counter() - started
+    store.close()
+    return len(rows) / elapsed
+
+
+def committed(log, group: str, topic: str) -> int:
+    return sum(log.committed(group, topic).values())
+
+
+def spawn(args: list[str], env: dict, name: str) -> subprocess.Popen:
+    """A consumer process whose stderr is kept in a log file for post-mortems."""
+    log_path = os.path.join(tempfile.gettempdir(), f"{name}.log")
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=open(log_path, "w"))
+    proc.log_path = log_path  # type: ignore[attr-defined]
+    return proc
+
+
+def measure_group(settings, group: str, topic: str, target: int, procs: list[subprocess.Popen],
+                  timeout_s: float = 3600) -> float:
+    """Events/s between the group's first commit and reaching `target` committed events."""
+    log = wiring.event_log(settings)
+    first = None
+    deadline = time.monotonic() + timeout_s
+    with tqdm(total=target, desc=group, unit="ev", unit_scale=True) as bar:
+        while True:
+            done = committed(log, group, topic)
+            bar.n = done
+            bar.refresh()
+            now = time.monotonic()
+            if first is None and done > 0:
+                first = (now, done)
+            if done >= target:
+                break
+            for p in procs:
+                if p.poll() is not None:
+                    tail = open(p.log_path).read()[-3000:]  # type: ignore[attr-defined]
+                    raise RuntimeError(f"{group}: a consumer process exited early:\n{tail}")
+            if now > deadline:
+                raise RuntimeError(f"{group}: timed out at {done}/{target}")
+            time.sleep(0.25)
+    log.close()
+    return (done - first[1]) / max(now - first[0], 1e-9)
+
+
+def env_for(settings, keyspace: str, group: str, topic: str) -> dict:
+    env = dict(os.environ)
+    env.update({"VAHINI_EVENT_LOG": settings.event_log, "VAHINI_FEATURE_STORE": f"cassandra://{CASSANDRA}/{keyspace}",
+                "VAHINI_HOT_TIER": settings.hot_tier, "VAHINI_CONFIG_STORE": settings.config_store,
+                "VAHINI_INGEST__GROUP": group, "VAHINI_TOPICS__FEATURE_UPDATES": topic,
+                "VAHINI_TOPICS__DEAD_LETTER": f"{topic}-dlq", "VAHINI_LOG_LEVEL": "WARNING",
+                "BENCH_TOPIC": topic, "BENCH_GROUP": group, "BENCH_KEYSPACE": keyspace, "BENCH_KAFKA": KAFKA,
+                "BENCH_CASSANDRA": CASSANDRA, "BENCH_CONFIG_STORE": settings.config_store})
+    return env
+
+
+def vahini_workers(settings, run: str, topic: str, total: int, workers: int) -> float:
+    keyspace, group = f"bench_w{workers}_{run}", f"bench-w{workers}-{run}"
+    fresh_keyspace(settings, keyspace).close()
+    env = env_for(settings, keyspace, group, topic)
+    procs = [spawn([sys.executable, "-m", "vahini.cli", "ingest", "features"], env, f"{group}-{i}")
+             for i in range(workers)]
+    try:
+        return measure_group(settings, group, topic, total, procs)
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            p.wait(60)
+
+
+def faust_baseline(settings, run: str, topic: str, events: int) -> float:
+    keyspace, group = f"bench_faust_{run}", f"bench-faust-{run}"
+    fresh_keyspace(settings, keyspace).close()
+    proc = spawn([sys.executable, "-m", "benchmarks.faust_agent", "worker", "-l", "warn"],
+                 env_for(settings, keyspace, group, topic), group)
+    try:
+        return measure_group(settings, group, topic, events, [proc])
+    finally:
+        proc.kill()
+        proc.wait(30)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=2_000_000)
+    parser.add_argument("--partitions", type=int, default=8)
+    parser.add_argument("--faust-events", type=int, default=60_000, help="faust is measured on this prefix")
+    parser.add_argument("--raw-sample", type=int, default=60_000, help="rows per point of the per-row sweep")
+    args = parser.parse_args()
+    run = uuid.uuid4().hex[:8]
+    settings = real_settings(run, "unused")
+    store = wiring.config_store(settings)
+    registry = publish.apply(SAMPLE_REGISTRY, store)
+    store.close()
+
+    print(f"synthesizing {args.events:,} feature updates (realistic mix, 16-d vectors on ~45%)")
+    data = synthesize(args.events)
+    topic = f"bench-fu-{run}"
+    load_topic(settings, topic, args.partitions, data)
+    rows = rows_of(data.payloads, registry)
+
+    print("raw ceiling, per-row sweep:")
+    raw_row, best_conc = raw_per_row(settings, run, rows, args.raw_sample)
+    raw_batch = raw_batched(settings, run, rows, 5000)
+    faust = faust_baseline(settings, run, topic, args.faust_events)
+    one = vahini_workers(settings, run, topic, args.events, 1)
+    two = vahini_workers(settings, run, topic, args.events, 2)
+
+    results = [
+        ["(a1) raw per-row INSERT, best concurrency", f"{raw_row:,.0f}", "1.00", f"concurrency {best_conc}"],
+        ["(a2) raw batched writes (store adapter alone)", f"{raw_batch:,.0f}", f"{raw_batch / raw_row:.2f}", ""],
+        ["(b) faust-streaming agent", f"{faust:,.0f}", f"{faust / raw_row:.2f}", f"{args.faust_events:,} events"],
+        ["Vahini, 1 worker process", f"{one:,.0f}", f"{one / raw_row:.2f}",
+         f"{one / raw_batch:.2f} of (a2), {one / faust:.1f}x (b)"],
+        ["Vahini, 2 worker processes", f"{two:,.0f}", f"{two / raw_row:.2f}",
+         f"{two / raw_batch:.2f} of (a2), {two / faust:.1f}x (b), {two / one:.2f}x 1 worker"],
+    ]
+    print(table(f"Ingest, Kafka -> Cassandra, {args.events:,} events, {args.partitions} partitions "
+                f"({os.cpu_count()} cores shared by Kafka, Cassandra and the consumers)",
+                ["configuration", "events/s", "vs (a1)", "notes"], results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
