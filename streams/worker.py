@@ -13,15 +13,16 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
 from vahini.codecs.avro import AvroCodec
 from vahini.feature_rows import newest_per_key
-from vahini.errors import StoreUnavailable
+from vahini.errors import InvalidEvent, StoreUnavailable
 from vahini.logs import get_logger
 from vahini.ports.event_log import LogConsumer, LogProducer, Record, TopicPartition
-from vahini.ports.feature_store import FeatureStore
+from vahini.ports.feature_store import FeatureRow, FeatureStore
 from vahini.ports.hot_tier import HotTier
 from vahini.registry.model import Registry
 from vahini.settings import IngestSettings
@@ -46,6 +47,25 @@ class IngestStats:
         return time.monotonic() - self.started
 
 
+@dataclass
+class _Prepared:
+    """A decoded and merged batch, not yet written."""
+
+    records: list[Record]
+    invalid: list[tuple[Record, InvalidEvent]]
+    rows: list[FeatureRow]
+    now_ms: int
+
+    def submit(self, writer: ThreadPoolExecutor, write: Callable, stop: threading.Event) -> "_InFlight":
+        return _InFlight(self, writer.submit(write, self.rows, stop))
+
+
+@dataclass
+class _InFlight:
+    prepared: _Prepared
+    written: Future  # of bool: False when stopped before the write succeeded
+
+
 class FeatureIngestWorker:
     def __init__(self, consumer: LogConsumer, dead_letters: LogProducer, store: FeatureStore, cache: HotTier,
                  registry: Callable[[], Registry], codec: AvroCodec, settings: IngestSettings, dead_letter_topic: str,
@@ -64,16 +84,30 @@ class FeatureIngestWorker:
 
     # -- loop ---------------------------------------------------------------------
     def run(self, stop: threading.Event, on_batch: Callable[[int], None] | None = None) -> IngestStats:
-        """Process batches until `stop` is set (finishing the batch in hand) or a replay reaches its end."""
-        linger_s = self._settings.batch_linger_ms / 1000
-        while not stop.is_set() and not self.finished():
-            records = self._consumer.poll_batch(self._settings.batch_size, max(linger_s, 0.05))
-            records = self._within_bounds(records)
-            if records:
-                self.process(records, stop)
-                if on_batch:
-                    on_batch(len(records))
-            self._report_lag()
+        """Process batches until `stop` is set (finishing the batch in hand) or a replay reaches its end.
+
+        Two batches overlap: batch N+1 is decoded while batch N is being written,
+        so the worker's CPU and the store's work run side by side. Completion
+        (dead letters, cache, commit) stays strictly in batch order.
+        """
+        linger_s = max(self._settings.batch_linger_ms / 1000, 0.05)
+        in_flight: _InFlight | None = None
+        with ThreadPoolExecutor(1, thread_name_prefix="store-write") as writer:
+            try:
+                while not stop.is_set() and not self.finished():
+                    records = self._within_bounds(self._consumer.poll_batch(self._settings.batch_size, linger_s))
+                    if records:
+                        prepared = self._prepare(records)
+                        if in_flight is not None:
+                            self._complete(in_flight, on_batch)
+                        in_flight = prepared.submit(writer, self._write_with_retry, stop)
+                    elif in_flight is not None:
+                        self._complete(in_flight, on_batch)
+                        in_flight = None
+                    self._report_lag()
+            finally:
+                if in_flight is not None:
+                    self._complete(in_flight, on_batch)
         return self.stats
 
     def finished(self) -> bool:
@@ -94,19 +128,32 @@ class FeatureIngestWorker:
 
     # -- one batch ------------------------------------------------------------------
     def process(self, records: list[Record], stop: threading.Event | None = None) -> None:
+        """Decode, write, dead-letter, invalidate and commit one batch, synchronously."""
+        prepared = self._prepare(records)
+        written = self._write_with_retry(prepared.rows, stop or threading.Event())
+        self._finish(prepared, written)
+
+    def _prepare(self, records: list[Record]) -> "_Prepared":
         now_ms = int(time.time() * 1000)
         batch = decode_batch(records, self._codec, self._registry(), now_ms, self._settings.max_future_skew_ms)
-        rows = newest_per_key(batch.rows)
-        if not self._write_with_retry(rows, stop or threading.Event()):
+        return _Prepared(records, batch.invalid, newest_per_key(batch.rows), now_ms)
+
+    def _complete(self, in_flight: "_InFlight", on_batch: Callable[[int], None] | None) -> None:
+        self._finish(in_flight.prepared, in_flight.written.result())
+        if on_batch:
+            on_batch(len(in_flight.prepared.records))
+
+    def _finish(self, prepared: "_Prepared", written: bool) -> None:
+        if not written:
             return  # stopping mid-outage: nothing committed, the batch is replayed on restart
-        for record, error in batch.invalid:
+        for record, error in prepared.invalid:
             self._dead.send(record, error)
             metrics.DEAD_LETTERS.labels(error.reason).inc()
-        if batch.invalid:
+        if prepared.invalid:
             self._dead.flush()
-        self._invalidate(rows)
-        self._consumer.commit(self._next_offsets(records))
-        self._account(records, rows, batch.invalid, now_ms)
+        self._invalidate(prepared.rows)
+        self._consumer.commit(self._next_offsets(prepared.records))
+        self._account(prepared.records, prepared.rows, prepared.invalid, prepared.now_ms)
 
     def _write_with_retry(self, rows, stop: threading.Event) -> bool:
         delay = 0.1

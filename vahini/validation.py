@@ -51,8 +51,21 @@ def _check_value(f: Feature, v: Any) -> None:
         if len(v) != f.dim:
             raise InvalidEvent(Reason.WRONG_VECTOR_LENGTH,
                                f"feature '{f.name}' needs {f.dim} values, got {len(v)}")
-        for x in v:
-            _finite_number(f, x)
+        _check_vector(f, v)
+
+
+_NUMBER_TYPES = frozenset((int, float))
+
+
+def _check_vector(f: Feature, v: list | tuple) -> None:
+    """Whole-vector checks (hot path: a vector is checked per event); the slow
+    per-element pass runs only to name the culprit once something is wrong."""
+    if set(map(type, v)) <= _NUMBER_TYPES:
+        total = sum(v)  # NaN and inf propagate; finite float32 values cannot overflow a float64 sum
+        if math.isfinite(total) and max(v) <= FLOAT32_MAX and min(v) >= -FLOAT32_MAX:
+            return
+    for x in v:
+        _finite_number(f, x)
 
 
 def _entity_key(keys: Any, columns: tuple[str, ...], entity: str) -> str:
