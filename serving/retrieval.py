@@ -169,33 +169,43 @@ class FeatureReader:
             if g.feature(name) is None:
                 raise NotFound(f"feature group '{g.name}' has no feature '{name}'")
         n = len(keys)
-        columns = {name: _empty_column(g.feature(name), n) for name in wanted}
-        status = np.full((n, len(wanted)), MISSING, dtype=np.int8)
-        times = np.zeros(n, dtype=np.int64)
-        for i, key in enumerate(keys):
-            blob = blobs.get((key, g.name))
-            if blob is not None:
-                self._fill_row(registry, g, blob, i, wanted, columns, status, times, now_ms)
-        return GroupResult(g.name, wanted, columns, status, times)
+        result = GroupResult(g.name, wanted, {name: _empty_column(g.feature(name), n) for name in wanted},
+                             np.full((n, len(wanted)), MISSING, dtype=np.int8), np.zeros(n, dtype=np.int64))
+        for version, items in self._by_version(g, keys, blobs).items():
+            features = registry.features_of(g.name, version)
+            if features is not None:  # else written under a version no longer known: defaults
+                self._fill(result, g, features, items, now_ms)
+        return result
 
     @staticmethod
-    def _fill_row(registry, g, blob, i, wanted, columns, status, times, now_ms) -> None:
+    def _by_version(g: FeatureGroup, keys: Sequence[str], blobs) -> dict[int, list[tuple[int, bytes]]]:
+        groups: dict[int, list[tuple[int, bytes]]] = {}
+        for i, key in enumerate(keys):
+            blob = blobs.get((key, g.name))
+            if blob is None:
+                continue
+            try:
+                version, _ = feature_blob.read_header(blob)
+            except InvalidEvent as exc:
+                log.error("corrupt_feature_blob", group=g.name, key=key, error=str(exc))
+                continue
+            groups.setdefault(version, []).append((i, blob))
+        return groups
+
+    @staticmethod
+    def _fill(result: GroupResult, g: FeatureGroup, features, items, now_ms: int) -> None:
+        """Copy one schema version's decoded columns into the result, all keys at once."""
         try:
-            version, event_time_ms = feature_blob.read_header(blob)
-            features = registry.features_of(g.name, version)
-            if features is None:
-                return  # written under a schema version this registry no longer knows: defaults
-            decoded = feature_blob.decode(blob, features)
+            decoded = feature_blob.decode_many([b for _, b in items], features)
         except InvalidEvent as exc:
             log.error("corrupt_feature_blob", group=g.name, error=str(exc))
             return
-        times[i] = event_time_ms
-        if g.ttl_s and now_ms - event_time_ms > g.ttl_s * 1000:
-            status[i, :] = EXPIRED
-            return
-        values = decoded.as_dict()
-        present = dict(zip((f.name for f in features), decoded.present))
-        for j, name in enumerate(wanted):
-            if name in values:
-                columns[name][i] = values[name]
-                status[i, j] = PRESENT if present[name] else MISSING
+        rows = np.fromiter((i for i, _ in items), dtype=np.int64, count=len(items))
+        result.event_time_ms[rows] = decoded.event_time_ms
+        live = (now_ms - decoded.event_time_ms <= g.ttl_s * 1000) if g.ttl_s else np.ones(len(rows), dtype=bool)
+        result.status[rows[~live], :] = EXPIRED
+        position = {f.name: j for j, f in enumerate(features)}
+        for j, name in enumerate(result.features):
+            if name in position:  # a feature added in a later version stays at its default
+                result.values[name][rows[live]] = decoded.columns[name][live]
+                result.status[rows[live], j] = np.where(decoded.present[live, position[name]], PRESENT, MISSING)

@@ -10,7 +10,7 @@ from vahini.demo import DemoSize, run_demo
 def test_demo_ingests_everything_it_produced(tmp_path, capsys):
     summary = run_demo(tmp_path / "demo", DemoSize(users=300, products=500, categories=20,
                                                    interactions=200, sessions=50))
-    assert summary["feature_updates"] == 300 * 5 + 500 * 2
+    assert summary["feature_updates"] == 300 * 6 + 500 * 2
     assert summary["ingested_events"] == summary["rows_written"] == summary["feature_updates"]
     assert summary["dead_lettered"] == 0
     out = capsys.readouterr().out
@@ -23,4 +23,4 @@ def test_demo_command_runs_as_a_user_would(tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout.strip().splitlines()[-1])
-    assert summary["ingested_events"] == 200 * 5 + 300 * 2
+    assert summary["ingested_events"] == 200 * 6 + 300 * 2

@@ -50,7 +50,7 @@ def synthesize(producer: EventProducer, size: DemoSize, rng: random.Random, now_
     category_of = {p: f"c{rng.randrange(size.categories)}" for p in range(size.products)}
     t = lambda: now_ms - rng.randrange(0, 3_600_000)  # noqa: E731  last hour
     updates = 0
-    total = size.users * 2 + size.products * 2 + size.users * 3 + size.interactions + size.sessions * 2
+    total = size.users * 6 + size.products * 2 + size.interactions + size.sessions * 2
     with tqdm(total=total, unit="ev", unit_scale=True, desc="produce") as bar:
         for u in range(size.users):
             producer.feature_update("user", {"user_id": f"u{u}"}, "user_profile", {
@@ -60,13 +60,16 @@ def synthesize(producer: EventProducer, size: DemoSize, rng: random.Random, now_
             producer.feature_update("user", {"user_id": f"u{u}"}, "user_activity", {
                 "clicks_1d": rng.randrange(0, 80), "orders_7d": rng.randrange(0, 5),
                 "session_count_7d": rng.randrange(0, 30)}, t())
+            producer.feature_update("user", {"user_id": f"u{u}"}, "user_preferences", {
+                "favourite_brand": f"brand{rng.randrange(500)}", "price_sensitivity": round(rng.random(), 3),
+                "category_embedding": _vector(rng, 8)}, t())
             for c in rng.sample(range(size.categories), 3):
                 producer.feature_update("user_category", {"user_id": f"u{u}", "category_id": f"c{c}"},
                                         "user_category_affinity", {
                                             "clicks_30d": rng.randrange(0, 200), "orders_30d": rng.randrange(0, 6),
                                             "affinity": round(rng.random(), 4)}, t())
-            bar.update(5)
-            updates += 5
+            bar.update(6)
+            updates += 6
         for p in range(size.products):
             producer.feature_update("product", {"product_id": f"p{p}"}, "product_core", {
                 "category_id": category_of[p], "brand": f"brand{rng.randrange(500)}",
@@ -116,7 +119,7 @@ def run_demo(workdir: Path, size: DemoSize = DemoSize(), seed: int = 7) -> dict:
     worker.close()
 
     reader = FeatureReader(backends.store, backends.cache, lambda: backends.registry.current)
-    user = reader.retrieve("user", ["u42"], ["user_profile", "user_activity"])
+    user = reader.retrieve("user", ["u42"], ["user_profile", "user_activity", "user_preferences"])
     product = reader.retrieve("product", ["p1234"], ["product_core", "product_stats"])
     for title, results in (("user u42", user), ("product p1234", product)):
         print(f"\n{title}:")

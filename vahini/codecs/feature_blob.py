@@ -144,3 +144,58 @@ def decode(blob: bytes, features: tuple[Feature, ...]) -> DecodedGroup:
         strings.append(bytes(blob[off + 4: off + 4 + n]).decode())
         off += 4 + n
     return DecodedGroup(version, event_time_ms, present, scalars, tuple(vectors), tuple(strings), layout)
+
+
+@lru_cache(maxsize=4096)
+def _row_dtype(features: tuple[Feature, ...]) -> np.dtype:
+    """A packed numpy record type for the fixed-width prefix of a blob of these features."""
+    layout = layout_of(features)
+    names, formats, offsets = ["version", "event_time_ms", "bitmap"], ["<u4", "<i8", (np.uint8, layout.bitmap_len)], \
+        [4, 8, _HEADER.size]
+    for ftype, dtype, offset, count in layout.sections:
+        of_type = [f for f in layout.order if f.type == ftype]
+        for i, f in enumerate(of_type[:count]):
+            names.append(f.name)
+            formats.append(dtype)
+            offsets.append(offset + i * np.dtype(dtype).itemsize)
+    offset = layout.vector_offset
+    for f in (f for f in layout.order if f.type == "vector"):
+        names.append(f.name)
+        formats.append(("<f4", (f.dim,)))
+        offsets.append(offset)
+        offset += 4 * f.dim
+    return np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": offset})
+
+
+@dataclass(frozen=True)
+class DecodedColumns:
+    """Many blobs of one schema version, decoded column by column."""
+
+    event_time_ms: np.ndarray          # int64 per blob
+    present: np.ndarray                # bool (blobs, features), declared order
+    columns: dict[str, np.ndarray]     # feature name -> (blobs,) or (blobs, dim); strings: object array
+
+
+def decode_many(blobs: list[bytes], features: tuple[Feature, ...]) -> DecodedColumns:
+    """Decode blobs written under the same schema version in one numpy pass over
+    their fixed-width prefixes; only string features are parsed one by one."""
+    layout, row = layout_of(features), _row_dtype(features)
+    if any(len(b) < row.itemsize for b in blobs):
+        raise DecodeError(f"feature blob shorter than its layout ({row.itemsize} bytes)")
+    records = np.frombuffer(b"".join(b[: row.itemsize] for b in blobs), dtype=row)
+    present = np.unpackbits(records["bitmap"], axis=1, bitorder="little")[:, : len(features)].astype(bool)
+    columns = {f.name: records[f.name] for f in layout.order}
+    if layout.strings:
+        values = [_strings_of(b, row.itemsize, len(layout.strings)) for b in blobs]
+        for j, f in enumerate(layout.strings):
+            columns[f.name] = np.array([v[j] for v in values], dtype=object)
+    return DecodedColumns(records["event_time_ms"].astype(np.int64), present, columns)
+
+
+def _strings_of(blob: bytes, offset: int, count: int) -> list[str]:
+    out = []
+    for _ in range(count):
+        (n,) = _U32.unpack_from(blob, offset)
+        out.append(bytes(blob[offset + 4: offset + 4 + n]).decode())
+        offset += 4 + n
+    return out

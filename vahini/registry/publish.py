@@ -66,9 +66,14 @@ class RegistryFollower:
 
     def __init__(self, store: ConfigStore, on_change: Callable[[Registry], None] | None = None):
         self._lock = threading.Lock()
-        self._current = read_published(store) or Registry.empty()
+        self._current = Registry.empty()
         self._on_change = on_change
+        # Watch before the first read: a publish in between is then seen by one or the other.
         self._cancel = store.watch(REGISTRY_KEY, self._update)
+        first = read_published(store)
+        if first is not None:
+            with self._lock:
+                self._current = first
 
     @property
     def current(self) -> Registry:
