@@ -13,7 +13,7 @@ from tqdm import tqdm
 from vahini.ports.event_log import EventLog, TopicPartition
 from vahini.settings import Settings
 from streams.app import Backends, build_worker
-from streams.worker import IngestStats, stop_on_signals
+from streams.worker import IngestStats
 
 
 class PositionError(ValueError):
@@ -64,7 +64,7 @@ def replay(settings: Settings, topic: str, start: str, end: str | None, group: s
     total = sum(max(0, stop_offsets[tp] - o) for tp, o in start_offsets.items())
     worker = build_worker(settings, backends, group=group, topics=[topic],
                           start_offsets=start_offsets, stop_offsets=stop_offsets)
-    stop = stop or stop_on_signals()
+    stop = stop or threading.Event()
     bar = tqdm(total=total, unit="ev", unit_scale=True, desc=f"replay {topic}", disable=not progress, smoothing=0.1)
 
     def advance(n: int) -> None:

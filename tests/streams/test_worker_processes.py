@@ -102,3 +102,22 @@ def test_sigterm_drains_and_commits_what_was_processed(settings):
     summary = worker.terminate()
     assert summary == {**summary, "events": 301, "rows_written": 300, "dead_lettered": 1}
     assert committed_total(settings) == 301
+
+
+def test_a_replay_beside_live_ingestion_keeps_the_newest_values(settings):
+    from streams.replay import replay
+
+    old, newest = versions(users=800, per_user=4, seed=3)
+    send_updates(settings, old)
+    live = WorkerProcess(settings)
+    wait_for_commits(settings, 120)
+    t = int(time.time() * 1000)
+    newer = [update(f"u{u}", 100 + u, t + u) for u in range(800)]
+    send_updates(settings, newer[:400])
+    # The replay rewrites every old value while live ingestion writes newer ones.
+    stats = replay(settings, settings.topics.feature_updates, "earliest", None, "replay-beside-live", progress=False)
+    send_updates(settings, newer[400:])
+    wait_for_commits(settings, 120)
+    live.terminate()
+    assert stats.events >= len(old)
+    assert stored_clicks(settings, list(newest)) == {f"u{u}": 100 + u for u in range(800)}

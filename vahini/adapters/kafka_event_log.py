@@ -81,7 +81,7 @@ class KafkaEventLog:
         n = self.partitions(topic)
         with self._meta_lock:
             consumer = self._metadata_consumer()
-            return {p: _retrying(lambda: consumer.get_watermark_offsets(KTP(topic, p), timeout=10))[1]
+            return {p: _retrying(lambda p=p: consumer.get_watermark_offsets(KTP(topic, p), timeout=10))[1]
                     for p in range(n)}
 
     def offsets_for_time(self, topic: str, timestamp_ms: int) -> dict[int, int]:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from vahini import logs, wiring
-from vahini.errors import ConfigError, InvalidEvent, StoreUnavailable
+from vahini.errors import ConfigError
 from vahini.settings import Settings, load_settings
 
 
@@ -79,11 +78,12 @@ def ingest_features(args) -> int:
 
 def replay(args) -> int:
     from streams.replay import PositionError, replay
+    from streams.worker import stop_on_signals
 
     settings = _settings(args)
     try:
-        stats = replay(settings, args.topic, args.start, args.end,
-                       args.group or f"vahini-replay-{args.topic}", progress=not args.no_progress)
+        stats = replay(settings, args.topic, args.start, args.end, args.group or f"vahini-replay-{args.topic}",
+                       progress=not args.no_progress, stop=stop_on_signals())
     except PositionError as exc:
         raise UserError(str(exc)) from None
     print(f"replay done: events={stats.events} written={stats.rows_written} "
@@ -121,5 +121,3 @@ def get(args) -> int:
     follower.close()
     return 0
 
-
-__all__ = ["UserError", "InvalidEvent", "StoreUnavailable", "Path"]
