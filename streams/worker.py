@@ -81,6 +81,9 @@ class FeatureIngestWorker:
         self._stop_offsets = dict(stop_offsets) if stop_offsets is not None else None
         self.stats = IngestStats()
         self._next_lag_report = 0.0
+        # Set when a batch could not be written: no later batch may commit, since a
+        # commit covers every earlier offset of its partitions.
+        self._halted = False
 
     # -- loop ---------------------------------------------------------------------
     def run(self, stop: threading.Event, on_batch: Callable[[int], None] | None = None) -> IngestStats:
@@ -94,7 +97,7 @@ class FeatureIngestWorker:
         in_flight: _InFlight | None = None
         with ThreadPoolExecutor(1, thread_name_prefix="store-write") as writer:
             try:
-                while not stop.is_set() and not self.finished():
+                while not stop.is_set() and not self._halted and not self.finished():
                     records = self._within_bounds(self._consumer.poll_batch(self._settings.batch_size, linger_s))
                     if records:
                         prepared = self._prepare(records)
@@ -144,8 +147,9 @@ class FeatureIngestWorker:
             on_batch(len(in_flight.prepared.records))
 
     def _finish(self, prepared: "_Prepared", written: bool) -> None:
-        if not written:
-            return  # stopping mid-outage: nothing committed, the batch is replayed on restart
+        if not written or self._halted:
+            self._halted = True  # stopping mid-outage: nothing more is committed; a restart replays
+            return
         for record, error in prepared.invalid:
             self._dead.send(record, error)
             metrics.DEAD_LETTERS.labels(error.reason).inc()

@@ -141,11 +141,40 @@ def test_bad_persist_requests_name_the_update_and_write_nothing(stack):
     assert np.frombuffer(response.groups[0].features[0].status, np.int8).tolist() == [MISSING]
 
 
-def test_an_expired_deadline_is_deadline_exceeded(stack):
-    request = pb.RetrieveRequest(entity="user", keys=[f"k{i}" for i in range(50)],
-                                 groups=[pb.GroupSelector(group="user_profile")])
-    code, _ = code_of(stack[0].Retrieve, request, timeout=0.000001)
+def test_a_call_whose_deadline_has_passed_is_deadline_exceeded(stack):
+    request = pb.RetrieveRequest(entity="user", keys=["k"], groups=[pb.GroupSelector(group="user_profile")])
+    code, _ = code_of(stack[0].Retrieve, request, timeout=-1)
     assert code == grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+class _ExpiredContext:
+    """Stands in for the gRPC runtime's call context: a deadline that has already passed."""
+
+    def time_remaining(self):
+        return -0.001
+
+
+def test_the_server_stops_work_for_a_caller_whose_deadline_passed(tmp_path, unique):
+    from serving.grpc_errors import BadRequest
+    from serving.retrieval import FeatureReader
+    from serving.server import FeatureServicer
+    from vahini import wiring
+    from vahini.registry.publish import RegistryFollower
+
+    settings = with_sample_registry(stack_settings("embedded", None, tmp_path, unique))
+    store, cache = wiring.feature_store(settings), wiring.hot_tier(settings)
+    follower = RegistryFollower(wiring.config_store(settings))
+    registry = lambda: follower.current  # noqa: E731
+    servicer = FeatureServicer(FeatureReader(store, cache, registry), store, cache, registry, settings)
+    update = activity("late-writer", 1, int(time.time() * 1000))
+    for call, request in ((servicer.Persist, pb.PersistRequest(updates=[update])),
+                          (servicer.Retrieve, pb.RetrieveRequest(entity="user", keys=["k"],
+                                                                 groups=[pb.GroupSelector(group="user_profile")]))):
+        with pytest.raises(BadRequest) as info:
+            call(request, _ExpiredContext())
+        assert info.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert store.read("user", ["late-writer"], ["user_activity"]) == {}  # the late Persist wrote nothing
+    follower.close()
 
 
 def test_health_and_reflection_answer(stack):

@@ -149,3 +149,42 @@ def test_group_ttl_expires_rows_in_the_store(settings, tmp_path):
         assert time.monotonic() < deadline, "row outlived its group's ttl_s"
         time.sleep(0.25)
     feature_store.close()
+
+
+@pytest.mark.real_service
+def test_a_store_outage_is_retried_and_nothing_is_committed_until_written(request, tmp_path, unique):
+    import threading
+
+    from streams.app import Backends, build_worker
+    from tests.faults import TcpProxy
+    from tests.streams.helpers import wait_for_commits
+
+    base = with_sample_registry(stack_settings("real", request, tmp_path, unique, batch_size=50))
+    host, port = request.getfixturevalue("cassandra_endpoint").split(":")
+    proxy = TcpProxy(host, int(port))
+    behind_proxy = base.model_copy(update={"feature_store": f"cassandra://127.0.0.1:{proxy.port}/vahini_test"})
+    t = now_ms() - HOUR_MS
+    send_updates(base, [update(f"a{i}", i, t) for i in range(100)])
+    backends = Backends.open(behind_proxy)
+    worker = build_worker(behind_proxy, backends)
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
+    thread.start()
+    wait_for_commits(base, 60)
+
+    log = wiring.event_log(base)
+    before = log.committed(base.ingest.group, base.topics.feature_updates)
+    proxy.cut()
+    send_updates(base, [update(f"b{i}", i, t) for i in range(300)])
+    time.sleep(3)  # several batches polled, every write failing and retried
+    assert log.committed(base.ingest.group, base.topics.feature_updates) == before
+    stop.set()
+    thread.join(60)
+    assert not thread.is_alive()
+    assert log.committed(base.ingest.group, base.topics.feature_updates) == before
+    worker.close()
+    backends.close()
+    log.close()
+
+    ingest_until_caught_up(base)  # a restart with the store reachable again
+    assert stored_clicks(base, [f"b{i}" for i in range(300)]) == {f"b{i}": i for i in range(300)}
