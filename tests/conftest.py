@@ -36,6 +36,21 @@ def cassandra_endpoint(_containers) -> str:
 
 
 @pytest.fixture(scope="session")
+def cassandra_keyspace(cassandra_endpoint) -> str:
+    """A keyspace of this test session's own: no state from other runs or sessions."""
+    from cassandra.cluster import Cluster
+
+    name = f"vahini_test_{uuid.uuid4().hex[:12]}"
+    yield name
+    host, port = cassandra_endpoint.rsplit(":", 1)
+    cluster = Cluster([host], port=int(port))
+    try:
+        cluster.connect().execute(f"DROP KEYSPACE IF EXISTS {name}", timeout=60)
+    finally:
+        cluster.shutdown()
+
+
+@pytest.fixture(scope="session")
 def redis_url(_containers) -> str:
     return _endpoint("redis", _containers)
 

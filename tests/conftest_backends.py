@@ -20,7 +20,8 @@ def stack_settings(kind: str, request, tmp_path, unique: str, **ingest) -> Setti
                         ingest=ingest_settings)
     return Settings(
         event_log=f"kafka://{request.getfixturevalue('kafka_bootstrap')}",
-        feature_store=f"cassandra://{request.getfixturevalue('cassandra_endpoint')}/vahini_test",
+        feature_store=f"cassandra://{request.getfixturevalue('cassandra_endpoint')}/"
+                      f"{request.getfixturevalue('cassandra_keyspace')}",
         hot_tier=request.getfixturevalue("redis_url"),
         config_store=f"zk://{request.getfixturevalue('zookeeper_hosts')}/vahini-test-{unique}",
         topics=topics, ingest=ingest_settings, kafka_session_timeout_ms=6000)

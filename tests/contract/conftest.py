@@ -16,7 +16,8 @@ def feature_store(request, tmp_path):
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path}/features.db"
     else:
-        url = f"cassandra://{request.getfixturevalue('cassandra_endpoint')}/vahini_test"
+        endpoint, keyspace = request.getfixturevalue("cassandra_endpoint"), request.getfixturevalue("cassandra_keyspace")
+        url = f"cassandra://{endpoint}/{keyspace}"
     store = wiring.feature_store(Settings(feature_store=url))
     yield store
     store.close()

@@ -196,7 +196,8 @@ def test_store_outage_is_unavailable(request, tmp_path, unique):
     settings = with_sample_registry(stack_settings("real", request, tmp_path, unique))
     host, port = request.getfixturevalue("cassandra_endpoint").split(":")
     proxy = TcpProxy(host, int(port))
-    settings = settings.model_copy(update={"feature_store": f"cassandra://127.0.0.1:{proxy.port}/vahini_test"})
+    keyspace = request.getfixturevalue("cassandra_keyspace")
+    settings = settings.model_copy(update={"feature_store": f"cassandra://127.0.0.1:{proxy.port}/{keyspace}"})
     running = start_server(settings, port=0)
     stub = pb_grpc.FeatureServiceStub(grpc.insecure_channel(f"127.0.0.1:{running.port}"))
     request_ = pb.RetrieveRequest(entity="user", keys=[f"z{unique}"],

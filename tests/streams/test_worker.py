@@ -162,7 +162,8 @@ def test_a_store_outage_is_retried_and_nothing_is_committed_until_written(reques
     base = with_sample_registry(stack_settings("real", request, tmp_path, unique, batch_size=50))
     host, port = request.getfixturevalue("cassandra_endpoint").split(":")
     proxy = TcpProxy(host, int(port))
-    behind_proxy = base.model_copy(update={"feature_store": f"cassandra://127.0.0.1:{proxy.port}/vahini_test"})
+    keyspace = request.getfixturevalue("cassandra_keyspace")
+    behind_proxy = base.model_copy(update={"feature_store": f"cassandra://127.0.0.1:{proxy.port}/{keyspace}"})
     t = now_ms() - HOUR_MS
     send_updates(base, [update(f"a{i}", i, t) for i in range(100)])
     backends = Backends.open(behind_proxy)
