@@ -173,11 +173,16 @@ def test_a_store_outage_is_retried_and_nothing_is_committed_until_written(reques
     thread.start()
     wait_for_commits(base, 60)
 
+    from prometheus_client import REGISTRY
+
+    retries = lambda: REGISTRY.get_sample_value("vahini_store_write_retries_total") or 0  # noqa: E731
     log = wiring.event_log(base)
     before = log.committed(base.ingest.group, base.topics.feature_updates)
+    retries_before = retries()
     proxy.cut()
     send_updates(base, [update(f"b{i}", i, t) for i in range(300)])
     time.sleep(3)  # several batches polled, every write failing and retried
+    assert retries() > retries_before and thread.is_alive()
     assert log.committed(base.ingest.group, base.topics.feature_updates) == before
     stop.set()
     thread.join(60)
