@@ -18,8 +18,8 @@ services-stop:
 
 bench:
 	@bash infra/bootstrap.sh
-	.venv/bin/python benchmarks/ingest.py
-	.venv/bin/python benchmarks/retrieve.py
+	.venv/bin/python -m benchmarks.ingest
+	.venv/bin/python -m benchmarks.retrieve
 
 proto:
 	@bash infra/bootstrap.sh

@@ -127,7 +127,7 @@ def run_demo(workdir: Path, size: DemoSize = DemoSize(), seed: int = 7) -> dict:
             for j, name in enumerate(r.features):
                 value = r.values[name][0]
                 value = [round(float(x), 3) for x in value[:4]] + ["…"] if getattr(value, "ndim", 0) else value
-                print(f"  {r.group}.{name:<18} {str(value):<48} {STATUS_NAMES[r.status[0, j]]}")
+                print(f"  {r.group + '.' + name:<36} {str(value):<44} {STATUS_NAMES[r.status[0, j]]}")
     summary = {"feature_updates": updates, "produce_seconds": round(produce_s, 2),
                "ingested_events": stats.events, "rows_written": stats.rows_written,
                "dead_lettered": stats.dead_lettered, "ingest_seconds": round(stats.seconds, 2),

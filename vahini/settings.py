@@ -15,13 +15,19 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 SETTINGS_FILE_ENV = "VAHINI_SETTINGS_FILE"
 
 
-class TopicSettings(BaseModel):
+class _Section(BaseModel):
+    """A settings section; a misspelt key is an error, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class TopicSettings(_Section):
     feature_updates: str = "vahini.feature-updates"
     interactions: str = "vahini.interactions"
     sessions: str = "vahini.sessions"
@@ -30,7 +36,7 @@ class TopicSettings(BaseModel):
     replication_factor: int = Field(1, ge=1)
 
 
-class IngestSettings(BaseModel):
+class IngestSettings(_Section):
     group: str = "vahini-feature-ingest"
     batch_size: int = Field(5000, ge=1, description="Max events decoded, merged and written together")
     batch_linger_ms: int = Field(50, ge=0, description="Max wait to fill a batch")
@@ -39,14 +45,14 @@ class IngestSettings(BaseModel):
     retry_backoff_max_s: float = Field(30.0, gt=0, description="Longest wait between retries of a failed write")
 
 
-class ServingSettings(BaseModel):
+class ServingSettings(_Section):
     host: str = "127.0.0.1"
     port: int = 50051
     max_keys_per_request: int = Field(2000, ge=1)
     max_workers: int = Field(16, ge=1)
 
 
-class CassandraSettings(BaseModel):
+class CassandraSettings(_Section):
     replication_factor: int = 1
     local_dc: str | None = None
     consistency: str = "LOCAL_QUORUM"
@@ -72,17 +78,27 @@ class Settings(BaseSettings):
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings, env_settings,
                                    dotenv_settings, file_secret_settings) -> tuple[PydanticBaseSettingsSource, ...]:
-        toml_file = os.environ.get(SETTINGS_FILE_ENV)
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        if toml_file:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(toml_file)))
-        return tuple(sources)
+        return _sources(settings_cls, init_settings, env_settings, os.environ.get(SETTINGS_FILE_ENV))
+
+
+def _sources(settings_cls, init_settings, env_settings, toml_file: str | None) -> tuple:
+    sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+    if toml_file:
+        sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(toml_file)))
+    return tuple(sources)
 
 
 def load_settings(settings_file: str | None = None, **overrides: Any) -> Settings:
-    """Build the settings; `settings_file` (TOML) sits below environment variables."""
-    if settings_file:
-        if not Path(settings_file).is_file():
-            raise FileNotFoundError(f"settings file not found: {settings_file}")
-        os.environ[SETTINGS_FILE_ENV] = settings_file
-    return Settings(**overrides)
+    """Build the settings once at start-up. Precedence: `overrides` (command-line flags),
+    VAHINI_* environment variables, the TOML `settings_file` (or $VAHINI_SETTINGS_FILE), defaults."""
+    path = settings_file or os.environ.get(SETTINGS_FILE_ENV)
+    if path and not Path(path).is_file():
+        raise FileNotFoundError(f"settings file not found: {path}")
+
+    class _FromFile(Settings):
+        @classmethod
+        def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
+                                       file_secret_settings):
+            return _sources(settings_cls, init_settings, env_settings, path)
+
+    return _FromFile(**overrides)

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 from vahini.cli import commands
+from vahini.errors import StoreUnavailable
+from vahini.wiring import UnknownBackend
 
 DESCRIPTION = """\
 Vahini: real-time ML features. Producers send events to a log (Kafka, or an
@@ -111,9 +113,12 @@ def main(argv: list[str] | None = None) -> int:
         return args.run(args) or 0
     except KeyboardInterrupt:
         return 130
-    except commands.UserError as exc:
+    except (commands.UserError, UnknownBackend) as exc:
         print(f"vahini {args.command}: {exc}", file=sys.stderr)
         return 2
+    except StoreUnavailable as exc:
+        print(f"vahini {args.command}: a backing service is unavailable: {exc}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

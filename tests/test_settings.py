@@ -1,0 +1,70 @@
+"""One typed settings object: defaults, TOML file, environment, flags, in that order of strength."""
+
+import pytest
+from pydantic import ValidationError
+
+from vahini import wiring
+from vahini.cli import main
+from vahini.settings import Settings, load_settings
+
+TOML = """
+feature_store = "cassandra://db-1,db-2:9142/features"
+hot_tier = "redis://cache:6379/2"
+
+[ingest]
+batch_size = 777
+batch_linger_ms = 9
+"""
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    for key in [k for k in __import__("os").environ if k.startswith("VAHINI_")]:
+        monkeypatch.delenv(key)
+    return monkeypatch
+
+
+def test_defaults_are_the_embedded_stack(clean_env):
+    s = load_settings()
+    assert (s.event_log, s.feature_store, s.hot_tier, s.config_store) == (
+        "sqlite:///.vahini/events.db", "sqlite:///.vahini/features.db", "memory://", "file://.vahini/config")
+
+
+def test_environment_beats_the_file_and_flags_beat_both(clean_env, tmp_path):
+    path = tmp_path / "vahini.toml"
+    path.write_text(TOML)
+    clean_env.setenv("VAHINI_INGEST__BATCH_SIZE", "5000")
+    clean_env.setenv("VAHINI_HOT_TIER", "redis://env:6379/0")
+    s = load_settings(str(path), metrics_port=9100)
+    assert s.feature_store == "cassandra://db-1,db-2:9142/features"   # file
+    assert s.hot_tier == "redis://env:6379/0"                           # env over file
+    assert s.ingest.batch_size == 5000 and s.ingest.batch_linger_ms == 9
+    assert s.metrics_port == 9100                                       # flag
+    clean_env.setenv("VAHINI_SETTINGS_FILE", str(path))
+    assert Settings().feature_store == "cassandra://db-1,db-2:9142/features"
+
+
+def test_mistakes_are_rejected(clean_env, tmp_path):
+    with pytest.raises(FileNotFoundError):
+        load_settings(str(tmp_path / "missing.toml"))
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[ingest]\nbatch_sise = 10\n")
+    with pytest.raises(ValidationError, match="batch_sise"):
+        load_settings(str(bad))
+    clean_env.setenv("VAHINI_INGEST__BATCH_SIZE", "0")
+    with pytest.raises(ValidationError, match="batch_size"):
+        load_settings()
+
+
+def test_an_unknown_backend_scheme_is_named(clean_env, capsys):
+    with pytest.raises(wiring.UnknownBackend, match="feature_store='mongo://x': scheme must be one of"):
+        wiring.feature_store(Settings(feature_store="mongo://x"))
+    clean_env.setenv("VAHINI_CONFIG_STORE", "etcd://x")
+    assert main(["apply", "vahini/samples/registry"]) == 2
+    assert "scheme must be one of file://, zk://" in capsys.readouterr().err
+
+
+def test_an_unreachable_service_is_a_clear_error_not_a_traceback(clean_env, capsys):
+    clean_env.setenv("VAHINI_CONFIG_STORE", "zk://127.0.0.1:1/vahini")
+    assert main(["get", "--entity", "user", "--keys", "u1", "--groups", "user_profile"]) == 3
+    assert "cannot connect to ZooKeeper at 127.0.0.1:1" in capsys.readouterr().err
