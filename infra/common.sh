@@ -48,14 +48,24 @@ stop_daemon() {
   log "stopped"
 }
 
+# retry N CMD...: network installs fail transiently; try a few times before giving up.
+retry() {
+  local attempts="$1"; shift
+  for ((i = 1; i <= attempts; i++)); do
+    "$@" && return 0
+    (( i < attempts )) && { log "attempt $i of $attempts failed: $*; retrying in $((i * 5)) s"; sleep $((i * 5)); }
+  done
+  return 1
+}
+
 apt_install() {
   local missing=()
   for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
   (( ${#missing[@]} == 0 )) && return 0
   log "apt-get install ${missing[*]}"
   local sudo=""; [[ $EUID -ne 0 ]] && sudo="sudo"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  retry 3 $sudo apt-get update -qq
+  retry 3 env DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
 # maven_fetch NAME: resolve infra/maven/NAME/pom.xml's runtime classpath into the cache.
@@ -65,7 +75,7 @@ maven_fetch() {
   command -v mvn >/dev/null || apt_install maven
   log "fetching jars from Maven Central into $lib"
   rm -rf "$lib"; mkdir -p "$lib"
-  mvn -q -B -f "$INFRA_DIR/maven/$name/pom.xml" dependency:copy-dependencies \
+  retry 3 mvn -q -B -f "$INFRA_DIR/maven/$name/pom.xml" dependency:copy-dependencies \
       -DincludeScope=runtime -DoutputDirectory="$lib" >&2
   cp "$INFRA_DIR/maven/$name/pom.xml" "$lib/.complete"
 }

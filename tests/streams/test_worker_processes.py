@@ -121,3 +121,38 @@ def test_a_replay_beside_live_ingestion_keeps_the_newest_values(settings):
     live.terminate()
     assert stats.events >= len(old)
     assert stored_clicks(settings, list(newest)) == {f"u{u}": 100 + u for u in range(800)}
+
+
+def test_a_running_worker_picks_up_a_new_feature_group_without_restart(settings, tmp_path):
+    import shutil
+
+    from streams.dead_letter import reason_of
+    from tests.streams.helpers import dead_letters
+    from vahini.demo import SAMPLE_REGISTRY
+    from vahini.registry import publish
+
+    t = int(time.time() * 1000) - 1000
+    coupon = {"entity": "user", "keys": {"user_id": "cz"}, "group": "user_coupons",
+              "values": {"coupons_30d": 4}, "event_time_ms": t, "producer_id": "test"}
+    worker = WorkerProcess(settings)
+    send_updates(settings, [coupon])
+    wait_for_commits(settings, 120)
+    (letter,) = dead_letters(settings, 1)
+    assert reason_of(letter)["vahini.reason"] == "unknown_group"
+
+    registry_dir = tmp_path / "registry"
+    shutil.copytree(SAMPLE_REGISTRY, registry_dir)
+    (registry_dir / "coupons.yaml").write_text(
+        "feature_groups:\n  - name: user_coupons\n    entity: user\n    version: 1\n"
+        "    features: [{name: coupons_30d, type: int32, default: 0}]\n")
+    store = wiring.config_store(settings)
+    publish.apply(registry_dir, store)
+    store.close()
+    time.sleep(2)  # watchers (ZooKeeper watch, or a 0.5 s file poll) deliver the change
+    send_updates(settings, [{**coupon, "event_time_ms": t + 1}])
+    wait_for_commits(settings, 120)
+    summary = worker.terminate()
+    assert summary["rows_written"] == 1 and summary["dead_lettered"] == 1
+    feature_store = wiring.feature_store(settings)
+    assert ("cz", "user_coupons") in feature_store.read("user", ["cz"], ["user_coupons"])
+    feature_store.close()
