@@ -94,15 +94,18 @@ class FeatureReader:
     def _fetch(self, entity: str, keys: list[str], groups: list[FeatureGroup]) -> dict[tuple[str, str], bytes]:
         found: dict[tuple[str, str], bytes] = {}
         wanted: list[tuple[str, FeatureGroup]] = []
+        lru_misses = 0
         for g in groups:
             lru = self._lru(g)
             for k in dict.fromkeys(keys):
                 hit = lru.get(feature_cache_key(entity, g.name, k)) if lru else None
                 if hit is None:
                     wanted.append((k, g))
+                    lru_misses += lru is not None
                 else:
                     found[(k, g.name)] = hit
         metrics.CACHE_LOOKUPS.labels("lru", "hit").inc(len(found))
+        metrics.CACHE_LOOKUPS.labels("lru", "miss").inc(lru_misses)
         wanted = self._from_cache(entity, wanted, found)
         if wanted:
             self._from_store(entity, wanted, found)
@@ -125,7 +128,8 @@ class FeatureReader:
         except StoreUnavailable as exc:  # a cache outage slows reads down; it must not fail them
             log.warning("cache_read_failed", error=str(exc))
             return wanted
-        misses = [(k, g) for k, g in wanted if g.cache.redis_ttl_s <= 0]
+        uncached = [(k, g) for k, g in wanted if g.cache.redis_ttl_s <= 0]
+        misses = []
         for (k, g), value in zip(cacheable, values):
             if value is None:
                 misses.append((k, g))
@@ -134,7 +138,7 @@ class FeatureReader:
                 self._remember_in_lru(entity, g, k, value)
         metrics.CACHE_LOOKUPS.labels("redis", "hit").inc(len(cacheable) - len(misses))
         metrics.CACHE_LOOKUPS.labels("redis", "miss").inc(len(misses))
-        return misses
+        return uncached + misses
 
     def _from_store(self, entity: str, wanted, found) -> None:
         keys = list(dict.fromkeys(k for k, _ in wanted))

@@ -46,6 +46,11 @@ class EventProducer:
         return cls(wiring.event_log(settings), AvroCodec(SchemaCatalog.default()), lambda: follower.current,
                    settings, producer_id)
 
+    @property
+    def registry(self) -> Registry:
+        """The registry events are validated against (the latest published)."""
+        return self._registry()
+
     # -- typed helpers ------------------------------------------------------------
     def feature_update(self, entity: str, keys: Mapping[str, str], group: str, values: Mapping[str, Any],
                        event_time_ms: int | None = None) -> None:

@@ -39,8 +39,8 @@ def test_second_read_is_served_by_the_cache_not_the_store(parts):
     write(store, follower.current, "user", {"user_id": f"t{u}"}, "user_activity", {"clicks_1d": 4})
     reader = FeatureReader(store, cache, lambda: follower.current)
     misses, hits = lookups("redis", "miss"), lookups("redis", "hit")
-    reader.retrieve("user", [f"t{u}"], ["user_activity"])
-    assert lookups("redis", "miss") == misses + 1
+    reader.retrieve("user", [f"t{u}"], ["user_activity", "user_profile"])
+    assert lookups("redis", "miss") == misses + 2
     # A fresh reader (no LRU) must find the value in the shared cache tier.
     second = FeatureReader(store, cache, lambda: follower.current).retrieve("user", [f"t{u}"], ["user_activity"])
     assert lookups("redis", "hit") == hits + 1
@@ -61,10 +61,12 @@ def test_in_process_lru_answers_hot_keys_without_the_cache(parts):
     store, cache, follower, u, settings = parts
     write(store, follower.current, "product", {"product_id": f"hot{u}"}, "product_core", {"price": 9.5})
     reader = FeatureReader(store, cache, lambda: follower.current)  # product_core has lru_size > 0
+    lru_misses = lookups("lru", "miss")
     reader.retrieve("product", [f"hot{u}"], ["product_core"])
+    assert lookups("lru", "miss") == lru_misses + 1
     lru_hits = lookups("lru", "hit")
     result = reader.retrieve("product", [f"hot{u}"], ["product_core"])
-    assert lookups("lru", "hit") == lru_hits + 1
+    assert lookups("lru", "hit") == lru_hits + 1 and lookups("lru", "miss") == lru_misses + 1
     assert result[0].values["price"].tolist() == [9.5]
 
 

@@ -34,7 +34,7 @@ def _parquet_rows(path: Path, producer: EventProducer) -> Iterator[tuple[int, di
         import pyarrow.parquet as pq
     except ImportError:
         raise SystemExit("reading Parquet needs pyarrow: pip install 'vahini[parquet]'") from None
-    registry = producer._registry()
+    registry = producer.registry
     number = 0
     for batch in pq.ParquetFile(path).iter_batches(batch_size=10_000):
         for row in batch.to_pylist():
