@@ -23,13 +23,14 @@ def _retrying(call, attempts: int = 50, delay_s: float = 0.1):
         try:
             return call()
         except KafkaException as exc:
-            if not exc.args[0].retriable() and exc.args[0].code() not in _TRANSIENT or attempt == attempts - 1:
+            transient = exc.args[0].retriable() or exc.args[0].code() in _TRANSIENT
+            if not transient or attempt == attempts - 1:
                 raise StoreUnavailable(f"Kafka request failed: {exc}") from exc
             time.sleep(delay_s)
 
 
 _TRANSIENT = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
-              KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._TIMED_OUT}
+              KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._TIMED_OUT, KafkaError._TRANSPORT}
 
 
 class KafkaEventLog:
@@ -59,10 +60,13 @@ class KafkaEventLog:
                 raise StoreUnavailable(f"cannot create topic {topic}: {exc}") from exc
         self._wait_for_topic(topic)
 
+    def _topic_metadata(self, topic: str):
+        return _retrying(lambda: self._admin.list_topics(topic, timeout=10), attempts=3).topics.get(topic)
+
     def _wait_for_topic(self, topic: str, timeout_s: float = 30.0) -> int:
         deadline = time.monotonic() + timeout_s
         while True:
-            meta = self._admin.list_topics(topic, timeout=10).topics.get(topic)
+            meta = self._topic_metadata(topic)
             if (meta is not None and meta.error is None and meta.partitions
                     and all(p.leader >= 0 and p.error is None for p in meta.partitions.values())):
                 return len(meta.partitions)
@@ -71,7 +75,7 @@ class KafkaEventLog:
             time.sleep(0.1)
 
     def partitions(self, topic: str) -> int:
-        meta = self._admin.list_topics(topic, timeout=10).topics.get(topic)
+        meta = self._topic_metadata(topic)
         if meta is None or meta.error is not None or not meta.partitions:
             self.create_topic(topic)
             return self._wait_for_topic(topic)
