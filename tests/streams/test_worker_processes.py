@@ -50,7 +50,7 @@ def free_port() -> int:
 
 
 def test_kill_9_mid_run_loses_nothing_and_the_restart_finishes(settings):
-    updates, newest = versions(users=1500, per_user=8, seed=1)
+    updates, newest = versions(users=3000, per_user=8, seed=1)
     send_updates(settings, updates)
     total = len(updates)
     worker = WorkerProcess(settings)
