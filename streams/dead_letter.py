@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import time
 
+from collections import Counter
+
 from vahini.errors import InvalidEvent
-from vahini.ports.event_log import LogProducer, Record
+from vahini.ports.event_log import EventLog, LogProducer, Record
 
 REASON = "vahini.reason"
 DETAIL = "vahini.detail"
@@ -39,3 +41,32 @@ class DeadLetterSink:
 def reason_of(record: Record) -> dict[str, str]:
     """The headers of a dead-lettered record, decoded (for tools and tests)."""
     return {k: v.decode() for k, v in record.headers}
+
+
+def summarize(log: EventLog, topic: str, latest: int) -> dict:
+    """Counts by reason and the `latest` dead letters, read without joining any group."""
+    ends = log.end_offsets(topic)
+    consumer = log.consumer(f"{topic}-inspect", [topic], {(topic, p): 0 for p in ends})
+    by_reason: Counter[str] = Counter()
+    tail: list[Record] = []
+    try:
+        remaining = sum(ends.values())
+        while remaining > 0:
+            batch = consumer.poll_batch(5000, 1.0)
+            if not batch:
+                break
+            remaining -= len(batch)
+            by_reason.update(reason_of(r).get(REASON, "?") for r in batch)
+            tail = (tail + batch)[-latest:] if latest else []
+    finally:
+        consumer.close()
+    tail.sort(key=lambda r: int(reason_of(r).get(FAILED_AT_MS, "0")))
+    return {"total": sum(by_reason.values()), "by_reason": dict(by_reason.most_common()),
+            "latest": [_describe(r) for r in tail]}
+
+
+def _describe(record: Record) -> dict:
+    h = reason_of(record)
+    return {"reason": h.get(REASON), "detail": h.get(DETAIL), "failed_at_ms": int(h.get(FAILED_AT_MS, "0")),
+            "source": f"{h.get(SOURCE_TOPIC)}[{h.get(SOURCE_PARTITION)}]@{h.get(SOURCE_OFFSET)}",
+            "bytes": len(record.value)}

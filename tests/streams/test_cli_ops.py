@@ -62,3 +62,44 @@ def test_produce_bulk_loads_parquet_feature_rows(settings, tmp_path):
                     "--group", settings.ingest.group, "--no-progress")
     assert ingest.returncode == 0, ingest.stderr
     assert stored_clicks(settings, ["pq1", "pq2", "pq3"]) == {"pq1": 10, "pq2": 20}
+
+
+def test_dead_letters_are_listed_and_can_be_re_driven_once_fixed(settings, tmp_path):
+    import json
+    import shutil
+
+    from vahini import wiring
+    from vahini.demo import SAMPLE_REGISTRY
+    from vahini.registry import publish
+
+    t = int(time.time() * 1000) - 1000
+    gift = {"entity": "user", "keys": {"user_id": "g1"}, "group": "user_gifts", "values": {"gifts": 2},
+            "event_time_ms": t, "producer_id": "test"}
+    send_updates(settings, [gift, update("ok", 1, t)])
+    send_raw(settings, [b"\x00not avro"])
+    result = vahini(settings, "replay", "--topic", settings.topics.feature_updates, "--from", "earliest",
+                    "--group", settings.ingest.group, "--no-progress")
+    assert "dead_lettered=2" in result.stdout, result.stderr
+
+    shown = vahini(settings, "dead-letters", "--json")
+    assert shown.returncode == 0, shown.stderr
+    summary = json.loads(shown.stdout)
+    assert summary["total"] == 2 and summary["by_reason"] == {"unknown_group": 1, "undecodable": 1}
+    assert len(summary["latest"]) == 2
+    assert all(e["source"].startswith(f"{settings.topics.feature_updates}[") for e in summary["latest"])
+    text = vahini(settings, "dead-letters").stdout
+    assert "2 dead-lettered event(s)" in text and "unknown_group" in text
+
+    registry_dir = tmp_path / "registry"
+    shutil.copytree(SAMPLE_REGISTRY, registry_dir)
+    (registry_dir / "gifts.yaml").write_text("feature_groups:\n  - name: user_gifts\n    entity: user\n"
+                                             "    version: 1\n    features: [{name: gifts, type: int32}]\n")
+    store = wiring.config_store(settings)
+    publish.apply(registry_dir, store)
+    store.close()
+    redrive = vahini(settings, "replay", "--topic", settings.topics.dead_letter, "--from", "earliest",
+                     "--group", "redrive", "--no-progress")
+    assert "events=2 written=1 dead_lettered=1" in redrive.stdout, redrive.stderr  # the garbage stays dead
+    feature_store = wiring.feature_store(settings)
+    assert ("g1", "user_gifts") in feature_store.read("user", ["g1"], ["user_gifts"])
+    feature_store.close()

@@ -93,6 +93,15 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--no-progress", action="store_true")
     r.set_defaults(run=commands.replay)
 
+    dl = sub.add_parser("dead-letters", help="show dead-lettered events: counts by reason and the latest ones",
+                        description="Read the dead-letter topic and print how many events failed for each reason, "
+                                    "then the latest --limit of them with where they came from and why. To re-drive "
+                                    "them once fixed (e.g. after publishing a missing group): "
+                                    "vahini replay --topic <dead-letter topic> --from earliest")
+    dl.add_argument("--limit", type=int, default=20, help="latest entries to print (default %(default)s)")
+    dl.add_argument("--json", action="store_true", help="print JSON instead of text")
+    dl.set_defaults(run=commands.dead_letters)
+
     s = sub.add_parser("serve", help="serve the gRPC FeatureService (with health and reflection)")
     s.add_argument("--host")
     s.add_argument("--port", type=int)

@@ -121,3 +121,23 @@ def get(args) -> int:
     follower.close()
     return 0
 
+
+
+def dead_letters(args) -> int:
+    from streams.dead_letter import summarize
+
+    settings = _settings(args)
+    log = wiring.event_log(settings)
+    try:
+        summary = summarize(log, settings.topics.dead_letter, args.limit)
+    finally:
+        log.close()
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    print(f"{summary['total']} dead-lettered event(s) in {settings.topics.dead_letter}")
+    for reason, count in summary["by_reason"].items():
+        print(f"  {reason:<22} {count}")
+    for entry in summary["latest"]:
+        print(f"{entry['source']}  {entry['reason']}: {entry['detail']}")
+    return 0
