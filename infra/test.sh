@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash infra/bootstrap.sh
 bash infra/services.sh install
+bash infra/grpcurl.sh install
+export VAHINI_GRPCURL="${VAHINI_GRPCURL:-$(bash infra/grpcurl.sh path)}"
 if [[ "${VAHINI_KEEP_SERVICES:-0}" != 1 ]]; then trap 'bash infra/services.sh stop' EXIT; fi
 bash infra/services.sh start
 export VAHINI_REQUIRE_SERVICES=1
