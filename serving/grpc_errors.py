@@ -1,9 +1,12 @@
-"""The one place where errors become gRPC status codes."""
+"""The one place where errors become gRPC status codes (and where every call is counted)."""
 
 from __future__ import annotations
 
+import time
+
 import grpc
 
+from serving import metrics
 from vahini.errors import InvalidEvent, NotFound, Reason, StoreUnavailable
 from vahini.logs import get_logger
 
@@ -33,15 +36,18 @@ def status_of(exc: Exception) -> grpc.StatusCode:
 
 
 class ErrorMapping(grpc.ServerInterceptor):
-    """Turns exceptions from unary handlers into a status with a readable message."""
+    """Turns exceptions from unary handlers into a status with a readable message,
+    and counts every call by method and status code."""
 
     def intercept_service(self, continuation, handler_call_details):
         handler = continuation(handler_call_details)
         if handler is None or handler.unary_unary is None:
             return handler
         inner, method = handler.unary_unary, handler_call_details.method
+        name = method.rsplit("/", 1)[-1]
 
         def guarded(request, context):
+            started, code = time.perf_counter(), grpc.StatusCode.OK
             try:
                 return inner(request, context)
             except Exception as exc:  # noqa: BLE001 - every error must become a status
@@ -49,6 +55,9 @@ class ErrorMapping(grpc.ServerInterceptor):
                 if code == grpc.StatusCode.INTERNAL:
                     log.exception("grpc_internal_error", method=method)
                 context.abort(code, str(exc) if code != grpc.StatusCode.INTERNAL else f"internal error: {exc}")
+            finally:
+                metrics.GRPC_REQUESTS.labels(name, code.name).inc()
+                metrics.GRPC_SECONDS.labels(name).observe(time.perf_counter() - started)
 
         return grpc.unary_unary_rpc_method_handler(guarded, request_deserializer=handler.request_deserializer,
                                                    response_serializer=handler.response_serializer)

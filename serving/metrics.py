@@ -7,3 +7,6 @@ CACHE_LOOKUPS = Counter("vahini_cache_lookups_total", "Feature cache lookups by 
 RETRIEVE_SECONDS = Histogram("vahini_retrieve_seconds", "Latency of one feature retrieval",
                              buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1))
 RETRIEVE_KEYS = Histogram("vahini_retrieve_keys", "Keys per retrieval", buckets=(1, 10, 50, 100, 500, 1000, 5000))
+GRPC_REQUESTS = Counter("vahini_grpc_requests_total", "gRPC calls by method and status code", ["method", "code"])
+GRPC_SECONDS = Histogram("vahini_grpc_request_seconds", "gRPC call latency by method", ["method"],
+                         buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5))

@@ -123,8 +123,15 @@ def test_a_persist_invalidates_a_cached_miss(stack):
 ], ids=["no-entity", "no-keys", "empty-key", "no-groups", "unknown-entity", "unknown-group", "wrong-entity",
         "unknown-feature", "too-many-keys"])
 def test_bad_retrieve_requests_get_precise_status_codes(stack, request_, code, detail):
+    from prometheus_client import REGISTRY
+
+    def counted():
+        return REGISTRY.get_sample_value("vahini_grpc_requests_total", {"method": "Retrieve", "code": code.name}) or 0
+
+    before = counted()
     got_code, got_detail = code_of(stack[0].Retrieve, request_)
     assert got_code == code and detail in got_detail
+    assert counted() == before + 1
 
 
 def test_bad_persist_requests_name_the_update_and_write_nothing(stack):
