@@ -68,3 +68,19 @@ def test_an_unreachable_service_is_a_clear_error_not_a_traceback(clean_env, caps
     clean_env.setenv("VAHINI_CONFIG_STORE", "zk://127.0.0.1:1/vahini")
     assert main(["get", "--entity", "user", "--keys", "u1", "--groups", "user_profile"]) == 3
     assert "cannot connect to ZooKeeper at 127.0.0.1:1" in capsys.readouterr().err
+
+
+def test_extra_kafka_properties_reach_the_client_and_a_misspelt_one_is_named(clean_env, capsys):
+    clean_env.setenv("VAHINI_EVENT_LOG", "kafka://127.0.0.1:9092")
+    clean_env.setenv("VAHINI_KAFKA", '{"security.protocoll": "SSL"}')
+    assert main(["replay", "--topic", "t", "--from", "earliest"]) == 2
+    assert 'invalid Kafka client settings: No such configuration property: "security.protocoll"' in \
+        capsys.readouterr().err
+
+
+def test_cassandra_password_is_kept_secret(clean_env):
+    clean_env.setenv("VAHINI_CASSANDRA__USERNAME", "vahini")
+    clean_env.setenv("VAHINI_CASSANDRA__PASSWORD", "s3cret")
+    s = load_settings()
+    assert s.cassandra.password.get_secret_value() == "s3cret"
+    assert "s3cret" not in repr(s) and "s3cret" not in str(s.model_dump())

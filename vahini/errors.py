@@ -57,6 +57,10 @@ class Reason:
     FUTURE_EVENT_TIME = "future_event_time"
 
 
+class BadSettings(VahiniError, ValueError):
+    """Settings that cannot work: an unknown backend scheme, a misspelt client property."""
+
+
 class StoreUnavailable(VahiniError):
     """A backing service (Scylla, Redis, Kafka, ZooKeeper) cannot be reached now."""
 

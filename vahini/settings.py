@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 SETTINGS_FILE_ENV = "VAHINI_SETTINGS_FILE"
@@ -53,6 +53,8 @@ class ServingSettings(_Section):
 
 
 class CassandraSettings(_Section):
+    username: str | None = None
+    password: SecretStr | None = Field(None, description="With username: PasswordAuthenticator credentials")
     replication_factor: int = 1
     local_dc: str | None = None
     consistency: str = "LOCAL_QUORUM"
@@ -68,6 +70,10 @@ class Settings(BaseSettings):
     hot_tier: str = "memory://"
     config_store: str = "file://.vahini/config"
     kafka_session_timeout_ms: int = 10_000
+    kafka: dict[str, str | int | float | bool] = Field(
+        default_factory=dict,
+        description="Extra librdkafka properties for every Kafka client, e.g. security.protocol, "
+                    "sasl.mechanisms, sasl.username, sasl.password, ssl.ca.location")
     metrics_port: int = Field(0, ge=0, description="Prometheus /metrics port; 0 = off")
     log_level: str = "INFO"
     topics: TopicSettings = TopicSettings()

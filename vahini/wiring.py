@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from urllib.parse import urlparse
 
+from vahini.errors import BadSettings
 from vahini.ports.config_store import ConfigStore
 from vahini.ports.event_log import EventLog
 from vahini.ports.feature_store import FeatureStore
@@ -12,7 +13,7 @@ from vahini.ports.hot_tier import HotTier
 from vahini.settings import Settings
 
 
-class UnknownBackend(ValueError):
+class UnknownBackend(BadSettings):
     pass
 
 
@@ -46,7 +47,7 @@ def event_log(settings: Settings) -> EventLog:
     from vahini.adapters.kafka_event_log import KafkaEventLog
 
     return KafkaEventLog(urlparse(url).netloc, settings.topics.partitions, settings.topics.replication_factor,
-                         settings.kafka_session_timeout_ms)
+                         settings.kafka_session_timeout_ms, extra=settings.kafka)
 
 
 def feature_store(settings: Settings) -> FeatureStore:
@@ -60,9 +61,10 @@ def feature_store(settings: Settings) -> FeatureStore:
     parsed = urlparse(url)
     hosts, port = _hosts_port(parsed.netloc, 9042)
     c = settings.cassandra
+    credentials = (c.username, c.password.get_secret_value()) if c.username and c.password else None
     return CassandraFeatureStore(hosts, port, parsed.path.strip("/") or "vahini", c.replication_factor,
                                  c.local_dc, c.consistency, settings.ingest.write_concurrency,
-                                 batch_rows=c.batch_rows, batch_bytes=c.batch_bytes)
+                                 batch_rows=c.batch_rows, batch_bytes=c.batch_bytes, credentials=credentials)
 
 
 def hot_tier(settings: Settings) -> HotTier:

@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from cassandra import ConsistencyLevel, DriverException
+from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable
 from cassandra.concurrent import execute_concurrent, execute_concurrent_with_args
 from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
@@ -37,13 +38,15 @@ class CassandraFeatureStore:
     def __init__(self, hosts: Sequence[str], port: int = 9042, keyspace: str = "vahini",
                  replication_factor: int = 1, local_dc: str | None = None,
                  consistency: str = "LOCAL_QUORUM", concurrency: int = 128, create_schema: bool = True,
-                 request_timeout_s: float = 10.0, batch_rows: int = 25, batch_bytes: int = 32 * 1024):
+                 request_timeout_s: float = 10.0, batch_rows: int = 25, batch_bytes: int = 32 * 1024,
+                 credentials: tuple[str, str] | None = None):
         consistency_level = getattr(ConsistencyLevel, consistency)
         profile = ExecutionProfile(
             load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=local_dc)),
             consistency_level=consistency_level, request_timeout=request_timeout_s)
+        auth = PlainTextAuthProvider(*credentials) if credentials else None
         self._cluster = Cluster(list(hosts), port=port, execution_profiles={EXEC_PROFILE_DEFAULT: profile},
-                                connect_timeout=10)
+                                connect_timeout=10, auth_provider=auth)
         self._concurrency = concurrency
         self._keyspace = keyspace
         self._batch_rows = batch_rows

@@ -10,7 +10,7 @@ from typing import Any, Mapping, Sequence
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition as KTP
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from vahini.errors import StoreUnavailable
+from vahini.errors import BadSettings, StoreUnavailable
 from vahini.logs import get_logger
 from vahini.ports.event_log import Record, TopicPartition
 
@@ -37,10 +37,13 @@ class KafkaEventLog:
     def __init__(self, bootstrap_servers: str, default_partitions: int = 8, replication_factor: int = 1,
                  session_timeout_ms: int = 10_000, extra: Mapping[str, Any] | None = None):
         self._base = {"bootstrap.servers": bootstrap_servers, **(extra or {})}
+        try:
+            self._admin = AdminClient(self._base)
+        except KafkaException as exc:  # e.g. a misspelt property in settings.kafka
+            raise BadSettings(f"invalid Kafka client settings: {exc.args[0].str()}") from None
         self.default_partitions = default_partitions
         self.replication_factor = replication_factor
         self.session_timeout_ms = session_timeout_ms
-        self._admin = AdminClient(self._base)
         self._meta: Consumer | None = None
         self._meta_lock = threading.Lock()
 

@@ -8,8 +8,7 @@ import sys
 from pathlib import Path
 
 from vahini.cli import commands
-from vahini.errors import StoreUnavailable
-from vahini.wiring import UnknownBackend
+from vahini.errors import BadSettings, StoreUnavailable
 
 DESCRIPTION = """\
 Vahini: real-time ML features. Producers send events to a log (Kafka, or an
@@ -122,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.run(args) or 0
     except KeyboardInterrupt:
         return 130
-    except (commands.UserError, UnknownBackend) as exc:
+    except (commands.UserError, BadSettings) as exc:
         print(f"vahini {args.command}: {exc}", file=sys.stderr)
         return 2
     except StoreUnavailable as exc:
