@@ -2,6 +2,10 @@
 
 import threading
 
+import pytest
+
+from vahini.ports.config_store import ConcurrentModification
+
 
 def test_missing_document_is_none(config_store):
     assert config_store.get("nothing-here") is None
@@ -29,3 +33,18 @@ def test_watchers_see_each_new_value_until_cancelled(config_store):
     changed.clear()
     config_store.put("doc", b"three")
     assert not changed.wait(1.5), "watcher called after cancel"
+
+
+def test_replace_is_a_compare_and_set(config_store):
+    data, version = config_store.get_versioned("cas")
+    assert data is None
+    config_store.replace("cas", b"first", version)
+    data, version = config_store.get_versioned("cas")
+    assert data == b"first"
+    config_store.replace("cas", b"second", version)
+    with pytest.raises(ConcurrentModification):
+        config_store.replace("cas", b"stale writer", version)
+    _, absent = config_store.get_versioned("never-written")
+    with pytest.raises(ConcurrentModification):
+        config_store.replace("cas", b"blind create over an existing document", absent)
+    assert config_store.get("cas") == b"second"

@@ -36,7 +36,7 @@ feature_groups:
 
 def write(tmp_path: Path, **files: str) -> Path:
     d = tmp_path / "registry"
-    d.mkdir(exist_ok=True)
+    d.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():
         (d / f"{name}.yaml").write_text(textwrap.dedent(text))
     return d
@@ -206,3 +206,27 @@ def test_cli_apply_prints_problems_and_exits_non_zero(tmp_path, capsys, monkeypa
     shutil.copytree(SAMPLE_REGISTRY, good)
     assert main(["apply", str(good)]) == 0
     assert "published" in capsys.readouterr().out
+
+
+def test_overlapping_applies_cannot_drop_each_others_history(tmp_path, settings, monkeypatch):
+    from vahini.ports.config_store import ConcurrentModification
+
+    store = wiring.config_store(settings)
+    slow = write(tmp_path / "slow", entities=GOOD_ENTITIES, groups=GOOD_GROUP)
+    fast = write(tmp_path / "fast", entities=GOOD_ENTITIES,
+                 groups=GOOD_GROUP.replace("version: 1", "version: 2") + "      - {name: city, type: string}\n")
+    publish.apply(slow, store)
+    real_prepare = publish.prepare
+
+    def prepare_while_another_apply_lands(directory, published):
+        monkeypatch.setattr(publish, "prepare", real_prepare)
+        publish.apply(fast, store)  # lands between the slow apply's read and its write
+        return real_prepare(directory, published)
+
+    monkeypatch.setattr(publish, "prepare", prepare_while_another_apply_lands)
+    with pytest.raises(ConcurrentModification):
+        publish.apply(slow, store)
+    published = publish.read_published(store)
+    assert published.groups["profile"].version == 2
+    assert [f.name for f in published.features_of("profile", 1)] == ["age", "emb"]
+    store.close()

@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
-from vahini.ports.config_store import Cancel
+from vahini.ports.config_store import Cancel, ConcurrentModification, Version
 
 
 class DirectoryConfigStore:
@@ -33,6 +35,26 @@ class DirectoryConfigStore:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+    @contextmanager
+    def _locked(self):
+        """Serialises compare-and-set across processes sharing the directory."""
+        with open(self._dir / ".lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def get_versioned(self, name: str) -> tuple[bytes | None, Version]:
+        with self._locked():
+            return self.get(name), self._stamp(name)
+
+    def replace(self, name: str, data: bytes, expected: Version) -> None:
+        with self._locked():
+            if self._stamp(name) != expected:
+                raise ConcurrentModification(f"{self._path(name)} changed since it was read")
+            self.put(name, data)
 
     def get(self, name: str) -> bytes | None:
         try:

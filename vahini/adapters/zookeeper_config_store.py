@@ -6,11 +6,11 @@ from __future__ import annotations
 from typing import Callable
 
 from kazoo.client import KazooClient
-from kazoo.exceptions import KazooException, NodeExistsError, NoNodeError
+from kazoo.exceptions import BadVersionError, KazooException, NodeExistsError, NoNodeError
 from kazoo.handlers.threading import KazooTimeoutError
 
 from vahini.errors import StoreUnavailable
-from vahini.ports.config_store import Cancel
+from vahini.ports.config_store import Cancel, ConcurrentModification, Version
 
 
 class ZooKeeperConfigStore:
@@ -40,6 +40,23 @@ class ZooKeeperConfigStore:
             return data
         except NoNodeError:
             return None
+
+    def get_versioned(self, name: str) -> tuple[bytes | None, Version]:
+        try:
+            data, stat = self._client.get(self._path(name))
+            return data, stat.version
+        except NoNodeError:
+            return None, None
+
+    def replace(self, name: str, data: bytes, expected: Version) -> None:
+        path = self._path(name)
+        try:
+            if expected is None:
+                self._client.create(path, data)
+            else:
+                self._client.set(path, data, version=expected)
+        except (NodeExistsError, BadVersionError, NoNodeError):
+            raise ConcurrentModification(f"{path} changed since it was read") from None
 
     def watch(self, name: str, callback: Callable[[bytes | None], None]) -> Cancel:
         cancelled = False

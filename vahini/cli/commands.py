@@ -8,6 +8,7 @@ import sys
 
 from vahini import logs, wiring
 from vahini.errors import ConfigError
+from vahini.ports.config_store import ConcurrentModification
 from vahini.settings import Settings, load_settings
 
 
@@ -36,6 +37,9 @@ def apply(args) -> int:
         print(f"registry rejected, nothing published ({len(exc.problems)} problem(s)):", file=sys.stderr)
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
+        return 1
+    except ConcurrentModification:
+        print("another apply published in the meantime; nothing published: run apply again", file=sys.stderr)
         return 1
     verb = "valid (dry run, not published)" if args.dry_run else f"published to {settings.config_store}"
     print(f"registry {verb}: {len(registry.entities)} entities, {len(registry.groups)} feature groups, "

@@ -16,9 +16,12 @@ from vahini.registry.model import Registry
 REGISTRY_KEY = "registry"
 
 
-def read_published(store: ConfigStore) -> Registry | None:
-    data = store.get(REGISTRY_KEY)
+def _parse(data: bytes | None) -> Registry | None:
     return None if data is None else Registry.from_json_dict(json.loads(data))
+
+
+def read_published(store: ConfigStore) -> Registry | None:
+    return _parse(store.get(REGISTRY_KEY))
 
 
 def _version_problems(old: Registry, new: Registry, where: dict[str, tuple[str, int]]) -> list[ConfigProblem]:
@@ -38,10 +41,10 @@ def _version_problems(old: Registry, new: Registry, where: dict[str, tuple[str, 
     return problems
 
 
-def prepare(directory: Path, store: ConfigStore) -> Registry:
+def prepare(directory: Path, published: Registry | None) -> Registry:
     """Validate `directory` against itself and against what is published; raise ConfigError."""
     new, where = load_registry_located(directory)
-    old = read_published(store) or Registry.empty()
+    old = published or Registry.empty()
     history = dict(old.history)
     for name, group in old.groups.items():
         history[(name, group.version)] = group.features
@@ -53,10 +56,14 @@ def prepare(directory: Path, store: ConfigStore) -> Registry:
 
 
 def apply(directory: Path, store: ConfigStore, dry_run: bool = False) -> Registry:
-    """Validate and publish atomically: one document, all or nothing."""
-    registry = prepare(directory, store)
+    """Validate and publish atomically: one document, all or nothing. The write is a
+    compare-and-set against the registry it was validated with, so two overlapping
+    applies cannot drop each other's layout history: the later one raises
+    ConcurrentModification and is simply run again."""
+    data, version = store.get_versioned(REGISTRY_KEY)
+    registry = prepare(directory, _parse(data))
     if not dry_run:
-        store.put(REGISTRY_KEY, json.dumps(registry.to_json_dict(), sort_keys=True).encode())
+        store.replace(REGISTRY_KEY, json.dumps(registry.to_json_dict(), sort_keys=True).encode(), version)
     return registry
 
 
@@ -82,7 +89,7 @@ class RegistryFollower:
     def _update(self, data: bytes | None) -> None:
         if data is None:
             return
-        registry = Registry.from_json_dict(json.loads(data))
+        registry = _parse(data)
         with self._lock:
             self._current = registry
         if self._on_change:
