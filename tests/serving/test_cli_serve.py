@@ -31,7 +31,7 @@ def settings(request, tmp_path, unique):
 
 def test_serve_answers_exposes_metrics_and_stops_cleanly_on_sigterm(settings):
     port, metrics_port = free_port(), free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "vahini.cli", "serve", "--port", str(port),
+    proc = subprocess.Popen([sys.executable, "-m", "serving", "--port", str(port),
                              "--metrics-port", str(metrics_port)], env=settings_env(settings),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
