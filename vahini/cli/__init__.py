@@ -86,8 +86,9 @@ def _parser() -> argparse.ArgumentParser:
                                    "live ingestion runs: the newest value by event time wins. Positions: earliest, "
                                    "latest, an offset (applied to every partition), @<epoch ms> or an ISO-8601 time.")
     r.add_argument("--topic", required=True)
-    r.add_argument("--from", dest="start", required=True, metavar="POSITION")
-    r.add_argument("--to", dest="end", metavar="POSITION")
+    r.add_argument("--from", dest="start", required=True, metavar="POSITION", help="first position to re-ingest")
+    r.add_argument("--to", dest="end", metavar="POSITION",
+                   help="stop before this position (exclusive); default: the end of the topic when the replay starts")
     r.add_argument("--group", default=None, help="consumer group (default vahini-replay-<topic>)")
     r.add_argument("--no-progress", action="store_true")
     r.set_defaults(run=commands.replay)
