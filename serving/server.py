@@ -19,6 +19,7 @@ from vahini.cache_keys import feature_cache_key
 from vahini.errors import InvalidEvent, StoreUnavailable
 from vahini.feature_rows import newest_per_key, row_of
 from vahini.logs import get_logger
+from vahini.runtime import tune_gc_for_throughput
 from vahini.ports.feature_store import FeatureStore
 from vahini.ports.hot_tier import HotTier
 from vahini.registry.model import Registry
@@ -149,6 +150,7 @@ def run_server(settings: Settings) -> None:
     if settings.metrics_port:
         start_http_server(settings.metrics_port)
     running = start_server(settings)
+    tune_gc_for_throughput()
     log.info("serving", address=f"{settings.serving.host}:{running.port}", metrics_port=settings.metrics_port)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

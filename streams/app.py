@@ -10,6 +10,7 @@ from prometheus_client import start_http_server
 from vahini import wiring
 from vahini.codecs.avro import AvroCodec, SchemaCatalog
 from vahini.logs import get_logger
+from vahini.runtime import tune_gc_for_throughput
 from vahini.ports.event_log import EventLog, TopicPartition
 from vahini.registry.publish import RegistryFollower
 from vahini.settings import Settings
@@ -59,6 +60,7 @@ def run_ingest(settings: Settings, topics: list[str] | None = None) -> IngestSta
     for topic in topics or [settings.topics.feature_updates]:
         backends.event_log.create_topic(topic, settings.topics.partitions)
     worker = build_worker(settings, backends, topics=topics)
+    tune_gc_for_throughput()
     log.info("ingest_started", topics=topics or [settings.topics.feature_updates], group=settings.ingest.group,
              batch_size=settings.ingest.batch_size, metrics_port=settings.metrics_port)
     try:

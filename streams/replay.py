@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from tqdm import tqdm
 
 from vahini.ports.event_log import EventLog, TopicPartition
+from vahini.runtime import tune_gc_for_throughput
 from vahini.settings import Settings
 from streams.app import Backends, build_worker
 from streams.worker import IngestStats
@@ -65,6 +66,7 @@ def replay(settings: Settings, topic: str, start: str, end: str | None, group: s
     worker = build_worker(settings, backends, group=group, topics=[topic],
                           start_offsets=start_offsets, stop_offsets=stop_offsets)
     stop = stop or threading.Event()
+    tune_gc_for_throughput()
     bar = tqdm(total=total, unit="ev", unit_scale=True, desc=f"replay {topic}", disable=not progress, smoothing=0.1)
 
     def advance(n: int) -> None:

@@ -21,6 +21,7 @@ from tqdm import tqdm
 from vahini import wiring
 from vahini.producer import EventProducer
 from vahini.registry import publish
+from vahini.runtime import tune_gc_for_throughput
 from vahini.settings import Settings
 
 SAMPLE_REGISTRY = Path(__file__).resolve().parent / "samples" / "registry"
@@ -114,6 +115,7 @@ def run_demo(workdir: Path, size: DemoSize = DemoSize(), seed: int = 7) -> dict:
     topic = settings.topics.feature_updates
     ends = {(topic, p): o for p, o in backends.event_log.end_offsets(topic).items()}
     worker = build_worker(settings, backends, stop_offsets=ends)
+    tune_gc_for_throughput()
     with tqdm(total=updates, unit="ev", unit_scale=True, desc="ingest ") as bar:
         stats = worker.run(threading.Event(), on_batch=bar.update)
     worker.close()

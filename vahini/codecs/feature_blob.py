@@ -43,8 +43,24 @@ class Layout:
     vector_dims: tuple[int, ...]
 
 
-@lru_cache(maxsize=4096)
+_LAYOUTS: dict[int, tuple[tuple[Feature, ...], Layout]] = {}
+
+
 def layout_of(features: tuple[Feature, ...]) -> Layout:
+    """The layout of a feature tuple, cached by identity: registries are long-lived and
+    hashing a tuple of dataclasses on every event costs more than encoding it."""
+    entry = _LAYOUTS.get(id(features))
+    if entry is not None and entry[0] is features:
+        return entry[1]
+    layout = _layout_of(features)
+    if len(_LAYOUTS) > 4096:
+        _LAYOUTS.clear()
+    _LAYOUTS[id(features)] = (features, layout)  # holding `features` keeps its id from being reused
+    return layout
+
+
+@lru_cache(maxsize=4096)
+def _layout_of(features: tuple[Feature, ...]) -> Layout:
     bitmap_len = (len(features) + 7) // 8
     fmt, order, sections = [f"{bitmap_len}s"], [], []
     offset = _HEADER.size + bitmap_len

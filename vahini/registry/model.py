@@ -60,16 +60,12 @@ class FeatureGroup:
     features: tuple[Feature, ...]
     cache: CachePolicy = field(default_factory=CachePolicy)
 
+    def __post_init__(self) -> None:
+        # Looked up for every value of every event: index once.
+        object.__setattr__(self, "_by_name", {f.name: f for f in self.features})
+
     def feature(self, name: str) -> Feature | None:
         return self._by_name.get(name)
-
-    @property
-    def _by_name(self) -> dict[str, Feature]:
-        cached = self.__dict__.get("_by_name_cache")
-        if cached is None:
-            cached = {f.name: f for f in self.features}
-            object.__setattr__(self, "_by_name_cache", cached)
-        return cached
 
 
 @dataclass(frozen=True)
