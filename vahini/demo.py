@@ -45,59 +45,109 @@ def _vector(rng: random.Random, dim: int = 16) -> list[float]:
     return [round(rng.gauss(0, 1), 4) for _ in range(dim)]
 
 
+CITIES = ("Bengaluru", "Mumbai", "Delhi", "Pune", "Jaipur", "Surat", "Kolkata", "Chennai")
+INTERACTION_KINDS = ["CLICK"] * 90 + ["WISHLIST"] * 7 + ["ORDER"] * 3
+
+
+class _Stream:
+    """One synthetic e-commerce hour, sent through the producer API."""
+
+    def __init__(self, producer: EventProducer, size: DemoSize, rng: random.Random, now_ms: int):
+        self.producer, self.size, self.rng, self.now_ms = producer, size, rng, now_ms
+        self.category_of = {p: f"c{rng.randrange(size.categories)}" for p in range(size.products)}
+
+    def t(self) -> int:
+        return self.now_ms - self.rng.randrange(0, 3_600_000)
+
+    def user(self, u: int) -> int:
+        rng, send, keys = self.rng, self.producer.feature_update, {"user_id": f"u{u}"}
+        send("user", keys, "user_profile", {
+            "account_age_days": rng.randrange(1, 3000), "is_premium": rng.random() < 0.1, "city": rng.choice(CITIES),
+            "avg_order_value": round(rng.lognormvariate(6, 0.6), 2), "embedding": _vector(rng)}, self.t())
+        send("user", keys, "user_activity", {
+            "clicks_1d": rng.randrange(0, 80), "orders_7d": rng.randrange(0, 5),
+            "session_count_7d": rng.randrange(0, 30)}, self.t())
+        send("user", keys, "user_preferences", {
+            "favourite_brand": f"brand{rng.randrange(500)}", "price_sensitivity": round(rng.random(), 3),
+            "category_embedding": _vector(rng, 8)}, self.t())
+        for c in rng.sample(range(self.size.categories), 3):
+            send("user_category", {**keys, "category_id": f"c{c}"}, "user_category_affinity", {
+                "clicks_30d": rng.randrange(0, 200), "orders_30d": rng.randrange(0, 6),
+                "affinity": round(rng.random(), 4)}, self.t())
+        return 6
+
+    def product(self, p: int) -> int:
+        rng, send, keys = self.rng, self.producer.feature_update, {"product_id": f"p{p}"}
+        send("product", keys, "product_core", {
+            "category_id": self.category_of[p], "brand": f"brand{rng.randrange(500)}",
+            "price": round(rng.lognormvariate(6.5, 0.8), 2), "in_stock": rng.random() < 0.95}, self.t())
+        send("product", keys, "product_stats", {
+            "ctr_7d": round(rng.betavariate(2, 40), 5), "cvr_7d": round(rng.betavariate(1, 80), 5),
+            "rating": round(rng.uniform(2.5, 5), 1), "embedding": _vector(rng)}, self.t())
+        return 2
+
+    def interaction(self, i: int) -> None:
+        p = self.rng.randrange(self.size.products)
+        self.producer.interaction(f"e{i}", f"u{self.rng.randrange(self.size.users)}", f"p{p}",
+                                  self.rng.choice(INTERACTION_KINDS), self.t(), category_id=self.category_of[p],
+                                  attributes={"surface": "home"})
+
+    def session(self, s: int) -> None:
+        user, start = f"u{self.rng.randrange(self.size.users)}", self.t()
+        self.producer.session_event(user, f"s{s}", "START", start)
+        self.producer.session_event(user, f"s{s}", "END",
+                                    min(self.now_ms, start + self.rng.randrange(60_000, 1_800_000)))
+
+
 def synthesize(producer: EventProducer, size: DemoSize, rng: random.Random, now_ms: int) -> int:
     """Produce the synthetic stream; return the number of feature updates."""
-    cities = ["Bengaluru", "Mumbai", "Delhi", "Pune", "Jaipur", "Surat", "Kolkata", "Chennai"]
-    category_of = {p: f"c{rng.randrange(size.categories)}" for p in range(size.products)}
-    t = lambda: now_ms - rng.randrange(0, 3_600_000)  # noqa: E731  last hour
+    stream = _Stream(producer, size, rng, now_ms)
     updates = 0
     total = size.users * 6 + size.products * 2 + size.interactions + size.sessions * 2
     with tqdm(total=total, unit="ev", unit_scale=True, desc="produce") as bar:
         for u in range(size.users):
-            producer.feature_update("user", {"user_id": f"u{u}"}, "user_profile", {
-                "account_age_days": rng.randrange(1, 3000), "is_premium": rng.random() < 0.1,
-                "city": rng.choice(cities), "avg_order_value": round(rng.lognormvariate(6, 0.6), 2),
-                "embedding": _vector(rng)}, t())
-            producer.feature_update("user", {"user_id": f"u{u}"}, "user_activity", {
-                "clicks_1d": rng.randrange(0, 80), "orders_7d": rng.randrange(0, 5),
-                "session_count_7d": rng.randrange(0, 30)}, t())
-            producer.feature_update("user", {"user_id": f"u{u}"}, "user_preferences", {
-                "favourite_brand": f"brand{rng.randrange(500)}", "price_sensitivity": round(rng.random(), 3),
-                "category_embedding": _vector(rng, 8)}, t())
-            for c in rng.sample(range(size.categories), 3):
-                producer.feature_update("user_category", {"user_id": f"u{u}", "category_id": f"c{c}"},
-                                        "user_category_affinity", {
-                                            "clicks_30d": rng.randrange(0, 200), "orders_30d": rng.randrange(0, 6),
-                                            "affinity": round(rng.random(), 4)}, t())
+            updates += stream.user(u)
             bar.update(6)
-            updates += 6
         for p in range(size.products):
-            producer.feature_update("product", {"product_id": f"p{p}"}, "product_core", {
-                "category_id": category_of[p], "brand": f"brand{rng.randrange(500)}",
-                "price": round(rng.lognormvariate(6.5, 0.8), 2), "in_stock": rng.random() < 0.95}, t())
-            producer.feature_update("product", {"product_id": f"p{p}"}, "product_stats", {
-                "ctr_7d": round(rng.betavariate(2, 40), 5), "cvr_7d": round(rng.betavariate(1, 80), 5),
-                "rating": round(rng.uniform(2.5, 5), 1), "embedding": _vector(rng)}, t())
+            updates += stream.product(p)
             bar.update(2)
-            updates += 2
-        kinds = ["CLICK"] * 90 + ["WISHLIST"] * 7 + ["ORDER"] * 3
         for i in range(size.interactions):
-            p = rng.randrange(size.products)
-            producer.interaction(f"e{i}", f"u{rng.randrange(size.users)}", f"p{p}", rng.choice(kinds), t(),
-                                 category_id=category_of[p], attributes={"surface": "home"})
+            stream.interaction(i)
         bar.update(size.interactions)
         for s in range(size.sessions):
-            user, start = f"u{rng.randrange(size.users)}", t()
-            producer.session_event(user, f"s{s}", "START", start)
-            producer.session_event(user, f"s{s}", "END", min(now_ms, start + rng.randrange(60_000, 1_800_000)))
+            stream.session(s)
         bar.update(size.sessions * 2)
         producer.flush()
     return updates
 
 
+def _print_features(title: str, results) -> None:
+    from serving.retrieval import STATUS_NAMES
+
+    print(f"\n{title}:")
+    for r in results:
+        for j, name in enumerate(r.features):
+            value = r.values[name][0]
+            value = [round(float(x), 3) for x in value[:4]] + ["…"] if getattr(value, "ndim", 0) else value
+            print(f"  {r.group + '.' + name:<36} {str(value):<44} {STATUS_NAMES[r.status[0, j]]}")
+
+
+def _ingest(settings: Settings, backends, updates: int):
+    from streams.app import build_worker
+
+    topic = settings.topics.feature_updates
+    ends = {(topic, p): o for p, o in backends.event_log.end_offsets(topic).items()}
+    worker = build_worker(settings, backends, stop_offsets=ends)
+    tune_gc_for_throughput()
+    with tqdm(total=updates, unit="ev", unit_scale=True, desc="ingest ") as bar:
+        stats = worker.run(threading.Event(), on_batch=bar.update)
+    worker.close()
+    return stats
+
+
 def run_demo(workdir: Path, size: DemoSize = DemoSize(), seed: int = 7) -> dict:
-    from serving.retrieval import FeatureReader, STATUS_NAMES
-    from streams.app import Backends, build_worker
+    from serving.retrieval import FeatureReader
+    from streams.app import Backends
 
     shutil.rmtree(workdir, ignore_errors=True)
     settings = embedded_settings(workdir)
@@ -111,25 +161,12 @@ def run_demo(workdir: Path, size: DemoSize = DemoSize(), seed: int = 7) -> dict:
     produce_started = time.perf_counter()
     updates = synthesize(producer, size, random.Random(seed), int(time.time() * 1000))
     produce_s = time.perf_counter() - produce_started
-
-    topic = settings.topics.feature_updates
-    ends = {(topic, p): o for p, o in backends.event_log.end_offsets(topic).items()}
-    worker = build_worker(settings, backends, stop_offsets=ends)
-    tune_gc_for_throughput()
-    with tqdm(total=updates, unit="ev", unit_scale=True, desc="ingest ") as bar:
-        stats = worker.run(threading.Event(), on_batch=bar.update)
-    worker.close()
+    stats = _ingest(settings, backends, updates)
 
     reader = FeatureReader(backends.store, backends.cache, lambda: backends.registry.current)
-    user = reader.retrieve("user", ["u42"], ["user_profile", "user_activity", "user_preferences"])
-    product = reader.retrieve("product", ["p1234"], ["product_core", "product_stats"])
-    for title, results in (("user u42", user), ("product p1234", product)):
-        print(f"\n{title}:")
-        for r in results:
-            for j, name in enumerate(r.features):
-                value = r.values[name][0]
-                value = [round(float(x), 3) for x in value[:4]] + ["…"] if getattr(value, "ndim", 0) else value
-                print(f"  {r.group + '.' + name:<36} {str(value):<44} {STATUS_NAMES[r.status[0, j]]}")
+    _print_features("user u42", reader.retrieve("user", ["u42"],
+                                                ["user_profile", "user_activity", "user_preferences"]))
+    _print_features("product p1234", reader.retrieve("product", ["p1234"], ["product_core", "product_stats"]))
     summary = {"feature_updates": updates, "produce_seconds": round(produce_s, 2),
                "ingested_events": stats.events, "rows_written": stats.rows_written,
                "dead_lettered": stats.dead_lettered, "ingest_seconds": round(stats.seconds, 2),

@@ -38,7 +38,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING or ERROR (default: INFO)")
     p.add_argument("--json-logs", action="store_true", default=None, help="log JSON lines even on a terminal")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_apply(sub)
+    _add_produce(sub)
+    _add_demo(sub)
+    _add_ingest(sub)
+    _add_replay(sub)
+    _add_dead_letters(sub)
+    _add_serve(sub)
+    _add_get(sub)
+    return p
 
+
+def _add_apply(sub) -> None:
     a = sub.add_parser("apply", help="validate registry YAML files and publish them to the config store",
                        description="Validate every *.yaml in DIR (entities, feature groups, model graphs) and "
                                    "publish them atomically. Every problem is reported as file:line: what is "
@@ -47,6 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--dry-run", action="store_true", help="validate only")
     a.set_defaults(run=commands.apply)
 
+
+def _add_produce(sub) -> None:
     pr = sub.add_parser("produce", help="send events from a JSON-lines (or Parquet) file to the event log",
                         description="Each JSON line is one event of --kind, as in schemas/avro. Invalid events are "
                                     "reported with their line number and skipped; valid ones are sent keyed by "
@@ -58,6 +71,8 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--no-progress", action="store_true")
     pr.set_defaults(run=commands.produce)
 
+
+def _add_demo(sub) -> None:
     d = sub.add_parser("demo", help="run the whole pipeline on embedded adapters (no servers needed)")
     d.add_argument("--workdir", type=Path, default=Path(".vahini/demo"), help="wiped and reused (default %(default)s)")
     d.add_argument("--users", type=int, default=10_000)
@@ -65,6 +80,8 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--categories", type=int, default=200)
     d.set_defaults(run=commands.demo)
 
+
+def _add_ingest(sub) -> None:
     i = sub.add_parser("ingest", help="run a stream worker")
     isub = i.add_subparsers(dest="what", metavar="WHAT", required=True)
     f = isub.add_parser("features", help="consume FeatureUpdate topics into the feature store",
@@ -80,6 +97,8 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on this port")
     f.set_defaults(run=commands.ingest_features)
 
+
+def _add_replay(sub) -> None:
     r = sub.add_parser("replay", help="re-ingest a range of a topic (backfills, recovery)",
                        description="Re-ingest --topic from --from to --to (default: the end at start time) through "
                                    "the worker logic, under its own consumer group, with a progress bar. Safe while "
@@ -93,6 +112,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--no-progress", action="store_true")
     r.set_defaults(run=commands.replay)
 
+
+def _add_dead_letters(sub) -> None:
     dl = sub.add_parser("dead-letters", help="show dead-lettered events: counts by reason and the latest ones",
                         description="Read the dead-letter topic and print how many events failed for each reason, "
                                     "then the latest --limit of them with where they came from and why. To re-drive "
@@ -102,18 +123,21 @@ def _parser() -> argparse.ArgumentParser:
     dl.add_argument("--json", action="store_true", help="print JSON instead of text")
     dl.set_defaults(run=commands.dead_letters)
 
+
+def _add_serve(sub) -> None:
     s = sub.add_parser("serve", help="serve the gRPC FeatureService (with health and reflection)")
     s.add_argument("--host")
     s.add_argument("--port", type=int)
     s.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on this port")
     s.set_defaults(run=commands.serve)
 
+
+def _add_get(sub) -> None:
     g = sub.add_parser("get", help="print features of some keys as JSON (for people; rankers use gRPC)")
     g.add_argument("--entity", required=True)
     g.add_argument("--keys", required=True, help="comma-separated entity keys (multi-column keys joined by |)")
     g.add_argument("--groups", required=True, help="comma-separated feature groups")
     g.set_defaults(run=commands.get)
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:
