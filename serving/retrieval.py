@@ -21,7 +21,7 @@ from vahini.errors import InvalidEvent, NotFound, StoreUnavailable
 from vahini.logs import get_logger
 from vahini.ports.feature_store import FeatureStore
 from vahini.ports.hot_tier import HotTier
-from vahini.registry.model import Feature, FeatureGroup, Registry
+from vahini.registry.model import SCALAR_DTYPES, Feature, FeatureGroup, Registry
 from serving import metrics
 from serving.lru import TtlLru
 
@@ -53,8 +53,7 @@ def _empty_column(f: Feature, n: int) -> np.ndarray:
         return np.tile(np.asarray(f.default, dtype=np.float32), (n, 1))
     if f.type == "string":
         return np.full(n, f.default, dtype=object)
-    return np.full(n, f.default, dtype=np.dtype({"int": "<i8", "int32": "<i4", "float": "<f8",
-                                                 "float32": "<f4", "bool": "?"}[f.type]))
+    return np.full(n, f.default, dtype=SCALAR_DTYPES[f.type])
 
 
 class FeatureReader:

@@ -15,9 +15,8 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
 from vahini import wiring
-from vahini.cache_keys import feature_cache_key
-from vahini.errors import InvalidEvent, StoreUnavailable
-from vahini.feature_rows import newest_per_key, row_of
+from vahini.errors import InvalidEvent
+from vahini.feature_rows import invalidate_cached, newest_per_key, row_of
 from vahini.logs import get_logger
 from vahini.runtime import tune_gc_for_throughput
 from vahini.ports.feature_store import FeatureStore
@@ -98,10 +97,7 @@ class FeatureServicer(pb_grpc.FeatureServiceServicer):
         _check_deadline(context)
         rows = newest_per_key(row_of(v) for v in valid)
         self._store.write(rows)
-        try:
-            self._cache.delete_many([feature_cache_key(r.entity, r.group, r.key) for r in rows])
-        except StoreUnavailable as exc:
-            log.warning("cache_invalidation_failed", error=str(exc))
+        invalidate_cached(self._cache, rows)
         return pb.PersistResponse(rows_written=len(rows))
 
 

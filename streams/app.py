@@ -12,6 +12,8 @@ from vahini.codecs.avro import AvroCodec, SchemaCatalog
 from vahini.logs import get_logger
 from vahini.runtime import tune_gc_for_throughput
 from vahini.ports.event_log import EventLog, TopicPartition
+from vahini.ports.feature_store import FeatureStore
+from vahini.ports.hot_tier import HotTier
 from vahini.registry.publish import RegistryFollower
 from vahini.settings import Settings
 from streams.worker import FeatureIngestWorker, IngestStats, stop_on_signals
@@ -24,8 +26,8 @@ class Backends:
     """Everything a worker talks to, opened once per process."""
 
     event_log: EventLog
-    store: object
-    cache: object
+    store: FeatureStore
+    cache: HotTier
     registry: RegistryFollower
 
     @classmethod

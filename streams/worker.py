@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
 from vahini.codecs.avro import AvroCodec
-from vahini.feature_rows import newest_per_key
+from vahini.feature_rows import invalidate_cached, newest_per_key
 from vahini.errors import InvalidEvent, StoreUnavailable
 from vahini.logs import get_logger
 from vahini.ports.event_log import LogConsumer, LogProducer, Record, TopicPartition
@@ -26,7 +26,6 @@ from vahini.ports.feature_store import FeatureRow, FeatureStore
 from vahini.ports.hot_tier import HotTier
 from vahini.registry.model import Registry
 from vahini.settings import IngestSettings
-from vahini.cache_keys import feature_cache_key
 from streams import metrics
 from streams.dead_letter import DeadLetterSink
 from streams.pipeline import decode_batch
@@ -174,13 +173,8 @@ class FeatureIngestWorker:
                 delay = min(delay * 2, self._settings.retry_backoff_max_s)
 
     def _invalidate(self, rows) -> None:
-        # Invalidate rather than overwrite: the store decided which value won, and
-        # the next read fetches exactly that. Drops negative-cache entries too.
-        try:
-            self._cache.delete_many([feature_cache_key(r.entity, r.group, r.key) for r in rows])
-        except StoreUnavailable as exc:
+        if not invalidate_cached(self._cache, rows):
             metrics.CACHE_INVALIDATION_ERRORS.inc()
-            log.warning("cache_invalidation_failed", error=str(exc), keys=len(rows))
 
     @staticmethod
     def _next_offsets(records: list[Record]) -> dict[TopicPartition, int]:

@@ -11,8 +11,12 @@ from __future__ import annotations
 
 from typing import Iterable
 
+from vahini.cache_keys import feature_cache_key
 from vahini.codecs import feature_blob
+from vahini.errors import StoreUnavailable
+from vahini.logs import get_logger
 from vahini.ports.feature_store import FeatureRow
+from vahini.ports.hot_tier import HotTier
 from vahini.validation import ValidUpdate
 
 
@@ -31,3 +35,17 @@ def newest_per_key(rows: Iterable[FeatureRow]) -> list[FeatureRow]:
                 row.event_time_ms == cur.event_time_ms and row.blob > cur.blob):
             best[k] = row
     return list(best.values())
+
+
+def invalidate_cached(cache: HotTier, rows: list[FeatureRow]) -> bool:
+    """Drop the cached copies of rows just written (negative entries too); False if the cache was unreachable.
+
+    Invalidate rather than overwrite: the store decided which value won, and the
+    next read fetches exactly that. An unreachable cache only delays freshness
+    until the entries' TTL, so it is logged, not raised."""
+    try:
+        cache.delete_many([feature_cache_key(r.entity, r.group, r.key) for r in rows])
+        return True
+    except StoreUnavailable as exc:
+        get_logger(__name__).warning("cache_invalidation_failed", error=str(exc), keys=len(rows))
+        return False

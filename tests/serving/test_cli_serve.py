@@ -2,7 +2,6 @@
 
 import json
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,14 +13,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from serving.api import feature_service_pb2 as pb
 from serving.api import feature_service_pb2_grpc as pb_grpc
+from tests.services import free_port
 from tests.conftest_backends import STACKS, stack_settings, with_sample_registry
 from tests.streams.processes import settings_env
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(params=STACKS)

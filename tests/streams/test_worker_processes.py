@@ -1,13 +1,13 @@
 """Crash safety, scale-out and shutdown of real worker processes."""
 
 import random
-import socket
 import time
 import urllib.request
 
 import pytest
 
 from vahini import wiring
+from tests.services import free_port
 from tests.conftest_backends import STACKS, stack_settings, with_sample_registry
 from tests.streams.helpers import send_raw, send_updates, stored_clicks, update, wait_for_commits
 from tests.streams.processes import WorkerProcess
@@ -42,11 +42,6 @@ def wait_until(predicate, timeout_s: float, what: str) -> None:
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.05)
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_kill_9_mid_run_loses_nothing_and_the_restart_finishes(settings):

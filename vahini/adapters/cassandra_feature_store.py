@@ -19,7 +19,7 @@ from typing import Sequence
 from cassandra import ConsistencyLevel, DriverException
 from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable
-from cassandra.concurrent import execute_concurrent, execute_concurrent_with_args
+from cassandra.concurrent import execute_concurrent
 from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
 from cassandra.query import BatchStatement, BatchType
 
@@ -74,12 +74,7 @@ class CassandraFeatureStore:
         # the same timestamp and value, so they are no-ops.
         if not rows:
             return
-        statements = [(batch, ()) for batch in self._batches(rows)]
-        try:
-            execute_concurrent(self._session, statements, concurrency=min(self._concurrency, len(statements)),
-                               raise_on_first_error=True)
-        except (NoHostAvailable, DriverException, OSError) as exc:
-            raise StoreUnavailable(f"Cassandra/Scylla write failed: {type(exc).__name__}: {exc}") from exc
+        self._run([(batch, ()) for batch in self._batches(rows)])
 
     def _batches(self, rows: Sequence[FeatureRow]) -> list[BatchStatement]:
         """Group by primary replica, then cut into batches bounded in rows and bytes."""
@@ -105,18 +100,18 @@ class CassandraFeatureStore:
     def read(self, entity: str, keys: Sequence[str], groups: Sequence[str]) -> dict[tuple[str, str], FeatureRow]:
         unique = list(dict.fromkeys(keys))
         found: dict[tuple[str, str], FeatureRow] = {}
-        for result in self._run(self._select, [(entity, k, list(groups)) for k in unique]):
+        for result in self._run([(self._select, (entity, k, list(groups))) for k in unique]):
             for key, grp, ts, blob in result:
                 found[(key, grp)] = FeatureRow(entity, key, grp, ts, blob)
         return found
 
-    def _run(self, statement, params: list) -> list:
-        if not params:
+    def _run(self, statements_and_params: list) -> list:
+        """Run statements concurrently; any driver failure becomes StoreUnavailable."""
+        if not statements_and_params:
             return []
         try:
-            results = execute_concurrent_with_args(self._session, statement, params,
-                                                   concurrency=min(self._concurrency, len(params)),
-                                                   raise_on_first_error=True)
+            results = execute_concurrent(self._session, statements_and_params, raise_on_first_error=True,
+                                         concurrency=min(self._concurrency, len(statements_and_params)))
         except (NoHostAvailable, DriverException, OSError) as exc:
             raise StoreUnavailable(f"Cassandra/Scylla request failed: {type(exc).__name__}: {exc}") from exc
         return [r.result_or_exc for r in results]

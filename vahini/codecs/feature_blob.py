@@ -21,13 +21,13 @@ from typing import Any
 import numpy as np
 
 from vahini.errors import DecodeError
-from vahini.registry.model import Feature
+from vahini.registry.model import SCALAR_DTYPES, Feature
 
 MAGIC = b"VF"
 FORMAT = 1
 _HEADER = struct.Struct("<2sBxIq")
-_SCALAR_ORDER = (("int", "q", "<i8"), ("int32", "i", "<i4"), ("float", "d", "<f8"),
-                 ("float32", "f", "<f4"), ("bool", "?", "?"))
+# Registry scalar type -> struct code, in storage order; numpy dtypes come from SCALAR_DTYPES.
+_SCALAR_ORDER = (("int", "q"), ("int32", "i"), ("float", "d"), ("float32", "f"), ("bool", "?"))
 _U32 = struct.Struct("<I")
 
 
@@ -38,7 +38,7 @@ class Layout:
     strings: tuple[Feature, ...]
     fixed: struct.Struct            # bitmap + scalars + vectors
     bitmap_len: int
-    sections: tuple[tuple[str, str, int, int], ...]   # (type, numpy dtype, offset, count)
+    sections: tuple[tuple[str, np.dtype, int, int], ...]   # (type, numpy dtype, offset, count)
     vector_offset: int
     vector_dims: tuple[int, ...]
 
@@ -64,12 +64,13 @@ def _layout_of(features: tuple[Feature, ...]) -> Layout:
     bitmap_len = (len(features) + 7) // 8
     fmt, order, sections = [f"{bitmap_len}s"], [], []
     offset = _HEADER.size + bitmap_len
-    for ftype, code, dtype in _SCALAR_ORDER:
+    for ftype, code in _SCALAR_ORDER:
         of_type = [f for f in features if f.type == ftype]
+        dtype = SCALAR_DTYPES[ftype]
         sections.append((ftype, dtype, offset, len(of_type)))
         fmt.append(code * len(of_type))
         order.extend(of_type)
-        offset += np.dtype(dtype).itemsize * len(of_type)
+        offset += dtype.itemsize * len(of_type)
     vectors = [f for f in features if f.type == "vector"]
     fmt.append("".join(f"{f.dim}f" for f in vectors))
     order.extend(vectors)
@@ -154,11 +155,7 @@ def decode(blob: bytes, features: tuple[Feature, ...]) -> DecodedGroup:
     for dim in layout.vector_dims:
         vectors.append(np.frombuffer(blob, "<f4", dim, off))
         off += 4 * dim
-    strings = []
-    for _ in layout.strings:
-        (n,) = _U32.unpack_from(blob, off)
-        strings.append(bytes(blob[off + 4: off + 4 + n]).decode())
-        off += 4 + n
+    strings = _strings_of(blob, off, len(layout.strings))
     return DecodedGroup(version, event_time_ms, present, scalars, tuple(vectors), tuple(strings), layout)
 
 
@@ -173,7 +170,7 @@ def _row_dtype(features: tuple[Feature, ...]) -> np.dtype:
         for i, f in enumerate(of_type[:count]):
             names.append(f.name)
             formats.append(dtype)
-            offsets.append(offset + i * np.dtype(dtype).itemsize)
+            offsets.append(offset + i * dtype.itemsize)
     offset = layout.vector_offset
     for f in (f for f in layout.order if f.type == "vector"):
         names.append(f.name)
