@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from vahini.registry.model import FeatureGroup
 from serving.api import feature_service_pb2 as pb
 from serving.retrieval import GroupResult
 
@@ -19,7 +18,8 @@ def array_of(t: pb.Tensor) -> np.ndarray:
     return np.frombuffer(t.data, dtype=np.dtype(t.dtype)).reshape(tuple(t.shape))
 
 
-def group_values(result: GroupResult, group: FeatureGroup) -> pb.GroupValues:
+def group_values(result: GroupResult) -> pb.GroupValues:
+    group = result.definition
     columns = []
     for j, name in enumerate(result.features):
         ftype = group.feature(name).type

@@ -7,7 +7,7 @@ import time
 import grpc
 
 from serving import metrics
-from vahini.errors import InvalidEvent, NotFound, Reason, StoreUnavailable
+from vahini.errors import DeadlineExceeded, InvalidEvent, NotFound, Reason, StoreUnavailable
 from vahini.logs import get_logger
 
 log = get_logger(__name__)
@@ -30,6 +30,8 @@ def status_of(exc: Exception) -> grpc.StatusCode:
         if exc.reason in (Reason.UNKNOWN_ENTITY, Reason.UNKNOWN_GROUP):
             return grpc.StatusCode.NOT_FOUND
         return grpc.StatusCode.INVALID_ARGUMENT
+    if isinstance(exc, DeadlineExceeded):
+        return grpc.StatusCode.DEADLINE_EXCEEDED
     if isinstance(exc, StoreUnavailable):
         return grpc.StatusCode.UNAVAILABLE
     return grpc.StatusCode.INTERNAL

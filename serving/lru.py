@@ -32,3 +32,8 @@ class TtlLru:
             self._items.move_to_end(key)
             if len(self._items) > self._max:
                 self._items.popitem(last=False)
+
+    def discard(self, keys) -> None:
+        with self._lock:
+            for key in keys:
+                self._items.pop(key, None)

@@ -1,35 +1,43 @@
 """Batch feature retrieval: many keys of one entity, several groups.
 
-Lookup order per (key, group): in-process LRU (optional, per group) -> hot tier
-(Redis) -> feature store. Store misses are cached as empty values for a short
-time (negative caching) so absent keys do not hammer the store; cache TTLs get
-±10% jitter so entries filled together do not expire together.
+Lookup order per (key, group): in-process LRU (optional, per group, at most
+`lru_ttl_s` old) -> the feature cache (Redis; see vahini.feature_cache) -> the
+feature store. What the store returns is filled into the cache, misses as
+short-lived "no row" entries, so absent keys do not hammer the store.
+
+One call reads one registry snapshot from start to end, and is bounded by the
+caller's deadline: the store read gets what is left of it.
 """
 
 from __future__ import annotations
 
-import random
 import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
 
-from vahini.cache_keys import feature_cache_key
+from vahini import metrics as core_metrics
 from vahini.codecs import feature_blob
-from vahini.errors import InvalidEvent, NotFound, StoreUnavailable
+from vahini.errors import DeadlineExceeded, InvalidEvent, NotFound, StoreUnavailable
+from vahini.feature_cache import FeatureCache, lru_key
 from vahini.logs import get_logger
-from vahini.ports.feature_store import FeatureStore
-from vahini.ports.hot_tier import HotTier
+from vahini.ports.feature_store import FeatureRow, FeatureStore
 from vahini.registry.model import SCALAR_DTYPES, Feature, FeatureGroup, Registry
 from serving import metrics
 from serving.lru import TtlLru
 
 log = get_logger(__name__)
 
-PRESENT, MISSING, EXPIRED = 0, 1, 2
-STATUS_NAMES = ("present", "missing", "expired")
-_NEGATIVE = b""
+PRESENT, MISSING, EXPIRED, UNREADABLE = 0, 1, 2, 3
+STATUS_NAMES = ("present", "missing", "expired", "unreadable")
+_NO_ROW = b""
+# A stored value of the first type reads correctly as the second: widening only.
+WIDENINGS = {("int32", "int"), ("float32", "float")}
+
+
+def readable_as(stored: Feature, current: Feature) -> bool:
+    return stored.type == current.type and stored.dim == current.dim or (stored.type, current.type) in WIDENINGS
 
 
 @dataclass
@@ -38,7 +46,8 @@ class GroupResult:
 
     `values[f]` is an array with one row per key: shape (n,) for scalars, (n, dim)
     float32 for vectors, an object array of str for strings. `status[i, j]` is
-    PRESENT, MISSING (default used) or EXPIRED (default used) for key i, feature j.
+    PRESENT, MISSING, EXPIRED or UNREADABLE (the last three: default used) for key
+    i, feature j. `definition` is the group as the registry snapshot of the call had it.
     """
 
     group: str
@@ -46,6 +55,7 @@ class GroupResult:
     values: dict[str, np.ndarray]
     status: np.ndarray
     event_time_ms: np.ndarray  # 0 where no row was found
+    definition: FeatureGroup
 
 
 def _empty_column(f: Feature, n: int) -> np.ndarray:
@@ -57,7 +67,7 @@ def _empty_column(f: Feature, n: int) -> np.ndarray:
 
 
 class FeatureReader:
-    def __init__(self, store: FeatureStore, cache: HotTier, registry: Callable[[], Registry],
+    def __init__(self, store: FeatureStore, cache: FeatureCache | None, registry: Callable[[], Registry],
                  clock: Callable[[], float] = time.time):
         self._store = store
         self._cache = cache
@@ -66,19 +76,31 @@ class FeatureReader:
         self._lrus: dict[tuple[str, int], TtlLru] = {}
 
     def retrieve(self, entity: str, keys: Sequence[str], groups: Sequence[str],
-                 features: dict[str, Sequence[str]] | None = None) -> list[GroupResult]:
-        """Raise NotFound for an unknown entity/group/feature, StoreUnavailable if the store is down."""
+                 features: dict[str, Sequence[str]] | None = None, timeout_s: float | None = None,
+                 registry: Registry | None = None) -> list[GroupResult]:
+        """Raise NotFound for an unknown entity/group/feature, StoreUnavailable if the store
+        is down, DeadlineExceeded if `timeout_s` runs out first."""
         started = time.perf_counter()
-        registry = self._registry()
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        registry = registry or self._registry()
         if entity not in registry.entities:
             raise NotFound(f"unknown entity '{entity}'")
         resolved = [self._group(registry, entity, g) for g in groups]
-        blobs = self._fetch(entity, list(keys), resolved)
+        for g in resolved:
+            for name in (features or {}).get(g.name) or ():
+                if g.feature(name) is None:
+                    raise NotFound(f"feature group '{g.name}' has no feature '{name}'")
+        blobs = self._fetch(entity, list(keys), resolved, deadline)
         now_ms = int(self._clock() * 1000)
         results = [self._assemble(registry, g, keys, blobs, now_ms, (features or {}).get(g.name)) for g in resolved]
         metrics.RETRIEVE_KEYS.observe(len(keys))
         metrics.RETRIEVE_SECONDS.observe(time.perf_counter() - started)
         return results
+
+    def forget(self, rows: Sequence[FeatureRow]) -> None:
+        """Drop this process's LRU copies of rows it has just written (Persist)."""
+        for (name, _), lru in self._lrus.items():
+            lru.discard(lru_key(r.entity, r.group, r.key) for r in rows if r.group == name)
 
     @staticmethod
     def _group(registry: Registry, entity: str, name: str) -> FeatureGroup:
@@ -90,25 +112,30 @@ class FeatureReader:
         return group
 
     # -- tiers ---------------------------------------------------------------------
-    def _fetch(self, entity: str, keys: list[str], groups: list[FeatureGroup]) -> dict[tuple[str, str], bytes]:
+    def _fetch(self, entity: str, keys: list[str], groups: list[FeatureGroup],
+               deadline: float | None) -> dict[tuple[str, str], bytes]:
         found: dict[tuple[str, str], bytes] = {}
-        wanted: list[tuple[str, FeatureGroup]] = []
-        lru_misses = 0
-        for g in groups:
-            lru = self._lru(g)
-            for k in dict.fromkeys(keys):
-                hit = lru.get(feature_cache_key(entity, g.name, k)) if lru else None
-                if hit is None:
-                    wanted.append((k, g))
-                    lru_misses += lru is not None
-                else:
-                    found[(k, g.name)] = hit
-        metrics.CACHE_LOOKUPS.labels("lru", "hit").inc(len(found))
-        metrics.CACHE_LOOKUPS.labels("lru", "miss").inc(lru_misses)
+        wanted = self._from_lru(entity, dict.fromkeys(keys), groups, found)
         wanted = self._from_cache(entity, wanted, found)
         if wanted:
-            self._from_store(entity, wanted, found)
-        return {k: v for k, v in found.items() if v != _NEGATIVE}
+            self._from_store(entity, wanted, found, deadline)
+        return {k: v for k, v in found.items() if v != _NO_ROW}
+
+    def _from_lru(self, entity: str, keys, groups: list[FeatureGroup], found) -> list[tuple[str, FeatureGroup]]:
+        wanted, hits, misses = [], 0, 0
+        for g in groups:
+            lru = self._lru(g)
+            for k in keys:
+                hit = lru.get(lru_key(entity, g.name, k)) if lru else None
+                if hit is None:
+                    wanted.append((k, g))
+                    misses += lru is not None
+                else:
+                    found[(k, g.name)] = hit
+                    hits += 1
+        metrics.CACHE_LOOKUPS.labels("lru", "hit").inc(hits)
+        metrics.CACHE_LOOKUPS.labels("lru", "miss").inc(misses)
+        return wanted
 
     def _lru(self, g: FeatureGroup) -> TtlLru | None:
         if g.cache.lru_size <= 0:
@@ -120,68 +147,66 @@ class FeatureReader:
 
     def _from_cache(self, entity: str, wanted, found) -> list[tuple[str, FeatureGroup]]:
         cacheable = [(k, g) for k, g in wanted if g.cache.redis_ttl_s > 0]
-        if not cacheable:
+        if not cacheable or self._cache is None:
             return wanted
         try:
-            values = self._cache.get_many([feature_cache_key(entity, g.name, k) for k, g in cacheable])
+            cached = self._cache.lookup(entity, [(k, g.name) for k, g in cacheable])
         except StoreUnavailable as exc:  # a cache outage slows reads down; it must not fail them
-            log.warning("cache_read_failed", error=str(exc))
+            log.debug("cache_read_skipped", error=str(exc))
             return wanted
-        uncached = [(k, g) for k, g in wanted if g.cache.redis_ttl_s <= 0]
         misses = []
-        for (k, g), value in zip(cacheable, values):
+        for k, g in wanted:
+            value = cached.get((k, g.name))
             if value is None:
                 misses.append((k, g))
             else:
                 found[(k, g.name)] = value
                 self._remember_in_lru(entity, g, k, value)
-        metrics.CACHE_LOOKUPS.labels("redis", "hit").inc(len(cacheable) - len(misses))
-        metrics.CACHE_LOOKUPS.labels("redis", "miss").inc(len(misses))
-        return uncached + misses
+        metrics.CACHE_LOOKUPS.labels("redis", "hit").inc(len(cached))
+        metrics.CACHE_LOOKUPS.labels("redis", "miss").inc(len(cacheable) - len(cached))
+        return misses
 
-    def _from_store(self, entity: str, wanted, found) -> None:
+    def _from_store(self, entity: str, wanted, found, deadline: float | None) -> None:
         keys = list(dict.fromkeys(k for k, _ in wanted))
         groups = list({g.name: g for _, g in wanted}.values())
-        rows = self._store.read(entity, keys, [g.name for g in groups])
-        to_cache: dict[float, dict[str, bytes]] = {}
+        read_started = time.monotonic()
+        rows = self._store.read(entity, keys, [g.name for g in groups], timeout_s=_left(deadline))
+        now_ms, to_cache = self._clock() * 1000, []
         for k, g in wanted:
             row = rows.get((k, g.name))
-            blob = row.blob if row is not None else _NEGATIVE
-            found[(k, g.name)] = blob
-            ttl = g.cache.redis_ttl_s if row is not None else g.cache.negative_ttl_s
-            if g.cache.redis_ttl_s > 0 and ttl > 0:
-                to_cache.setdefault(ttl, {})[feature_cache_key(entity, g.name, k)] = blob
+            found[(k, g.name)] = row.blob if row is not None else _NO_ROW
+            if g.cache.redis_ttl_s > 0:
+                ttl = g.cache.redis_ttl_s if row is not None else g.cache.negative_ttl_s
+                if row is not None and g.ttl_s:  # a cached copy never outlives the stored row
+                    ttl = min(ttl, (row.event_time_ms + g.ttl_s * 1000 - now_ms) / 1000)
+                if ttl > 0:
+                    to_cache.append((k, g.name, row, ttl))
             if row is not None:
-                self._remember_in_lru(entity, g, k, blob)
-        for ttl, items in to_cache.items():
-            try:
-                self._cache.set_many(items, ttl * random.uniform(0.9, 1.1))
-            except StoreUnavailable as exc:
-                log.warning("cache_fill_failed", error=str(exc))
+                self._remember_in_lru(entity, g, k, row.blob)
+        if to_cache and self._cache is not None:
+            self._cache.fill(entity, to_cache, read_started)
 
     def _remember_in_lru(self, entity: str, g: FeatureGroup, k: str, blob: bytes) -> None:
         lru = self._lru(g)
-        if lru is not None and blob != _NEGATIVE:
-            lru.put(feature_cache_key(entity, g.name, k), blob)
+        if lru is not None and blob != _NO_ROW:
+            lru.put(lru_key(entity, g.name, k), blob)
 
     # -- decoding ---------------------------------------------------------------------
     def _assemble(self, registry: Registry, g: FeatureGroup, keys: Sequence[str], blobs, now_ms: int,
                   only: Sequence[str] | None) -> GroupResult:
         wanted = list(only) if only else [f.name for f in g.features]
-        for name in wanted:
-            if g.feature(name) is None:
-                raise NotFound(f"feature group '{g.name}' has no feature '{name}'")
         n = len(keys)
         result = GroupResult(g.name, wanted, {name: _empty_column(g.feature(name), n) for name in wanted},
-                             np.full((n, len(wanted)), MISSING, dtype=np.int8), np.zeros(n, dtype=np.int64))
-        for version, items in self._by_version(g, keys, blobs).items():
+                             np.full((n, len(wanted)), MISSING, dtype=np.int8), np.zeros(n, dtype=np.int64), g)
+        for version, items in self._by_version(g, keys, blobs, result).items():
             features = registry.features_of(g.name, version)
-            if features is not None:  # else written under a version no longer known: defaults
-                self._fill(result, g, features, items, now_ms)
+            if features is None:
+                self._unreadable(result, [i for i, _ in items], "unknown_version")
+            else:
+                self._fill_version(result, g, features, items, now_ms)
         return result
 
-    @staticmethod
-    def _by_version(g: FeatureGroup, keys: Sequence[str], blobs) -> dict[int, list[tuple[int, bytes]]]:
+    def _by_version(self, g: FeatureGroup, keys: Sequence[str], blobs, result: GroupResult):
         groups: dict[int, list[tuple[int, bytes]]] = {}
         for i, key in enumerate(keys):
             blob = blobs.get((key, g.name))
@@ -189,26 +214,56 @@ class FeatureReader:
                 continue
             try:
                 version, _ = feature_blob.read_header(blob)
-            except InvalidEvent as exc:
-                log.error("corrupt_feature_blob", group=g.name, key=key, error=str(exc))
+            except InvalidEvent:
+                self._unreadable(result, [i], "corrupt")
                 continue
             groups.setdefault(version, []).append((i, blob))
         return groups
 
-    @staticmethod
-    def _fill(result: GroupResult, g: FeatureGroup, features, items, now_ms: int) -> None:
-        """Copy one schema version's decoded columns into the result, all keys at once."""
+    def _fill_version(self, result: GroupResult, g: FeatureGroup, features, items, now_ms: int) -> None:
+        """Decode one schema version's blobs column-wise; a blob that fails alone is unreadable."""
         try:
-            decoded = feature_blob.decode_many([b for _, b in items], features)
-        except InvalidEvent as exc:
-            log.error("corrupt_feature_blob", group=g.name, error=str(exc))
-            return
+            self._fill(result, g, features, items, feature_blob.decode_many([b for _, b in items], features), now_ms)
+        except InvalidEvent:
+            for item in items:
+                try:
+                    decoded = feature_blob.decode_many([item[1]], features)
+                except InvalidEvent:
+                    self._unreadable(result, [item[0]], "corrupt")
+                    continue
+                self._fill(result, g, features, [item], decoded, now_ms)
+
+    @staticmethod
+    def _unreadable(result: GroupResult, rows: list[int], reason: str, column: int | None = None) -> None:
+        if column is None:
+            result.status[rows, :] = UNREADABLE
+        else:
+            result.status[rows, column] = UNREADABLE
+        core_metrics.UNREADABLE_VALUES.labels(result.group, reason).inc(len(rows))
+        log.error("unreadable_feature_values", group=result.group, reason=reason, values=len(rows))
+
+    def _fill(self, result: GroupResult, g: FeatureGroup, features, items, decoded, now_ms: int) -> None:
+        """Copy one schema version's decoded columns into the result, all keys at once."""
         rows = np.fromiter((i for i, _ in items), dtype=np.int64, count=len(items))
         result.event_time_ms[rows] = decoded.event_time_ms
         live = (now_ms - decoded.event_time_ms <= g.ttl_s * 1000) if g.ttl_s else np.ones(len(rows), dtype=bool)
         result.status[rows[~live], :] = EXPIRED
-        position = {f.name: j for j, f in enumerate(features)}
+        stored = {f.name: (j, f) for j, f in enumerate(features)}
         for j, name in enumerate(result.features):
-            if name in position:  # a feature added in a later version stays at its default
-                result.values[name][rows[live]] = decoded.columns[name][live]
-                result.status[rows[live], j] = np.where(decoded.present[live, position[name]], PRESENT, MISSING)
+            if name not in stored:  # a feature added in a later version stays at its default
+                continue
+            position, old = stored[name]
+            if not readable_as(old, g.feature(name)):
+                self._unreadable(result, rows[live].tolist(), "type_changed", column=j)
+                continue
+            result.values[name][rows[live]] = decoded.columns[name][live]
+            result.status[rows[live], j] = np.where(decoded.present[live, position], PRESENT, MISSING)
+
+
+def _left(deadline: float | None) -> float | None:
+    if deadline is None:
+        return None
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise DeadlineExceeded("deadline exceeded before the store was read")
+    return left

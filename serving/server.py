@@ -15,12 +15,12 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
 from vahini import wiring
-from vahini.errors import InvalidEvent
-from vahini.feature_rows import invalidate_cached, newest_per_key, row_of
+from vahini.errors import BadSettings, InvalidEvent
+from vahini.feature_cache import FeatureCache
+from vahini.feature_rows import newest_per_key, row_of, unexpired
 from vahini.logs import get_logger
 from vahini.runtime import tune_gc_for_throughput
 from vahini.ports.feature_store import FeatureStore
-from vahini.ports.hot_tier import HotTier
 from vahini.registry.model import Registry
 from vahini.registry.publish import RegistryFollower
 from vahini.settings import Settings
@@ -36,14 +36,18 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["FeatureService"].full_name
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 
 
-def _check_deadline(context: grpc.ServicerContext) -> None:
+def _time_left(context: grpc.ServicerContext) -> float | None:
+    """Seconds left of the caller's deadline (None: no deadline); DEADLINE_EXCEEDED once it has passed."""
     remaining = context.time_remaining()
-    if remaining is not None and remaining <= 0:
+    if remaining is None or remaining > 1e9:  # gRPC reports "no deadline" as a huge number
+        return None
+    if remaining <= 0:
         raise BadRequest(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded before the response was ready")
+    return remaining
 
 
 class FeatureServicer(pb_grpc.FeatureServiceServicer):
-    def __init__(self, reader: FeatureReader, store: FeatureStore, cache: HotTier,
+    def __init__(self, reader: FeatureReader, store: FeatureStore, cache: FeatureCache,
                  registry: Callable[[], Registry], settings: Settings):
         self._reader = reader
         self._store = store
@@ -54,14 +58,12 @@ class FeatureServicer(pb_grpc.FeatureServiceServicer):
 
     def Retrieve(self, request: pb.RetrieveRequest, context) -> pb.RetrieveResponse:
         self._check_retrieve(request)
-        _check_deadline(context)
         selected = {g.group: list(g.features) for g in request.groups}
         results = self._reader.retrieve(request.entity, list(request.keys), list(selected),
-                                        {g: f for g, f in selected.items() if f})
-        _check_deadline(context)
-        groups = self._registry().groups
-        return pb.RetrieveResponse(keys=request.keys,
-                                   groups=[convert.group_values(r, groups[r.group]) for r in results])
+                                        {g: f for g, f in selected.items() if f}, timeout_s=_time_left(context),
+                                        registry=self._registry())
+        _time_left(context)
+        return pb.RetrieveResponse(keys=request.keys, groups=[convert.group_values(r) for r in results])
 
     def _check_retrieve(self, request: pb.RetrieveRequest) -> None:
         if not request.entity:
@@ -94,10 +96,10 @@ class FeatureServicer(pb_grpc.FeatureServiceServicer):
                                                      self._skew_ms))
             except InvalidEvent as exc:
                 raise type(exc)(exc.reason, f"updates[{i}]: {exc.detail}") from None
-        _check_deadline(context)
-        rows = newest_per_key(row_of(v) for v in valid)
-        self._store.write(rows)
-        invalidate_cached(self._cache, rows)
+        rows = unexpired(newest_per_key(row_of(v) for v in valid), now_ms)
+        self._store.write(rows, timeout_s=_time_left(context))
+        self._cache.fence(rows)
+        self._reader.forget(rows)
         return pb.PersistResponse(rows_written=len(rows))
 
 
@@ -115,30 +117,54 @@ class RunningServer:
 
 
 def start_server(settings: Settings, port: int | None = None) -> RunningServer:
-    """Start serving on settings.serving.host:port (port 0 picks a free port)."""
-    store, cache = wiring.feature_store(settings), wiring.hot_tier(settings)
+    """Start serving on settings.serving.host:port (port 0 picks a free port). A port
+    that another process already serves is refused (BadSettings), never shared."""
+    store = wiring.feature_store(settings)
+    cache = wiring.feature_cache(settings, store)
     follower = RegistryFollower(wiring.config_store(settings))
     registry = lambda: follower.current  # noqa: E731
     reader = FeatureReader(store, cache, registry)
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=settings.serving.max_workers),
-                         interceptors=[ErrorMapping()],
-                         options=[("grpc.max_receive_message_length", 64 * 1024 * 1024),
-                                  ("grpc.max_send_message_length", 64 * 1024 * 1024)])
+
+    def close_backends() -> None:
+        follower.close()
+        cache.close()
+        store.close()
+
+    server = _grpc_server(settings)
     pb_grpc.add_FeatureServiceServicer_to_server(FeatureServicer(reader, store, cache, registry, settings), server)
+    health_servicer = _add_health_and_reflection(server)
+    address = f"{settings.serving.host}:{settings.serving.port if port is None else port}"
+    try:
+        bound = server.add_insecure_port(address)
+    except RuntimeError as exc:  # grpcio >= 1.60 raises where older versions returned 0
+        bound, cause = 0, exc
+    else:
+        cause = None
+    if not bound:
+        close_backends()
+        raise BadSettings(f"cannot listen on {address}: the port is in use or the address is not local") from cause
+    server.start()
+    return RunningServer(server, bound, health_servicer, close_backends)
+
+
+def _grpc_server(settings: Settings) -> grpc.Server:
+    """Calls beyond `max_in_flight` get RESOURCE_EXHAUSTED at once instead of queueing
+    without limit; SO_REUSEPORT is off, so two servers never split one port's traffic."""
+    return grpc.server(futures.ThreadPoolExecutor(max_workers=settings.serving.max_workers),
+                       interceptors=[ErrorMapping()],
+                       maximum_concurrent_rpcs=settings.serving.max_in_flight,
+                       options=[("grpc.max_receive_message_length", 64 * 1024 * 1024),
+                                ("grpc.max_send_message_length", 64 * 1024 * 1024),
+                                ("grpc.so_reuseport", 0)])
+
+
+def _add_health_and_reflection(server: grpc.Server) -> health.HealthServicer:
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    bound = server.add_insecure_port(f"{settings.serving.host}:{settings.serving.port if port is None else port}")
-    server.start()
-
-    def close_backends() -> None:
-        follower.close()
-        store.close()
-        cache.close()
-
-    return RunningServer(server, bound, health_servicer, close_backends)
+    return health_servicer
 
 
 def run_server(settings: Settings) -> None:

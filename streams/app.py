@@ -13,7 +13,7 @@ from vahini.logs import get_logger
 from vahini.runtime import tune_gc_for_throughput
 from vahini.ports.event_log import EventLog, TopicPartition
 from vahini.ports.feature_store import FeatureStore
-from vahini.ports.hot_tier import HotTier
+from vahini.feature_cache import FeatureCache
 from vahini.registry.publish import RegistryFollower
 from vahini.settings import Settings
 from streams.worker import FeatureIngestWorker, IngestStats, stop_on_signals
@@ -27,17 +27,18 @@ class Backends:
 
     event_log: EventLog
     store: FeatureStore
-    cache: HotTier
+    cache: FeatureCache
     registry: RegistryFollower
 
     @classmethod
     def open(cls, settings: Settings) -> "Backends":
-        return cls(wiring.event_log(settings), wiring.feature_store(settings), wiring.hot_tier(settings),
+        store = wiring.feature_store(settings)
+        return cls(wiring.event_log(settings), store, wiring.feature_cache(settings, store),
                    RegistryFollower(wiring.config_store(settings)))
 
     def close(self) -> None:
         self.registry.close()
-        for closable in (self.store, self.cache, self.event_log):
+        for closable in (self.cache, self.store, self.event_log):
             closable.close()
 
 

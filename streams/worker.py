@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
 from vahini.codecs.avro import AvroCodec
-from vahini.feature_rows import invalidate_cached, newest_per_key
-from vahini.errors import InvalidEvent, StoreUnavailable
+from vahini.feature_cache import FeatureCache
+from vahini.feature_rows import newest_per_key, unexpired
+from vahini.errors import InvalidEvent, VahiniError
 from vahini.logs import get_logger
 from vahini.ports.event_log import LogConsumer, LogProducer, Record, TopicPartition
 from vahini.ports.feature_store import FeatureRow, FeatureStore
-from vahini.ports.hot_tier import HotTier
 from vahini.registry.model import Registry
 from vahini.settings import IngestSettings
 from streams import metrics
@@ -66,7 +66,7 @@ class _InFlight:
 
 
 class FeatureIngestWorker:
-    def __init__(self, consumer: LogConsumer, dead_letters: LogProducer, store: FeatureStore, cache: HotTier,
+    def __init__(self, consumer: LogConsumer, dead_letters: LogProducer, store: FeatureStore, cache: FeatureCache,
                  registry: Callable[[], Registry], codec: AvroCodec, settings: IngestSettings, dead_letter_topic: str,
                  stop_offsets: Mapping[TopicPartition, int] | None = None):
         self._consumer = consumer
@@ -83,6 +83,7 @@ class FeatureIngestWorker:
         # Set when a batch could not be written: no later batch may commit, since a
         # commit covers every earlier offset of its partitions.
         self._halted = False
+        self._stop = threading.Event()
 
     # -- loop ---------------------------------------------------------------------
     def run(self, stop: threading.Event, on_batch: Callable[[int], None] | None = None) -> IngestStats:
@@ -93,6 +94,7 @@ class FeatureIngestWorker:
         (dead letters, cache, commit) stays strictly in batch order.
         """
         linger_s = max(self._settings.batch_linger_ms / 1000, 0.05)
+        self._stop = stop
         in_flight: _InFlight | None = None
         with ThreadPoolExecutor(1, thread_name_prefix="store-write") as writer:
             try:
@@ -101,11 +103,12 @@ class FeatureIngestWorker:
                     if records:
                         prepared = self._prepare(records)
                         if in_flight is not None:
-                            self._complete(in_flight, on_batch)
+                            done, in_flight = in_flight, None  # completed once, even if completing raises
+                            self._complete(done, on_batch)
                         in_flight = prepared.submit(writer, self._write_with_retry, stop)
                     elif in_flight is not None:
-                        self._complete(in_flight, on_batch)
-                        in_flight = None
+                        done, in_flight = in_flight, None
+                        self._complete(done, on_batch)
                     self._report_lag()
             finally:
                 if in_flight is not None:
@@ -131,14 +134,15 @@ class FeatureIngestWorker:
     # -- one batch ------------------------------------------------------------------
     def process(self, records: list[Record], stop: threading.Event | None = None) -> None:
         """Decode, write, dead-letter, invalidate and commit one batch, synchronously."""
+        self._stop = stop or threading.Event()
         prepared = self._prepare(records)
-        written = self._write_with_retry(prepared.rows, stop or threading.Event())
+        written = self._write_with_retry(prepared.rows, self._stop)
         self._finish(prepared, written)
 
     def _prepare(self, records: list[Record]) -> "_Prepared":
         now_ms = int(time.time() * 1000)
         batch = decode_batch(records, self._codec, self._registry(), now_ms, self._settings.max_future_skew_ms)
-        return _Prepared(records, batch.invalid, newest_per_key(batch.rows), now_ms)
+        return _Prepared(records, batch.invalid, unexpired(newest_per_key(batch.rows), now_ms), now_ms)
 
     def _complete(self, in_flight: "_InFlight", on_batch: Callable[[int], None] | None) -> None:
         self._finish(in_flight.prepared, in_flight.written.result())
@@ -146,34 +150,53 @@ class FeatureIngestWorker:
             on_batch(len(in_flight.prepared.records))
 
     def _finish(self, prepared: "_Prepared", written: bool) -> None:
-        if not written or self._halted:
-            self._halted = True  # stopping mid-outage: nothing more is committed; a restart replays
+        """Dead letters, then fences, then the commit: each durable before the next,
+        each retried while its service is down. Stopping mid-retry commits nothing."""
+        done = written and not self._halted
+        done = done and self._retry("dead_letter", lambda: self._dead_letter(prepared.invalid))
+        done = done and self._retry("cache_fence", lambda: self._fence(prepared.rows))
+        if not done:
+            self._halted = True  # nothing more is committed; a restart replays from the last commit
             return
-        for record, error in prepared.invalid:
-            self._dead.send(record, error)
-            metrics.DEAD_LETTERS.labels(error.reason).inc()
-        if prepared.invalid:
-            self._dead.flush()
-        self._invalidate(prepared.rows)
         self._consumer.commit(self._next_offsets(prepared.records))
         self._account(prepared.records, prepared.rows, prepared.invalid, prepared.now_ms)
 
     def _write_with_retry(self, rows, stop: threading.Event) -> bool:
+        def write() -> None:
+            with metrics.WRITE_SECONDS.time():
+                self._store.write(rows)
+        return self._retry("store_write", write, stop)
+
+    def _retry(self, what: str, action: Callable[[], None], stop: threading.Event | None = None) -> bool:
+        """Run `action` until it succeeds, backing off after each retriable error; False if stopped first."""
+        stop = stop or self._stop
         delay = 0.1
         while True:
             try:
-                with metrics.WRITE_SECONDS.time():
-                    self._store.write(rows)
+                action()
                 return True
-            except StoreUnavailable as exc:
-                metrics.WRITE_RETRIES.inc()
-                log.warning("store_write_failed", error=str(exc), retry_in_s=delay, rows=len(rows))
+            except VahiniError as exc:
+                if not exc.retriable:
+                    raise
+                metrics.RETRIES.labels(what).inc()
+                log.warning(f"{what}_failed", error=str(exc), retry_in_s=delay)
                 if stop.wait(delay):
                     return False
                 delay = min(delay * 2, self._settings.retry_backoff_max_s)
 
-    def _invalidate(self, rows) -> None:
-        if not invalidate_cached(self._cache, rows):
+    def _dead_letter(self, invalid: list[tuple[Record, InvalidEvent]]) -> None:
+        """Send and flush every dead letter of the batch; a failed flush resends them all
+        (a dead letter may then appear twice, never zero times)."""
+        if not invalid:
+            return
+        for record, error in invalid:
+            self._dead.send(record, error)
+        self._dead.flush()
+        for _, error in invalid:
+            metrics.DEAD_LETTERS.labels(error.reason).inc()
+
+    def _fence(self, rows: list[FeatureRow]) -> None:
+        if rows and not self._cache.fence(rows):
             metrics.CACHE_INVALIDATION_ERRORS.inc()
 
     @staticmethod

@@ -16,7 +16,7 @@ def stack_settings(kind: str, request, tmp_path, unique: str, **ingest) -> Setti
     ingest_settings = IngestSettings(**{"group": f"ingest-{unique}", "batch_linger_ms": 20, **ingest})
     if kind == "embedded":
         return Settings(event_log=f"sqlite:///{tmp_path}/events.db", feature_store=f"sqlite:///{tmp_path}/f.db",
-                        hot_tier="memory://", config_store=f"file://{tmp_path}/config", topics=topics,
+                        hot_tier=f"sqlite:///{tmp_path}/hot.db", config_store=f"file://{tmp_path}/config", topics=topics,
                         ingest=ingest_settings)
     return Settings(
         event_log=f"kafka://{request.getfixturevalue('kafka_bootstrap')}",

@@ -27,7 +27,7 @@ def clean_env(monkeypatch):
 def test_defaults_are_the_embedded_stack(clean_env):
     s = load_settings()
     assert (s.event_log, s.feature_store, s.hot_tier, s.config_store) == (
-        "sqlite:///.vahini/events.db", "sqlite:///.vahini/features.db", "memory://", "file://.vahini/config")
+        "sqlite:///.vahini/events.db", "sqlite:///.vahini/features.db", "sqlite:///.vahini/hot.db", "file://.vahini/config")
 
 
 def test_environment_beats_the_file_and_flags_beat_both(clean_env, tmp_path):

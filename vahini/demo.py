@@ -38,7 +38,7 @@ class DemoSize:
 
 def embedded_settings(workdir: Path) -> Settings:
     return Settings(event_log=f"sqlite:///{workdir}/events.db", feature_store=f"sqlite:///{workdir}/features.db",
-                    hot_tier="memory://", config_store=f"file://{workdir}/config")
+                    hot_tier=f"sqlite:///{workdir}/hot.db", config_store=f"file://{workdir}/config")
 
 
 def _vector(rng: random.Random, dim: int = 16) -> list[float]:

@@ -67,6 +67,10 @@ class StoreUnavailable(VahiniError):
     retriable = True
 
 
+class DeadlineExceeded(VahiniError):
+    """The caller's deadline ran out before a store or cache call finished."""
+
+
 class NotFound(VahiniError):
     """A named thing (entity, feature group, model) is not in the registry."""
 

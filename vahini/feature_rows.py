@@ -1,22 +1,17 @@
 """From validated updates to stored rows, shared by the stream worker and the
 synchronous Persist call so both write exactly alike.
 
-Merging a batch: one row per (entity, key, group), the newest by event time.
-
-Every update is a snapshot of its group, so the newest one alone is the truth;
-ties go to the greater blob, the same rule the stores apply, so the result is
-independent of batch boundaries and arrival order."""
+Merging a batch: one row per (entity, key, group), the one of greatest
+precedence (event time, then the store's tie-break), the same rule the stores
+apply, so the result is independent of batch boundaries and arrival order."""
 
 from __future__ import annotations
 
 from typing import Iterable
 
-from vahini.cache_keys import feature_cache_key
+from vahini import metrics
 from vahini.codecs import feature_blob
-from vahini.errors import StoreUnavailable
-from vahini.logs import get_logger
 from vahini.ports.feature_store import FeatureRow
-from vahini.ports.hot_tier import HotTier
 from vahini.validation import ValidUpdate
 
 
@@ -32,20 +27,19 @@ def newest_per_key(rows: Iterable[FeatureRow]) -> list[FeatureRow]:
         k = (row.entity, row.key, row.group)
         cur = best.get(k)
         if cur is None or row.event_time_ms > cur.event_time_ms or (
-                row.event_time_ms == cur.event_time_ms and row.blob > cur.blob):
+                row.event_time_ms == cur.event_time_ms and row.precedence() > cur.precedence()):
             best[k] = row
     return list(best.values())
 
 
-def invalidate_cached(cache: HotTier, rows: list[FeatureRow]) -> bool:
-    """Drop the cached copies of rows just written (negative entries too); False if the cache was unreachable.
-
-    Invalidate rather than overwrite: the store decided which value won, and the
-    next read fetches exactly that. An unreachable cache only delays freshness
-    until the entries' TTL, so it is logged, not raised."""
-    try:
-        cache.delete_many([feature_cache_key(r.entity, r.group, r.key) for r in rows])
-        return True
-    except StoreUnavailable as exc:
-        get_logger(__name__).warning("cache_invalidation_failed", error=str(exc), keys=len(rows))
-        return False
+def unexpired(rows: list[FeatureRow], now_ms: int) -> list[FeatureRow]:
+    """Rows whose event time plus their group's ttl_s is still ahead. The others are
+    valid but would read as expired at once: they are counted and not written."""
+    live = []
+    for row in rows:
+        expires = row.expires_at_ms()
+        if expires is None or expires > now_ms:
+            live.append(row)
+        else:
+            metrics.ROWS_EXPIRED_ON_ARRIVAL.labels(row.group).inc()
+    return live

@@ -5,7 +5,8 @@ Nested fields use `__` in environment names: VAHINI_INGEST__BATCH_SIZE=5000.
 Backends are chosen by URL scheme:
   event_log      sqlite:///path/events.db   | kafka://host:9092[,host2:9092]
   feature_store  sqlite:///path/features.db | cassandra://host[,host2]:9042/keyspace  (scylla:// is the same)
-  hot_tier       memory://                  | redis://host:6379/0  (Dragonfly speaks the same protocol)
+  hot_tier       sqlite:///path/hot.db (shared by local processes) | memory:// (this process only)
+                 | redis://host:6379/0  (Dragonfly speaks the same protocol)
   config_store   file://path/to/dir         | zk://host:2181[,host2:2181]/root
 """
 
@@ -49,7 +50,17 @@ class ServingSettings(_Section):
     host: str = "127.0.0.1"
     port: int = 50051
     max_keys_per_request: int = Field(2000, ge=1)
-    max_workers: int = Field(16, ge=1)
+    max_workers: int = Field(16, ge=1, description="Threads handling calls")
+    max_in_flight: int = Field(64, ge=1, description="Calls accepted at once; beyond it RESOURCE_EXHAUSTED at once")
+
+
+class CacheSettings(_Section):
+    """The feature cache (Redis/Dragonfly) as seen by readers and writers."""
+
+    timeout_ms: int = Field(25, ge=1, description="Cache socket timeout: a slower answer counts as an outage")
+    probe_interval_s: float = Field(0.5, gt=0, description="While bypassed, how often to probe the cache")
+    fence_ttl_s: float = Field(5.0, gt=0, description="Life of a writer's fence against older fills")
+    epoch_poll_s: float = Field(1.0, gt=0, description="How often each process re-reads the cache epoch")
 
 
 class CassandraSettings(_Section):
@@ -67,7 +78,7 @@ class Settings(BaseSettings):
 
     event_log: str = "sqlite:///.vahini/events.db"
     feature_store: str = "sqlite:///.vahini/features.db"
-    hot_tier: str = "memory://"
+    hot_tier: str = "sqlite:///.vahini/hot.db"
     config_store: str = "file://.vahini/config"
     kafka_session_timeout_ms: int = 10_000
     kafka: dict[str, str | int | float | bool] = Field(
@@ -80,6 +91,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = IngestSettings()
     serving: ServingSettings = ServingSettings()
     cassandra: CassandraSettings = CassandraSettings()
+    cache: CacheSettings = CacheSettings()
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings, env_settings,

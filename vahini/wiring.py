@@ -6,6 +6,7 @@ from __future__ import annotations
 from urllib.parse import urlparse
 
 from vahini.errors import BadSettings
+from vahini.feature_cache import FeatureCache
 from vahini.ports.config_store import ConfigStore
 from vahini.ports.event_log import EventLog
 from vahini.ports.feature_store import FeatureStore
@@ -69,13 +70,23 @@ def feature_store(settings: Settings) -> FeatureStore:
 
 def hot_tier(settings: Settings) -> HotTier:
     url = settings.hot_tier
-    if _scheme(url, "hot_tier", ("memory", "redis", "rediss")) == "memory":
+    scheme = _scheme(url, "hot_tier", ("sqlite", "memory", "redis", "rediss"))
+    if scheme == "sqlite":
+        from vahini.adapters.sqlite_hot_tier import SqliteHotTier
+
+        return SqliteHotTier(_sqlite_path(url))
+    if scheme == "memory":
         from vahini.adapters.memory_hot_tier import MemoryHotTier
 
         return MemoryHotTier()
     from vahini.adapters.redis_hot_tier import RedisHotTier
 
-    return RedisHotTier(url)
+    return RedisHotTier(url, timeout_s=settings.cache.timeout_ms / 1000)
+
+
+def feature_cache(settings: Settings, store: FeatureStore) -> FeatureCache:
+    """The feature cache over the configured hot tier; closing it closes the tier."""
+    return FeatureCache(hot_tier(settings), store, settings.cache)
 
 
 def config_store(settings: Settings) -> ConfigStore:

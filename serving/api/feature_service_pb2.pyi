@@ -12,9 +12,11 @@ class ValueStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PRESENT: _ClassVar[ValueStatus]
     MISSING: _ClassVar[ValueStatus]
     EXPIRED: _ClassVar[ValueStatus]
+    UNREADABLE: _ClassVar[ValueStatus]
 PRESENT: ValueStatus
 MISSING: ValueStatus
 EXPIRED: ValueStatus
+UNREADABLE: ValueStatus
 
 class GroupSelector(_message.Message):
     __slots__ = ("group", "features")

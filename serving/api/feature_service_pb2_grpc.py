@@ -52,8 +52,10 @@ class FeatureServiceServicer:
     def Retrieve(self, request, context):
         """Features of many keys of one entity, for one or more feature groups.
         Errors: INVALID_ARGUMENT (names the field), NOT_FOUND (unknown entity, group or
-        feature), RESOURCE_EXHAUSTED (more keys than the server allows), UNAVAILABLE
-        (store down; retry), DEADLINE_EXCEEDED.
+        feature), RESOURCE_EXHAUSTED (more keys than the server allows, or the
+        server is at its limit of calls in flight; retry with backoff), UNAVAILABLE
+        (store down; retry), DEADLINE_EXCEEDED (the caller's deadline ran out,
+        including while waiting on a slow store).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -23,9 +23,11 @@ def feature_store(request, tmp_path):
     store.close()
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=real)])
-def hot_tier(request):
-    url = "memory://" if request.param == "memory" else request.getfixturevalue("redis_url")
+@pytest.fixture(params=["memory", "sqlite", pytest.param("redis", marks=real)])
+def hot_tier(request, tmp_path):
+    urls = {"memory": lambda: "memory://", "sqlite": lambda: f"sqlite:///{tmp_path}/hot.db",
+            "redis": lambda: request.getfixturevalue("redis_url")}
+    url = urls[request.param]()
     tier = wiring.hot_tier(Settings(hot_tier=url))
     yield tier
     tier.close()

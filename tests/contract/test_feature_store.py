@@ -2,7 +2,7 @@
 
 import time
 
-from vahini.ports.feature_store import FeatureRow
+from vahini.ports.feature_store import FeatureRow, write_timestamp_us
 
 
 def row(entity, key, ts, blob, group="g", ttl_s=0):
@@ -56,10 +56,48 @@ def test_many_keys_in_one_read(feature_store, unique):
 
 def test_rows_with_a_ttl_disappear_after_it(feature_store, unique):
     e = f"user_{unique}"
-    feature_store.write([row(e, "short", 1, b"v", ttl_s=1), row(e, "forever", 1, b"v", ttl_s=0)])
+    now = int(time.time() * 1000)
+    feature_store.write([row(e, "short", now, b"v", ttl_s=1), row(e, "forever", 1, b"v", ttl_s=0)])
     assert len(feature_store.read(e, ["short", "forever"], ["g"])) == 2
     deadline = time.monotonic() + 10
     while ("short", "g") in feature_store.read(e, ["short"], ["g"]):
         assert time.monotonic() < deadline, "row with ttl_s=1 still readable after 10 s"
         time.sleep(0.25)
     assert ("forever", "g") in feature_store.read(e, ["forever"], ["g"])
+
+
+def test_ties_with_a_ttl_resolve_alike_in_both_arrival_orders_and_after_a_replay(feature_store, unique):
+    """Cassandra 4+ reconciles equal-timestamp cells with a TTL by expiry first; the
+    store's timestamps must keep the outcome a function of the rows alone."""
+    e = f"user_{unique}"
+    now = int(time.time() * 1000)
+    blobs = [bytes([1, i]) for i in range(8)]
+    # The tie-break has 1000 values; blobs sharing one fall back to the engine's own rule (see the port).
+    assert len({write_timestamp_us(now, b) for b in blobs}) == len(blobs)
+    rows = lambda key: [row(e, key, now, b, ttl_s=3600) for b in blobs]  # noqa: E731
+    forward, backward = rows("forward"), rows("backward")
+    for r in forward:
+        feature_store.write([r])
+        time.sleep(0.15)  # each write in its own second: a later expiry than the previous one
+    for r in reversed(backward):
+        feature_store.write([r])
+        time.sleep(0.15)
+    got = feature_store.read(e, ["forward", "backward"], ["g"])
+    winner = max(forward, key=FeatureRow.precedence).blob
+    assert got[("forward", "g")].blob == got[("backward", "g")].blob == winner
+    feature_store.write([r for r in forward if r.blob != winner])  # a replay of the losers
+    assert feature_store.read(e, ["forward"], ["g"])[("forward", "g")].blob == winner
+
+
+def test_ttl_runs_from_event_time_and_expired_rows_are_not_written(feature_store, unique):
+    e = f"user_{unique}"
+    now = int(time.time() * 1000)
+    feature_store.write([row(e, "backfill", now - 3_000, b"old", ttl_s=5),      # 2 s of life left
+                         row(e, "dead", now - 10_000, b"dead", ttl_s=5),        # expired on arrival
+                         row(e, "fresh", now, b"new", ttl_s=3600)])
+    assert set(feature_store.read(e, ["backfill", "dead", "fresh"], ["g"])) == {("backfill", "g"), ("fresh", "g")}
+    deadline = time.monotonic() + 10
+    while ("backfill", "g") in feature_store.read(e, ["backfill"], ["g"]):
+        assert time.monotonic() < deadline, "a row 3 s old with ttl_s=5 still readable 10 s later"
+        time.sleep(0.2)
+    assert ("fresh", "g") in feature_store.read(e, ["fresh"], ["g"])

@@ -1,4 +1,4 @@
-"""Contract of the HotTier port, run against in-process memory and Redis."""
+"""Contract of the HotTier port, run against in-process memory, SQLite and Redis."""
 
 import time
 
@@ -33,3 +33,55 @@ def test_empty_calls_are_no_ops(hot_tier):
     assert hot_tier.get_many([]) == []
     hot_tier.set_many({}, ttl_s=1)
     hot_tier.delete_many([])
+
+
+def versioned(version: int, tag: bytes, payload: bytes = b"") -> bytes:
+    from vahini.ports.hot_tier import version_header
+
+    return version_header(version, tag) + payload
+
+
+def test_set_if_newer_writes_absent_keys_and_higher_versions_only(hot_tier, unique):
+    k = lambda name: f"{unique}:{name}"  # noqa: E731
+    hot_tier.set_if_newer({k("a"): versioned(5, b"V", b"five"), k("b"): versioned(5, b"V", b"five")}, ttl_s=30)
+    hot_tier.set_if_newer({k("a"): versioned(4, b"V", b"four"),     # older: refused
+                           k("b"): versioned(6, b"F"),              # newer: written
+                           k("c"): versioned(1, b"N")}, ttl_s=30)   # absent: written
+    assert hot_tier.get_many([k("a"), k("b"), k("c")]) == [versioned(5, b"V", b"five"), versioned(6, b"F"),
+                                                            versioned(1, b"N")]
+
+
+def test_set_if_newer_breaks_equal_versions_by_tag(hot_tier, unique):
+    key = f"{unique}:tag"
+    hot_tier.set_if_newer({key: versioned(7, b"F")}, ttl_s=30)
+    hot_tier.set_if_newer({key: versioned(7, b"V", b"value")}, ttl_s=30)  # V > F
+    hot_tier.set_if_newer({key: versioned(7, b"F")}, ttl_s=30)            # F < V: refused
+    assert hot_tier.get_many([key]) == [versioned(7, b"V", b"value")]
+
+
+def test_set_if_newer_over_an_expired_entry_writes(hot_tier, unique):
+    key = f"{unique}:old"
+    hot_tier.set_if_newer({key: versioned(9, b"V")}, ttl_s=0.1)
+    time.sleep(0.3)
+    hot_tier.set_if_newer({key: versioned(3, b"V")}, ttl_s=30)
+    assert hot_tier.get_many([key]) == [versioned(3, b"V")]
+
+
+def test_concurrent_conditional_writers_leave_the_highest_version(hot_tier, unique):
+    import random
+    import threading
+
+    keys = [f"{unique}:c{i}" for i in range(20)]
+    versions = list(range(1, 201))
+    random.Random(7).shuffle(versions)
+
+    def writer(mine: list[int]) -> None:
+        for v in mine:
+            hot_tier.set_if_newer({k: versioned(v, b"V") for k in keys}, ttl_s=30)
+
+    threads = [threading.Thread(target=writer, args=(versions[i::4],)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert hot_tier.get_many(keys) == [versioned(200, b"V")] * len(keys)

@@ -77,15 +77,26 @@ def test_persist_keeps_the_newest_event_time(stack):
     assert array_of(response.groups[0].features[0].tensor).tolist() == [2, 5]
 
 
-def test_values_older_than_the_group_ttl_read_as_expired_defaults(stack):
+def test_ttl_runs_from_event_time_and_rows_expired_on_arrival_are_counted_not_written(stack):
+    from prometheus_client import REGISTRY
+
     stub, _, _, u = stack
-    old = int(time.time() * 1000) - 8 * DAY_MS  # user_activity has ttl_s of 7 days
-    stub.Persist(pb.PersistRequest(updates=[activity(f"old{u}", 9, old)]))
-    response = stub.Retrieve(pb.RetrieveRequest(entity="user", keys=[f"old{u}"],
-                                                groups=[pb.GroupSelector(group="user_activity")]))
-    clicks = response.groups[0].features[0]
-    assert np.frombuffer(clicks.status, np.int8).tolist() == [EXPIRED]
-    assert array_of(clicks.tensor).tolist() == [0]
+    expired = lambda: REGISTRY.get_sample_value(  # noqa: E731
+        "vahini_rows_expired_on_arrival_total", {"group": "user_activity"}) or 0
+    before = expired()
+    now = int(time.time() * 1000)  # user_activity has ttl_s of 7 days
+    reply = stub.Persist(pb.PersistRequest(updates=[activity(f"old{u}", 9, now - 8 * DAY_MS),
+                                                    activity(f"edge{u}", 4, now - 7 * DAY_MS + 1500)]))
+    assert reply.rows_written == 1 and expired() == before + 1
+    request = pb.RetrieveRequest(entity="user", keys=[f"old{u}", f"edge{u}"],
+                                 groups=[pb.GroupSelector(group="user_activity")])
+    clicks = stub.Retrieve(request).groups[0].features[0]
+    assert np.frombuffer(clicks.status, np.int8).tolist() == [MISSING, PRESENT]
+    assert array_of(clicks.tensor).tolist() == [0, 4]
+    time.sleep(2.0)  # the backfilled row had 1.5 s left: neither the store nor the cache may still serve it
+    clicks = stub.Retrieve(request).groups[0].features[0]
+    assert np.frombuffer(clicks.status, np.int8).tolist()[1] in (MISSING, EXPIRED)
+    assert array_of(clicks.tensor).tolist() == [0, 0]
 
 
 def test_a_persist_invalidates_a_cached_miss(stack):
@@ -169,7 +180,8 @@ def test_the_server_stops_work_for_a_caller_whose_deadline_passed(tmp_path, uniq
     from vahini.registry.publish import RegistryFollower
 
     settings = with_sample_registry(stack_settings("embedded", None, tmp_path, unique))
-    store, cache = wiring.feature_store(settings), wiring.hot_tier(settings)
+    store = wiring.feature_store(settings)
+    cache = wiring.feature_cache(settings, store)
     follower = RegistryFollower(wiring.config_store(settings))
     registry = lambda: follower.current  # noqa: E731
     servicer = FeatureServicer(FeatureReader(store, cache, registry), store, cache, registry, settings)

@@ -17,7 +17,8 @@ from tests.conftest_backends import STACKS, stack_settings, with_sample_registry
 def parts(request, tmp_path, unique):
     settings = with_sample_registry(stack_settings(request.param, request, tmp_path, unique))
     follower = RegistryFollower(wiring.config_store(settings))
-    store, cache = wiring.feature_store(settings), wiring.hot_tier(settings)
+    store = wiring.feature_store(settings)
+    cache = wiring.feature_cache(settings, store)
     yield store, cache, follower, unique, settings
     follower.close()
     store.close()

@@ -75,8 +75,10 @@ def stored_clicks(settings: Settings, users: list[str]) -> dict[str, int]:
 
     follower = RegistryFollower(wiring.config_store(settings))
     store = wiring.feature_store(settings)
-    reader = FeatureReader(store, wiring.hot_tier(settings), lambda: follower.current)
+    cache = wiring.feature_cache(settings, store)
+    reader = FeatureReader(store, cache, lambda: follower.current)
     (result,) = reader.retrieve("user", users, ["user_activity"])
+    cache.close()
     store.close()
     follower.close()
     return {u: int(result.values["clicks_1d"][i]) for i, u in enumerate(users) if result.status[i, 0] == 0}

@@ -5,7 +5,6 @@ import time
 import pytest
 
 from vahini import wiring
-from vahini.cache_keys import feature_cache_key
 from vahini.codecs.avro import FEATURE_UPDATE, INTERACTION
 from streams.dead_letter import reason_of
 from tests.conftest_backends import STACKS, stack_settings, with_sample_registry
@@ -102,7 +101,7 @@ def test_replay_of_a_range_by_offset_and_by_time(settings):
     assert stored_clicks(settings, ["r"]) == {"r": 2}  # the older event replayed; newer value stays
 
 
-def test_a_new_value_invalidates_the_cached_one(settings):
+def test_a_new_value_fences_the_cached_one(settings):
     from serving.retrieval import FeatureReader
     from vahini.registry.publish import RegistryFollower
 
@@ -110,19 +109,18 @@ def test_a_new_value_invalidates_the_cached_one(settings):
     send_updates(settings, [update("c", 1, t)])
     ingest_until_caught_up(settings)
     follower = RegistryFollower(wiring.config_store(settings))
-    cache, store = wiring.hot_tier(settings), wiring.feature_store(settings)
+    store = wiring.feature_store(settings)
+    cache = wiring.feature_cache(settings, store)  # this reader's cache; the worker opens its own
     reader = FeatureReader(store, cache, lambda: follower.current)
     assert reader.retrieve("user", ["c"], ["user_activity"])[0].values["clicks_1d"].tolist() == [1]
-    key = feature_cache_key("user", "user_activity", "c")
-    if settings.hot_tier != "memory://":  # the worker's cache is another process's memory when embedded
-        assert cache.get_many([key])[0] is not None
-        send_updates(settings, [update("c", 2, t + 1)])
-        ingest_until_caught_up(settings)
-        assert cache.get_many([key]) == [None]
-        assert reader.retrieve("user", ["c"], ["user_activity"])[0].values["clicks_1d"].tolist() == [2]
+    assert ("c", "user_activity") in cache.lookup("user", [("c", "user_activity")])  # filled
+    send_updates(settings, [update("c", 2, t + 1)])
+    ingest_until_caught_up(settings)
+    assert cache.lookup("user", [("c", "user_activity")]) == {}  # the worker's fence reads as a miss
+    assert reader.retrieve("user", ["c"], ["user_activity"])[0].values["clicks_1d"].tolist() == [2]
     follower.close()
-    store.close()
     cache.close()
+    store.close()
 
 
 def test_group_ttl_expires_rows_in_the_store(settings, tmp_path):
@@ -175,7 +173,7 @@ def test_a_store_outage_is_retried_and_nothing_is_committed_until_written(reques
 
     from prometheus_client import REGISTRY
 
-    retries = lambda: REGISTRY.get_sample_value("vahini_store_write_retries_total") or 0  # noqa: E731
+    retries = lambda: REGISTRY.get_sample_value("vahini_ingest_retries_total", {"step": "store_write"}) or 0  # noqa: E731
     log = wiring.event_log(base)
     before = log.committed(base.ingest.group, base.topics.feature_updates)
     retries_before = retries()

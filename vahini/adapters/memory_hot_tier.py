@@ -8,6 +8,8 @@ import time
 from collections import OrderedDict
 from typing import Mapping, Sequence
 
+from vahini.ports.hot_tier import version_of
+
 
 class MemoryHotTier:
     def __init__(self, max_entries: int = 1_000_000):
@@ -28,13 +30,25 @@ class MemoryHotTier:
         return out
 
     def set_many(self, items: Mapping[str, bytes], ttl_s: float) -> None:
-        expires = time.monotonic() + ttl_s
         with self._lock:
+            self._put(items, time.monotonic() + ttl_s)
+
+    def _put(self, items: Mapping[str, bytes], expires: float) -> None:
+        for key, value in items.items():
+            self._items[key] = (value, expires)
+            self._items.move_to_end(key)
+        while len(self._items) > self._max:
+            self._items.popitem(last=False)
+
+    def set_if_newer(self, items: Mapping[str, bytes], ttl_s: float) -> None:
+        now = time.monotonic()
+        with self._lock:
+            newer = {}
             for key, value in items.items():
-                self._items[key] = (value, expires)
-                self._items.move_to_end(key)
-            while len(self._items) > self._max:
-                self._items.popitem(last=False)
+                current = self._items.get(key)
+                if current is None or current[1] <= now or version_of(value) > version_of(current[0]):
+                    newer[key] = value
+            self._put(newer, now + ttl_s)
 
     def delete_many(self, keys: Sequence[str]) -> None:
         with self._lock:

@@ -15,9 +15,10 @@ import time
 import uuid
 import zlib
 from base64 import b64decode, b64encode
+from contextlib import contextmanager
 from typing import Mapping, Sequence
 
-from vahini.adapters.sqlite_util import connect
+from vahini.adapters.sqlite_util import connect, transaction, unavailable
 from vahini.errors import StoreUnavailable
 from vahini.ports.event_log import Record, TopicPartition
 
@@ -59,11 +60,9 @@ class SqliteEventLog:
     # -- topics ---------------------------------------------------------------
     def create_topic(self, topic: str, partitions: int | None = None) -> None:
         n = partitions or self.default_partitions
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
+        with self._lock, self._writing():
             self._conn.execute("INSERT OR IGNORE INTO topics VALUES (?, ?)", (topic, n))
             self._conn.executemany("INSERT OR IGNORE INTO log_end VALUES (?, ?, 0)", [(topic, p) for p in range(n)])
-            self._conn.execute("COMMIT")
 
     def partitions(self, topic: str) -> int:
         with self._lock:
@@ -108,33 +107,37 @@ class SqliteEventLog:
         self._conn.close()
 
     # -- used by the clients ----------------------------------------------------
+    @contextmanager
+    def _writing(self):
+        """One write transaction: rolled back on error, SQLite errors as StoreUnavailable."""
+        with unavailable(f"SQLite event log {self.path}"), transaction(self._conn):
+            yield
+
     def _append(self, batch: list[tuple[str, bytes | None, bytes, int, str | None, int | None]]) -> None:
         """Append (topic, key, value, timestamp, headers, partition or None) in one transaction."""
-        rr = itertools.count()
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                counts = dict(self._conn.execute("SELECT name, partitions FROM topics").fetchall())
-                for topic in {b[0] for b in batch} - counts.keys():
-                    self._conn.execute("INSERT INTO topics VALUES (?, ?)", (topic, self.default_partitions))
-                    self._conn.executemany("INSERT INTO log_end VALUES (?, ?, 0)",
-                                           [(topic, p) for p in range(self.default_partitions)])
-                    counts[topic] = self.default_partitions
-                ends = {(t, p): o for t, p, o in self._conn.execute("SELECT topic, partition, next_offset FROM log_end")}
-                rows = []
-                for topic, key, value, ts, headers, partition in batch:
-                    if partition is None:
-                        partition = (zlib.crc32(key) if key is not None else next(rr)) % counts[topic]
-                    offset = ends[(topic, partition)]
-                    ends[(topic, partition)] = offset + 1
-                    rows.append((topic, partition, offset, key, value, ts, headers))
-                self._conn.executemany("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
-                self._conn.executemany("UPDATE log_end SET next_offset = ? WHERE topic = ? AND partition = ?",
-                                       [(o, t, p) for (t, p), o in ends.items()])
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
+        with self._lock, self._writing():
+            counts = self._partition_counts({b[0] for b in batch})
+            ends = {(t, p): o for t, p, o in self._conn.execute("SELECT topic, partition, next_offset FROM log_end")}
+            rows, rr = [], itertools.count()
+            for topic, key, value, ts, headers, partition in batch:
+                if partition is None:
+                    partition = (zlib.crc32(key) if key is not None else next(rr)) % counts[topic]
+                offset = ends[(topic, partition)]
+                ends[(topic, partition)] = offset + 1
+                rows.append((topic, partition, offset, key, value, ts, headers))
+            self._conn.executemany("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            self._conn.executemany("UPDATE log_end SET next_offset = ? WHERE topic = ? AND partition = ?",
+                                   [(o, t, p) for (t, p), o in ends.items()])
+
+    def _partition_counts(self, topics: set[str]) -> dict[str, int]:
+        """Partitions per topic, creating `topics` that do not exist yet (inside the caller's transaction)."""
+        counts = dict(self._conn.execute("SELECT name, partitions FROM topics").fetchall())
+        for topic in topics - counts.keys():
+            self._conn.execute("INSERT INTO topics VALUES (?, ?)", (topic, self.default_partitions))
+            self._conn.executemany("INSERT INTO log_end VALUES (?, ?, 0)",
+                                   [(topic, p) for p in range(self.default_partitions)])
+            counts[topic] = self.default_partitions
+        return counts
 
     def _fetch(self, tp: TopicPartition, offset: int, limit: int) -> list[Record]:
         with self._lock:
@@ -147,14 +150,12 @@ class SqliteEventLog:
     def _heartbeat(self, group: str, member: str) -> list[str]:
         """Refresh `member`, drop members that stopped heartbeating; return live members."""
         now = _now_ms()
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
+        with self._lock, self._writing():
             self._conn.execute("INSERT OR REPLACE INTO group_members VALUES (?, ?, ?)", (group, member, now))
             self._conn.execute("DELETE FROM group_members WHERE grp = ? AND heartbeat_ms < ?",
                                (group, now - self.session_timeout_ms))
             members = [m for (m,) in self._conn.execute(
                 "SELECT member FROM group_members WHERE grp = ? ORDER BY member", (group,))]
-            self._conn.execute("COMMIT")
         return members
 
     def _leave(self, group: str, member: str) -> None:
@@ -162,11 +163,9 @@ class SqliteEventLog:
             self._conn.execute("DELETE FROM group_members WHERE grp = ? AND member = ?", (group, member))
 
     def _commit(self, group: str, offsets: Mapping[TopicPartition, int]) -> None:
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
+        with self._lock, self._writing():
             self._conn.executemany('INSERT OR REPLACE INTO group_offsets VALUES (?, ?, ?, ?)',
                                    [(group, t, p, o) for (t, p), o in offsets.items()])
-            self._conn.execute("COMMIT")
 
 
 class SqliteLogProducer:
@@ -190,11 +189,8 @@ class SqliteLogProducer:
     def flush(self, timeout_s: float = 30.0) -> None:
         with self._lock:
             batch, self._buffer = self._buffer, []
-        if batch:
-            try:
-                self._log._append(batch)
-            except Exception as exc:
-                raise StoreUnavailable(f"event log append failed: {exc}") from exc
+        if batch:  # on failure the batch is dropped, as Kafka drops undelivered records: callers resend
+            self._log._append(batch)
 
     def close(self) -> None:
         self.flush()

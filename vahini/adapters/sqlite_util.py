@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import sqlite3
+from contextlib import contextmanager
 from pathlib import Path
+
+from vahini.errors import StoreUnavailable
 
 
 def connect(path: str) -> sqlite3.Connection:
@@ -22,3 +25,27 @@ def chunks(items: list, size: int = 500):
     """SQLite caps bound parameters per statement; query in slices."""
     for i in range(0, len(items), size):
         yield items[i:i + size]
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection):
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any error so the connection is
+    never left inside an open transaction."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+@contextmanager
+def unavailable(what: str):
+    """SQLite errors (a locked or full database, an I/O error) become StoreUnavailable,
+    so callers retry them as they retry a server that is down."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise StoreUnavailable(f"{what}: {type(exc).__name__}: {exc}") from exc

@@ -111,7 +111,9 @@ def get(args) -> int:
 
     settings = _settings(args)
     follower = RegistryFollower(wiring.config_store(settings))
-    reader = FeatureReader(wiring.feature_store(settings), wiring.hot_tier(settings), lambda: follower.current)
+    store = wiring.feature_store(settings)
+    cache = wiring.feature_cache(settings, store)
+    reader = FeatureReader(store, cache, lambda: follower.current)
     keys = args.keys.split(",")
     out = {k: {} for k in keys}
     for result in reader.retrieve(args.entity, keys, args.groups.split(",")):
@@ -123,6 +125,8 @@ def get(args) -> int:
                     "status": STATUS_NAMES[result.status[i, j]]}
     print(json.dumps(out, indent=2))
     follower.close()
+    cache.close()
+    store.close()
     return 0
 
 

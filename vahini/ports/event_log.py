@@ -25,7 +25,8 @@ class LogProducer(Protocol):
         """Queue one record. Records with the same key go to the same partition."""
 
     def flush(self, timeout_s: float = 30.0) -> None:
-        """Block until every queued record is acknowledged; raise StoreUnavailable if any was not."""
+        """Block until every queued record is acknowledged; raise StoreUnavailable if any was
+        not. Records that were not acknowledged are no longer queued: send them again."""
 
     def close(self) -> None: ...
 

@@ -1,0 +1,145 @@
+"""The feature cache in front of the store, shared by the readers that fill it
+and the writers that fence it.
+
+Every entry carries the version of what it holds (`FeatureRow.precedence`'s
+write timestamp), and every write to the cache is `set_if_newer`:
+
+- a reader fills a value (tag V) or a "no row" (tag N, version 0) it read from the store;
+- a writer, once rows are durable, writes a fence (tag F) with each row's version.
+
+A reader that read the store before a write and fills after it loses against
+the writer's fence, so an older value is never put back. A fence reads as a
+miss, and the next reader fills the new value over it (V > F at equal versions).
+A fill is skipped when the store read took longer than half a fence's life.
+
+When a writer cannot reach the cache, the entries of the keys it wrote may be
+stale. It then starts a new cache epoch: a row in the feature store that every
+process polls (`epoch_poll_s`) and re-reads before it uses the cache again
+after an outage. Keys embed the epoch, so entries of older epochs are never
+read again and expire by their TTL.
+
+All cache calls go through a circuit breaker: a hung cache costs one short
+timeout, then is bypassed until a probe gets an answer.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from typing import Iterable, Sequence
+
+from vahini import metrics
+from vahini.circuit import CircuitBreaker
+from vahini.errors import StoreUnavailable, VahiniError
+from vahini.logs import get_logger
+from vahini.ports.feature_store import FeatureRow, FeatureStore, write_timestamp_us
+from vahini.ports.hot_tier import HEADER_LEN, VERSION_DIGITS, HotTier, version_header
+from vahini.settings import CacheSettings
+
+log = get_logger(__name__)
+
+VALUE, NO_ROW, FENCE = b"V", b"N", b"F"
+EPOCH_ROW = ("__vahini", "cache", "epoch")  # (entity, key, group) of the epoch row in the feature store
+_PROBE_KEY = "vf:probe"
+
+
+def lru_key(entity: str, group: str, key: str) -> str:
+    return f"{entity}:{group}:{key}"
+
+
+class FeatureCache:
+    def __init__(self, tier: HotTier, store: FeatureStore, settings: CacheSettings):
+        self._tier = tier
+        self._store = store
+        self._settings = settings
+        self._breaker = CircuitBreaker("feature cache", lambda: tier.get_many([_PROBE_KEY]),
+                                       settings.probe_interval_s, on_recover=self.refresh_epoch)
+        self._epoch = 0
+        self._stop = threading.Event()
+        try:
+            self.refresh_epoch()
+        except VahiniError as exc:
+            log.warning("cache_epoch_unknown", error=str(exc))
+        threading.Thread(target=self._poll_epoch, name="cache-epoch", daemon=True).start()
+
+    @property
+    def epoch(self) -> int:
+        return self._epoch
+
+    @property
+    def bypassed(self) -> bool:
+        return self._breaker.is_open
+
+    def key(self, entity: str, group: str, key: str) -> str:
+        return f"vf:{self._epoch}:{entity}:{group}:{key}"
+
+    # -- readers -----------------------------------------------------------------
+    def lookup(self, entity: str, wanted: Sequence[tuple[str, str]]) -> dict[tuple[str, str], bytes]:
+        """Cached blobs of (key, group) pairs, b"" where the store is known to have no row;
+        misses and fences left out. Raises StoreUnavailable (at once while bypassed)."""
+        values = self._breaker.call("get", self._tier.get_many, [self.key(entity, g, k) for k, g in wanted])
+        found = {}
+        for pair, value in zip(wanted, values):
+            tag = value[VERSION_DIGITS:HEADER_LEN] if value is not None else None
+            if tag == VALUE:
+                found[pair] = value[HEADER_LEN:]
+            elif tag == NO_ROW:
+                found[pair] = b""
+        return found
+
+    def fill(self, entity: str, items: Iterable[tuple[str, str, FeatureRow | None, float]], read_started: float) -> None:
+        """Cache what a store read returned: (key, group, row or None, TTL s). Never fails the caller."""
+        if time.monotonic() - read_started > self._settings.fence_ttl_s / 2:
+            return  # a writer's fence may have expired meanwhile: this value may be older than the store's
+        by_ttl: dict[float, dict[str, bytes]] = {}
+        for key, group, row, ttl_s in items:
+            entry = (version_header(write_timestamp_us(row.event_time_ms, row.blob), VALUE) + row.blob
+                     if row is not None else version_header(0, NO_ROW))
+            by_ttl.setdefault(ttl_s, {})[self.key(entity, group, key)] = entry
+        for ttl_s, entries in by_ttl.items():
+            try:  # ±10% jitter: entries filled together do not expire together
+                self._breaker.call("fill", self._tier.set_if_newer, entries, ttl_s * random.uniform(0.9, 1.1))
+            except StoreUnavailable as exc:
+                log.debug("cache_fill_skipped", error=str(exc))
+                return
+
+    # -- writers -----------------------------------------------------------------
+    def fence(self, rows: Sequence[FeatureRow]) -> bool:
+        """After `rows` are durable: fence their entries so no older value can be filled.
+        If the cache cannot be reached, start a new epoch and return False. Raises
+        StoreUnavailable only when the epoch cannot be recorded either."""
+        entries = {self.key(r.entity, r.group, r.key): version_header(write_timestamp_us(r.event_time_ms, r.blob),
+                                                                      FENCE) for r in rows}
+        try:
+            self._breaker.call("fence", self._tier.set_if_newer, entries, self._settings.fence_ttl_s)
+            return True
+        except StoreUnavailable as exc:
+            self.start_new_epoch(f"fence of {len(rows)} row(s) failed: {exc}")
+            return False
+
+    def start_new_epoch(self, reason: str) -> None:
+        now_ms = max(int(time.time() * 1000), self._epoch + 1)
+        entity, key, group = EPOCH_ROW
+        self._store.write([FeatureRow(entity, key, group, now_ms, b"")])
+        self._epoch = max(self._epoch, now_ms)
+        metrics.CACHE_EPOCH_BUMPS.inc()
+        log.warning("cache_epoch_started", epoch=self._epoch, reason=reason)
+
+    def refresh_epoch(self) -> None:
+        entity, key, group = EPOCH_ROW
+        row = self._store.read(entity, [key], [group], timeout_s=2.0).get((key, group))
+        if row is not None and row.event_time_ms > self._epoch:
+            self._epoch = row.event_time_ms
+
+    def _poll_epoch(self) -> None:
+        while not self._stop.wait(self._settings.epoch_poll_s):
+            try:
+                self.refresh_epoch()
+            except VahiniError as exc:
+                log.debug("cache_epoch_poll_failed", error=str(exc))
+
+    def close(self) -> None:
+        self._stop.set()
+        self._breaker.close()
+        self._tier.close()
