@@ -10,4 +10,7 @@ export VAHINI_GRPCURL="${VAHINI_GRPCURL:-$(bash infra/grpcurl.sh path)}"
 if [[ "${VAHINI_KEEP_SERVICES:-0}" != 1 ]]; then trap 'bash infra/services.sh stop' EXIT; fi
 bash infra/services.sh start
 export VAHINI_REQUIRE_SERVICES=1
-.venv/bin/python -m pytest "$@"
+unset VAHINI_ALLOW_PARTIAL
+report="$(mktemp)"
+VAHINI_REAL_SERVICE_REPORT="$report" .venv/bin/python -m pytest "$@"
+.venv/bin/python -m tests.ci_guard "$report"

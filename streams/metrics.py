@@ -10,12 +10,10 @@ BATCH_SIZE = Histogram("vahini_ingest_batch_size", "Events per processed batch",
 WRITE_SECONDS = Histogram("vahini_store_write_seconds", "Latency of one batch write to the feature store",
                           buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 RETRIES = Counter("vahini_ingest_retries_total",
-                  "Steps of a batch retried after a service error (store_write, dead_letter, cache_fence)", ["step"])
+                  "Steps of a batch retried after a service error (store_write, dead_letter, cache_fence, commit)", ["step"])
 FRESHNESS_SECONDS = Histogram("vahini_feature_freshness_seconds",
                               "Now minus event time of rows written (how stale features are on arrival)",
                               buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 30, 60, 300, 3600, 86400))
 CONSUMER_LAG = Gauge("vahini_consumer_lag", "Records not yet consumed", ["topic", "partition"])
 CACHE_INVALIDATION_ERRORS = Counter("vahini_cache_invalidation_errors_total",
                                     "Batches whose cache entries could not be fenced (a new cache epoch was started)")
-COMMIT_FAILURES = Counter("vahini_commit_failures_total", "Offset commits that failed, by kind (rebalance or error)",
-                          ["kind"])

@@ -155,10 +155,10 @@ class FeatureIngestWorker:
         done = written and not self._halted
         done = done and self._retry("dead_letter", lambda: self._dead_letter(prepared.invalid))
         done = done and self._retry("cache_fence", lambda: self._fence(prepared.rows))
+        done = done and self._retry("commit", lambda: self._consumer.commit(self._next_offsets(prepared.records)))
         if not done:
             self._halted = True  # nothing more is committed; a restart replays from the last commit
             return
-        self._consumer.commit(self._next_offsets(prepared.records))
         self._account(prepared.records, prepared.rows, prepared.invalid, prepared.now_ms)
 
     def _write_with_retry(self, rows, stop: threading.Event) -> bool:

@@ -1,10 +1,17 @@
-"""Fault injection against real services: a TCP proxy the test can cut, so a
-client sees the real engine go away (as with a network partition)."""
+"""Fault injection against real services: a TCP proxy the test can cut (the engine
+goes away) or hang (the engine stops answering: connections stay open, bytes go
+nowhere, as with a black-holing network or a stalled process), and a private
+Redis the test can SIGSTOP."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
 import socket
+import subprocess
 import threading
+import time
 
 
 class TcpProxy:
@@ -14,6 +21,8 @@ class TcpProxy:
         self.port = self._listener.getsockname()[1]
         self._conns: list[socket.socket] = []
         self._open = True
+        self._flowing = threading.Event()
+        self._flowing.set()
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -30,10 +39,10 @@ class TcpProxy:
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
         try:
             while data := src.recv(65536):
+                self._flowing.wait()  # while hung, bytes are held, never answered
                 dst.sendall(data)
         except OSError:
             pass
@@ -43,6 +52,13 @@ class TcpProxy:
                     s.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
+
+    def hang(self) -> None:
+        """Keep every connection open and accept new ones, but forward nothing."""
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        self._flowing.set()
 
     def cut(self) -> None:
         """Refuse new connections and drop the open ones."""
@@ -54,3 +70,32 @@ class TcpProxy:
                 s.close()
             except OSError:
                 pass
+
+
+class PrivateRedis:
+    """A redis-server of the test's own on a free loopback port, so SIGSTOP hangs it
+    for this test only."""
+
+    def __init__(self) -> None:
+        from tests.services import free_port, port_open
+
+        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+        self.port = free_port()
+        self._proc = subprocess.Popen([binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                                       "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while not port_open("127.0.0.1", self.port):
+            assert time.monotonic() < deadline, "private redis-server did not start"
+            time.sleep(0.05)
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+
+    def hang(self) -> None:
+        os.kill(self._proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.kill(self._proc.pid, signal.SIGCONT)
+
+    def stop(self) -> None:
+        self.resume()
+        self._proc.kill()
+        self._proc.wait(10)

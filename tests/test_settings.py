@@ -84,3 +84,17 @@ def test_cassandra_password_is_kept_secret(clean_env):
     s = load_settings()
     assert s.cassandra.password.get_secret_value() == "s3cret"
     assert "s3cret" not in repr(s) and "s3cret" not in str(s.model_dump())
+
+
+def test_kafka_secrets_are_kept_secret_and_reach_the_client_revealed(clean_env, capsys):
+    clean_env.setenv("VAHINI_KAFKA", '{"sasl.username": "vahini", "sasl.password": "hunter2", '
+                                     '"ssl.key.password": "k3y", "linger.ms": 5}')
+    s = load_settings()
+    for shown in (repr(s), str(s), str(s.model_dump()), s.model_dump_json()):
+        assert "hunter2" not in shown and "k3y" not in shown
+    assert s.kafka["sasl.username"] == "vahini" and s.kafka["linger.ms"] == 5
+    assert s.kafka_properties() == {"sasl.username": "vahini", "sasl.password": "hunter2",
+                                    "ssl.key.password": "k3y", "linger.ms": 5}
+    assert main(["--log-level", "DEBUG", "apply", "--dry-run", "vahini/samples/registry"]) == 0
+    captured = capsys.readouterr()
+    assert "hunter2" not in captured.out + captured.err

@@ -18,3 +18,6 @@ UNREADABLE_VALUES = Counter("vahini_unreadable_values_total",
 CONFIG_WATCH_ERRORS = Counter("vahini_config_watch_errors_total",
                               "Published config documents that could not be applied (the previous one stays)",
                               ["document"])
+COMMIT_FAILURES = Counter("vahini_commit_failures_total",
+                          "Offset commits that failed: 'rebalance' (partition moved on; a replay) or 'error' (retried)",
+                          ["kind"])

@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 SETTINGS_FILE_ENV = "VAHINI_SETTINGS_FILE"
@@ -81,10 +81,11 @@ class Settings(BaseSettings):
     hot_tier: str = "sqlite:///.vahini/hot.db"
     config_store: str = "file://.vahini/config"
     kafka_session_timeout_ms: int = 10_000
-    kafka: dict[str, str | int | float | bool] = Field(
+    kafka: dict[str, str | int | float | bool | SecretStr] = Field(
         default_factory=dict,
         description="Extra librdkafka properties for every Kafka client, e.g. security.protocol, "
-                    "sasl.mechanisms, sasl.username, sasl.password, ssl.ca.location")
+                    "sasl.mechanisms, sasl.username, sasl.password, ssl.ca.location. Properties whose "
+                    "name holds 'password' or 'secret' are kept as secrets: never printed or logged")
     metrics_port: int = Field(0, ge=0, description="Prometheus /metrics port; 0 = off")
     log_level: str = "INFO"
     topics: TopicSettings = TopicSettings()
@@ -93,10 +94,26 @@ class Settings(BaseSettings):
     cassandra: CassandraSettings = CassandraSettings()
     cache: CacheSettings = CacheSettings()
 
+    @field_validator("kafka", mode="before")
+    @classmethod
+    def _hide_kafka_secrets(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        return {k: SecretStr(str(v)) if _is_secret(k) and not isinstance(v, SecretStr) else v
+                for k, v in value.items()}
+
+    def kafka_properties(self) -> dict[str, str | int | float | bool]:
+        """The librdkafka properties with secrets revealed, for the client only."""
+        return {k: v.get_secret_value() if isinstance(v, SecretStr) else v for k, v in self.kafka.items()}
+
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings, env_settings,
                                    dotenv_settings, file_secret_settings) -> tuple[PydanticBaseSettingsSource, ...]:
         return _sources(settings_cls, init_settings, env_settings, os.environ.get(SETTINGS_FILE_ENV))
+
+
+def _is_secret(property_name: str) -> bool:
+    return "password" in property_name or "secret" in property_name
 
 
 def _sources(settings_cls, init_settings, env_settings, toml_file: str | None) -> tuple:

@@ -159,12 +159,6 @@ def test_bad_persist_requests_name_the_update_and_write_nothing(stack):
     assert np.frombuffer(response.groups[0].features[0].status, np.int8).tolist() == [MISSING]
 
 
-def test_a_call_whose_deadline_has_passed_is_deadline_exceeded(stack):
-    request = pb.RetrieveRequest(entity="user", keys=["k"], groups=[pb.GroupSelector(group="user_profile")])
-    code, _ = code_of(stack[0].Retrieve, request, timeout=-1)
-    assert code == grpc.StatusCode.DEADLINE_EXCEEDED
-
-
 class _ExpiredContext:
     """Stands in for the gRPC runtime's call context: a deadline that has already passed."""
 

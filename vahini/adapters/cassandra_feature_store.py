@@ -23,6 +23,7 @@ from typing import Sequence
 from cassandra import ConsistencyLevel, DriverException, OperationTimedOut
 from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable
+from cassandra.connection import ConnectionException
 from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
 from cassandra.query import BatchStatement, BatchType
 
@@ -123,7 +124,7 @@ class CassandraFeatureStore:
                 in_flight.append(self._session.execute_async(statement, params, timeout=self._timeout(deadline)))
             while in_flight:
                 results.append(in_flight.popleft().result())
-        except (NoHostAvailable, DriverException, OSError) as exc:
+        except (NoHostAvailable, DriverException, ConnectionException, OSError) as exc:
             if deadline is not None and isinstance(exc, OperationTimedOut) and time.monotonic() >= deadline - 0.005:
                 raise DeadlineExceeded(f"Cassandra/Scylla did not answer within {timeout_s:.3f} s") from exc
             raise StoreUnavailable(f"Cassandra/Scylla request failed: {type(exc).__name__}: {exc}") from exc

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
+from vahini.adapters.config_watch import guarded
 from vahini.ports.config_store import Cancel, ConcurrentModification, Version
 
 
@@ -72,6 +73,7 @@ class DirectoryConfigStore:
     def watch(self, name: str, callback: Callable[[bytes | None], None]) -> Cancel:
         stop = threading.Event()
         last = self._stamp(name)
+        callback = guarded(name, callback)
 
         def poll() -> None:
             nonlocal last

@@ -11,6 +11,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from vahini.errors import BadSettings, StoreUnavailable
+from vahini.metrics import COMMIT_FAILURES
 from vahini.logs import get_logger
 from vahini.ports.event_log import Record, TopicPartition
 
@@ -28,6 +29,10 @@ def _retrying(call, attempts: int = 50, delay_s: float = 0.1):
                 raise StoreUnavailable(f"Kafka request failed: {exc}") from exc
             time.sleep(delay_s)
 
+
+# The member lost its partitions (or the group moved on) before the commit landed.
+_REBALANCE = {KafkaError.UNKNOWN_MEMBER_ID, KafkaError.ILLEGAL_GENERATION, KafkaError.REBALANCE_IN_PROGRESS,
+              KafkaError._ASSIGNMENT_LOST, KafkaError.FENCED_INSTANCE_ID}
 
 _TRANSIENT = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
               KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._TIMED_OUT, KafkaError._TRANSPORT}
@@ -188,14 +193,22 @@ class KafkaLogConsumer:
         return out
 
     def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        """A commit lost to a rebalance is logged and counted, not raised: the partition's
+        new owner re-reads from the last commit, and the rows are already durable, so it
+        is a replay, not a loss. Any other failure raises StoreUnavailable (retried)."""
         if not offsets:
             return
         try:
             self._consumer.commit(offsets=[KTP(t, p, o) for (t, p), o in offsets.items()], asynchronous=False)
         except KafkaException as exc:
-            # Lost the partition in a rebalance: its new owner re-reads from the last
-            # commit. The rows are already durable, so this is a replay, not a loss.
-            log.warning("kafka_commit_failed", error=str(exc))
+            code = exc.args[0].code()
+            if code in _REBALANCE:
+                COMMIT_FAILURES.labels("rebalance").inc()
+                log.warning("kafka_commit_lost_to_rebalance", error=str(exc))
+                return
+            COMMIT_FAILURES.labels("error").inc()
+            log.error("kafka_commit_failed", error=str(exc), retriable=exc.args[0].retriable())
+            raise StoreUnavailable(f"Kafka offset commit failed: {exc}") from exc
 
     def assignment(self) -> list[TopicPartition]:
         return sorted((tp.topic, tp.partition) for tp in self._consumer.assignment())

@@ -10,6 +10,7 @@ from kazoo.exceptions import BadVersionError, KazooException, NodeExistsError, N
 from kazoo.handlers.threading import KazooTimeoutError
 
 from vahini.errors import StoreUnavailable
+from vahini.adapters.config_watch import guarded
 from vahini.ports.config_store import Cancel, ConcurrentModification, Version
 
 
@@ -59,6 +60,7 @@ class ZooKeeperConfigStore:
             raise ConcurrentModification(f"{path} changed since it was read") from None
 
     def watch(self, name: str, callback: Callable[[bytes | None], None]) -> Cancel:
+        callback = guarded(name, callback)
         cancelled = False
         first = True
 
