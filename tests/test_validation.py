@@ -47,7 +47,8 @@ def test_vectors_are_checked_whole(vector, expected):
 
 
 def test_integer_vector_elements_are_accepted():
-    validate_feature_update(event(values={"embedding": [1] * 16}), REGISTRY, NOW, 0)
+    valid = validate_feature_update(event(values={"embedding": [1] * 16}), REGISTRY, NOW, 0)
+    assert valid.values["embedding"] == [1] * 16 and valid.group.name == "user_profile"
 
 
 @pytest.mark.parametrize("values, expected", [
@@ -77,4 +78,5 @@ def test_key_group_and_time_rules(overrides, expected):
 
 
 def test_event_time_within_the_allowed_skew_is_accepted():
-    validate_feature_update(event(event_time_ms=NOW + 60_000), REGISTRY, NOW, 60_000)
+    assert validate_feature_update(event(event_time_ms=NOW + 60_000), REGISTRY, NOW, 60_000).event_time_ms == \
+        NOW + 60_000

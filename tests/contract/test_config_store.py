@@ -1,6 +1,7 @@
 """Contract of the ConfigStore port, run against a local directory and ZooKeeper."""
 
 import threading
+import time
 
 import pytest
 
@@ -48,3 +49,31 @@ def test_replace_is_a_compare_and_set(config_store):
     with pytest.raises(ConcurrentModification):
         config_store.replace("cas", b"blind create over an existing document", absent)
     assert config_store.get("cas") == b"second"
+
+
+def test_a_callback_that_raises_does_not_stop_the_watch(config_store):
+    import threading
+
+    from prometheus_client import REGISTRY
+
+    seen, delivered = [], threading.Event()
+    errors = lambda: REGISTRY.get_sample_value("vahini_config_watch_errors_total", {"document": "flaky"}) or 0  # noqa: E731
+    before = errors()
+
+    def on_change(data):
+        seen.append(data)
+        if data == b"bad":
+            raise ValueError("cannot parse")
+        delivered.set()
+
+    config_store.put("flaky", b"first")
+    cancel = config_store.watch("flaky", on_change)
+    config_store.put("flaky", b"bad")
+    deadline = time.monotonic() + 10
+    while errors() == before:
+        assert time.monotonic() < deadline, "the failing callback was not counted"
+        time.sleep(0.05)
+    config_store.put("flaky", b"good")
+    assert delivered.wait(10), "no change delivered after a callback raised"
+    assert seen[-1] == b"good"
+    cancel()

@@ -29,10 +29,13 @@ def test_entries_expire_after_their_ttl(hot_tier, unique):
     assert hot_tier.get_many([f"{unique}:long"]) == [b"l"]
 
 
-def test_empty_calls_are_no_ops(hot_tier):
+def test_empty_calls_are_no_ops(hot_tier, unique):
+    hot_tier.set_many({f"{unique}:kept": b"k"}, ttl_s=30)
     assert hot_tier.get_many([]) == []
     hot_tier.set_many({}, ttl_s=1)
+    hot_tier.set_if_newer({}, ttl_s=1)
     hot_tier.delete_many([])
+    assert hot_tier.get_many([f"{unique}:kept"]) == [b"k"]
 
 
 def versioned(version: int, tag: bytes, payload: bytes = b"") -> bytes:

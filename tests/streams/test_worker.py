@@ -83,22 +83,32 @@ def test_out_of_order_and_replayed_events_never_overwrite_newer_values(settings)
     assert stored_clicks(settings, list(expected)) == expected
 
 
-def test_replay_of_a_range_by_offset_and_by_time(settings):
+def test_replay_positions_offsets_latest_epoch_ms_and_iso_time(settings):
+    from datetime import datetime, timezone
+
+    from streams.replay import replay
+    from tests.streams.helpers import CODEC, send_raw
+    from vahini.codecs.avro import FEATURE_UPDATE
+
     t = now_ms() - HOUR_MS
-    send_updates(settings, [update("r", 1, t + 1)])
+    one_partition = lambda updates: send_raw(settings, [CODEC.encode(FEATURE_UPDATE, u) for u in updates],  # noqa: E731
+                                             key=b"same-key")
+    one_partition([update("r", 1, t + 1), update("r", 2, t + 2)])        # offsets 0, 1
     time.sleep(0.05)
     middle = now_ms()
     time.sleep(0.05)
-    send_updates(settings, [update("r", 2, t + 2), update("s", 5, t + 5)])
-    from streams.replay import replay
-
+    one_partition([update("s", 5, t + 5), update("s", 6, t + 6)])        # offsets 2, 3
     topic = settings.topics.feature_updates
-    stats = replay(settings, topic, f"@{middle}", None, "replay-time", progress=False)
-    assert stats.events == 2
-    assert stored_clicks(settings, ["r", "s"]) == {"r": 2, "s": 5}
-    stats = replay(settings, topic, "earliest", f"@{middle}", "replay-range", progress=False)
-    assert stats.events == 1
-    assert stored_clicks(settings, ["r"]) == {"r": 2}  # the older event replayed; newer value stays
+
+    assert replay(settings, topic, "2", None, "from-offset", progress=False).events == 2
+    assert stored_clicks(settings, ["r", "s"]) == {"s": 6}
+    assert replay(settings, topic, "0", "1", "offset-range", progress=False).events == 1
+    assert stored_clicks(settings, ["r", "s"]) == {"r": 1, "s": 6}
+    assert replay(settings, topic, "latest", None, "from-latest", progress=False).events == 0
+    iso = datetime.fromtimestamp(middle / 1000, tz=timezone.utc).isoformat(timespec="milliseconds")
+    assert replay(settings, topic, "earliest", iso, "to-iso", progress=False).events == 2
+    assert stored_clicks(settings, ["r", "s"]) == {"r": 2, "s": 6}
+    assert replay(settings, topic, f"@{middle}", None, "from-epoch-ms", progress=False).events == 2
 
 
 def test_a_new_value_fences_the_cached_one(settings):
@@ -179,8 +189,10 @@ def test_a_store_outage_is_retried_and_nothing_is_committed_until_written(reques
     retries_before = retries()
     proxy.cut()
     send_updates(base, [update(f"b{i}", i, t) for i in range(300)])
-    time.sleep(3)  # several batches polled, every write failing and retried
-    assert retries() > retries_before and thread.is_alive()
+    from tests.processes_helpers import wait_for
+
+    wait_for(lambda: retries() >= retries_before + 3, 30, "failed writes to be retried")
+    assert thread.is_alive()
     assert log.committed(base.ingest.group, base.topics.feature_updates) == before
     stop.set()
     thread.join(60)

@@ -36,6 +36,15 @@ def committed_total(settings) -> int:
     return total
 
 
+def owns_partitions(metrics_port: int) -> bool:
+    """A worker reports consumer lag for exactly the partitions it owns."""
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=2).read().decode()
+    except OSError:
+        return False
+    return any(line.startswith("vahini_consumer_lag{") for line in text.splitlines())
+
+
 def wait_until(predicate, timeout_s: float, what: str) -> None:
     deadline = time.monotonic() + timeout_s
     while not predicate():
@@ -73,10 +82,11 @@ def test_two_workers_share_partitions_through_a_rebalance_without_loss(settings)
     send_updates(settings, first)
     a = WorkerProcess(settings)
     wait_until(lambda: committed_total(settings) > 0, 120, "worker A to commit")
-    b = WorkerProcess(settings)
+    b_metrics = free_port()
+    b = WorkerProcess(settings, metrics_port=b_metrics)
     second = [update(f"v{u}", v, int(time.time() * 1000) - 1000 + v) for u in range(1000) for v in range(6)]
     send_updates(settings, second)
-    time.sleep(3)  # both members in the group
+    wait_until(lambda: owns_partitions(b_metrics), 60, "worker B to own partitions")
     summary_a = a.terminate()  # B must take A's partitions over
     third = [update(f"w{u}", 9, int(time.time() * 1000) - 10) for u in range(500)]
     send_updates(settings, third)
@@ -143,11 +153,18 @@ def test_a_running_worker_picks_up_a_new_feature_group_without_restart(settings,
     store = wiring.config_store(settings)
     publish.apply(registry_dir, store)
     store.close()
-    time.sleep(2)  # watchers (ZooKeeper watch, or a 0.5 s file poll) deliver the change
-    send_updates(settings, [{**coupon, "event_time_ms": t + 1}])
-    wait_for_commits(settings, 120)
-    summary = worker.terminate()
-    assert summary["rows_written"] == 1 and summary["dead_lettered"] == 1
     feature_store = wiring.feature_store(settings)
+    sent = 0
+
+    def stored() -> bool:  # until the worker has the new group, its events are dead-lettered: keep sending
+        nonlocal sent
+        sent += 1
+        send_updates(settings, [{**coupon, "event_time_ms": t + sent}])
+        wait_for_commits(settings, 120)
+        return ("cz", "user_coupons") in feature_store.read("user", ["cz"], ["user_coupons"])
+
+    wait_until(stored, 30, "the running worker to pick up the new group")
+    summary = worker.terminate()
+    assert summary["rows_written"] == 1 and summary["dead_lettered"] == sent
     assert ("cz", "user_coupons") in feature_store.read("user", ["cz"], ["user_coupons"])
     feature_store.close()

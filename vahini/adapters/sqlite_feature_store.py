@@ -44,10 +44,10 @@ def _add_write_timestamps(conn: sqlite3.Connection) -> None:
 
 
 class SqliteFeatureStore:
-    def __init__(self, path: str):
+    def __init__(self, path: str, busy_timeout_s: float = 30.0):
         self._path = path
         with unavailable(f"SQLite feature store {path}"):
-            self._conn = connect(path)
+            self._conn = connect(path, busy_timeout_s)
             self._conn.execute(_SCHEMA)
             _add_write_timestamps(self._conn)
         self._lock = threading.Lock()

@@ -9,15 +9,15 @@ from pathlib import Path
 from vahini.errors import StoreUnavailable
 
 
-def connect(path: str) -> sqlite3.Connection:
+def connect(path: str, busy_timeout_s: float = 30.0) -> sqlite3.Connection:
     """A connection in WAL mode with synchronous=FULL: a committed transaction
     survives kill -9 and power loss; readers never block the single writer."""
     if path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
+    conn = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
-    conn.execute("PRAGMA busy_timeout=30000")
+    conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
     return conn
 
 
@@ -43,9 +43,10 @@ def transaction(conn: sqlite3.Connection):
 
 @contextmanager
 def unavailable(what: str):
-    """SQLite errors (a locked or full database, an I/O error) become StoreUnavailable,
-    so callers retry them as they retry a server that is down."""
+    """Operational SQLite errors (a locked or full database, an I/O error) become
+    StoreUnavailable, so callers retry them as they retry a server that is down.
+    Others (a constraint, a bad statement) are bugs and stay as they are."""
     try:
         yield
-    except sqlite3.Error as exc:
+    except (sqlite3.OperationalError, sqlite3.InternalError) as exc:
         raise StoreUnavailable(f"{what}: {type(exc).__name__}: {exc}") from exc
