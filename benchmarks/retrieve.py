@@ -29,7 +29,6 @@ from serving.api import feature_service_pb2 as pb
 from serving.api import feature_service_pb2_grpc as pb_grpc
 from serving.server import start_server
 from vahini import wiring
-from vahini.cache_keys import feature_cache_key
 from vahini.demo import SAMPLE_REGISTRY
 from vahini.feature_rows import row_of
 from vahini.registry import publish
@@ -147,7 +146,7 @@ def main() -> int:
     cache = wiring.hot_tier(settings)
     warm = key_sets(args.users, 1, seed=9)[0]
     raw_cache = measure("raw Redis MGET of 300 keys", lambda k: cache.get_many(
-        [feature_cache_key("user", g, key) for key in k for g in GROUPS]), requests, args)
+        [f"vf:0:user:{g}:{key}" for key in k for g in GROUPS]), requests, args)
 
     cached_server, cached = serve(settings, registry_with_cache(600), "cached")
     for i in range(0, args.users, KEYS_PER_REQUEST):  # warm the cache with every key

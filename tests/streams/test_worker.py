@@ -144,7 +144,7 @@ def test_group_ttl_expires_rows_in_the_store(settings, tmp_path):
     text = (registry_dir / "feature_groups.yaml").read_text()
     (registry_dir / "feature_groups.yaml").write_text(
         text.replace("  - name: user_activity\n    entity: user\n    version: 1\n    ttl_s: 604800",
-                     "  - name: user_activity\n    entity: user\n    version: 1\n    ttl_s: 2"))
+                     "  - name: user_activity\n    entity: user\n    version: 1\n    ttl_s: 10"))
     store = wiring.config_store(settings)
     publish.apply(registry_dir, store)
     store.close()
@@ -152,7 +152,7 @@ def test_group_ttl_expires_rows_in_the_store(settings, tmp_path):
     ingest_until_caught_up(settings)
     feature_store = wiring.feature_store(settings)
     assert ("ttl", "user_activity") in feature_store.read("user", ["ttl"], ["user_activity"])
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + 30  # the row expires 10 s after its event time
     while ("ttl", "user_activity") in feature_store.read("user", ["ttl"], ["user_activity"]):
         assert time.monotonic() < deadline, "row outlived its group's ttl_s"
         time.sleep(0.25)
