@@ -218,13 +218,27 @@ class KafkaLogConsumer:
         return pos if pos >= 0 else None
 
     def lag(self) -> dict[TopicPartition, int]:
+        """Per assigned partition, records between this consumer's position and the log end.
+        An idle partition (nothing fetched yet) counts from the group's committed offset,
+        so the figure is current when the worker has nothing to do."""
+        assigned = self._consumer.assignment()
+        positions = {(tp.topic, tp.partition): self.position((tp.topic, tp.partition)) for tp in assigned}
+        idle = [tp for tp in assigned if positions[(tp.topic, tp.partition)] is None]
+        if idle:
+            try:
+                for tp in self._consumer.committed(idle, timeout=2):
+                    positions[(tp.topic, tp.partition)] = tp.offset if tp.offset >= 0 else 0
+            except KafkaException as exc:
+                log.debug("kafka_committed_failed", error=str(exc))
         out = {}
-        for tp in self._consumer.assignment():
-            # cached=True reads the high watermark from the last fetch: no broker round trip
-            _, high = self._consumer.get_watermark_offsets(tp, cached=True)
-            pos = self.position((tp.topic, tp.partition))
+        for tp in assigned:
+            try:
+                low, high = self._consumer.get_watermark_offsets(tp, timeout=2, cached=False)
+            except KafkaException:
+                continue
+            pos = positions[(tp.topic, tp.partition)]
             if high >= 0 and pos is not None:
-                out[(tp.topic, tp.partition)] = max(0, high - pos)
+                out[(tp.topic, tp.partition)] = max(0, high - max(pos, low))
         return out
 
     def close(self) -> None:
