@@ -19,7 +19,6 @@ from contextlib import contextmanager
 from typing import Mapping, Sequence
 
 from vahini.adapters.sqlite_util import connect, transaction, unavailable
-from vahini.errors import StoreUnavailable
 from vahini.ports.event_log import Record, TopicPartition
 
 _SCHEMA = """
