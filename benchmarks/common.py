@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vahini.codecs.avro import FEATURE_UPDATE, AvroCodec, SchemaCatalog
-from vahini.settings import Settings
+from vahini.settings import CacheSettings, Settings
 
 KAFKA = os.environ.get("VAHINI_BENCH_KAFKA", "127.0.0.1:9092")
 CASSANDRA = os.environ.get("VAHINI_BENCH_CASSANDRA", "127.0.0.1:9042")
@@ -19,6 +19,8 @@ ZOOKEEPER = os.environ.get("VAHINI_BENCH_ZOOKEEPER", "127.0.0.1:2181")
 
 
 def real_settings(run: str, keyspace: str, **overrides) -> Settings:
+    """Settings of one benchmark run: its own keyspace, registry path and cache namespace."""
+    overrides.setdefault("cache", CacheSettings(namespace=f"bench-{run}"))
     return Settings(event_log=f"kafka://{KAFKA}", feature_store=f"cassandra://{CASSANDRA}/{keyspace}",
                     hot_tier=REDIS, config_store=f"zk://{ZOOKEEPER}/vahini-bench-{run}", **overrides)
 

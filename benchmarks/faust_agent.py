@@ -53,7 +53,7 @@ async def ingest(stream):
     async for payload in stream:
         try:
             _, event = codec.decode(payload)
-            row = row_of(validate_feature_update(event, registry, int(time.time() * 1000), 300_000))
+            row = row_of(validate_feature_update(event, registry, int(time.time() * 1000)))
         except InvalidEvent:
             continue
         await _awaitable(session.execute_async(insert, (row.entity, row.key, row.group, row.event_time_ms, row.blob,

@@ -51,7 +51,7 @@ def load_topic(settings, topic: str, partitions: int, data) -> None:
 
 def rows_of(payloads, registry):
     codec, now = AvroCodec(SchemaCatalog.default()), int(time.time() * 1000)
-    return [row_of(validate_feature_update(codec.decode(p)[1], registry, now, 300_000)) for p in payloads]
+    return [row_of(validate_feature_update(codec.decode(p)[1], registry, now)) for p in payloads]
 
 
 def fresh_keyspace(settings, keyspace: str):

@@ -17,6 +17,7 @@ can SIGSTOP. Two tables, each with its baseline measured in the same run:
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -36,19 +37,28 @@ from tests.services import free_port, port_open
 from tests.streams.processes import settings_env
 from vahini import wiring
 from vahini.registry import publish
+from vahini.settings import ServingSettings
+
+
+# The overload run pins the server and its load generators to different cores, so that
+# sending 4 x R does not take CPU from the server that R was measured with.
+SERVER_CPUS, LOAD_CPUS = {0}, {1}
 
 
 class ServerProcess:
-    def __init__(self, settings, root: str, redis_ttl_s: int, max_in_flight: int):
+    def __init__(self, settings, root: str, redis_ttl_s: int, max_in_flight: int, workers: int = 8,
+                 cpus: set[int] | None = None):
         self.settings = settings.model_copy(update={"config_store": f"{settings.config_store}-{root}"})
         store = wiring.config_store(self.settings)
         publish.apply(registry_with_cache(redis_ttl_s), store)
         store.close()
         self.port = free_port()
-        env = {**settings_env(self.settings), "VAHINI_SERVING__MAX_IN_FLIGHT": str(max_in_flight),
-               "VAHINI_SERVING__MAX_WORKERS": "8", "VAHINI_LOG_LEVEL": "ERROR"}
+        serving_overrides = {k: v for k, v in os.environ.items() if k.startswith("VAHINI_SERVING__")}
+        env = {**settings_env(self.settings), **serving_overrides, "VAHINI_SERVING__MAX_IN_FLIGHT": str(max_in_flight),
+               "VAHINI_SERVING__MAX_WORKERS": str(workers), "VAHINI_LOG_LEVEL": "ERROR"}
         self.proc = subprocess.Popen([sys.executable, "-m", "serving", "--port", str(self.port)], env=env,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
         deadline = time.monotonic() + 60
         while not port_open("127.0.0.1", self.port):
             assert time.monotonic() < deadline and self.proc.poll() is None, "server did not start"
@@ -90,12 +100,14 @@ def cache_faults(settings, requests: list[list[str]], users: int) -> None:
                  row("Redis hung (SIGSTOP)", hung, b99), row("Redis down (killed)", down, b99)]))
 
 
-def open_loop(stub, requests, rate: float, seconds: float) -> dict:
-    """Send at `rate` requests/s whatever the answers; collect latencies of accepted calls."""
+def _open_loop_client(target: str, requests, rate: float, seconds: float, start_at: float, out) -> None:
+    """One load-generating process: sends at `rate` requests/s whatever the answers."""
+    os.sched_setaffinity(0, LOAD_CPUS)
     from serving.api import feature_service_pb2 as pb
 
+    stub = pb_grpc.FeatureServiceStub(grpc.insecure_channel(target))
     selectors = [pb.GroupSelector(group=g) for g in ("user_profile", "user_activity", "user_preferences")]
-    ok, refused, late, lock = [], [0], [0], threading.Lock()
+    ok, outcome, lock = [], {"refused": 0, "failed": 0}, threading.Lock()
 
     def on_done(future, started):
         elapsed = time.perf_counter() - started
@@ -104,9 +116,11 @@ def open_loop(stub, requests, rate: float, seconds: float) -> dict:
                 future.result()
                 ok.append(elapsed * 1000)
             except grpc.RpcError as exc:
-                (refused if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED else late)[0] += 1
+                outcome["refused" if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED else "failed"] += 1
 
-    futures, start, n = [], time.perf_counter(), int(rate * seconds)
+    n = int(rate * seconds)
+    time.sleep(max(0.0, start_at - time.time()))
+    start, futures = time.perf_counter(), []
     for i in range(n):
         time.sleep(max(0.0, start + i / rate - time.perf_counter()))
         started = time.perf_counter()
@@ -120,24 +134,47 @@ def open_loop(stub, requests, rate: float, seconds: float) -> dict:
         except grpc.RpcError:
             pass
     time.sleep(0.2)
-    return {"sent": n, "ok": np.array(ok), "refused": refused[0], "failed": late[0]}
+    with lock:
+        out.put({"sent": n, "ok": list(ok), **outcome})
 
 
-def overload(settings, requests: list[list[str]], seconds: float) -> None:
-    server = ServerProcess(settings, "overload", 600, 16)
+def open_loop(target: str, requests, rate: float, seconds: float, clients: int) -> dict:
+    """Open-loop load from `clients` separate processes, so the load generator's own
+    CPU and GIL do not delay the calls it measures."""
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    start_at = time.time() + 3.0  # every client process imported and connected
+    procs = [ctx.Process(target=_open_loop_client,
+                         args=(target, requests[c::clients], rate / clients, seconds, start_at, out))
+             for c in range(clients)]
+    for p in procs:
+        p.start()
+    parts = [out.get(timeout=seconds + 120) for _ in procs]
+    for p in procs:
+        p.join()
+    return {"sent": sum(p["sent"] for p in parts), "ok": np.array([x for p in parts for x in p["ok"]]),
+            "refused": sum(p["refused"] for p in parts), "failed": sum(p["failed"] for p in parts)}
+
+
+def overload(settings, requests: list[list[str]], seconds: float, max_in_flight: int, workers: int,
+             clients: int) -> None:
+    server = ServerProcess(settings, "overload", 600, max_in_flight, workers, SERVER_CPUS)
+    os.sched_setaffinity(0, LOAD_CPUS)
     call = grpc_call(server.stub)
     for keys in requests:
         call(keys)  # warm the cache
-    rate = throughput(call, requests, threads=8, seconds=seconds)
+    rate = throughput(call, requests, threads=max_in_flight, seconds=seconds)
+    target = f"127.0.0.1:{server.port}"
     rows, base_p99 = [], None
     for factor in (0.5, 4.0):
-        r = open_loop(server.stub, requests, rate * factor, seconds)
+        r = open_loop(target, requests, rate * factor, seconds, clients)
         p99 = np.percentile(r["ok"], 99) if len(r["ok"]) else float("nan")
         base_p99 = p99 if base_p99 is None else base_p99
         rows.append([f"{factor:g} x R ({rate * factor:,.0f}/s)", r["sent"], len(r["ok"]), r["refused"], r["failed"],
                      f"{np.percentile(r['ok'], 50):.2f}", f"{p99:.2f}", f"{p99 / base_p99:.2f}x"])
     server.stop()
-    print(table(f"Overload: sustainable R = {rate:,.0f} requests/s (8 closed-loop clients); max_in_flight 16",
+    print(table(f"Overload: sustainable R = {rate:,.0f} requests/s ({max_in_flight} closed-loop clients); "
+                f"max_in_flight {max_in_flight}, {workers} server threads, {clients} client processes",
                 ["offered", "sent", "accepted", "RESOURCE_EXHAUSTED", "other errors", "p50 ms", "p99 ms",
                  "p99 vs 0.5 R"], rows))
 
@@ -147,14 +184,23 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=5000)
     parser.add_argument("--requests", type=int, default=300, help="sequential requests per latency row")
     parser.add_argument("--seconds", type=float, default=6.0, help="duration of each overload run")
+    defaults = ServingSettings()
+    parser.add_argument("--max-in-flight", type=int, default=defaults.max_in_flight,
+                        help="serving.max_in_flight of the overload server (default: the setting's default)")
+    parser.add_argument("--workers", type=int, default=defaults.max_workers,
+                        help="serving.max_workers of the overload server (default: the setting's default)")
+    parser.add_argument("--clients", type=int, default=2, help="load-generating processes in the overload run")
+    parser.add_argument("--only", choices=["faults", "overload"], help="run one of the two tables")
     args = parser.parse_args()
     run = uuid.uuid4().hex[:8]
     settings = real_settings(run, f"bench_faults_{run}")
     print(f"writing 3 groups for {args.users:,} users")
     populate(settings, args.users)
     requests = key_sets(args.users, args.requests, seed=1)
-    cache_faults(settings, requests, args.users)
-    overload(settings, requests, args.seconds)
+    if args.only != "overload":
+        cache_faults(settings, requests, args.users)
+    if args.only != "faults":
+        overload(settings, requests, args.seconds, args.max_in_flight, args.workers, args.clients)
     return 0
 
 

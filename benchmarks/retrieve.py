@@ -32,7 +32,7 @@ from vahini import wiring
 from vahini.demo import SAMPLE_REGISTRY
 from vahini.feature_rows import row_of
 from vahini.registry import publish
-from vahini.validation import validate_feature_update
+from vahini.validation import EventLimits, validate_feature_update
 
 GROUPS = ["user_profile", "user_activity", "user_preferences"]
 KEYS_PER_REQUEST = 100
@@ -52,7 +52,7 @@ def registry_with_cache(redis_ttl_s: int) -> Path:
 
 def populate(settings, users: int) -> None:
     store = wiring.config_store(settings)
-    registry = publish.apply(registry_with_cache(600), store)
+    registry = publish.apply(registry_with_cache(600), store).registry
     store.close()
     feature_store = wiring.feature_store(settings)
     rng, now = random.Random(5), int(time.time() * 1000)
@@ -66,7 +66,7 @@ def populate(settings, users: int) -> None:
                 ("user_preferences", {"favourite_brand": "b7", "price_sensitivity": 0.3,
                                       "category_embedding": [rng.random() for _ in range(8)]})):
             event = {"entity": "user", "keys": keys, "group": group, "values": values, "event_time_ms": now - 1000}
-            rows.append(row_of(validate_feature_update(event, registry, now, 0)))
+            rows.append(row_of(validate_feature_update(event, registry, now, EventLimits(max_future_skew_ms=0))))
     for i in range(0, len(rows), 5000):
         feature_store.write(rows[i:i + 5000])
     feature_store.close()
@@ -146,7 +146,7 @@ def main() -> int:
     cache = wiring.hot_tier(settings)
     warm = key_sets(args.users, 1, seed=9)[0]
     raw_cache = measure("raw Redis MGET of 300 keys", lambda k: cache.get_many(
-        [f"vf:0:user:{g}:{key}" for key in k for g in GROUPS]), requests, args)
+        [f"{settings.cache.namespace}:0:user:{g}:{key}" for key in k for g in GROUPS]), requests, args)
 
     cached_server, cached = serve(settings, registry_with_cache(600), "cached")
     for i in range(0, args.users, KEYS_PER_REQUEST):  # warm the cache with every key

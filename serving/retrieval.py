@@ -19,11 +19,12 @@ import numpy as np
 
 from vahini import metrics as core_metrics
 from vahini.codecs import feature_blob
-from vahini.errors import DeadlineExceeded, InvalidEvent, NotFound, StoreUnavailable
+from vahini.errors import DeadlineExceeded, InvalidEvent, NotFound, Reason, StoreUnavailable
 from vahini.feature_cache import FeatureCache, lru_key
 from vahini.logs import get_logger
 from vahini.ports.feature_store import FeatureRow, FeatureStore
-from vahini.registry.model import SCALAR_DTYPES, Feature, FeatureGroup, Registry
+from vahini.registry.model import KEY_SEPARATOR, SCALAR_DTYPES, Entity, Feature, FeatureGroup, Registry
+from vahini.registry.compat import readable_as
 from serving import metrics
 from serving.lru import TtlLru
 
@@ -33,11 +34,18 @@ PRESENT, MISSING, EXPIRED, UNREADABLE = 0, 1, 2, 3
 STATUS_NAMES = ("present", "missing", "expired", "unreadable")
 _NO_ROW = b""
 # A stored value of the first type reads correctly as the second: widening only.
-WIDENINGS = {("int32", "int"), ("float32", "float")}
-
-
-def readable_as(stored: Feature, current: Feature) -> bool:
-    return stored.type == current.type and stored.dim == current.dim or (stored.type, current.type) in WIDENINGS
+def check_keys(entity: Entity, keys: Sequence[str]) -> None:
+    """A key is the entity's key parts in registry order joined by '|'. A key with the
+    wrong number of parts, or an empty part, can never have been written: reading it
+    as a missing row would hide the caller's bug behind defaults."""
+    n = len(entity.keys)
+    for key in keys:
+        parts = key.split(KEY_SEPARATOR)
+        if len(parts) != n or not all(parts):
+            problem = f"has {len(parts)} part(s)" if len(parts) != n else "has an empty part"
+            raise InvalidEvent(Reason.INVALID_KEY, (
+                f"key {key!r} of entity '{entity.name}' {problem}; it needs {n}: "
+                f"{KEY_SEPARATOR.join(entity.keys)}, in that order, joined by '{KEY_SEPARATOR}'"))
 
 
 @dataclass
@@ -85,6 +93,7 @@ class FeatureReader:
         registry = registry or self._registry()
         if entity not in registry.entities:
             raise NotFound(f"unknown entity '{entity}'")
+        check_keys(registry.entities[entity], keys)
         resolved = [self._group(registry, entity, g) for g in groups]
         for g in resolved:
             for name in (features or {}).get(g.name) or ():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 import time
 from concurrent import futures
@@ -24,7 +25,7 @@ from vahini.ports.feature_store import FeatureStore
 from vahini.registry.model import Registry
 from vahini.registry.publish import RegistryFollower
 from vahini.settings import Settings
-from vahini.validation import validate_feature_update
+from vahini.validation import EventLimits, validate_feature_update
 from serving import convert
 from serving.api import feature_service_pb2 as pb
 from serving.api import feature_service_pb2_grpc as pb_grpc
@@ -54,7 +55,7 @@ class FeatureServicer(pb_grpc.FeatureServiceServicer):
         self._cache = cache
         self._registry = registry
         self._max_keys = settings.serving.max_keys_per_request
-        self._skew_ms = settings.ingest.max_future_skew_ms
+        self._limits = EventLimits.of(settings.ingest)
 
     def Retrieve(self, request: pb.RetrieveRequest, context) -> pb.RetrieveResponse:
         self._check_retrieve(request)
@@ -93,7 +94,7 @@ class FeatureServicer(pb_grpc.FeatureServiceServicer):
         for i, update in enumerate(request.updates):
             try:
                 valid.append(validate_feature_update(convert.update_dict(update, now_ms), registry, now_ms,
-                                                     self._skew_ms))
+                                                     self._limits))
             except InvalidEvent as exc:
                 raise type(exc)(exc.reason, f"updates[{i}]: {exc.detail}") from None
         rows = unexpired(newest_per_key(row_of(v) for v in valid), now_ms)
@@ -171,6 +172,9 @@ def run_server(settings: Settings) -> None:
     """`vahini serve`: serve until SIGTERM/SIGINT, then drain in-flight calls."""
     if settings.metrics_port:
         start_http_server(settings.metrics_port)
+    # gRPC's poller is a Python thread: it must get the GIL quickly to refuse excess
+    # calls, or they queue unseen in front of the in-flight limit.
+    sys.setswitchinterval(settings.serving.gil_switch_interval_ms / 1000)
     running = start_server(settings)
     tune_gc_for_throughput()
     log.info("serving", address=f"{settings.serving.host}:{running.port}", metrics_port=settings.metrics_port)

@@ -11,7 +11,7 @@ from vahini.ports.event_log import Record
 from vahini.ports.feature_store import FeatureRow
 from vahini.registry.model import Registry
 from vahini.feature_rows import row_of
-from vahini.validation import validate_feature_update
+from vahini.validation import EventLimits, validate_feature_update
 
 
 @dataclass
@@ -21,14 +21,14 @@ class DecodedBatch:
 
 
 def decode_batch(records: list[Record], codec: AvroCodec, registry: Registry, now_ms: int,
-                 max_future_skew_ms: int) -> DecodedBatch:
+                 limits: EventLimits) -> DecodedBatch:
     out = DecodedBatch()
     for record in records:
         try:
             name, event = codec.decode(record.value)
             if name != FEATURE_UPDATE:
                 raise InvalidEvent(Reason.WRONG_EVENT_TYPE, f"expected {FEATURE_UPDATE}, got {name}")
-            out.rows.append(row_of(validate_feature_update(event, registry, now_ms, max_future_skew_ms)))
+            out.rows.append(row_of(validate_feature_update(event, registry, now_ms, limits)))
         except InvalidEvent as exc:
             out.invalid.append((record, exc))
     return out

@@ -29,6 +29,7 @@ from vahini.settings import IngestSettings
 from streams import metrics
 from streams.dead_letter import DeadLetterSink
 from streams.pipeline import decode_batch
+from vahini.validation import EventLimits
 
 log = get_logger(__name__)
 
@@ -76,6 +77,7 @@ class FeatureIngestWorker:
         self._registry = registry
         self._codec = codec
         self._settings = settings
+        self._limits = EventLimits.of(settings)
         # Replays stop at these offsets (exclusive); live ingestion has none.
         self._stop_offsets = dict(stop_offsets) if stop_offsets is not None else None
         self.stats = IngestStats()
@@ -99,7 +101,7 @@ class FeatureIngestWorker:
         with ThreadPoolExecutor(1, thread_name_prefix="store-write") as writer:
             try:
                 while not stop.is_set() and not self._halted and not self.finished():
-                    records = self._within_bounds(self._consumer.poll_batch(self._settings.batch_size, linger_s))
+                    records = self._within_bounds(self._poll(linger_s))
                     if records:
                         prepared = self._prepare(records)
                         if in_flight is not None:
@@ -114,6 +116,15 @@ class FeatureIngestWorker:
                 if in_flight is not None:
                     self._complete(in_flight, on_batch)
         return self.stats
+
+    def _poll(self, linger_s: float) -> list[Record]:
+        """The next batch; an event log that is down or locked is retried like any store."""
+        got: list[Record] = []
+
+        def poll() -> None:
+            got.extend(self._consumer.poll_batch(self._settings.batch_size, linger_s))
+        self._retry("poll", poll)
+        return got
 
     def finished(self) -> bool:
         if self._stop_offsets is None:
@@ -141,7 +152,7 @@ class FeatureIngestWorker:
 
     def _prepare(self, records: list[Record]) -> "_Prepared":
         now_ms = int(time.time() * 1000)
-        batch = decode_batch(records, self._codec, self._registry(), now_ms, self._settings.max_future_skew_ms)
+        batch = decode_batch(records, self._codec, self._registry(), now_ms, self._limits)
         return _Prepared(records, batch.invalid, unexpired(newest_per_key(batch.rows), now_ms), now_ms)
 
     def _complete(self, in_flight: "_InFlight", on_batch: Callable[[int], None] | None) -> None:
@@ -223,7 +234,12 @@ class FeatureIngestWorker:
         if time.monotonic() < self._next_lag_report:
             return
         self._next_lag_report = time.monotonic() + 5.0
-        for (topic, partition), lag in self._consumer.lag().items():
+        try:
+            lags = self._consumer.lag()
+        except VahiniError as exc:  # lag is a report: it never stops ingestion
+            log.warning("lag_report_failed", error=str(exc))
+            return
+        for (topic, partition), lag in lags.items():
             metrics.CONSUMER_LAG.labels(topic, str(partition)).set(lag)
 
     def close(self) -> None:

@@ -7,7 +7,7 @@ import pytest
 from vahini import wiring
 from vahini.demo import SAMPLE_REGISTRY
 from vahini.registry import publish
-from vahini.settings import IngestSettings, Settings, TopicSettings
+from vahini.settings import CacheSettings, IngestSettings, Settings, TopicSettings
 
 
 def stack_settings(kind: str, request, tmp_path, unique: str, **ingest) -> Settings:
@@ -24,7 +24,8 @@ def stack_settings(kind: str, request, tmp_path, unique: str, **ingest) -> Setti
                       f"{request.getfixturevalue('cassandra_keyspace')}",
         hot_tier=request.getfixturevalue("redis_url"),
         config_store=f"zk://{request.getfixturevalue('zookeeper_hosts')}/vahini-test-{unique}",
-        topics=topics, ingest=ingest_settings, kafka_session_timeout_ms=6000)
+        topics=topics, ingest=ingest_settings, kafka_session_timeout_ms=6000,
+        cache=CacheSettings(namespace=f"t-{unique}"))
 
 
 def with_sample_registry(settings: Settings) -> Settings:

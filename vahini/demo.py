@@ -152,7 +152,7 @@ def run_demo(workdir: Path, size: DemoSize = DemoSize(), seed: int = 7) -> dict:
     shutil.rmtree(workdir, ignore_errors=True)
     settings = embedded_settings(workdir)
     print(f"Vahini demo: embedded adapters under {workdir} (SQLite event log and store, in-process cache)")
-    registry = publish.apply(SAMPLE_REGISTRY, wiring.config_store(settings))
+    registry = publish.apply(SAMPLE_REGISTRY, wiring.config_store(settings)).registry
     print(f"applied registry: {len(registry.entities)} entities, {len(registry.groups)} feature groups, "
           f"{len(registry.models)} model graphs")
 

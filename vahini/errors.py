@@ -55,6 +55,7 @@ class Reason:
     INVALID_KEY = "invalid_key"
     OUT_OF_RANGE = "out_of_range"
     FUTURE_EVENT_TIME = "future_event_time"
+    TOO_LARGE = "too_large"
 
 
 class BadSettings(VahiniError, ValueError):

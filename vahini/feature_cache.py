@@ -72,7 +72,7 @@ class FeatureCache:
         return self._breaker.is_open
 
     def key(self, entity: str, group: str, key: str) -> str:
-        return f"vf:{self._epoch}:{entity}:{group}:{key}"
+        return f"{self._settings.namespace}:{self._epoch}:{entity}:{group}:{key}"
 
     # -- readers -----------------------------------------------------------------
     def lookup(self, entity: str, wanted: Sequence[tuple[str, str]]) -> dict[tuple[str, str], bytes]:

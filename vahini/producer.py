@@ -19,7 +19,7 @@ from vahini.ports.event_log import EventLog
 from vahini.registry.model import Registry
 from vahini.registry.publish import RegistryFollower
 from vahini.settings import Settings
-from vahini.validation import validate_feature_update
+from vahini.validation import EventLimits, validate_feature_update
 
 KINDS = {"feature-update": FEATURE_UPDATE, "interaction": INTERACTION, "session": SESSION_EVENT}
 
@@ -35,7 +35,7 @@ class EventProducer:
         self._codec = codec
         self._registry = registry
         self._topics = settings.topics
-        self._skew_ms = settings.ingest.max_future_skew_ms
+        self._limits = EventLimits.of(settings.ingest)
         self.producer_id = producer_id
         self._topic_of = {FEATURE_UPDATE: self._topics.feature_updates, INTERACTION: self._topics.interactions,
                           SESSION_EVENT: self._topics.sessions}
@@ -84,9 +84,9 @@ class EventProducer:
         """Registry and time checks; returns the partitioning key."""
         if schema_name == FEATURE_UPDATE:
             record.setdefault("producer_id", self.producer_id)
-            valid = validate_feature_update(record, self._registry(), now_ms(), self._skew_ms)
+            valid = validate_feature_update(record, self._registry(), now_ms(), self._limits)
             return f"{valid.entity}:{valid.key}"
-        if record["event_time_ms"] > now_ms() + self._skew_ms:
+        if record["event_time_ms"] > now_ms() + self._limits.max_future_skew_ms:
             raise InvalidEvent(Reason.FUTURE_EVENT_TIME, f"event time {record['event_time_ms']} is in the future")
         return record["user_id"]
 

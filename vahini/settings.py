@@ -44,19 +44,29 @@ class IngestSettings(_Section):
     write_concurrency: int = Field(128, ge=1, description="In-flight store writes per worker")
     max_future_skew_ms: int = Field(300_000, ge=0, description="Events further in the future are dead-lettered")
     retry_backoff_max_s: float = Field(30.0, gt=0, description="Longest wait between retries of a failed write")
+    max_key_bytes: int = Field(256, ge=1, description="Longest key part (UTF-8 bytes) producers and workers accept")
+    max_string_bytes: int = Field(65_536, ge=1, description="Longest string feature value (UTF-8 bytes) accepted; "
+                                  "larger values are rejected by producers and dead-lettered by workers")
 
 
 class ServingSettings(_Section):
     host: str = "127.0.0.1"
     port: int = 50051
     max_keys_per_request: int = Field(2000, ge=1)
-    max_workers: int = Field(16, ge=1, description="Threads handling calls")
-    max_in_flight: int = Field(64, ge=1, description="Calls accepted at once; beyond it RESOURCE_EXHAUSTED at once")
+    max_workers: int = Field(2, ge=1, description="Threads handling calls. One process runs Python on one core "
+                             "at a time: more threads than that add queueing, not throughput; scale out with "
+                             "processes")
+    max_in_flight: int = Field(2, ge=1, description="Calls accepted at once; beyond it RESOURCE_EXHAUSTED at once. "
+                               "Keep it at max_workers, so an accepted call never waits for a thread")
+    gil_switch_interval_ms: float = Field(0.5, gt=0, description="How long a busy thread may hold the GIL; short, "
+                                          "so gRPC's poller refuses excess calls promptly under overload")
 
 
 class CacheSettings(_Section):
     """The feature cache (Redis/Dragonfly) as seen by readers and writers."""
 
+    namespace: str = Field("vf", min_length=1, description="Prefix of every cache key: deployments (or tests) "
+                           "that share one Redis must each have their own")
     timeout_ms: int = Field(25, ge=1, description="Cache socket timeout: a slower answer counts as an outage")
     probe_interval_s: float = Field(0.5, gt=0, description="While bypassed, how often to probe the cache")
     fence_ttl_s: float = Field(5.0, gt=0, description="Life of a writer's fence against older fills")

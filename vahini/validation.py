@@ -14,6 +14,19 @@ from vahini.registry.model import KEY_SEPARATOR, Feature, FeatureGroup, Registry
 
 
 @dataclass(frozen=True, slots=True)
+class EventLimits:
+    """What producers, Persist and workers accept, from IngestSettings."""
+
+    max_future_skew_ms: int = 300_000
+    max_key_bytes: int = 256
+    max_string_bytes: int = 65_536
+
+    @classmethod
+    def of(cls, ingest) -> "EventLimits":
+        return cls(ingest.max_future_skew_ms, ingest.max_key_bytes, ingest.max_string_bytes)
+
+
+@dataclass(frozen=True, slots=True)
 class ValidUpdate:
     entity: str
     key: str
@@ -29,7 +42,7 @@ def _finite_number(f: Feature, v: Any) -> None:
         raise InvalidEvent(Reason.OUT_OF_RANGE, f"feature '{f.name}' value {v!r} is out of range for {f.type}")
 
 
-def _check_value(f: Feature, v: Any) -> None:
+def _check_value(f: Feature, v: Any, limits: EventLimits) -> None:
     t = f.type
     if t in INT_RANGES:
         if isinstance(v, bool) or not isinstance(v, int):
@@ -45,6 +58,9 @@ def _check_value(f: Feature, v: Any) -> None:
     elif t == "string":
         if not isinstance(v, str):
             raise InvalidEvent(Reason.WRONG_TYPE, f"feature '{f.name}' is string, got {type(v).__name__}")
+        if len(v) * 4 > limits.max_string_bytes and len(v.encode()) > limits.max_string_bytes:
+            raise InvalidEvent(Reason.TOO_LARGE, f"feature '{f.name}' is {len(v.encode()):,} bytes; the limit "
+                                                 f"is {limits.max_string_bytes:,} (ingest.max_string_bytes)")
     else:
         if not isinstance(v, (list, tuple)):
             raise InvalidEvent(Reason.WRONG_TYPE, f"feature '{f.name}' is a vector, got {type(v).__name__}")
@@ -68,7 +84,7 @@ def _check_vector(f: Feature, v: list | tuple) -> None:
         _finite_number(f, x)
 
 
-def _entity_key(keys: Any, columns: tuple[str, ...], entity: str) -> str:
+def _entity_key(keys: Any, columns: tuple[str, ...], entity: str, max_key_bytes: int) -> str:
     if not isinstance(keys, dict):
         raise InvalidEvent(Reason.MISSING_KEY, f"keys must be a mapping of {list(columns)}")
     for column in columns:
@@ -77,13 +93,17 @@ def _entity_key(keys: Any, columns: tuple[str, ...], entity: str) -> str:
             raise InvalidEvent(Reason.MISSING_KEY, f"entity '{entity}' needs key column '{column}'")
         if KEY_SEPARATOR in value:
             raise InvalidEvent(Reason.INVALID_KEY, f"key '{column}' must not contain '{KEY_SEPARATOR}'")
+        if len(value) * 4 > max_key_bytes and len(value.encode()) > max_key_bytes:
+            raise InvalidEvent(Reason.TOO_LARGE, f"key '{column}' is {len(value.encode()):,} bytes; the limit "
+                                                 f"is {max_key_bytes:,} (ingest.max_key_bytes)")
     extra = keys.keys() - set(columns)
     if extra:
         raise InvalidEvent(Reason.UNKNOWN_KEY, f"entity '{entity}' has no key column(s) {sorted(extra)}")
     return KEY_SEPARATOR.join(keys[c] for c in columns)
 
 
-def validate_feature_update(event: dict, registry: Registry, now_ms: int, max_future_skew_ms: int) -> ValidUpdate:
+def validate_feature_update(event: dict, registry: Registry, now_ms: int,
+                            limits: EventLimits = EventLimits()) -> ValidUpdate:
     """Check a decoded FeatureUpdate against the registry; raise InvalidEvent with its reason."""
     entity_name, group_name = event["entity"], event["group"]
     entity = registry.entities.get(entity_name)
@@ -95,19 +115,19 @@ def validate_feature_update(event: dict, registry: Registry, now_ms: int, max_fu
     if group.entity != entity_name:
         raise InvalidEvent(Reason.UNKNOWN_GROUP, f"group '{group_name}' belongs to entity '{group.entity}', "
                                                  f"not '{entity_name}'")
-    key = _entity_key(event["keys"], entity.keys, entity_name)
+    key = _entity_key(event["keys"], entity.keys, entity_name, limits.max_key_bytes)
     values = event["values"]
     for name, value in values.items():
         feature = group.feature(name)
         if feature is None:
             raise InvalidEvent(Reason.UNKNOWN_FEATURE, f"group '{group_name}' has no feature '{name}'")
         if value is not None:
-            _check_value(feature, value)
+            _check_value(feature, value, limits)
     event_time = event["event_time_ms"]
-    if event_time > now_ms + max_future_skew_ms:
+    if event_time > now_ms + limits.max_future_skew_ms:
         raise InvalidEvent(Reason.FUTURE_EVENT_TIME,
                            f"event time {event_time} is {(event_time - now_ms) / 1000:.0f}s in the future "
-                           f"(limit {max_future_skew_ms / 1000:.0f}s)")
+                           f"(limit {limits.max_future_skew_ms / 1000:.0f}s)")
     if event_time < 0:
         raise InvalidEvent(Reason.OUT_OF_RANGE, f"event time {event_time} is before 1970")
     return ValidUpdate(entity_name, key, group, event_time, values)

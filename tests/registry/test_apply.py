@@ -174,7 +174,7 @@ def test_changing_a_group_requires_a_version_bump_and_keeps_the_old_layout(tmp_p
     with pytest.raises(ConfigError, match="changed its features but kept version 1"):
         publish.apply(d, store)
     write(tmp_path, groups=GOOD_GROUP.replace("version: 1", "version: 2") + "      - {name: city, type: string}\n")
-    registry = publish.apply(d, store)
+    registry = publish.apply(d, store).registry
     assert registry.groups["profile"].version == 2
     assert [f.name for f in registry.features_of("profile", 1)] == ["age", "emb"]
     store.close()
@@ -230,3 +230,76 @@ def test_overlapping_applies_cannot_drop_each_others_history(tmp_path, settings,
     assert published.groups["profile"].version == 2
     assert [f.name for f in published.features_of("profile", 1)] == ["age", "emb"]
     store.close()
+
+
+def _retyped(feature_line: str, version: int = 2) -> str:
+    return GOOD_GROUP.replace("version: 1", f"version: {version}").replace(
+        "      - {name: age, type: int, default: 0}\n", feature_line)
+
+
+def _published_with_int32_age(tmp_path, store) -> Path:
+    d = write(tmp_path, entities=GOOD_ENTITIES, groups=GOOD_GROUP.replace("type: int,", "type: int32,"))
+    publish.apply(d, store)
+    return d
+
+
+@pytest.mark.parametrize("new_type, default", [("int32", "0"), ("string", "x"), ("bool", "false"), ("float", "0.0"),
+                                               ("vector, dim: 1", "[0.0]")])
+def test_a_type_change_that_would_misread_stored_values_is_rejected_with_file_and_line(tmp_path, settings, new_type,
+                                                                                       default):
+    store = wiring.config_store(settings)
+    d = write(tmp_path, entities=GOOD_ENTITIES, groups=GOOD_GROUP)
+    publish.apply(d, store)
+    before = store.get(publish.REGISTRY_KEY)
+    write(tmp_path, groups=_retyped(f"      - {{name: age, type: {new_type}, default: {default}}}\n"))
+    with pytest.raises(ConfigError) as info:
+        publish.apply(d, store)
+    (problem,) = [str(p) for p in info.value.problems]
+    assert problem.startswith(f"{d / 'groups.yaml'}:7:")  # the line of the feature, not of the group
+    assert "'profile.age'" in problem and "v1 (int)" in problem and "new name" in problem
+    assert store.get(publish.REGISTRY_KEY) == before
+    store.close()
+
+
+def test_a_type_change_is_checked_against_every_stored_version_not_only_the_last(tmp_path, settings):
+    store = wiring.config_store(settings)
+    d = _published_with_int32_age(tmp_path, store)
+    write(tmp_path, groups=_retyped("      - {name: age_years, type: int, default: 0}\n"))
+    publish.apply(d, store)  # v2 drops 'age'; values stored under v1 still carry it
+    write(tmp_path, groups=_retyped("      - {name: age, type: string, default: x}\n", version=3))
+    with pytest.raises(ConfigError, match=r"'profile.age' changes type to string, but values stored under v1 \(int32\)"):
+        publish.apply(d, store)
+    store.close()
+
+
+def test_widening_and_renaming_publish_and_the_plan_says_what_changes(tmp_path, settings):
+    store = wiring.config_store(settings)
+    d = _published_with_int32_age(tmp_path, store)
+    write(tmp_path, groups=_retyped("      - {name: age, type: int, default: 0}\n      - {name: city, type: string}\n"))
+    plan = publish.apply(d, store)
+    assert {(c.kind, c.feature) for c in plan.changes} == {("version", None), ("added", "city"), ("widened", "age")}
+    assert [c.feature for c in plan.warnings] == ["age"]
+    write(tmp_path, groups=_retyped("      - {name: age_s, type: string, default: x}\n", version=3))
+    plan = publish.apply(d, store)  # a new name is a new feature: allowed, and the removals are warned about
+    assert {(c.kind, c.feature) for c in plan.warnings} == {("removed", "age"), ("removed", "city")}
+    assert plan.registry.groups["profile"].feature("age_s").type == "string"
+    store.close()
+
+
+def test_cli_apply_prints_the_plan_and_warns_about_removed_groups(tmp_path, capsys, monkeypatch):
+    env_dir = tmp_path / "cfg"
+    monkeypatch.setenv("VAHINI_CONFIG_STORE", f"file://{env_dir}")
+    d = write(tmp_path, entities=GOOD_ENTITIES, groups=GOOD_GROUP,
+              more="feature_groups:\n  - name: stats\n    entity: product\n    version: 1\n"
+                   "    features: [{name: views, type: int}]\n")
+    args = ["apply", str(d)]
+    assert main(args) == 0
+    assert "feature group 'stats' is added" in capsys.readouterr().out
+    (d / "more.yaml").unlink()
+    assert main(["apply", "--dry-run", str(d)]) == 0
+    out = capsys.readouterr()
+    assert "warning: feature group 'stats' is removed" in out.err and "dry run, not published" in out.out
+    assert main(args) == 0
+    assert "warning: feature group 'stats' is removed" in capsys.readouterr().err
+    assert set(publish.read_published(wiring.config_store(Settings(config_store=f"file://{env_dir}"))).groups) == {
+        "profile"}

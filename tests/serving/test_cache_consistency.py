@@ -16,7 +16,7 @@ from vahini import wiring
 from vahini.feature_rows import row_of
 from vahini.ports.feature_store import FeatureRow
 from vahini.registry.publish import RegistryFollower
-from vahini.validation import validate_feature_update
+from vahini.validation import EventLimits, validate_feature_update
 from tests.conftest_backends import STACKS, stack_settings, with_sample_registry
 from tests.streams.helpers import ingest_until_caught_up, send_updates, update
 
@@ -39,7 +39,7 @@ class Parts:
 
     def row(self, entity, keys, group, values, event_time_ms) -> FeatureRow:
         event = {"entity": entity, "keys": keys, "group": group, "values": values, "event_time_ms": event_time_ms}
-        return row_of(validate_feature_update(event, self.follower.current, event_time_ms, 0))
+        return row_of(validate_feature_update(event, self.follower.current, event_time_ms, EventLimits(max_future_skew_ms=0)))
 
     def close(self):
         self.follower.close()

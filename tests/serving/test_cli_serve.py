@@ -53,5 +53,51 @@ def test_serve_answers_exposes_metrics_and_stops_cleanly_on_sigterm(settings):
                          timeout=60)
     assert got.returncode == 0, got.stderr
     out = json.loads(got.stdout)
-    assert out["cli"]["user_activity.clicks_1d"] == {"value": 12, "status": "present"}
-    assert out["nobody"]["user_activity.clicks_1d"] == {"value": 0, "status": "missing"}
+    assert out["cli"]["user_activity"]["features"]["clicks_1d"] == {"value": 12, "status": "present"}
+    assert out["cli"]["user_activity"]["schema_version"] == 1 and out["cli"]["user_activity"]["event_time_ms"]
+    assert out["nobody"]["user_activity"]["features"]["clicks_1d"] == {"value": 0, "status": "missing"}
+    assert out["nobody"]["user_activity"]["event_time_ms"] is None
+
+
+def _get(settings, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "vahini.cli", "get", *args], env=settings_env(settings),
+                          capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--entity", "user", "--keys", "u1", "--groups", "user_hobbies"], "unknown feature group 'user_hobbies'"),
+    (["--entity", "shop", "--keys", "u1", "--groups", "user_activity"], "unknown entity 'shop'"),
+    (["--entity", "user", "--keys", "u1|x", "--groups", "user_activity"],
+     "key 'u1|x' of entity 'user' has 2 part(s); it needs 1: user_id"),
+    (["--entity", "user_category", "--keys", "u1", "--groups", "user_category_affinity"],
+     "key 'u1' of entity 'user_category' has 1 part(s); it needs 2: user_id|category_id, in that order"),
+    (["--entity", "user_category", "--keys", "u1|", "--groups", "user_category_affinity"], "has an empty part"),
+])
+def test_get_with_a_bad_argument_prints_one_line_and_exits_non_zero(request, tmp_path, unique, args, message):
+    settings = with_sample_registry(stack_settings("embedded", request, tmp_path, unique))
+    got = _get(settings, *args)
+    assert got.returncode == 2
+    assert got.stderr.count("\n") == 1 and "Traceback" not in got.stderr
+    assert message in got.stderr
+
+
+def test_get_without_a_published_registry_says_to_apply_one(request, tmp_path, unique):
+    settings = stack_settings("embedded", request, tmp_path, unique)
+    got = _get(settings, "--entity", "user", "--keys", "u1", "--groups", "user_activity")
+    assert got.returncode == 2
+    assert got.stderr.strip() == (f"vahini get: no registry in {settings.config_store}: "
+                                  f"run 'vahini apply DIR' first")
+
+
+def test_get_prints_float32_at_float32_precision(request, tmp_path, unique):
+    from tests.streams.helpers import ingest_until_caught_up
+    from vahini.producer import EventProducer
+
+    settings = with_sample_registry(stack_settings("embedded", request, tmp_path, unique))
+    producer = EventProducer.from_settings(settings)
+    producer.feature_update("user", {"user_id": "f"}, "user_profile", {"embedding": [0.1] * 16})
+    producer.close()
+    ingest_until_caught_up(settings)
+    got = _get(settings, "--entity", "user", "--keys", "f", "--groups", "user_profile")
+    assert got.returncode == 0, got.stderr
+    assert json.loads(got.stdout)["f"]["user_profile"]["features"]["embedding"]["value"] == [0.1] * 16

@@ -131,8 +131,17 @@ def test_a_persist_invalidates_a_cached_miss(stack):
     (pb.RetrieveRequest(entity="user", keys=[f"k{i}" for i in range(51)],
                         groups=[pb.GroupSelector(group="user_profile")]),
      grpc.StatusCode.RESOURCE_EXHAUSTED, "51 keys exceed the limit of 50"),
+    (pb.RetrieveRequest(entity="user_category", keys=["u1|c1", "u1"],
+                        groups=[pb.GroupSelector(group="user_category_affinity")]),
+     grpc.StatusCode.INVALID_ARGUMENT, "key 'u1' of entity 'user_category' has 1 part(s); it needs 2: "
+                                       "user_id|category_id"),
+    (pb.RetrieveRequest(entity="user_category", keys=["u1|c1|x"],
+                        groups=[pb.GroupSelector(group="user_category_affinity")]),
+     grpc.StatusCode.INVALID_ARGUMENT, "key 'u1|c1|x' of entity 'user_category' has 3 part(s)"),
+    (pb.RetrieveRequest(entity="user", keys=["u1|c1"], groups=[pb.GroupSelector(group="user_profile")]),
+     grpc.StatusCode.INVALID_ARGUMENT, "key 'u1|c1' of entity 'user' has 2 part(s); it needs 1: user_id"),
 ], ids=["no-entity", "no-keys", "empty-key", "no-groups", "unknown-entity", "unknown-group", "wrong-entity",
-        "unknown-feature", "too-many-keys"])
+        "unknown-feature", "too-many-keys", "too-few-key-parts", "too-many-key-parts", "separator-in-key"])
 def test_bad_retrieve_requests_get_precise_status_codes(stack, request_, code, detail):
     from prometheus_client import REGISTRY
 
@@ -152,6 +161,10 @@ def test_bad_persist_requests_name_the_update_and_write_nothing(stack):
                            values={"clicks_1d": pb.Value(string_value="many")}, event_time_ms=now)
     code, detail = code_of(stub.Persist, pb.PersistRequest(updates=[activity(f"p{u}", 1, now), bad]))
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "updates[1]" in detail and "clicks_1d" in detail
+    huge = pb.FeatureUpdate(entity="user", keys={"user_id": f"p{u}"}, group="user_profile",
+                            values={"city": pb.Value(string_value="c" * 5_000_000)}, event_time_ms=now)
+    code, detail = code_of(stub.Persist, pb.PersistRequest(updates=[huge]))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "feature 'city' is 5,000,000 bytes" in detail
     unknown = pb.FeatureUpdate(entity="user", keys={"user_id": "x"}, group="nope", event_time_ms=now)
     assert code_of(stub.Persist, pb.PersistRequest(updates=[unknown]))[0] == grpc.StatusCode.NOT_FOUND
     response = stub.Retrieve(pb.RetrieveRequest(entity="user", keys=[f"p{u}"],

@@ -9,7 +9,7 @@ from serving.retrieval import MISSING, PRESENT, FeatureReader
 from vahini import wiring
 from vahini.feature_rows import row_of
 from vahini.registry.publish import RegistryFollower
-from vahini.validation import validate_feature_update
+from vahini.validation import EventLimits, validate_feature_update
 from tests.conftest_backends import STACKS, stack_settings, with_sample_registry
 
 
@@ -32,7 +32,7 @@ def lookups(tier, result):
 def write(store, registry, entity, keys, group, values):
     now = int(time.time() * 1000)
     event = {"entity": entity, "keys": keys, "group": group, "values": values, "event_time_ms": now}
-    store.write([row_of(validate_feature_update(event, registry, now, 0))])
+    store.write([row_of(validate_feature_update(event, registry, now, EventLimits(max_future_skew_ms=0)))])
 
 
 def test_second_read_is_served_by_the_cache_not_the_store(parts):
@@ -88,7 +88,7 @@ def test_rows_written_under_an_older_schema_version_stay_readable(parts, tmp_pat
         "      - {name: session_count_7d, type: int32, default: 0}\n",
         "      - {name: session_count_7d, type: int32, default: 0}\n      - {name: returns_30d, type: int32, default: -1}\n"))
     config = wiring.config_store(settings)
-    registry = publish.apply(registry_dir, config)
+    registry = publish.apply(registry_dir, config).registry
     config.close()
     assert registry.groups["user_activity"].version == 2
     reader = FeatureReader(store, cache, lambda: registry)

@@ -43,6 +43,7 @@ def test_every_kind_of_bad_event_is_dead_lettered_and_the_rest_is_written(settin
         "missing_key": CODEC.encode(FEATURE_UPDATE, {**update("x", 1, t), "keys": {"uid": "x"}}),
         "out_of_range": CODEC.encode(FEATURE_UPDATE, update("x", 2**40, t)),
         "future_event_time": CODEC.encode(FEATURE_UPDATE, update("x", 1, t + 24 * HOUR_MS)),
+        "too_large": CODEC.encode(FEATURE_UPDATE, update("x", 0, t, group="user_profile", city="c" * 70_000)),
     }
     payloads = [good] + list(bad.values()) + [CODEC.encode(FEATURE_UPDATE, update("good2", 2, t))]
     send_raw(settings, payloads, key=b"same-partition")

@@ -48,11 +48,12 @@ def _decode_headers(text: str | None) -> tuple[tuple[str, bytes], ...]:
 
 
 class SqliteEventLog:
-    def __init__(self, path: str, default_partitions: int = 8, session_timeout_ms: int = 10_000):
+    def __init__(self, path: str, default_partitions: int = 8, session_timeout_ms: int = 10_000,
+                 busy_timeout_s: float = 30.0):
         self.path = path
         self.default_partitions = default_partitions
         self.session_timeout_ms = session_timeout_ms
-        self._conn = connect(path)
+        self._conn = connect(path, busy_timeout_s)
         self._conn.executescript(_SCHEMA)
         self._lock = threading.Lock()
 
@@ -64,7 +65,7 @@ class SqliteEventLog:
             self._conn.executemany("INSERT OR IGNORE INTO log_end VALUES (?, ?, 0)", [(topic, p) for p in range(n)])
 
     def partitions(self, topic: str) -> int:
-        with self._lock:
+        with self._reading():
             row = self._conn.execute("SELECT partitions FROM topics WHERE name = ?", (topic,)).fetchone()
         if row is None:
             self.create_topic(topic)
@@ -73,14 +74,14 @@ class SqliteEventLog:
 
     def end_offsets(self, topic: str) -> dict[int, int]:
         self.partitions(topic)
-        with self._lock:
+        with self._reading():
             rows = self._conn.execute("SELECT partition, next_offset FROM log_end WHERE topic = ?", (topic,))
             return dict(rows.fetchall())
 
     def offsets_for_time(self, topic: str, timestamp_ms: int) -> dict[int, int]:
         ends = self.end_offsets(topic)
         out = {}
-        with self._lock:
+        with self._reading():
             for p, end in ends.items():
                 row = self._conn.execute(
                     'SELECT MIN("offset") FROM records WHERE topic = ? AND partition = ? AND timestamp_ms >= ?',
@@ -89,7 +90,7 @@ class SqliteEventLog:
         return out
 
     def committed(self, group: str, topic: str) -> dict[int, int]:
-        with self._lock:
+        with self._reading():
             rows = self._conn.execute('SELECT partition, "offset" FROM group_offsets WHERE grp = ? AND topic = ?',
                                       (group, topic))
             return dict(rows.fetchall())
@@ -106,6 +107,12 @@ class SqliteEventLog:
         self._conn.close()
 
     # -- used by the clients ----------------------------------------------------
+    @contextmanager
+    def _reading(self):
+        """Reads under the connection's lock, SQLite errors as StoreUnavailable."""
+        with self._lock, unavailable(f"SQLite event log {self.path}"):
+            yield
+
     @contextmanager
     def _writing(self):
         """One write transaction: rolled back on error, SQLite errors as StoreUnavailable."""
@@ -139,7 +146,7 @@ class SqliteEventLog:
         return counts
 
     def _fetch(self, tp: TopicPartition, offset: int, limit: int) -> list[Record]:
-        with self._lock:
+        with self._reading():
             rows = self._conn.execute(
                 'SELECT "offset", key, value, timestamp_ms, headers FROM records '
                 'WHERE topic = ? AND partition = ? AND "offset" >= ? ORDER BY "offset" LIMIT ?',
@@ -158,7 +165,7 @@ class SqliteEventLog:
         return members
 
     def _leave(self, group: str, member: str) -> None:
-        with self._lock:
+        with self._lock, self._writing():
             self._conn.execute("DELETE FROM group_members WHERE grp = ? AND member = ?", (group, member))
 
     def _commit(self, group: str, offsets: Mapping[TopicPartition, int]) -> None:

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from vahini.cli import commands
-from vahini.errors import BadSettings, StoreUnavailable
+from vahini.errors import BadSettings, InvalidEvent, NotFound, StoreUnavailable
 
 DESCRIPTION = """\
 Vahini: real-time ML features. Producers send events to a log (Kafka, or an
@@ -146,8 +146,11 @@ def main(argv: list[str] | None = None) -> int:
         return args.run(args) or 0
     except KeyboardInterrupt:
         return 130
-    except (commands.UserError, BadSettings) as exc:
+    except (commands.UserError, BadSettings, NotFound) as exc:
         print(f"vahini {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except InvalidEvent as exc:
+        print(f"vahini {args.command}: {exc.detail}", file=sys.stderr)
         return 2
     except StoreUnavailable as exc:
         print(f"vahini {args.command}: a backing service is unavailable: {exc}", file=sys.stderr)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from datetime import datetime, timezone
 
 from vahini import logs, wiring
 from vahini.errors import ConfigError
@@ -32,7 +33,7 @@ def apply(args) -> int:
     if not args.directory.is_dir():
         raise UserError(f"{args.directory} is not a directory")
     try:
-        registry = publish.apply(args.directory, wiring.config_store(settings), dry_run=args.dry_run)
+        plan = publish.apply(args.directory, wiring.config_store(settings), dry_run=args.dry_run)
     except ConfigError as exc:
         print(f"registry rejected, nothing published ({len(exc.problems)} problem(s)):", file=sys.stderr)
         for problem in exc.problems:
@@ -41,10 +42,22 @@ def apply(args) -> int:
     except ConcurrentModification:
         print("another apply published in the meantime; nothing published: run apply again", file=sys.stderr)
         return 1
+    _print_plan(plan)
+    registry = plan.registry
     verb = "valid (dry run, not published)" if args.dry_run else f"published to {settings.config_store}"
     print(f"registry {verb}: {len(registry.entities)} entities, {len(registry.groups)} feature groups, "
           f"{len(registry.models)} models")
     return 0
+
+
+def _print_plan(plan) -> None:
+    if not plan.changes:
+        print("no changes to feature groups")
+    for change in plan.changes:
+        if change.warning:
+            print(f"warning: {change.message}", file=sys.stderr)
+        else:
+            print(f"  {change.message}")
 
 
 def produce(args) -> int:
@@ -106,29 +119,56 @@ def serve(args) -> int:
 
 
 def get(args) -> int:
-    from serving.retrieval import STATUS_NAMES, FeatureReader
+    from serving.retrieval import FeatureReader
     from vahini.registry.publish import RegistryFollower
 
     settings = _settings(args)
     follower = RegistryFollower(wiring.config_store(settings))
     store = wiring.feature_store(settings)
     cache = wiring.feature_cache(settings, store)
-    reader = FeatureReader(store, cache, lambda: follower.current)
-    keys = args.keys.split(",")
-    out = {k: {} for k in keys}
-    for result in reader.retrieve(args.entity, keys, args.groups.split(",")):
-        for j, name in enumerate(result.features):
-            for i, k in enumerate(keys):
-                value = result.values[name][i]
-                out[k][f"{result.group}.{name}"] = {
-                    "value": value.tolist() if hasattr(value, "tolist") else value,
-                    "status": STATUS_NAMES[result.status[i, j]]}
-    print(json.dumps(out, indent=2))
-    follower.close()
-    cache.close()
-    store.close()
+    try:
+        require_registry(follower.current, settings)
+        reader = FeatureReader(store, cache, lambda: follower.current)
+        keys = args.keys.split(",")
+        results = reader.retrieve(args.entity, keys, args.groups.split(","))
+        print(json.dumps({k: {r.group: _group_json(r, i) for r in results} for i, k in enumerate(keys)}, indent=2))
+    finally:
+        follower.close()
+        cache.close()
+        store.close()
     return 0
 
+
+def _group_json(result, i: int) -> dict:
+    """One key's values of one group, for people: float32 printed at float32 precision."""
+    from serving.retrieval import STATUS_NAMES
+
+    event_ms = int(result.event_time_ms[i])
+    features = {}
+    for j, name in enumerate(result.features):
+        features[name] = {"value": _plain(result.values[name][i]), "status": STATUS_NAMES[result.status[i, j]]}
+    return {"schema_version": result.definition.version, "event_time_ms": event_ms or None,
+            "event_time": _iso(event_ms) if event_ms else None, "features": features}
+
+
+def _plain(value):
+    import numpy as np
+
+    if isinstance(value, np.ndarray):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.float32):
+        return float(str(value))  # the shortest text that round-trips as float32: 0.1, not 0.10000000149
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def require_registry(registry, settings) -> None:
+    """Reading or writing with nothing published would see every key as missing."""
+    if not registry.entities:
+        raise UserError(f"no registry in {settings.config_store}: run 'vahini apply DIR' first")
 
 
 def dead_letters(args) -> int:

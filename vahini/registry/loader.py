@@ -85,6 +85,7 @@ class _Builder:
         self.problems = _Problems()
         self.entities: dict[str, tuple[Entity, _Where]] = {}
         self.groups: dict[str, tuple[FeatureGroup, _Where]] = {}
+        self.feature_lines: dict[tuple[str, str], _Where] = {}
         self.models: dict[str, tuple[ModelGraph, _Where, LocatedMap]] = {}
 
     # -- files -----------------------------------------------------------------
@@ -185,6 +186,7 @@ class _Builder:
                 ok = False
                 continue
             seen[feature.name] = node.line
+            self.feature_lines[(group, feature.name)] = _at(file, node, "type")
             features.append(feature)
         return features if ok else None
 
@@ -338,8 +340,9 @@ def load_registry(directory: Path) -> Registry:
     return load_registry_located(directory)[0]
 
 
-def load_registry_located(directory: Path) -> tuple[Registry, dict[str, tuple[str, int]]]:
-    """Like load_registry, also returning where each feature group is defined."""
+def load_registry_located(directory: Path) -> tuple[Registry, dict[str | tuple[str, str], tuple[str, int]]]:
+    """Like load_registry, also returning where each feature group (by name) and each
+    feature (by (group, feature)) is defined, as (file, line)."""
     files = sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")])
     builder = _Builder()
     if not files:
@@ -349,7 +352,9 @@ def load_registry_located(directory: Path) -> tuple[Registry, dict[str, tuple[st
     builder.check_references()
     if builder.problems:
         raise ConfigError(list(builder.problems))
-    return builder.registry(), {n: (w.file, w.line) for n, (_, w) in builder.groups.items()}
+    where: dict[str | tuple[str, str], tuple[str, int]] = {n: (w.file, w.line) for n, (_, w) in builder.groups.items()}
+    where.update({k: (w.file, w.line) for k, w in builder.feature_lines.items()})
+    return builder.registry(), where
 
 
 __all__ = ["load_registry", "load_registry_located", "KEY_SEPARATOR"]

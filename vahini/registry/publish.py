@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import threading
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
 from vahini.errors import ConfigError, ConfigProblem
 from vahini.ports.config_store import ConfigStore
+from vahini.registry.compat import Change, changes
 from vahini.registry.loader import load_registry_located
 from vahini.registry.model import Registry
 
@@ -41,7 +42,19 @@ def _version_problems(old: Registry, new: Registry, where: dict[str, tuple[str, 
     return problems
 
 
-def prepare(directory: Path, published: Registry | None) -> Registry:
+@dataclass(frozen=True)
+class Plan:
+    """A validated registry and what publishing it changes."""
+
+    registry: Registry
+    changes: list[Change]
+
+    @property
+    def warnings(self) -> list[Change]:
+        return [c for c in self.changes if c.warning]
+
+
+def prepare(directory: Path, published: Registry | None) -> Plan:
     """Validate `directory` against itself and against what is published; raise ConfigError."""
     new, where = load_registry_located(directory)
     old = published or Registry.empty()
@@ -50,21 +63,24 @@ def prepare(directory: Path, published: Registry | None) -> Registry:
         history[(name, group.version)] = group.features
     new = replace(new, history=history)
     problems = _version_problems(old, new, where)
+    planned = changes(old, new)
+    problems += [ConfigProblem(*where.get((c.group, c.feature), where[c.group]), c.message)
+                 for c in planned if c.blocking]
     if problems:
         raise ConfigError(problems)
-    return new
+    return Plan(new, planned)
 
 
-def apply(directory: Path, store: ConfigStore, dry_run: bool = False) -> Registry:
+def apply(directory: Path, store: ConfigStore, dry_run: bool = False) -> Plan:
     """Validate and publish atomically: one document, all or nothing. The write is a
     compare-and-set against the registry it was validated with, so two overlapping
     applies cannot drop each other's layout history: the later one raises
     ConcurrentModification and is simply run again."""
     data, version = store.get_versioned(REGISTRY_KEY)
-    registry = prepare(directory, _parse(data))
+    plan = prepare(directory, _parse(data))
     if not dry_run:
-        store.replace(REGISTRY_KEY, json.dumps(registry.to_json_dict(), sort_keys=True).encode(), version)
-    return registry
+        store.replace(REGISTRY_KEY, json.dumps(plan.registry.to_json_dict(), sort_keys=True).encode(), version)
+    return plan
 
 
 class RegistryFollower:
