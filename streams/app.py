@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -9,6 +10,7 @@ from prometheus_client import start_http_server
 
 from vahini import wiring
 from vahini.codecs.avro import AvroCodec, SchemaCatalog
+from vahini.errors import VahiniError
 from vahini.logs import get_logger
 from vahini.runtime import tune_gc_for_throughput
 from vahini.ports.event_log import EventLog, TopicPartition
@@ -54,14 +56,18 @@ def build_worker(settings: Settings, backends: Backends, group: str | None = Non
                                settings.ingest, settings.topics.dead_letter, stop_offsets)
 
 
-def run_ingest(settings: Settings, topics: list[str] | None = None) -> IngestStats:
-    """`vahini ingest features`: run one worker until SIGTERM/SIGINT, then drain and commit."""
+def run_ingest(settings: Settings, topics: list[str] | None = None, stop_at_end: bool = False) -> IngestStats:
+    """`vahini ingest features`: run one worker until SIGTERM/SIGINT, then drain and commit.
+    With `stop_at_end`, also stop once the group has committed the log end seen at start."""
     stop = stop_on_signals()
     if settings.metrics_port:
         start_http_server(settings.metrics_port)
     backends = Backends.open(settings)
-    for topic in topics or [settings.topics.feature_updates]:
+    topics = topics or [settings.topics.feature_updates]
+    for topic in topics:
         backends.event_log.create_topic(topic, settings.topics.partitions)
+    if stop_at_end:
+        _stop_when_committed(backends.event_log, settings.ingest.group, topics, stop)
     worker = build_worker(settings, backends, topics=topics)
     tune_gc_for_throughput()
     log.info("ingest_started", topics=topics or [settings.topics.feature_updates], group=settings.ingest.group,
@@ -74,3 +80,21 @@ def run_ingest(settings: Settings, topics: list[str] | None = None) -> IngestSta
     log.info("ingest_stopped", events=stats.events, rows_written=stats.rows_written,
              dead_lettered=stats.dead_lettered, seconds=round(stats.seconds, 1))
     return stats
+
+
+def _stop_when_committed(event_log: EventLog, group: str, topics: list[str], stop: threading.Event) -> None:
+    """Set `stop` once `group` has committed, on every partition, the end offsets of now.
+    Group-wide, so it also ends when other workers of the group did part of the work."""
+    ends = {t: event_log.end_offsets(t) for t in topics}
+
+    def caught_up() -> bool:
+        return all(event_log.committed(group, t).get(p, 0) >= end for t in topics for p, end in ends[t].items())
+
+    def watch() -> None:
+        while not stop.wait(0.5):
+            try:
+                if caught_up():
+                    stop.set()
+            except VahiniError as exc:  # a log that is down: the worker retries; so does this
+                log.warning("stop_at_end_check_failed", error=str(exc))
+    threading.Thread(target=watch, name="stop-at-end", daemon=True).start()

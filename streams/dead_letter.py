@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import heapq
 import time
-
 from collections import Counter
 
 from vahini.errors import InvalidEvent
@@ -15,6 +15,7 @@ SOURCE_TOPIC = "vahini.source.topic"
 SOURCE_PARTITION = "vahini.source.partition"
 SOURCE_OFFSET = "vahini.source.offset"
 FAILED_AT_MS = "vahini.failed_at_ms"
+ENTITY_KEY = "vahini.entity_key"
 
 
 class DeadLetterSink:
@@ -31,6 +32,8 @@ class DeadLetterSink:
             (SOURCE_OFFSET, str(record.offset).encode()),
             (FAILED_AT_MS, str(int(time.time() * 1000)).encode()),
         ]
+        if error.entity_key:
+            headers.append((ENTITY_KEY, error.entity_key.encode()[:1024]))
         self._producer.send(self.topic, record.value, key=record.key, headers=headers)
 
     def flush(self) -> None:
@@ -48,7 +51,7 @@ def summarize(log: EventLog, topic: str, latest: int) -> dict:
     ends = log.end_offsets(topic)
     consumer = log.consumer(f"{topic}-inspect", [topic], {(topic, p): 0 for p in ends})
     by_reason: Counter[str] = Counter()
-    tail: list[Record] = []
+    tail: list[tuple[int, int, int, Record]] = []  # a min-heap of the `latest` newest seen so far
     try:
         remaining = sum(ends.values())
         while remaining > 0:
@@ -56,17 +59,22 @@ def summarize(log: EventLog, topic: str, latest: int) -> dict:
             if not batch:
                 break
             remaining -= len(batch)
-            by_reason.update(reason_of(r).get(REASON, "?") for r in batch)
-            tail = (tail + batch)[-latest:] if latest else []
+            for r in batch:
+                headers = reason_of(r)
+                by_reason[headers.get(REASON, "?")] += 1
+                if latest:
+                    entry = (int(headers.get(FAILED_AT_MS, "0")), r.partition, r.offset, r)
+                    (heapq.heappush if len(tail) < latest else heapq.heappushpop)(tail, entry)
     finally:
         consumer.close()
-    tail.sort(key=lambda r: int(reason_of(r).get(FAILED_AT_MS, "0")))
+    newest_last = [entry[-1] for entry in sorted(tail, key=lambda e: e[:3])]
     return {"total": sum(by_reason.values()), "by_reason": dict(by_reason.most_common()),
-            "latest": [_describe(r) for r in tail]}
+            "latest": [_describe(r) for r in newest_last]}
 
 
 def _describe(record: Record) -> dict:
     h = reason_of(record)
     return {"reason": h.get(REASON), "detail": h.get(DETAIL), "failed_at_ms": int(h.get(FAILED_AT_MS, "0")),
+            "entity_key": h.get(ENTITY_KEY),
             "source": f"{h.get(SOURCE_TOPIC)}[{h.get(SOURCE_PARTITION)}]@{h.get(SOURCE_OFFSET)}",
             "bytes": len(record.value)}

@@ -24,11 +24,20 @@ def decode_batch(records: list[Record], codec: AvroCodec, registry: Registry, no
                  limits: EventLimits) -> DecodedBatch:
     out = DecodedBatch()
     for record in records:
+        event = None
         try:
             name, event = codec.decode(record.value)
             if name != FEATURE_UPDATE:
                 raise InvalidEvent(Reason.WRONG_EVENT_TYPE, f"expected {FEATURE_UPDATE}, got {name}")
             out.rows.append(row_of(validate_feature_update(event, registry, now_ms, limits)))
         except InvalidEvent as exc:
+            exc.entity_key = exc.entity_key or _key_for_people(event)
             out.invalid.append((record, exc))
     return out
+
+
+def _key_for_people(event: dict | None) -> str | None:
+    """'entity:part|part' of a decoded event, for operators reading dead letters."""
+    if not event or not isinstance(event.get("keys"), dict) or "entity" not in event:
+        return None
+    return f"{event['entity']}:{'|'.join(str(v) for v in event['keys'].values())}"

@@ -14,6 +14,7 @@ import signal
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
@@ -39,6 +40,9 @@ class IngestStats:
     events: int = 0
     rows_written: int = 0
     dead_lettered: int = 0
+    # Re-drives of the dead-letter topic: events still invalid, by reason. They stay
+    # where they are and are not dead-lettered a second time.
+    still_bad: Counter = field(default_factory=Counter)
     batches: int = 0
     started: float = field(default_factory=time.monotonic)
 
@@ -197,7 +201,9 @@ class FeatureIngestWorker:
 
     def _dead_letter(self, invalid: list[tuple[Record, InvalidEvent]]) -> None:
         """Send and flush every dead letter of the batch; a failed flush resends them all
-        (a dead letter may then appear twice, never zero times)."""
+        (a dead letter may then appear twice, never zero times). Events re-driven from
+        the dead-letter topic that are still invalid are already held there: not resent."""
+        invalid = [(r, e) for r, e in invalid if r.topic != self._dead.topic]
         if not invalid:
             return
         for record, error in invalid:
@@ -222,7 +228,9 @@ class FeatureIngestWorker:
     def _account(self, records, rows, invalid, now_ms: int) -> None:
         self.stats.events += len(records)
         self.stats.rows_written += len(rows)
-        self.stats.dead_lettered += len(invalid)
+        held = [e.reason for r, e in invalid if r.topic == self._dead.topic]
+        self.stats.still_bad.update(held)
+        self.stats.dead_lettered += len(invalid) - len(held)
         self.stats.batches += 1
         metrics.EVENTS.labels(records[0].topic).inc(len(records))
         metrics.ROWS_WRITTEN.inc(len(rows))

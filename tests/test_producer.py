@@ -87,10 +87,39 @@ def test_cli_produce_sends_valid_lines_and_reports_bad_ones(settings, tmp_path, 
     lines.insert(2, "{not json")
     lines.insert(4, json.dumps({"entity": "user", "keys": {"user_id": "x"}, "group": "user_activity",
                                 "values": {"clicks_1d": "many"}, "event_time_ms": 1}))
+    lines += ["null", "[1, 2]", json.dumps({"entity": "user", "group": "user_activity", "values": {}}),
+              json.dumps({"entity": "user", "keys": {"user_id": "t"}, "group": "user_activity",
+                          "values": {"clicks_1d": 1}, "event_time_ms": "yesterday"})]
     path = tmp_path / "updates.jsonl"
     path.write_text("\n".join(lines) + "\n")
     assert main(["produce", "--kind", "feature-update", "--no-progress", str(path)]) == 1
     captured = capsys.readouterr()
-    assert "sent 5 event(s), rejected 2" in captured.out
+    assert "sent 5 event(s), rejected 6" in captured.out
     assert f"{path}:3: rejected: not JSON" in captured.err and f"{path}:5: rejected: wrong_type" in captured.err
+    assert f"{path}:8: rejected: not a JSON object: null" in captured.err
+    assert f"{path}:9: rejected: not a JSON object: list" in captured.err
+    assert f"{path}:10: rejected: malformed: missing field 'keys'" in captured.err
+    assert f"{path}:11: rejected: malformed: field 'event_time_ms' is str 'yesterday', expected long" in captured.err
+    assert "Error" not in captured.err  # no Python exception names leak into messages
     assert len(read_all(settings, settings.topics.feature_updates, 5)) == 5
+
+
+@pytest.mark.parametrize("kind, line, topic", [
+    ("feature-update", {"entity": "user", "keys": {"user_id": "n1"}, "group": "user_activity",
+                        "values": {"clicks_1d": 1}}, "feature_updates"),
+    ("interaction", {"event_id": "e1", "user_id": "n1", "product_id": "p1", "category_id": None, "type": "CLICK",
+                     "attributes": {}}, "interactions"),
+    ("session", {"user_id": "n1", "session_id": "s1", "type": "START"}, "sessions"),
+])
+def test_event_time_is_optional_for_every_kind_and_means_now(settings, tmp_path, monkeypatch, kind, line, topic):
+    for key, value in {"EVENT_LOG": settings.event_log, "CONFIG_STORE": settings.config_store,
+                       f"TOPICS__{topic.upper()}": getattr(settings.topics, topic)}.items():
+        monkeypatch.setenv(f"VAHINI_{key}", value)
+    path = tmp_path / "events.jsonl"
+    path.write_text(json.dumps(line) + "\n" + json.dumps({**line, "event_time_ms": None}) + "\n")
+    before = int(time.time() * 1000)
+    assert main(["produce", "--kind", kind, "--no-progress", str(path)]) == 0
+    codec = AvroCodec(SchemaCatalog.default())
+    records = read_all(settings, getattr(settings.topics, topic), 2)
+    assert len(records) == 2
+    assert all(codec.decode(r.value)[1]["event_time_ms"] >= before for r in records)

@@ -70,7 +70,11 @@ def test_an_unreachable_service_is_a_clear_error_not_a_traceback(clean_env, caps
     assert "cannot connect to ZooKeeper at 127.0.0.1:1" in capsys.readouterr().err
 
 
-def test_extra_kafka_properties_reach_the_client_and_a_misspelt_one_is_named(clean_env, capsys):
+def test_extra_kafka_properties_reach_the_client_and_a_misspelt_one_is_named(clean_env, capsys, tmp_path):
+    from vahini.demo import SAMPLE_REGISTRY
+
+    clean_env.setenv("VAHINI_CONFIG_STORE", f"file://{tmp_path}/config")
+    assert main(["apply", str(SAMPLE_REGISTRY)]) == 0
     clean_env.setenv("VAHINI_EVENT_LOG", "kafka://127.0.0.1:9092")
     clean_env.setenv("VAHINI_KAFKA", '{"security.protocoll": "SSL"}')
     assert main(["replay", "--topic", "t", "--from", "earliest"]) == 2

@@ -18,10 +18,11 @@ class InvalidEvent(VahiniError):
     `reason` is a stable, machine-readable code (see `Reason`); `detail` is for people.
     """
 
-    def __init__(self, reason: str, detail: str):
+    def __init__(self, reason: str, detail: str, entity_key: str | None = None):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+        self.entity_key = entity_key  # "entity:key" when the event could be decoded that far
 
 
 class DecodeError(InvalidEvent):
@@ -56,6 +57,7 @@ class Reason:
     OUT_OF_RANGE = "out_of_range"
     FUTURE_EVENT_TIME = "future_event_time"
     TOO_LARGE = "too_large"
+    MALFORMED = "malformed"
 
 
 class BadSettings(VahiniError, ValueError):

@@ -69,13 +69,19 @@ class EventProducer:
 
     # -- generic ------------------------------------------------------------------
     def send(self, schema_name: str, record: dict) -> None:
-        """Validate, encode and queue one event; raise InvalidEvent and send nothing if it is bad."""
-        try:
-            key = self._validate(schema_name, record)
-            payload = self._codec.encode(schema_name, record)
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            # The Avro encoder itself is the schema check: it refuses a missing field or a wrong type.
-            raise InvalidEvent(Reason.WRONG_TYPE, f"does not match {schema_name}: {type(exc).__name__}: {exc}") from None
+        """Validate, encode and queue one event; raise InvalidEvent and send nothing if it is bad.
+        `event_time_ms` is optional: absent or null means now."""
+        if not isinstance(record, dict):
+            raise InvalidEvent(Reason.MALFORMED, "not a JSON object")
+        if record.get("event_time_ms") is None:
+            record = {**record, "event_time_ms": now_ms()}
+        if schema_name == FEATURE_UPDATE and "producer_id" not in record:
+            record = {**record, "producer_id": self.producer_id}
+        problem = self._codec.schema_problem(schema_name, record)
+        if problem:
+            raise InvalidEvent(Reason.MALFORMED, problem)
+        key = self._validate(schema_name, record)
+        payload = self._codec.encode(schema_name, record)
         # The log timestamp stays the produce time: retention and `replay --from <time>` work
         # on when events arrived, and a backfill of old event times is not expired on arrival.
         self._out.send(self._topic_of[schema_name], payload, key=key.encode())
@@ -83,9 +89,15 @@ class EventProducer:
     def _validate(self, schema_name: str, record: dict) -> str:
         """Registry and time checks; returns the partitioning key."""
         if schema_name == FEATURE_UPDATE:
-            record.setdefault("producer_id", self.producer_id)
             valid = validate_feature_update(record, self._registry(), now_ms(), self._limits)
             return f"{valid.entity}:{valid.key}"
+        for field in ("event_id", "user_id", "product_id", "category_id", "session_id"):
+            value = record.get(field)
+            if value is not None and len(value.encode()) > self._limits.max_key_bytes:
+                raise InvalidEvent(Reason.TOO_LARGE, f"{field} is {len(value.encode()):,} bytes; the limit is "
+                                                     f"{self._limits.max_key_bytes:,} (ingest.max_key_bytes)")
+        if not record["user_id"]:
+            raise InvalidEvent(Reason.MISSING_KEY, "user_id must not be empty")
         if record["event_time_ms"] > now_ms() + self._limits.max_future_skew_ms:
             raise InvalidEvent(Reason.FUTURE_EVENT_TIME, f"event time {record['event_time_ms']} is in the future")
         return record["user_id"]

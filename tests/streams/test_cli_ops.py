@@ -87,6 +87,8 @@ def test_dead_letters_are_listed_and_can_be_re_driven_once_fixed(settings, tmp_p
     assert summary["total"] == 2 and summary["by_reason"] == {"unknown_group": 1, "undecodable": 1}
     assert len(summary["latest"]) == 2
     assert all(e["source"].startswith(f"{settings.topics.feature_updates}[") for e in summary["latest"])
+    assert {e["reason"]: e["entity_key"] for e in summary["latest"]} == {"unknown_group": "user:g1",
+                                                                         "undecodable": None}
     text = vahini(settings, "dead-letters").stdout
     assert "2 dead-lettered event(s)" in text and "unknown_group" in text
 
@@ -99,7 +101,39 @@ def test_dead_letters_are_listed_and_can_be_re_driven_once_fixed(settings, tmp_p
     store.close()
     redrive = vahini(settings, "replay", "--topic", settings.topics.dead_letter, "--from", "earliest",
                      "--group", "redrive", "--no-progress")
-    assert "events=2 written=1 dead_lettered=1" in redrive.stdout, redrive.stderr  # the garbage stays dead
+    # The garbage stays where it is, once: a re-drive never dead-letters what the topic already holds.
+    assert "events=2 written=1 dead_lettered=0" in redrive.stdout, redrive.stderr
+    assert "still invalid, left in" in redrive.stdout and "undecodable" in redrive.stdout
+    again = vahini(settings, "replay", "--topic", settings.topics.dead_letter, "--from", "earliest",
+                   "--group", "redrive-2", "--no-progress")
+    assert "events=2 written=1 dead_lettered=0" in again.stdout, again.stderr
+    assert json.loads(vahini(settings, "dead-letters", "--json").stdout)["total"] == 2
     feature_store = wiring.feature_store(settings)
     assert ("g1", "user_gifts") in feature_store.read("user", ["g1"], ["user_gifts"])
     feature_store.close()
+
+
+def test_ingest_stop_at_end_exits_with_a_summary_and_dead_letters_limit_shows_the_newest(settings):
+    import json
+
+    def unknown_groups(prefix: str, n: int) -> list[dict]:
+        t = int(time.time() * 1000) - 1000
+        return [{**update(f"{prefix}{i}", 1, t), "group": f"{prefix}_group_{i}"} for i in range(n)]
+
+    def ingest_to_end() -> dict:
+        done = vahini(settings, "ingest", "features", "--stop-at-end")
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    send_updates(settings, unknown_groups("early", 12) + [update("fine", 5, int(time.time() * 1000))])
+    summary = ingest_to_end()
+    assert (summary["events"], summary["rows_written"], summary["dead_lettered"]) == (13, 1, 12)
+    send_updates(settings, unknown_groups("late", 3))  # spread over the partitions, after the early ones
+    assert ingest_to_end()["dead_lettered"] == 3
+    assert stored_clicks(settings, ["fine"]) == {"fine": 5}
+
+    shown = json.loads(vahini(settings, "dead-letters", "--json", "--limit", "3").stdout)
+    assert shown["total"] == 15
+    assert sorted(e["detail"] for e in shown["latest"]) == [f"unknown feature group 'late_group_{i}'"
+                                                            for i in range(3)]
+    assert [e["failed_at_ms"] for e in shown["latest"]] == sorted(e["failed_at_ms"] for e in shown["latest"])

@@ -53,9 +53,11 @@ def _add_apply(sub) -> None:
     a = sub.add_parser("apply", help="validate registry YAML files and publish them to the config store",
                        description="Validate every *.yaml in DIR (entities, feature groups, model graphs) and "
                                    "publish them atomically. Every problem is reported as file:line: what is "
-                                   "wrong; nothing is published if anything is wrong.")
-    a.add_argument("directory", type=Path)
-    a.add_argument("--dry-run", action="store_true", help="validate only")
+                                   "wrong; nothing is published if anything is wrong. Prints what the publish "
+                                   "changes; warns when a group or feature is removed or a type widens. A type "
+                                   "change that would misread stored values is rejected.")
+    a.add_argument("directory", type=Path, help="directory of registry *.yaml files")
+    a.add_argument("--dry-run", action="store_true", help="validate and print what would change; publish nothing")
     a.set_defaults(run=commands.apply)
 
 
@@ -64,25 +66,33 @@ def _add_produce(sub) -> None:
                         description="Each JSON line is one event of --kind, as in schemas/avro. Invalid events are "
                                     "reported with their line number and skipped; valid ones are sent keyed by "
                                     "entity or user. Parquet files hold feature rows: columns entity, group, the "
-                                    "entity's key columns, feature columns and optionally event_time_ms.")
+                                    "entity's key columns, feature columns and optionally event_time_ms. "
+                                    "event_time_ms (epoch milliseconds) is optional for every kind: absent or null "
+                                    "means now. The README shows one line of each kind.")
     pr.add_argument("file", type=Path)
-    pr.add_argument("--kind", choices=["feature-update", "interaction", "session"], default="feature-update")
-    pr.add_argument("--producer-id", default="vahini-cli")
-    pr.add_argument("--no-progress", action="store_true")
+    pr.add_argument("--kind", choices=["feature-update", "interaction", "session"], default="feature-update",
+                    help="event kind of every JSON line (default: %(default)s); Parquet files are feature updates")
+    pr.add_argument("--producer-id", default="vahini-cli", help="producer_id of feature updates (default: %(default)s)")
+    pr.add_argument("--no-progress", action="store_true", help="no progress bar")
     pr.set_defaults(run=commands.produce)
 
 
 def _add_demo(sub) -> None:
-    d = sub.add_parser("demo", help="run the whole pipeline on embedded adapters (no servers needed)")
+    d = sub.add_parser("demo", help="run the whole pipeline on embedded adapters (no servers needed)",
+                       description="Publish the sample registry, produce synthetic users, products and "
+                                   "interactions, ingest them with a worker, and read features back, all on "
+                                   "the embedded adapters under --workdir. Needs no server.")
     d.add_argument("--workdir", type=Path, default=Path(".vahini/demo"), help="wiped and reused (default %(default)s)")
-    d.add_argument("--users", type=int, default=10_000)
-    d.add_argument("--products", type=int, default=50_000)
-    d.add_argument("--categories", type=int, default=200)
+    d.add_argument("--users", type=int, default=10_000, help="synthetic users (default %(default)s)")
+    d.add_argument("--products", type=int, default=50_000, help="synthetic products (default %(default)s)")
+    d.add_argument("--categories", type=int, default=200, help="product categories (default %(default)s)")
     d.set_defaults(run=commands.demo)
 
 
 def _add_ingest(sub) -> None:
-    i = sub.add_parser("ingest", help="run a stream worker")
+    i = sub.add_parser("ingest", help="run a stream worker",
+                       description="Run one stream worker in the foreground. Scale out by starting more "
+                                   "processes with the same group.")
     isub = i.add_subparsers(dest="what", metavar="WHAT", required=True)
     f = isub.add_parser("features", help="consume FeatureUpdate topics into the feature store",
                         description="Consume in a consumer group, decode and validate in batches, merge per "
@@ -95,6 +105,9 @@ def _add_ingest(sub) -> None:
     f.add_argument("--linger-ms", type=int, help="max wait to fill a batch")
     f.add_argument("--concurrency", type=int, help="in-flight store writes")
     f.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on this port")
+    f.add_argument("--stop-at-end", action="store_true",
+                   help="exit 0 once the group has committed the log end seen at start (bulk loads, scripts); "
+                        "prints a JSON summary")
     f.set_defaults(run=commands.ingest_features)
 
 
@@ -104,12 +117,13 @@ def _add_replay(sub) -> None:
                                    "the worker logic, under its own consumer group, with a progress bar. Safe while "
                                    "live ingestion runs: the newest value by event time wins. Positions: earliest, "
                                    "latest, an offset (applied to every partition), @<epoch ms> or an ISO-8601 time.")
-    r.add_argument("--topic", required=True)
+    r.add_argument("--topic", required=True, help="topic to re-ingest (a feature-update topic, or the dead-letter "
+                                                  "topic to re-drive events once the cause is fixed)")
     r.add_argument("--from", dest="start", required=True, metavar="POSITION", help="first position to re-ingest")
     r.add_argument("--to", dest="end", metavar="POSITION",
                    help="stop before this position (exclusive); default: the end of the topic when the replay starts")
     r.add_argument("--group", default=None, help="consumer group (default vahini-replay-<topic>)")
-    r.add_argument("--no-progress", action="store_true")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.set_defaults(run=commands.replay)
 
 
@@ -125,16 +139,23 @@ def _add_dead_letters(sub) -> None:
 
 
 def _add_serve(sub) -> None:
-    s = sub.add_parser("serve", help="serve the gRPC FeatureService (with health and reflection)")
-    s.add_argument("--host")
-    s.add_argument("--port", type=int)
+    s = sub.add_parser("serve", help="serve the gRPC FeatureService (with health and reflection)",
+                       description="Serve FeatureService (Retrieve, Persist), gRPC health and reflection. Picks up "
+                                   "registry publishes without a restart. Calls beyond serving.max_in_flight get "
+                                   "RESOURCE_EXHAUSTED at once. A port already in use is refused (exit 2). SIGTERM "
+                                   "drains in-flight calls.")
+    s.add_argument("--host", help="address to listen on (default: serving.host, 127.0.0.1)")
+    s.add_argument("--port", type=int, help="port to listen on (default: serving.port, 50051)")
     s.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on this port")
     s.set_defaults(run=commands.serve)
 
 
 def _add_get(sub) -> None:
-    g = sub.add_parser("get", help="print features of some keys as JSON (for people; rankers use gRPC)")
-    g.add_argument("--entity", required=True)
+    g = sub.add_parser("get", help="print features of some keys as JSON (for people; rankers use gRPC)",
+                       description="Read through the same path as Retrieve (LRU, cache, store) and print, per key "
+                                   "and group, the schema version, the event time and each feature's value and "
+                                   "status (present, missing, expired, unreadable).")
+    g.add_argument("--entity", required=True, help="entity name, as in the registry")
     g.add_argument("--keys", required=True, help="comma-separated entity keys (multi-column keys joined by |)")
     g.add_argument("--groups", required=True, help="comma-separated feature groups")
     g.set_defaults(run=commands.get)

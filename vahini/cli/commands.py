@@ -66,6 +66,7 @@ def produce(args) -> int:
     settings = _settings(args)
     if not args.file.is_file():
         raise UserError(f"{args.file} does not exist")
+    _published_registry_required(settings)
     sent, rejected = produce_file(settings, args.file, args.kind, args.producer_id, not args.no_progress)
     print(f"sent {sent} event(s), rejected {rejected}")
     return 1 if rejected else 0
@@ -87,7 +88,8 @@ def ingest_features(args) -> int:
         "group": args.group, "batch_size": args.batch_size, "batch_linger_ms": args.linger_ms,
         "write_concurrency": args.concurrency}.items() if v is not None})
     settings = settings.model_copy(update={"ingest": ingest})
-    stats = run_ingest(settings, args.topics)
+    _published_registry_required(settings)
+    stats = run_ingest(settings, args.topics, stop_at_end=args.stop_at_end)
     print(json.dumps({"events": stats.events, "rows_written": stats.rows_written,
                       "dead_lettered": stats.dead_lettered, "seconds": round(stats.seconds, 2)}))
     return 0
@@ -98,6 +100,7 @@ def replay(args) -> int:
     from streams.worker import stop_on_signals
 
     settings = _settings(args)
+    _published_registry_required(settings)
     try:
         stats = replay(settings, args.topic, args.start, args.end, args.group or f"vahini-replay-{args.topic}",
                        progress=not args.no_progress, stop=stop_on_signals())
@@ -105,6 +108,10 @@ def replay(args) -> int:
         raise UserError(str(exc)) from None
     print(f"replay done: events={stats.events} written={stats.rows_written} "
           f"dead_lettered={stats.dead_lettered} seconds={stats.seconds:.1f}")
+    if stats.still_bad:
+        print(f"still invalid, left in {args.topic} and not dead-lettered again: {sum(stats.still_bad.values())}")
+        for reason, count in stats.still_bad.most_common():
+            print(f"  {reason:<22} {count}")
     return 0
 
 
@@ -114,6 +121,7 @@ def serve(args) -> int:
     settings = _settings(args, metrics_port=args.metrics_port)
     serving = settings.serving.model_copy(update={k: v for k, v in {"host": args.host, "port": args.port}.items()
                                                   if v is not None})
+    _published_registry_required(settings)
     run_server(settings.model_copy(update={"serving": serving}))
     return 0
 
@@ -166,9 +174,20 @@ def _iso(ms: int) -> str:
 
 
 def require_registry(registry, settings) -> None:
-    """Reading or writing with nothing published would see every key as missing."""
-    if not registry.entities:
+    """With nothing published, reads would see every key as missing and workers would
+    dead-letter every event: refuse, and say what to do."""
+    if registry is None or not registry.entities:
         raise UserError(f"no registry in {settings.config_store}: run 'vahini apply DIR' first")
+
+
+def _published_registry_required(settings) -> None:
+    from vahini.registry.publish import read_published
+
+    store = wiring.config_store(settings)
+    try:
+        require_registry(read_published(store), settings)
+    finally:
+        store.close()
 
 
 def dead_letters(args) -> int:
@@ -186,6 +205,9 @@ def dead_letters(args) -> int:
     print(f"{summary['total']} dead-lettered event(s) in {settings.topics.dead_letter}")
     for reason, count in summary["by_reason"].items():
         print(f"  {reason:<22} {count}")
+    if summary["latest"]:
+        print(f"latest {len(summary['latest'])}, oldest first:")
     for entry in summary["latest"]:
-        print(f"{entry['source']}  {entry['reason']}: {entry['detail']}")
+        key = f"  {entry['entity_key']}" if entry["entity_key"] else ""
+        print(f"{_iso(entry['failed_at_ms'])}  {entry['source']}{key}  {entry['reason']}: {entry['detail']}")
     return 0

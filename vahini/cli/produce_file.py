@@ -23,9 +23,14 @@ def _json_lines(path: Path) -> Iterator[tuple[int, dict | None, str | None]]:
             if not line.strip():
                 continue
             try:
-                yield number, json.loads(line), None
+                record = json.loads(line)
             except json.JSONDecodeError as exc:
                 yield number, None, f"not JSON: {exc.msg}"
+                continue
+            if isinstance(record, dict):
+                yield number, record, None
+            else:
+                yield number, None, f"not a JSON object: {type(record).__name__ if record is not None else 'null'}"
 
 
 def _parquet_rows(path: Path, producer: EventProducer) -> Iterator[tuple[int, dict | None, str | None]]:
@@ -76,8 +81,8 @@ def produce_file(settings: Settings, path: Path, kind: str, producer_id: str, pr
                     if sent % FLUSH_EVERY == 0:
                         producer.flush()
                     continue
-                except (InvalidEvent, KeyError, TypeError) as exc:
-                    problem = str(exc) if isinstance(exc, InvalidEvent) else f"missing or malformed field: {exc}"
+                except InvalidEvent as exc:
+                    problem = str(exc)
             rejected += 1
             tqdm.write(f"{path}:{number}: rejected: {problem}", file=sys.stderr)
     producer.flush()

@@ -17,6 +17,7 @@ from typing import Any, Iterable
 
 import fastavro
 from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
+from fastavro.validation import ValidationError, validate
 
 from vahini.errors import DecodeError, UnknownSchemaError
 
@@ -85,6 +86,19 @@ class AvroCodec:
         out.write(schema.fingerprint)
         fastavro.schemaless_writer(out, schema.parsed, record)
         return out.getvalue()
+
+    def schema_problem(self, name: str, record: dict) -> str | None:
+        """Why `record` does not fit the current schema of `name`, for people; None if it fits."""
+        try:
+            validate(record, self.catalog.reader(name).parsed, raise_errors=True)
+        except ValidationError as exc:
+            first = exc.errors[0]
+            field = str(first.field).rsplit(".", 1)[-1]
+            if first.datum is None:
+                return f"missing field '{field}'"
+            expected = first.schema if isinstance(first.schema, str) else first.schema.get("type", first.schema)
+            return f"field '{field}' is {type(first.datum).__name__} {str(first.datum)[:60]!r}, expected {expected}"
+        return None
 
     def decode(self, data: bytes) -> tuple[str, dict]:
         """Return (schema full name, record); raise DecodeError/UnknownSchemaError."""

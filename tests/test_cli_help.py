@@ -1,0 +1,48 @@
+"""The `vahini` command explains itself: every subcommand has a description, and a
+command run where no registry was published says what to do instead of acting on
+an empty registry."""
+
+import pytest
+
+from vahini.cli import _parser, main
+
+
+def _subparsers(parser, path=()):
+    for action in parser._actions:
+        if action.__class__.__name__ == "_SubParsersAction":
+            for name, sub in action.choices.items():
+                yield (*path, name), sub
+                yield from _subparsers(sub, (*path, name))
+
+
+def test_every_subcommand_has_a_description_and_every_option_a_help():
+    found = dict(_subparsers(_parser()))
+    assert {"apply", "produce", "demo", "ingest", "replay", "dead-letters", "serve", "get"} <= {p[0] for p in found}
+    for path, sub in found.items():
+        assert sub.description, f"vahini {' '.join(path)} --help has no description"
+        for action in sub._actions:
+            if action.option_strings and action.dest != "help":
+                assert action.help, f"vahini {' '.join(path)} {action.option_strings[0]} has no help"
+
+
+def test_produce_help_shows_the_default_kind(capsys):
+    with pytest.raises(SystemExit):
+        main(["produce", "--help"])
+    assert "(default:feature-update)" in "".join(capsys.readouterr().out.split())  # however argparse wraps it
+
+
+@pytest.mark.parametrize("argv", [
+    ["get", "--entity", "user", "--keys", "u1", "--groups", "user_profile"],
+    ["produce", "EVENTS"],
+    ["ingest", "features", "--stop-at-end"],
+    ["replay", "--topic", "t", "--from", "earliest"],
+    ["serve", "--port", "0"],
+])
+def test_a_command_without_a_published_registry_says_to_apply_one(tmp_path, monkeypatch, capsys, argv):
+    monkeypatch.chdir(tmp_path)
+    for name in ("EVENT_LOG", "FEATURE_STORE", "HOT_TIER", "CONFIG_STORE"):
+        monkeypatch.delenv(f"VAHINI_{name}", raising=False)
+    (tmp_path / "EVENTS").write_text("{}\n")
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"vahini {argv[0]}: no registry in file://.vahini/config: run 'vahini apply DIR' first"
