@@ -101,3 +101,41 @@ def test_get_prints_float32_at_float32_precision(request, tmp_path, unique):
     got = _get(settings, "--entity", "user", "--keys", "f", "--groups", "user_profile")
     assert got.returncode == 0, got.stderr
     assert json.loads(got.stdout)["f"]["user_profile"]["features"]["embedding"]["value"] == [0.1] * 16
+
+
+def test_a_running_embedded_server_serves_a_newer_ingested_value_within_the_lru_bound(request, tmp_path, unique):
+    """The worker runs in another process than `vahini serve`: its fence in the shared
+    embedded hot tier, and the LRU's 1 s bound, are all that keep the server fresh."""
+    from tests.processes_helpers import wait_for
+    from tests.streams.helpers import ingest_until_caught_up, send_updates, update
+
+    settings = with_sample_registry(stack_settings("embedded", request, tmp_path, unique))
+    t = int(time.time() * 1000) - 60_000
+    profile = dict(group="user_profile")  # cached in Redis-like hot tier and in a 1 s in-process LRU
+    send_updates(settings, [update("fresh", 0, t, **profile, account_age_days=1)])
+    ingest_until_caught_up(settings)
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "serving", "--port", str(port)], env=settings_env(settings),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        grpc.channel_ready_future(channel).result(timeout=30)
+        stub = pb_grpc.FeatureServiceStub(channel)
+        request_ = pb.RetrieveRequest(entity="user", keys=["fresh"], groups=[pb.GroupSelector(
+            group="user_profile", features=["account_age_days"])])
+
+        def age() -> int:
+            from serving.convert import array_of
+            return int(array_of(stub.Retrieve(request_).groups[0].features[0].tensor)[0])
+        assert age() == 1 and age() == 1  # now in the server's LRU and the shared hot tier
+        send_updates(settings, [update("fresh", 0, t + 1, **profile, account_age_days=2)])
+        ingest_until_caught_up(settings)  # another process: only the fence and the LRU bound reach the server
+        written = time.monotonic()
+        wait_for(lambda: age() == 2, 30, "the server to serve the new value")
+        stale_for = time.monotonic() - written
+        lru_ttl_s = 1.0  # user_profile's cache.lru_ttl_s in the sample registry
+        assert stale_for <= lru_ttl_s + 2.0, f"served the old value for {stale_for:.1f} s after it was superseded"
+        channel.close()
+    finally:
+        proc.terminate()
+        proc.wait(30)
