@@ -18,6 +18,8 @@ from vahini.ports.feature_store import FeatureStore
 from vahini.feature_cache import FeatureCache
 from vahini.registry.publish import RegistryFollower
 from vahini.settings import Settings
+from vahini.validation import EventLimits
+from streams.interactions import InteractionStats, InteractionWorker
 from streams.worker import FeatureIngestWorker, IngestStats, stop_on_signals
 
 log = get_logger(__name__)
@@ -98,3 +100,39 @@ def _stop_when_committed(event_log: EventLog, group: str, topics: list[str], sto
             except VahiniError as exc:  # a log that is down: the worker retries; so does this
                 log.warning("stop_at_end_check_failed", error=str(exc))
     threading.Thread(target=watch, name="stop-at-end", daemon=True).start()
+
+
+def interaction_topics(settings: Settings) -> list[str]:
+    return list(dict.fromkeys([settings.topics.interactions, settings.topics.sessions]))
+
+
+def build_interaction_worker(settings: Settings, event_log: EventLog, cold, hot) -> InteractionWorker:
+    topics = interaction_topics(settings)
+    for topic in [*topics, settings.topics.dead_letter]:
+        event_log.create_topic(topic, settings.topics.partitions)
+    return InteractionWorker(
+        lambda: event_log.consumer(settings.interactions.group, topics, co_partitioned=True), event_log.producer(),
+        cold, hot, AvroCodec(SchemaCatalog.default()), settings.interactions, settings.topics.dead_letter,
+        EventLimits.of(settings.ingest), settings.ingest.retry_backoff_max_s)
+
+
+def run_interaction_ingest(settings: Settings) -> InteractionStats:
+    """`vahini ingest interactions`: run one interaction worker until SIGTERM/SIGINT."""
+    stop = stop_on_signals()
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port)
+    event_log = wiring.event_log(settings)
+    cold, hot = wiring.cold_interactions(settings), wiring.interaction_hot_tier(settings)
+    worker = build_interaction_worker(settings, event_log, cold, hot)
+    tune_gc_for_throughput()
+    log.info("interaction_ingest_started", topics=interaction_topics(settings), group=settings.interactions.group,
+             inactivity_timeout_s=settings.interactions.inactivity_timeout_s)
+    try:
+        stats = worker.run(stop)
+    finally:
+        worker.close()
+        for closable in (hot, cold, event_log):
+            closable.close()
+    log.info("interaction_ingest_stopped", events=stats.events, to_hot=stats.to_hot, to_cold=stats.to_cold,
+             cold_writes=stats.cold_writes, dead_lettered=stats.dead_lettered)
+    return stats

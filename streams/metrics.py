@@ -17,3 +17,13 @@ FRESHNESS_SECONDS = Histogram("vahini_feature_freshness_seconds",
 CONSUMER_LAG = Gauge("vahini_consumer_lag", "Records not yet consumed", ["topic", "partition"])
 CACHE_INVALIDATION_ERRORS = Counter("vahini_cache_invalidation_errors_total",
                                     "Batches whose cache entries could not be fenced (a new cache epoch was started)")
+
+INTERACTION_EVENTS = Counter("vahini_interaction_events_total", "Interaction and session events consumed")
+SESSIONS = Counter("vahini_sessions_total",
+                   "Session transitions: started, ended (END), idle (inactivity), end_without_session", ["outcome"])
+OPEN_SESSIONS = Gauge("vahini_open_sessions", "Sessions this worker tracks in the hot tier")
+FLUSHED = Counter("vahini_interactions_flushed_total", "Interactions flushed from the hot tier to the cold tier")
+COLD_WRITES = Counter("vahini_cold_tier_writes_total", "Writes (partition mutations) to the interaction cold tier")
+CHECKPOINTS = Counter("vahini_interaction_checkpoints_total", "Periodic flushes of open sessions")
+HOT_TIER_RESETS = Counter("vahini_interaction_hot_tier_resets_total",
+                          "Times the hot tier had lost its data and the worker replayed from the commit")

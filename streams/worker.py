@@ -30,6 +30,7 @@ from vahini.settings import IngestSettings
 from streams import metrics
 from streams.dead_letter import DeadLetterSink
 from streams.pipeline import decode_batch
+from streams.retry import retry
 from vahini.validation import EventLimits
 
 log = get_logger(__name__)
@@ -183,21 +184,7 @@ class FeatureIngestWorker:
         return self._retry("store_write", write, stop)
 
     def _retry(self, what: str, action: Callable[[], None], stop: threading.Event | None = None) -> bool:
-        """Run `action` until it succeeds, backing off after each retriable error; False if stopped first."""
-        stop = stop or self._stop
-        delay = 0.1
-        while True:
-            try:
-                action()
-                return True
-            except VahiniError as exc:
-                if not exc.retriable:
-                    raise
-                metrics.RETRIES.labels(what).inc()
-                log.warning(f"{what}_failed", error=str(exc), retry_in_s=delay)
-                if stop.wait(delay):
-                    return False
-                delay = min(delay * 2, self._settings.retry_backoff_max_s)
+        return retry(what, action, stop or self._stop, self._settings.retry_backoff_max_s)
 
     def _dead_letter(self, invalid: list[tuple[Record, InvalidEvent]]) -> None:
         """Send and flush every dead letter of the batch; a failed flush resends them all

@@ -19,7 +19,7 @@ from vahini.ports.event_log import EventLog
 from vahini.registry.model import Registry
 from vahini.registry.publish import RegistryFollower
 from vahini.settings import Settings
-from vahini.validation import EventLimits, validate_feature_update
+from vahini.validation import EventLimits, check_interaction_ids, validate_feature_update
 
 KINDS = {"feature-update": FEATURE_UPDATE, "interaction": INTERACTION, "session": SESSION_EVENT}
 
@@ -91,15 +91,7 @@ class EventProducer:
         if schema_name == FEATURE_UPDATE:
             valid = validate_feature_update(record, self._registry(), now_ms(), self._limits)
             return f"{valid.entity}:{valid.key}"
-        for field in ("event_id", "user_id", "product_id", "category_id", "session_id"):
-            value = record.get(field)
-            if value is not None and len(value.encode()) > self._limits.max_key_bytes:
-                raise InvalidEvent(Reason.TOO_LARGE, f"{field} is {len(value.encode()):,} bytes; the limit is "
-                                                     f"{self._limits.max_key_bytes:,} (ingest.max_key_bytes)")
-        if not record["user_id"]:
-            raise InvalidEvent(Reason.MISSING_KEY, "user_id must not be empty")
-        if record["event_time_ms"] > now_ms() + self._limits.max_future_skew_ms:
-            raise InvalidEvent(Reason.FUTURE_EVENT_TIME, f"event time {record['event_time_ms']} is in the future")
+        check_interaction_ids(record, self._limits, now_ms())
         return record["user_id"]
 
     def flush(self, timeout_s: float = 60.0) -> None:

@@ -30,8 +30,10 @@ class _Section(BaseModel):
 
 class TopicSettings(_Section):
     feature_updates: str = "vahini.feature-updates"
+    # One topic for both kinds by default: a user's session events and interactions
+    # then share a partition, and are processed in the order they were produced.
     interactions: str = "vahini.interactions"
-    sessions: str = "vahini.sessions"
+    sessions: str = "vahini.interactions"
     dead_letter: str = "vahini.dead-letter"
     partitions: int = Field(8, ge=1, description="Partitions for topics Vahini creates")
     replication_factor: int = Field(1, ge=1)
@@ -73,6 +75,27 @@ class CacheSettings(_Section):
     epoch_poll_s: float = Field(1.0, gt=0, description="How often each process re-reads the cache epoch")
 
 
+class InteractionSettings(_Section):
+    """The interaction store: cold tier, session-driven hot tier, and its worker."""
+
+    hot_tier: str = Field("sqlite:///.vahini/interactions-hot.db",
+                          description="Hot tier URL (redis://, rediss:// or sqlite:///). It holds interactions "
+                                      "not yet durable: on Redis, use maxmemory-policy noeviction")
+    cold_store: str | None = Field(None, description="Cold tier URL; default: the feature store's engine "
+                                                     "(its keyspace, or interactions.db beside its SQLite file)")
+    namespace: str = Field("ih", min_length=1, description="Prefix of every hot-tier key")
+    group: str = "vahini-interactions"
+    inactivity_timeout_s: float = Field(1800.0, gt=0, description="A session with no event of its user for "
+                                                                  "this long ends: flushed, then evicted")
+    checkpoint_interval_s: float = Field(60.0, gt=0, description="Open sessions' new interactions are flushed "
+                                                                 "at least this often, bounding a replay")
+    max_per_type: int = Field(500, ge=1, description="Interactions kept per user and type (cold and hot)")
+    retention_days: int = Field(180, ge=1, description="Interactions expire this long after their event time")
+    bucket_days: int = Field(30, ge=1, description="Width of a cold-tier partition in time")
+    max_read_limit: int = Field(1000, ge=1, description="Largest `limit` a read may ask for")
+    batch_size: int = Field(2000, ge=1, description="Max events per worker batch")
+
+
 class CassandraSettings(_Section):
     username: str | None = None
     password: SecretStr | None = Field(None, description="With username: PasswordAuthenticator credentials")
@@ -103,6 +126,7 @@ class Settings(BaseSettings):
     serving: ServingSettings = ServingSettings()
     cassandra: CassandraSettings = CassandraSettings()
     cache: CacheSettings = CacheSettings()
+    interactions: InteractionSettings = InteractionSettings()
 
     @field_validator("kafka", mode="before")
     @classmethod

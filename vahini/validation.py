@@ -131,3 +131,20 @@ def validate_feature_update(event: dict, registry: Registry, now_ms: int,
     if event_time < 0:
         raise InvalidEvent(Reason.OUT_OF_RANGE, f"event time {event_time} is before 1970")
     return ValidUpdate(entity_name, key, group, event_time, values)
+
+
+_ID_FIELDS = ("event_id", "user_id", "product_id", "category_id", "session_id")
+
+
+def check_interaction_ids(event: dict, limits: EventLimits, now_ms: int | None = None) -> None:
+    """Rules for Interaction and SessionEvent events beyond their schema."""
+    for name in _ID_FIELDS:
+        value = event.get(name)
+        if value is not None and len(value) * 4 > limits.max_key_bytes and len(value.encode()) > limits.max_key_bytes:
+            raise InvalidEvent(Reason.TOO_LARGE, f"{name} is {len(value.encode()):,} bytes; the limit is "
+                                                 f"{limits.max_key_bytes:,} (ingest.max_key_bytes)")
+    if not event.get("user_id"):
+        raise InvalidEvent(Reason.MISSING_KEY, "user_id must not be empty")
+    if now_ms is not None and event["event_time_ms"] > now_ms + limits.max_future_skew_ms:
+        raise InvalidEvent(Reason.FUTURE_EVENT_TIME, f"event time {event['event_time_ms']} is "
+                                                     f"{(event['event_time_ms'] - now_ms) / 1000:.0f}s in the future")

@@ -57,15 +57,22 @@ def feature_store(settings: Settings) -> FeatureStore:
         from vahini.adapters.sqlite_feature_store import SqliteFeatureStore
 
         return SqliteFeatureStore(_sqlite_path(url))
-    from vahini.adapters.cassandra_feature_store import CassandraFeatureStore
+    from vahini.adapters.cassandra_feature_store import TABLE, CassandraFeatureStore
+
+    c = settings.cassandra
+    return CassandraFeatureStore(_cassandra(settings, url, [TABLE]), batch_rows=c.batch_rows, batch_bytes=c.batch_bytes)
+
+
+def _cassandra(settings: Settings, url: str, tables: list[str]):
+    from vahini.adapters.cassandra_session import CassandraOptions, CassandraSession
 
     parsed = urlparse(url)
     hosts, port = _hosts_port(parsed.netloc, 9042)
     c = settings.cassandra
     credentials = (c.username, c.password.get_secret_value()) if c.username and c.password else None
-    return CassandraFeatureStore(hosts, port, parsed.path.strip("/") or "vahini", c.replication_factor,
-                                 c.local_dc, c.consistency, settings.ingest.write_concurrency,
-                                 batch_rows=c.batch_rows, batch_bytes=c.batch_bytes, credentials=credentials)
+    return CassandraSession(CassandraOptions(hosts, port, parsed.path.strip("/") or "vahini", c.replication_factor,
+                                             c.local_dc, c.consistency, settings.ingest.write_concurrency,
+                                             credentials=credentials), tables)
 
 
 def hot_tier(settings: Settings) -> HotTier:
@@ -99,3 +106,30 @@ def config_store(settings: Settings) -> ConfigStore:
 
     parsed = urlparse(url)
     return ZooKeeperConfigStore(parsed.netloc, parsed.path or "/vahini")
+
+
+def interaction_hot_tier(settings: Settings):
+    url = settings.interactions.hot_tier
+    if _scheme(url, "interactions.hot_tier", ("sqlite", "redis", "rediss")) == "sqlite":
+        from vahini.adapters.sqlite_interaction_tier import SqliteInteractionTier
+
+        return SqliteInteractionTier(_sqlite_path(url))
+    from vahini.adapters.redis_interaction_tier import RedisInteractionTier
+
+    return RedisInteractionTier(url, settings.interactions.namespace, settings.cache.timeout_ms / 1000 * 4)
+
+
+def cold_interactions(settings: Settings):
+    """The cold tier, by default on the feature store's engine."""
+    s = settings.interactions
+    url = s.cold_store or settings.feature_store
+    if _scheme(url, "interactions.cold_store", ("sqlite", "cassandra", "scylla")) == "sqlite":
+        from pathlib import Path
+
+        from vahini.adapters.sqlite_cold_interactions import SqliteColdInteractions
+
+        path = _sqlite_path(url) if s.cold_store else str(Path(_sqlite_path(url)).with_name("interactions.db"))
+        return SqliteColdInteractions(path, s.retention_days * 86_400)
+    from vahini.adapters.cassandra_cold_interactions import TABLE, CassandraColdInteractions
+
+    return CassandraColdInteractions(_cassandra(settings, url, [TABLE]), s.retention_days * 86_400, s.bucket_days)

@@ -118,11 +118,12 @@ class KafkaEventLog:
         return KafkaLogProducer(self._base)
 
     def consumer(self, group: str, topics: Sequence[str],
-                 start_offsets: Mapping[TopicPartition, int] | None = None) -> "KafkaLogConsumer":
+                 start_offsets: Mapping[TopicPartition, int] | None = None,
+                 co_partitioned: bool = False) -> "KafkaLogConsumer":
         config = {**self._base, "group.id": group, "enable.auto.commit": False,
                   "auto.offset.reset": "earliest", "session.timeout.ms": self.session_timeout_ms,
                   "heartbeat.interval.ms": max(500, self.session_timeout_ms // 5),
-                  "partition.assignment.strategy": "roundrobin"}
+                  "partition.assignment.strategy": "range" if co_partitioned else "roundrobin"}
         for topic in topics:
             self.partitions(topic)  # make sure it exists before subscribing
         return KafkaLogConsumer(Consumer(config), list(topics), start_offsets)

@@ -100,8 +100,9 @@ class SqliteEventLog:
         return SqliteLogProducer(self)
 
     def consumer(self, group: str, topics: Sequence[str],
-                 start_offsets: Mapping[TopicPartition, int] | None = None) -> "SqliteLogConsumer":
-        return SqliteLogConsumer(self, group, list(topics), start_offsets)
+                 start_offsets: Mapping[TopicPartition, int] | None = None,
+                 co_partitioned: bool = False) -> "SqliteLogConsumer":
+        return SqliteLogConsumer(self, group, list(topics), start_offsets, co_partitioned)
 
     def close(self) -> None:
         self._conn.close()
@@ -204,8 +205,9 @@ class SqliteLogProducer:
 
 class SqliteLogConsumer:
     def __init__(self, log: SqliteEventLog, group: str, topics: list[str],
-                 start_offsets: Mapping[TopicPartition, int] | None):
+                 start_offsets: Mapping[TopicPartition, int] | None, co_partitioned: bool = False):
         self._log = log
+        self._co_partitioned = co_partitioned
         self._group = group
         self._topics = topics
         self._member = f"{uuid.uuid4()}"
@@ -223,7 +225,10 @@ class SqliteLogConsumer:
         self._next_rebalance = time.monotonic() + 0.5
         members = self._log._heartbeat(self._group, self._member)
         index = members.index(self._member)
-        mine = [tp for i, tp in enumerate(self._all_partitions()) if i % len(members) == index]
+        if self._co_partitioned:
+            mine = [tp for tp in self._all_partitions() if tp[1] % len(members) == index]
+        else:
+            mine = [tp for i, tp in enumerate(self._all_partitions()) if i % len(members) == index]
         if set(mine) != set(self._positions):
             committed = {(t, p): o for t in self._topics for p, o in self._log.committed(self._group, t).items()}
             self._positions = {tp: self._positions.get(tp, committed.get(tp, 0)) for tp in mine}

@@ -67,9 +67,12 @@ class EventLog(Protocol):
     def producer(self) -> LogProducer: ...
 
     def consumer(self, group: str, topics: Sequence[str],
-                 start_offsets: Mapping[TopicPartition, int] | None = None) -> LogConsumer:
+                 start_offsets: Mapping[TopicPartition, int] | None = None,
+                 co_partitioned: bool = False) -> LogConsumer:
         """A group member. Without `start_offsets` partitions are shared among the group's
         live members and start at the committed offset (else the earliest); with them,
-        exactly those partitions are read from those offsets (replays)."""
+        exactly those partitions are read from those offsets (replays). With
+        `co_partitioned`, partition p of every topic goes to the same member, so topics
+        keyed alike are read together."""
 
     def close(self) -> None: ...

@@ -1,0 +1,304 @@
+"""The interaction worker: sessions drive a user's history into and out of the hot tier.
+
+    START        load the user's recent history from the cold tier into the hot tier
+    interaction  session open: append to the hot tier (dirty); else write to the cold tier
+    END, or no event of the user for inactivity_timeout_s:
+                 flush the dirty interactions to the cold tier, then evict the user
+
+The event log is the write-ahead log. Each partition commits the offset of its
+oldest interaction that lives only in the hot tier (or the next offset, when
+there is none), so any crash, rebalance or hot-tier loss is repaired by replaying
+from the commit: every step is idempotent. A checkpoint every
+checkpoint_interval_s flushes long sessions, so that replay stays short. The
+worker is single-threaded: the tracker and the checkpoint run between polls, so
+nothing else touches a user the worker owns.
+"""
+
+from __future__ import annotations
+
+import heapq
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from vahini.codecs.avro import INTERACTION, SESSION_EVENT, AvroCodec
+from vahini.errors import InvalidEvent, Reason
+from vahini.logs import get_logger
+from vahini.ports.event_log import LogConsumer, LogProducer, Record, TopicPartition
+from vahini.ports.interaction_store import (TYPES, ColdInteractions, HistoryQuery, InteractionHotTier, OpenSession,
+                                            StoredInteraction)
+from vahini.settings import InteractionSettings
+from vahini.validation import EventLimits, check_interaction_ids
+from streams import metrics
+from streams.dead_letter import DeadLetterSink
+from streams.retry import retry
+
+log = get_logger(__name__)
+
+
+@dataclass
+class InteractionStats:
+    events: int = 0
+    to_hot: int = 0
+    to_cold: int = 0
+    sessions_started: int = 0
+    sessions_ended: int = 0
+    flushes: int = 0
+    cold_writes: int = 0
+    dead_lettered: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+class InteractionWorker:
+    def __init__(self, new_consumer: Callable[[], LogConsumer], dead_letters: LogProducer,
+                 cold: ColdInteractions, hot: InteractionHotTier, codec: AvroCodec, settings: InteractionSettings,
+                 dead_letter_topic: str, limits: EventLimits, backoff_max_s: float = 30.0,
+                 clock: Callable[[], float] = time.time):
+        self._new_consumer = new_consumer
+        self._consumer = new_consumer()
+        self._dead = DeadLetterSink(dead_letters, dead_letter_topic)
+        self._cold = cold
+        self._hot = hot
+        self._codec = codec
+        self._settings = settings
+        self._limits = limits
+        self._backoff_max_s = backoff_max_s
+        self._clock = clock
+        self.stats = InteractionStats()
+        self._stop = threading.Event()
+        self._reset_state()
+        self._generation = hot.generation()
+        self._next_generation_check = 0.0
+        self._next_checkpoint = time.monotonic() + settings.checkpoint_interval_s
+
+    def _reset_state(self) -> None:
+        self._owned: set[TopicPartition] = set()
+        self._next_offset: dict[TopicPartition, int] = {}
+        self._unflushed: dict[TopicPartition, dict[str, int]] = {}  # user -> oldest offset held only in hot
+        self._seen: dict[str, tuple[TopicPartition, int]] = {}     # open sessions: user -> (tp, last seen ms)
+        self._idle_heap: list[tuple[int, str]] = []
+        self._pending_cold: list[StoredInteraction] = []
+        self._pending_dead: list[tuple[Record, InvalidEvent]] = []
+        self._committed: dict[TopicPartition, int] = {}
+
+    # -- loop ---------------------------------------------------------------------
+    def run(self, stop: threading.Event) -> InteractionStats:
+        self._stop = stop
+        while not stop.is_set():
+            records = self._poll()
+            self._follow_assignment()
+            if records:
+                self._process(records)
+            self._end_idle_sessions()
+            self._checkpoint_if_due()
+            if not self._finish_batch():
+                break
+            self._check_generation()
+        return self.stats
+
+    def _retry(self, what: str, action: Callable[[], None]) -> bool:
+        return retry(what, action, self._stop, self._backoff_max_s)
+
+    def _poll(self) -> list[Record]:
+        got: list[Record] = []
+        self._retry("poll", lambda: got.extend(self._consumer.poll_batch(self._settings.batch_size, 0.2)))
+        return got
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    # -- partitions ----------------------------------------------------------------
+    def _follow_assignment(self) -> None:
+        """Adopt the open sessions of partitions just assigned; forget those revoked
+        (their new owner replays from the commit and adopts them in turn)."""
+        current = set(self._consumer.assignment())
+        for tp in self._owned - current:
+            self._unflushed.pop(tp, None)
+            self._next_offset.pop(tp, None)
+            for user in [u for u, (owner, _) in self._seen.items() if owner == tp]:
+                del self._seen[user]
+        for tp in current - self._owned:
+            sessions: list[OpenSession] = []
+            self._retry("adopt_sessions", lambda: sessions.extend(self._hot.sessions(tp[1])))
+            for s in sessions:
+                self._track(s.user_id, tp, s.last_seen_ms)
+        self._owned = current
+
+    def _track(self, user: str, tp: TopicPartition, seen_ms: int) -> None:
+        """Mark `user` seen. The idle heap gets one entry per tracked user; a stale entry
+        is pushed again with the newer time when it comes up (see _end_idle_sessions)."""
+        if user not in self._seen:
+            heapq.heappush(self._idle_heap, (seen_ms, user))
+        self._seen[user] = (tp, seen_ms)
+        metrics.OPEN_SESSIONS.set(len(self._seen))
+
+    # -- one batch -----------------------------------------------------------------
+    def _process(self, records: list[Record]) -> None:
+        for record in records:
+            tp = (record.topic, record.partition)
+            self._next_offset[tp] = record.offset + 1
+            self.stats.events += 1
+            try:
+                name, event = self._codec.decode(record.value)
+                self._apply(name, event, record, tp)
+            except InvalidEvent as exc:
+                self._pending_dead.append((record, exc))
+        metrics.INTERACTION_EVENTS.inc(len(records))
+
+    def _apply(self, name: str, event: dict, record: Record, tp: TopicPartition) -> None:
+        if name == INTERACTION:
+            check_interaction_ids(event, self._limits, self._now_ms())
+            self._interaction(StoredInteraction.of_event(event), record, tp)
+        elif name == SESSION_EVENT:
+            check_interaction_ids(event, self._limits, self._now_ms())
+            (self._start if event["type"] == "START" else self._end)(event["user_id"], event["session_id"], tp)
+        else:
+            raise InvalidEvent(Reason.WRONG_EVENT_TYPE, f"expected {INTERACTION} or {SESSION_EVENT}, got {name}")
+
+    def _interaction(self, item: StoredInteraction, record: Record, tp: TopicPartition) -> None:
+        now = self._now_ms()
+        appended: list[bool] = []
+        self._retry("hot_append", lambda: appended.append(self._hot.append(item.user_id, [item], now, tp[1])))
+        if appended and appended[0]:
+            self._unflushed.setdefault(tp, {}).setdefault(item.user_id, record.offset)
+            self._track(item.user_id, tp, now)
+            self.stats.to_hot += 1
+        else:
+            self._pending_cold.append(item)  # no open session: straight to the cold tier
+            self.stats.to_cold += 1
+
+    def _start(self, user: str, session_id: str, tp: TopicPartition) -> None:
+        now = self._now_ms()
+        touched: list[bool] = []
+        self._retry("hot_touch", lambda: touched.append(self._hot.touch(user, now, tp[1])))
+        if not touched[0]:
+            self._write_pending_cold()  # what this batch sent straight to cold belongs in the history loaded
+            history: list[StoredInteraction] = []
+            cap = self._settings.max_per_type
+            self._retry("load_history", lambda: history.extend(
+                item for t in TYPES for item in self._cold.read(HistoryQuery(user, (t,), cap))))
+            self._retry("hot_load", lambda: self._hot.load(OpenSession(user, session_id, tp[1], now), history))
+            self.stats.sessions_started += 1
+            metrics.SESSIONS.labels("started").inc()
+        self._track(user, tp, now)
+
+    def _end(self, user: str, session_id: str, tp: TopicPartition) -> None:
+        if user not in self._seen:
+            session: list = []
+            self._retry("hot_session", lambda: session.append(self._hot.session(user)))
+            if session[0] is None:
+                metrics.SESSIONS.labels("end_without_session").inc()
+                return
+        self._close_session(user, tp, "ended")
+
+    # -- flushing ------------------------------------------------------------------
+    def _flush(self, user: str, tp: TopicPartition) -> bool:
+        """Write the user's dirty interactions to the cold tier, then mark them clean."""
+        dirty: list[StoredInteraction] = []
+        if not self._retry("hot_dirty", lambda: dirty.extend(self._hot.dirty(user))):
+            return False
+        if dirty:
+            if not self._retry("cold_write", lambda: self._count_writes(self._cold.write(dirty))):
+                return False
+            if not self._retry("hot_mark_flushed", lambda: self._hot.mark_flushed(user, [d.event_id for d in dirty])):
+                return False
+            self.stats.flushes += 1
+            metrics.FLUSHED.inc(len(dirty))
+        self._unflushed.get(tp, {}).pop(user, None)
+        return True
+
+    def _count_writes(self, writes: int) -> None:
+        self.stats.cold_writes += writes
+        metrics.COLD_WRITES.inc(writes)
+
+    def _close_session(self, user: str, tp: TopicPartition, why: str) -> None:
+        if not self._flush(user, tp):
+            return
+        cap = self._settings.max_per_type
+        for t in TYPES:  # the cold tier keeps the newest `cap` per type; trim only where the session passed it
+            held: list = []
+            self._retry("hot_read", lambda t=t: held.extend(self._hot.read(HistoryQuery(user, (t,), cap + 1)) or []))
+            if len(held) > cap:
+                self._retry("cold_trim", lambda t=t: self._count_writes(self._cold.trim(user, t, cap)))
+        self._retry("hot_evict", lambda: self._hot.evict(user))
+        self._seen.pop(user, None)
+        metrics.OPEN_SESSIONS.set(len(self._seen))
+        self.stats.sessions_ended += 1
+        metrics.SESSIONS.labels(why).inc()
+
+    def _end_idle_sessions(self) -> None:
+        cutoff = self._now_ms() - int(self._settings.inactivity_timeout_s * 1000)
+        while self._idle_heap and self._idle_heap[0][0] <= cutoff and not self._stop.is_set():
+            seen_ms, user = heapq.heappop(self._idle_heap)
+            current = self._seen.get(user)
+            if current is None:
+                continue  # already ended
+            if current[1] != seen_ms:
+                heapq.heappush(self._idle_heap, (current[1], user))  # seen again since
+                continue
+            self._close_session(user, current[0], "idle")
+
+    def _checkpoint_if_due(self) -> None:
+        if time.monotonic() < self._next_checkpoint:
+            return
+        self._next_checkpoint = time.monotonic() + self._settings.checkpoint_interval_s
+        for tp, users in list(self._unflushed.items()):
+            for user in list(users):
+                self._flush(user, tp)
+        metrics.CHECKPOINTS.inc()
+
+    def _write_pending_cold(self) -> bool:
+        if not self._pending_cold:
+            return True
+        pending = self._pending_cold
+        if not self._retry("cold_write", lambda: self._count_writes(self._cold.write(pending))):
+            return False
+        self._pending_cold = []
+        return True
+
+    def _finish_batch(self) -> bool:
+        """Cold writes and dead letters durable, then commit up to the oldest interaction
+        held only in the hot tier. False if stopped before it was done."""
+        if not self._write_pending_cold():
+            return False
+        if self._pending_dead:
+            dead = self._pending_dead
+            if not self._retry("dead_letter", lambda: self._send_dead(dead)):
+                return False
+            self._pending_dead = []
+        offsets = {tp: min([nxt, *self._unflushed.get(tp, {}).values()]) for tp, nxt in self._next_offset.items()}
+        changed = {tp: o for tp, o in offsets.items() if self._committed.get(tp) != o}
+        if changed and not self._retry("commit", lambda: self._consumer.commit(changed)):
+            return False
+        self._committed.update(changed)
+        return True
+
+    def _send_dead(self, dead: list[tuple[Record, InvalidEvent]]) -> None:
+        for record, error in dead:
+            self._dead.send(record, error)
+        self._dead.flush()
+        self.stats.dead_lettered += len(dead)
+        for _, error in dead:
+            metrics.DEAD_LETTERS.labels(error.reason).inc()
+
+    # -- hot-tier loss --------------------------------------------------------------
+    def _check_generation(self) -> None:
+        """A hot tier that lost its data (a restart without persistence) comes back with
+        a new generation. Everything it held since the commit is in the log: rejoin
+        the group, which resumes from the commit, and replay."""
+        if time.monotonic() < self._next_generation_check:
+            return
+        self._next_generation_check = time.monotonic() + 1.0
+        current: list[str] = []
+        self._retry("hot_generation", lambda: current.append(self._hot.generation()))
+        if current and current[0] != self._generation:
+            log.warning("interaction_hot_tier_lost_data", replay_from="committed offsets")
+            metrics.HOT_TIER_RESETS.inc()
+            self._generation = current[0]
+            self._consumer.close()
+            self._reset_state()
+            self._consumer = self._new_consumer()
+
+    def close(self) -> None:
+        self._consumer.close()

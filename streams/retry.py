@@ -1,0 +1,30 @@
+"""Retrying a step of a batch while the service it needs is down."""
+
+from __future__ import annotations
+
+import threading
+from typing import Callable
+
+from vahini.errors import VahiniError
+from vahini.logs import get_logger
+from streams import metrics
+
+log = get_logger(__name__)
+
+
+def retry(what: str, action: Callable[[], None], stop: threading.Event, backoff_max_s: float) -> bool:
+    """Run `action` until it succeeds, backing off after each retriable error (raising
+    the others); False if `stop` is set first."""
+    delay = 0.1
+    while True:
+        try:
+            action()
+            return True
+        except VahiniError as exc:
+            if not exc.retriable:
+                raise
+            metrics.RETRIES.labels(what).inc()
+            log.warning(f"{what}_failed", error=str(exc), retry_in_s=delay)
+            if stop.wait(delay):
+                return False
+            delay = min(delay * 2, backoff_max_s)

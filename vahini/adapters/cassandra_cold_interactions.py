@@ -1,0 +1,103 @@
+"""Cold interaction tier on ScyllaDB or Apache Cassandra.
+
+One partition per (user, type, time bucket), so no partition grows without bound;
+rows clustered newest first by (event time, event id), so an event id is stored
+once whatever is replayed, and "the last N" is a slice from the top. Each row
+carries a TTL that runs out `retention_s` after its event time.
+
+A flush writes one UNLOGGED batch per partition it touches: a batch confined to
+one partition is a single mutation on its replicas, so a session of 50 clicks in
+one bucket costs one write, not 50.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from typing import Sequence
+
+from cassandra.query import BatchStatement, BatchType
+
+from vahini.adapters.cassandra_session import CassandraSession
+from vahini.ports.interaction_store import HistoryQuery, StoredInteraction, newest_first
+
+TABLE = """
+CREATE TABLE IF NOT EXISTS {ks}.interactions (
+    user_id text, type text, bucket int, event_time_ms bigint, event_id text,
+    product_id text, category_id text, attributes map<text, text>,
+    PRIMARY KEY ((user_id, type, bucket), event_time_ms, event_id)
+) WITH CLUSTERING ORDER BY (event_time_ms DESC, event_id DESC)
+"""
+
+DAY_MS = 86_400_000
+
+
+class CassandraColdInteractions:
+    def __init__(self, connection: CassandraSession, retention_s: int, bucket_days: int):
+        self._connection = connection
+        self.retention_s = retention_s
+        self._bucket_ms = bucket_days * DAY_MS
+        self._insert = connection.prepare(
+            "INSERT INTO {ks}.interactions (user_id, type, bucket, event_time_ms, event_id, product_id, "
+            "category_id, attributes) VALUES (?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?")
+        self._select = connection.prepare(
+            "SELECT event_id, user_id, product_id, category_id, type, event_time_ms, attributes "
+            "FROM {ks}.interactions WHERE user_id = ? AND type = ? AND bucket = ? "
+            "AND event_time_ms >= ? AND event_time_ms < ? LIMIT ?")
+        self._delete_older = connection.prepare(
+            "DELETE FROM {ks}.interactions WHERE user_id = ? AND type = ? AND bucket = ? "
+            "AND (event_time_ms, event_id) < (?, ?)")
+        self._delete_bucket = connection.prepare(
+            "DELETE FROM {ks}.interactions WHERE user_id = ? AND type = ? AND bucket = ?")
+
+    def _bucket(self, event_time_ms: int) -> int:
+        return event_time_ms // self._bucket_ms
+
+    def write(self, items: Sequence[StoredInteraction], timeout_s: float | None = None) -> int:
+        now_ms = int(time.time() * 1000)
+        partitions: dict[tuple, BatchStatement] = defaultdict(lambda: BatchStatement(BatchType.UNLOGGED))
+        for i in items:
+            ttl_s = self.retention_s - (now_ms - i.event_time_ms) // 1000
+            if ttl_s <= 0:
+                continue  # older than the retention: it would expire on arrival
+            batch = partitions[(i.user_id, i.type, self._bucket(i.event_time_ms))]
+            batch.add(self._insert, (i.user_id, i.type, self._bucket(i.event_time_ms), i.event_time_ms,
+                                     i.event_id, i.product_id, i.category_id, dict(i.attributes), int(ttl_s)))
+        for batch in partitions.values():
+            batch.is_idempotent = True
+        self._connection.run([(b, ()) for b in partitions.values()], timeout_s)
+        return len(partitions)
+
+    def read(self, query: HistoryQuery, timeout_s: float | None = None) -> list[StoredInteraction]:
+        """Bucket by bucket from the newest; every row of an older bucket is older than
+        every row of a newer one, so reading stops once `limit` rows are in hand."""
+        now_ms = int(time.time() * 1000)
+        since = max(query.since_ms or 0, now_ms - self.retention_s * 1000)
+        until = query.until_ms if query.until_ms is not None else now_ms + DAY_MS
+        found: list[StoredInteraction] = []
+        for bucket in range(self._bucket(until - 1), self._bucket(since) - 1, -1):
+            statements = [(self._select, (query.user_id, t, bucket, since, until, query.limit)) for t in query.types]
+            for rows in self._connection.run(statements, timeout_s):
+                found.extend(StoredInteraction(e, u, p, c, t, ms, dict(a or {})) for e, u, p, c, t, ms, a in rows)
+            if len(found) >= query.limit:
+                break
+        return newest_first(found, query.limit)
+
+    def trim(self, user_id: str, type_: str, keep_newest: int, timeout_s: float | None = None) -> int:
+        kept = self.read(HistoryQuery(user_id, (type_,), keep_newest + 1), timeout_s)
+        if len(kept) <= keep_newest:
+            return 0
+        cut = kept[keep_newest - 1] if keep_newest else None
+        oldest_bucket = self._bucket(int(time.time() * 1000) - self.retention_s * 1000)
+        if cut is None:
+            statements = [(self._delete_bucket, (user_id, type_, b))
+                          for b in range(self._bucket(kept[0].event_time_ms), oldest_bucket - 1, -1)]
+        else:
+            top = self._bucket(cut.event_time_ms)
+            statements = [(self._delete_older, (user_id, type_, top, cut.event_time_ms, cut.event_id))]
+            statements += [(self._delete_bucket, (user_id, type_, b)) for b in range(top - 1, oldest_bucket - 1, -1)]
+        self._connection.run(statements, timeout_s)
+        return len(statements)
+
+    def close(self) -> None:
+        self._connection.close()

@@ -1,0 +1,97 @@
+"""One connection to ScyllaDB or Apache Cassandra, shared by the adapters that
+store in it: token-aware routing, a keyspace created on first use, and requests
+run with bounded concurrency, each within what is left of the caller's deadline."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Sequence
+
+from cassandra import ConsistencyLevel, DriverException, OperationTimedOut
+from cassandra.auth import PlainTextAuthProvider
+from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable
+from cassandra.connection import ConnectionException
+from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
+
+from vahini.errors import DeadlineExceeded, StoreUnavailable
+
+
+@dataclass(frozen=True)
+class CassandraOptions:
+    hosts: Sequence[str]
+    port: int = 9042
+    keyspace: str = "vahini"
+    replication_factor: int = 1
+    local_dc: str | None = None
+    consistency: str = "LOCAL_QUORUM"
+    concurrency: int = 128
+    request_timeout_s: float = 10.0
+    credentials: tuple[str, str] | None = None
+
+
+class CassandraSession:
+    def __init__(self, options: CassandraOptions, tables: Sequence[str] = (), create_schema: bool = True):
+        """Connect; with `create_schema`, create the keyspace and run each CREATE TABLE
+        IF NOT EXISTS of `tables` (`{ks}` stands for the keyspace)."""
+        self.options = options
+        self.keyspace = options.keyspace
+        profile = ExecutionProfile(
+            load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=options.local_dc)),
+            consistency_level=getattr(ConsistencyLevel, options.consistency),
+            request_timeout=options.request_timeout_s)
+        auth = PlainTextAuthProvider(*options.credentials) if options.credentials else None
+        self.cluster = Cluster(list(options.hosts), port=options.port,
+                               execution_profiles={EXEC_PROFILE_DEFAULT: profile}, connect_timeout=10,
+                               auth_provider=auth)
+        try:
+            self.session = self.cluster.connect()
+            if create_schema:
+                self.session.execute(
+                    f"CREATE KEYSPACE IF NOT EXISTS {self.keyspace} WITH replication = "
+                    f"{{'class': 'SimpleStrategy', 'replication_factor': {options.replication_factor}}}")
+                for table in tables:
+                    self.session.execute(table.format(ks=self.keyspace))
+        except (NoHostAvailable, DriverException, OSError) as exc:
+            self.cluster.shutdown()
+            raise StoreUnavailable(f"cannot connect to Cassandra/Scylla at {list(options.hosts)}:{options.port}: "
+                                   f"{exc}") from exc
+
+    def prepare(self, cql: str, idempotent: bool = True):
+        try:
+            statement = self.session.prepare(cql.format(ks=self.keyspace))
+        except (NoHostAvailable, DriverException, OSError) as exc:
+            raise StoreUnavailable(f"Cassandra/Scylla could not prepare a statement: {exc}") from exc
+        statement.is_idempotent = idempotent
+        return statement
+
+    def run(self, statements_and_params: list, timeout_s: float | None) -> list:
+        """Run statements with at most `concurrency` in flight, each bounded by what is
+        left of `timeout_s`; driver failures become StoreUnavailable or DeadlineExceeded."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        in_flight: deque = deque()
+        results: list = []
+        try:
+            for statement, params in statements_and_params:
+                if len(in_flight) >= self.options.concurrency:
+                    results.append(in_flight.popleft().result())
+                in_flight.append(self.session.execute_async(statement, params, timeout=self._timeout(deadline)))
+            while in_flight:
+                results.append(in_flight.popleft().result())
+        except (NoHostAvailable, DriverException, ConnectionException, OSError) as exc:
+            if deadline is not None and isinstance(exc, OperationTimedOut) and time.monotonic() >= deadline - 0.005:
+                raise DeadlineExceeded(f"Cassandra/Scylla did not answer within {timeout_s:.3f} s") from exc
+            raise StoreUnavailable(f"Cassandra/Scylla request failed: {type(exc).__name__}: {exc}") from exc
+        return results
+
+    def _timeout(self, deadline: float | None) -> float:
+        if deadline is None:
+            return self.options.request_timeout_s
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise OperationTimedOut("deadline passed before the request was sent")
+        return min(left, self.options.request_timeout_s)
+
+    def close(self) -> None:
+        self.cluster.shutdown()

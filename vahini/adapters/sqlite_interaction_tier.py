@@ -1,0 +1,113 @@
+"""Interaction hot tier on SQLite (embedded): one file that the worker, the server
+and `vahini history` on this machine all see. Each call is one transaction."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from typing import Sequence
+
+from vahini.adapters.sqlite_util import connect, transaction, unavailable
+from vahini.ports.interaction_store import HistoryQuery, OpenSession, StoredInteraction, newest_first
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS hot_sessions (user_id TEXT PRIMARY KEY, session_id TEXT NOT NULL,
+    partition INTEGER NOT NULL, last_seen_ms INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS hot_sessions_by_partition ON hot_sessions (partition);
+CREATE TABLE IF NOT EXISTS hot_interactions (user_id TEXT NOT NULL, event_id TEXT NOT NULL, type TEXT NOT NULL,
+    event_time_ms INTEGER NOT NULL, body TEXT NOT NULL, dirty INTEGER NOT NULL,
+    PRIMARY KEY (user_id, event_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS hot_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+class SqliteInteractionTier:
+    def __init__(self, path: str):
+        self.path = path
+        self._conn = connect(path)
+        self._conn.executescript(_SCHEMA)
+        self._lock = threading.Lock()
+
+    def _read(self, sql: str, params: tuple = ()) -> list:
+        with self._lock, unavailable(f"SQLite interaction tier {self.path}"):
+            return self._conn.execute(sql, params).fetchall()
+
+    def _write(self, *statements: tuple[str, tuple | list, bool]) -> None:
+        """(sql, params, many) in one transaction."""
+        with self._lock, unavailable(f"SQLite interaction tier {self.path}"), transaction(self._conn):
+            for sql, params, many in statements:
+                (self._conn.executemany if many else self._conn.execute)(sql, params)
+
+    def session(self, user_id: str) -> OpenSession | None:
+        rows = self._read("SELECT session_id, partition, last_seen_ms FROM hot_sessions WHERE user_id = ?", (user_id,))
+        return OpenSession(user_id, *rows[0]) if rows else None
+
+    @staticmethod
+    def _rows(user_id: str, items: Sequence[StoredInteraction], dirty: int) -> list[tuple]:
+        return [(user_id, i.event_id, i.type, i.event_time_ms, i.to_json(), dirty) for i in items]
+
+    def load(self, session: OpenSession, history: Sequence[StoredInteraction]) -> None:
+        self._write(
+            ("INSERT OR IGNORE INTO hot_interactions VALUES (?, ?, ?, ?, ?, ?)",
+             self._rows(session.user_id, history, 0), True),
+            ("INSERT OR REPLACE INTO hot_sessions VALUES (?, ?, ?, ?)",
+             (session.user_id, session.session_id, session.partition, session.last_seen_ms), False))
+
+    def append(self, user_id: str, items: Sequence[StoredInteraction], now_ms: int, partition: int) -> bool:
+        # An event id already held keeps its row; if it was flushed, it stays flushed.
+        with self._lock, unavailable(f"SQLite interaction tier {self.path}"), transaction(self._conn):
+            updated = self._conn.execute("UPDATE hot_sessions SET last_seen_ms = MAX(last_seen_ms, ?) "
+                                         "WHERE user_id = ?", (now_ms, user_id)).rowcount
+            if updated:
+                self._conn.executemany("INSERT OR IGNORE INTO hot_interactions VALUES (?, ?, ?, ?, ?, ?)",
+                                       self._rows(user_id, items, 1))
+        return bool(updated)
+
+    def touch(self, user_id: str, now_ms: int, partition: int) -> bool:
+        return self.append(user_id, [], now_ms, partition)
+
+    def dirty(self, user_id: str) -> list[StoredInteraction]:
+        rows = self._read("SELECT body FROM hot_interactions WHERE user_id = ? AND dirty = 1", (user_id,))
+        return [StoredInteraction.from_json(b) for (b,) in rows]
+
+    def mark_flushed(self, user_id: str, event_ids: Sequence[str]) -> None:
+        self._write(("UPDATE hot_interactions SET dirty = 0 WHERE user_id = ? AND event_id = ?",
+                     [(user_id, e) for e in event_ids], True))
+
+    def evict(self, user_id: str) -> bool:
+        with self._lock, unavailable(f"SQLite interaction tier {self.path}"), transaction(self._conn):
+            if self._conn.execute("SELECT 1 FROM hot_interactions WHERE user_id = ? AND dirty = 1 LIMIT 1",
+                                  (user_id,)).fetchone():
+                return False
+            self._conn.execute("DELETE FROM hot_interactions WHERE user_id = ?", (user_id,))
+            self._conn.execute("DELETE FROM hot_sessions WHERE user_id = ?", (user_id,))
+        return True
+
+    def sessions(self, partition: int) -> list[OpenSession]:
+        rows = self._read("SELECT user_id, session_id, partition, last_seen_ms FROM hot_sessions WHERE partition = ?",
+                          (partition,))
+        return [OpenSession(*r) for r in rows]
+
+    def read(self, query: HistoryQuery) -> list[StoredInteraction] | None:
+        if self.session(query.user_id) is None:
+            return None
+        marks = ",".join("?" * len(query.types))
+        rows = self._read(
+            f"SELECT body FROM hot_interactions WHERE user_id = ? AND type IN ({marks}) AND event_time_ms >= ? "
+            f"AND event_time_ms < ? ORDER BY event_time_ms DESC, event_id DESC LIMIT ?",
+            (query.user_id, *query.types, query.since_ms or 0,
+             2**62 if query.until_ms is None else query.until_ms, query.limit))
+        return newest_first([StoredInteraction.from_json(b) for (b,) in rows])
+
+    def trim(self, user_id: str, type_: str, keep_newest: int) -> None:
+        self._write(("DELETE FROM hot_interactions WHERE user_id = ? AND type = ? AND dirty = 0 AND event_id NOT IN "
+                     "(SELECT event_id FROM hot_interactions WHERE user_id = ? AND type = ? "
+                     " ORDER BY event_time_ms DESC, event_id DESC LIMIT ?)",
+                     (user_id, type_, user_id, type_, keep_newest), False))
+
+    def generation(self) -> str:
+        self._write(("INSERT OR IGNORE INTO hot_meta VALUES ('generation', ?)", (uuid.uuid4().hex,), False))
+        return self._read("SELECT value FROM hot_meta WHERE name = 'generation'")[0][0]
+
+    def close(self) -> None:
+        self._conn.close()

@@ -1,0 +1,148 @@
+"""Ports of the interaction store: a durable cold tier of every user's history, and
+a hot tier holding the history of users whose session is open.
+
+The cold tier is the record. The hot tier is loaded at a session's START, takes
+the session's new interactions (marked dirty until flushed to the cold tier), and
+is evicted when the session ends. The event log is the write-ahead log of what is
+dirty: a worker never commits past an interaction that lives only in the hot tier.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Mapping, Protocol, Sequence
+
+TYPES = ("CLICK", "ORDER", "WISHLIST")
+
+
+@dataclass(frozen=True, slots=True)
+class StoredInteraction:
+    event_id: str
+    user_id: str
+    product_id: str
+    category_id: str | None
+    type: str
+    event_time_ms: int
+    attributes: Mapping[str, str] = field(default_factory=dict)
+
+    def newest_first_key(self) -> tuple[int, str]:
+        """Sort key, descending: newest first, ties by event id (the same on every tier)."""
+        return self.event_time_ms, self.event_id
+
+    def to_json(self) -> str:
+        return json.dumps([self.event_id, self.user_id, self.product_id, self.category_id, self.type,
+                           self.event_time_ms, dict(self.attributes)], separators=(",", ":"), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> "StoredInteraction":
+        event_id, user_id, product_id, category_id, type_, time_ms, attributes = json.loads(text)
+        return cls(event_id, user_id, product_id, category_id, type_, time_ms, attributes)
+
+    @classmethod
+    def of_event(cls, event: Mapping) -> "StoredInteraction":
+        """From a decoded Interaction event."""
+        return cls(event["event_id"], event["user_id"], event["product_id"], event.get("category_id"),
+                   event["type"], event["event_time_ms"], dict(event.get("attributes") or {}))
+
+
+def newest_first(items: Sequence[StoredInteraction], limit: int | None = None) -> list[StoredInteraction]:
+    """Newest first, each event id once."""
+    seen: set[str] = set()
+    out = []
+    for item in sorted(items, key=StoredInteraction.newest_first_key, reverse=True):
+        if item.event_id not in seen:
+            seen.add(item.event_id)
+            out.append(item)
+    return out if limit is None else out[:limit]
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryQuery:
+    """Interactions of one user: of `types`, newest first, at most `limit`, with
+    since_ms <= event time < until_ms when given."""
+
+    user_id: str
+    types: tuple[str, ...] = TYPES
+    limit: int = 100
+    since_ms: int | None = None
+    until_ms: int | None = None
+
+    def admits(self, item: StoredInteraction) -> bool:
+        return (item.type in self.types and (self.since_ms is None or item.event_time_ms >= self.since_ms)
+                and (self.until_ms is None or item.event_time_ms < self.until_ms))
+
+
+class ColdInteractions(Protocol):
+    """Durable history. Writes are idempotent: an event id is stored once per user and
+    type, whatever is replayed. Rows expire `retention` after their event time."""
+
+    def write(self, items: Sequence[StoredInteraction], timeout_s: float | None = None) -> int:
+        """Store `items` durably; return how many store writes (partition mutations) it took."""
+        ...
+
+    def read(self, query: HistoryQuery, timeout_s: float | None = None) -> list[StoredInteraction]:
+        """Newest first, each event id once."""
+        ...
+
+    def trim(self, user_id: str, type_: str, keep_newest: int, timeout_s: float | None = None) -> int:
+        """Delete all but the `keep_newest` newest of a user's interactions of a type; return writes made."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class OpenSession:
+    user_id: str
+    session_id: str
+    partition: int
+    last_seen_ms: int
+
+
+class InteractionHotTier(Protocol):
+    """The histories of users with an open session. Appends are atomic and
+    idempotent (an event id is held once). Everything a worker needs to carry a
+    session across a restart or a rebalance lives here."""
+
+    def session(self, user_id: str) -> OpenSession | None: ...
+
+    def load(self, session: OpenSession, history: Sequence[StoredInteraction]) -> None:
+        """Open `session` holding `history` (clean: already durable in the cold tier)."""
+        ...
+
+    def append(self, user_id: str, items: Sequence[StoredInteraction], now_ms: int, partition: int) -> bool:
+        """If the user has an open session, add `items` to it as dirty, mark the user seen
+        at `now_ms` and return True; else change nothing and return False."""
+        ...
+
+    def touch(self, user_id: str, now_ms: int, partition: int) -> bool:
+        """`append` with nothing to add: a session event of an open session."""
+        ...
+
+    def dirty(self, user_id: str) -> list[StoredInteraction]: ...
+
+    def mark_flushed(self, user_id: str, event_ids: Sequence[str]) -> None: ...
+
+    def evict(self, user_id: str) -> bool:
+        """Drop the user's session and history unless something is still dirty; True if evicted."""
+        ...
+
+    def sessions(self, partition: int) -> list[OpenSession]:
+        """Open sessions of users whose events are in `partition`."""
+        ...
+
+    def read(self, query: HistoryQuery) -> list[StoredInteraction] | None:
+        """The user's history if a session is open (newest first), else None."""
+        ...
+
+    def trim(self, user_id: str, type_: str, keep_newest: int) -> None:
+        """Keep the newest `keep_newest` clean interactions of a type; dirty ones always stay."""
+        ...
+
+    def generation(self) -> str:
+        """A token written at first use. When it changes, the tier lost its data (a
+        restart without persistence) and workers must rebuild it from the log."""
+        ...
+
+    def close(self) -> None: ...
