@@ -108,7 +108,9 @@ def config_store(settings: Settings) -> ConfigStore:
     return ZooKeeperConfigStore(parsed.netloc, parsed.path or "/vahini")
 
 
-def interaction_hot_tier(settings: Settings):
+def interaction_hot_tier(settings: Settings, timeout_s: float = 2.0):
+    """The interaction hot tier. Readers pass a short `timeout_s` (a slow tier is bypassed);
+    the worker keeps the default, since it must not give up on data that is not durable."""
     url = settings.interactions.hot_tier
     if _scheme(url, "interactions.hot_tier", ("sqlite", "redis", "rediss")) == "sqlite":
         from vahini.adapters.sqlite_interaction_tier import SqliteInteractionTier
@@ -116,7 +118,7 @@ def interaction_hot_tier(settings: Settings):
         return SqliteInteractionTier(_sqlite_path(url))
     from vahini.adapters.redis_interaction_tier import RedisInteractionTier
 
-    return RedisInteractionTier(url, settings.interactions.namespace, settings.cache.timeout_ms / 1000 * 4)
+    return RedisInteractionTier(url, settings.interactions.namespace, timeout_s)
 
 
 def cold_interactions(settings: Settings):

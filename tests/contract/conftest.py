@@ -53,3 +53,29 @@ def event_log(request, tmp_path):
     log = wiring.event_log(Settings(event_log=url, kafka_session_timeout_ms=6000))
     yield log
     log.close()
+
+
+def _interaction_settings(request, tmp_path, unique, engine: str) -> Settings:
+    from vahini.settings import InteractionSettings
+
+    if engine == "sqlite":
+        return Settings(feature_store=f"sqlite:///{tmp_path}/features.db",
+                        interactions=InteractionSettings(hot_tier=f"sqlite:///{tmp_path}/ihot.db"))
+    endpoint, keyspace = request.getfixturevalue("cassandra_endpoint"), request.getfixturevalue("cassandra_keyspace")
+    return Settings(feature_store=f"cassandra://{endpoint}/{keyspace}",
+                    interactions=InteractionSettings(hot_tier=request.getfixturevalue("redis_url"),
+                                                     namespace=f"ih-{unique}", bucket_days=1))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("cassandra", marks=real)])
+def cold_interactions(request, tmp_path, unique):
+    tier = wiring.cold_interactions(_interaction_settings(request, tmp_path, unique, request.param))
+    yield tier
+    tier.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("redis", marks=real)])
+def interaction_hot_tier(request, tmp_path, unique):
+    tier = wiring.interaction_hot_tier(_interaction_settings(request, tmp_path, unique, request.param))
+    yield tier
+    tier.close()

@@ -1,0 +1,59 @@
+"""Reading interaction histories: from the hot tier while the user's session is
+open (it holds the loaded history plus everything since), else from the cold tier.
+A hot tier that hangs or is down is bypassed by a circuit breaker: reads then come
+from the cold tier, without what open sessions have not flushed yet."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vahini.circuit import CircuitBreaker
+from vahini.errors import InvalidEvent, Reason, StoreUnavailable
+from vahini.logs import get_logger
+from vahini.ports.interaction_store import TYPES, ColdInteractions, HistoryQuery, InteractionHotTier, StoredInteraction
+from vahini.settings import Settings
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class History:
+    user_id: str
+    source: str  # "hot" or "cold": which tier answered
+    interactions: list[StoredInteraction]
+
+
+class InteractionReader:
+    def __init__(self, hot: InteractionHotTier, cold: ColdInteractions, settings: Settings):
+        self._hot = hot
+        self._cold = cold
+        self._max_limit = settings.interactions.max_read_limit
+        self._breaker = CircuitBreaker("interaction hot tier", hot.generation, settings.cache.probe_interval_s)
+
+    def check(self, query: HistoryQuery) -> None:
+        """Raise InvalidEvent (INVALID_ARGUMENT) for a query that cannot be answered."""
+        if not query.user_id:
+            raise InvalidEvent(Reason.MISSING_KEY, "user_id: required")
+        unknown = [t for t in query.types if t not in TYPES]
+        if unknown or not query.types:
+            raise InvalidEvent(Reason.WRONG_TYPE, f"types: {unknown or 'none'}; allowed: {', '.join(TYPES)}")
+        if not 1 <= query.limit <= self._max_limit:
+            raise InvalidEvent(Reason.OUT_OF_RANGE, f"limit: {query.limit} is outside 1..{self._max_limit} "
+                                                    f"(interactions.max_read_limit)")
+        if query.since_ms is not None and query.until_ms is not None and query.since_ms >= query.until_ms:
+            raise InvalidEvent(Reason.OUT_OF_RANGE, f"time range: since_ms {query.since_ms} is not before "
+                                                    f"until_ms {query.until_ms}")
+
+    def history(self, query: HistoryQuery, timeout_s: float | None = None) -> History:
+        self.check(query)
+        try:
+            hot = self._breaker.call("interactions_read", self._hot.read, query)
+        except StoreUnavailable as exc:
+            log.debug("interaction_hot_tier_bypassed", error=str(exc))
+            hot = None
+        if hot is not None:
+            return History(query.user_id, "hot", hot)
+        return History(query.user_id, "cold", self._cold.read(query, timeout_s))
+
+    def close(self) -> None:
+        self._breaker.close()

@@ -1,0 +1,137 @@
+"""The interaction store's two ports, on every engine: SQLite and Cassandra for the
+cold tier, SQLite and Redis for the hot tier."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+from vahini.ports.interaction_store import HistoryQuery, OpenSession, StoredInteraction
+
+DAY_MS = 86_400_000
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def clicks(user: str, n: int, start_ms: int, step_ms: int = 1000, type_: str = "CLICK") -> list[StoredInteraction]:
+    return [StoredInteraction(f"{user}-{type_}-{i}", user, f"p{i}", f"c{i % 3}", type_, start_ms + i * step_ms,
+                              {"position": str(i)}) for i in range(n)]
+
+
+def user() -> str:
+    return f"u-{uuid.uuid4().hex[:8]}"
+
+
+# -- cold tier ---------------------------------------------------------------------
+def test_cold_reads_newest_first_by_type_and_limit_and_keeps_every_field(cold_interactions):
+    u, t = user(), now_ms() - 3_600_000
+    items = clicks(u, 5, t) + clicks(u, 2, t + 500, type_="ORDER")
+    cold_interactions.write(items)
+    got = cold_interactions.read(HistoryQuery(u, ("CLICK",), 3))
+    assert [i.event_id for i in got] == [f"{u}-CLICK-4", f"{u}-CLICK-3", f"{u}-CLICK-2"]
+    assert got[0] == items[4]  # product, category, time and attributes round-trip
+    both = cold_interactions.read(HistoryQuery(u, ("CLICK", "ORDER"), 100))
+    assert [i.event_time_ms for i in both] == sorted((i.event_time_ms for i in items), reverse=True)
+
+
+def test_cold_time_range_spans_buckets_and_is_half_open(cold_interactions):
+    u, t = user(), now_ms() - 10 * DAY_MS
+    items = clicks(u, 8, t, step_ms=DAY_MS)  # one a day: several one-day buckets on Cassandra
+    cold_interactions.write(items)
+    got = cold_interactions.read(HistoryQuery(u, ("CLICK",), 100, since_ms=t + 2 * DAY_MS, until_ms=t + 6 * DAY_MS))
+    assert [i.event_id for i in got] == [f"{u}-CLICK-{k}" for k in (5, 4, 3, 2)]
+    assert len(cold_interactions.read(HistoryQuery(u, ("CLICK",), 3))) == 3
+
+
+def test_cold_replays_never_duplicate_an_event(cold_interactions):
+    u, t = user(), now_ms() - 60_000
+    items = clicks(u, 4, t)
+    for _ in range(3):
+        cold_interactions.write(items)
+    cold_interactions.write(list(reversed(items[1:3])))
+    assert [i.event_id for i in cold_interactions.read(HistoryQuery(u, limit=100))] == \
+        [f"{u}-CLICK-{k}" for k in (3, 2, 1, 0)]
+
+
+def test_cold_writes_one_mutation_per_partition(cold_interactions):
+    u, t = user(), now_ms() - 60_000
+    assert cold_interactions.write(clicks(u, 50, t, step_ms=10) + clicks(u, 3, t, type_="ORDER")) == 2
+
+
+def test_cold_trim_keeps_the_newest_per_type_only(cold_interactions):
+    u, t = user(), now_ms() - 5 * DAY_MS
+    cold_interactions.write(clicks(u, 10, t, step_ms=DAY_MS // 3) + clicks(u, 2, t, type_="ORDER"))
+    cold_interactions.trim(u, "CLICK", 4)
+    assert [i.event_id for i in cold_interactions.read(HistoryQuery(u, ("CLICK",), 100))] == \
+        [f"{u}-CLICK-{k}" for k in (9, 8, 7, 6)]
+    assert len(cold_interactions.read(HistoryQuery(u, ("ORDER",), 100))) == 2
+
+
+def test_cold_retention_hides_and_skips_old_events(cold_interactions):
+    u = user()
+    old = clicks(u, 1, now_ms() - 200 * DAY_MS)  # beyond the default 180 days
+    cold_interactions.write(old + clicks(u, 1, now_ms() - 1000, type_="ORDER"))
+    assert [i.type for i in cold_interactions.read(HistoryQuery(u, limit=10))] == ["ORDER"]
+
+
+# -- hot tier ----------------------------------------------------------------------
+def test_hot_session_lifecycle_load_append_flush_evict(interaction_hot_tier):
+    hot, u, t = interaction_hot_tier, user(), now_ms()
+    assert hot.session(u) is None and hot.read(HistoryQuery(u)) is None
+    assert hot.append(u, clicks(u, 1, t), t, 3) is False  # no open session: nothing held
+    history = clicks(u, 3, t - 10_000)
+    hot.load(OpenSession(u, "s1", 3, t), history)
+    assert hot.session(u) == OpenSession(u, "s1", 3, t)
+    new = [StoredInteraction(f"{u}-new", u, "p9", None, "ORDER", t + 5, {})]
+    assert hot.append(u, new, t + 10, 3) is True
+    assert [i.event_id for i in hot.read(HistoryQuery(u))] == [f"{u}-new", *[h.event_id for h in reversed(history)]]
+    assert hot.dirty(u) == new and hot.session(u).last_seen_ms == t + 10
+    assert [s.user_id for s in hot.sessions(3)] == [u] and hot.sessions(4) == []
+    assert hot.evict(u) is False  # something is dirty: never dropped
+    hot.mark_flushed(u, [f"{u}-new"])
+    assert hot.dirty(u) == [] and hot.evict(u) is True
+    assert hot.session(u) is None and hot.sessions(3) == [] and hot.read(HistoryQuery(u)) is None
+
+
+def test_hot_appends_are_idempotent_and_concurrent_writers_lose_nothing(interaction_hot_tier):
+    hot, u, t = interaction_hot_tier, user(), now_ms()
+    hot.load(OpenSession(u, "s", 0, t), [])
+    batches = [clicks(u, 50, t + w * 1000)[w::4] for w in range(4)]
+
+    def write(items):
+        for item in items:
+            hot.append(u, [item], t, 0)
+    threads = [threading.Thread(target=write, args=(b,)) for b in batches]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    hot.append(u, batches[0], t, 0)  # a replay
+    expected = {i.event_id for b in batches for i in b}
+    assert {i.event_id for i in hot.dirty(u)} == expected
+    assert len(hot.read(HistoryQuery(u, limit=1000))) == len(expected)
+
+
+def test_hot_reads_filter_by_type_time_and_limit(interaction_hot_tier):
+    hot, u, t = interaction_hot_tier, user(), now_ms()
+    hot.load(OpenSession(u, "s", 0, t), clicks(u, 6, t - 6000) + clicks(u, 2, t - 6000, type_="WISHLIST"))
+    got = hot.read(HistoryQuery(u, ("CLICK",), 10, since_ms=t - 5000, until_ms=t - 2000))
+    assert [i.event_id for i in got] == [f"{u}-CLICK-{k}" for k in (3, 2, 1)]
+    assert [i.type for i in hot.read(HistoryQuery(u, ("WISHLIST",), 1))] == ["WISHLIST"]
+
+
+def test_hot_trim_keeps_dirty_interactions(interaction_hot_tier):
+    hot, u, t = interaction_hot_tier, user(), now_ms()
+    hot.load(OpenSession(u, "s", 0, t), clicks(u, 5, t - 60_000))
+    old_dirty = StoredInteraction(f"{u}-late", u, "p", None, "CLICK", t - 120_000, {})
+    hot.append(u, [old_dirty], t, 0)
+    hot.trim(u, "CLICK", 2)
+    assert [i.event_id for i in hot.read(HistoryQuery(u, ("CLICK",), 10))] == \
+        [f"{u}-CLICK-4", f"{u}-CLICK-3", f"{u}-late"]
+
+
+def test_hot_generation_is_stable_until_the_data_is_lost(interaction_hot_tier):
+    assert interaction_hot_tier.generation() == interaction_hot_tier.generation() != ""
