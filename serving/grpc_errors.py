@@ -63,3 +63,13 @@ class ErrorMapping(grpc.ServerInterceptor):
 
         return grpc.unary_unary_rpc_method_handler(guarded, request_deserializer=handler.request_deserializer,
                                                    response_serializer=handler.response_serializer)
+
+
+def time_left(context: grpc.ServicerContext) -> float | None:
+    """Seconds left of the caller's deadline (None: no deadline); DEADLINE_EXCEEDED once it has passed."""
+    remaining = context.time_remaining()
+    if remaining is None or remaining > 1e9:  # gRPC reports "no deadline" as a huge number
+        return None
+    if remaining <= 0:
+        raise BadRequest(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded before the response was ready")
+    return remaining

@@ -56,4 +56,7 @@ class InteractionReader:
         return History(query.user_id, "cold", self._cold.read(query, timeout_s))
 
     def close(self) -> None:
+        """Stop probing and close both tiers."""
         self._breaker.close()
+        self._hot.close()
+        self._cold.close()

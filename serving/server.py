@@ -1,4 +1,5 @@
-"""gRPC FeatureService: Retrieve and Persist, with health checking and reflection."""
+"""The gRPC server: FeatureService (Retrieve, Persist) and InteractionService, with
+health checking and reflection."""
 
 from __future__ import annotations
 
@@ -29,22 +30,15 @@ from vahini.validation import EventLimits, validate_feature_update
 from serving import convert
 from serving.api import feature_service_pb2 as pb
 from serving.api import feature_service_pb2_grpc as pb_grpc
-from serving.grpc_errors import BadRequest, ErrorMapping
+from serving.api import interaction_service_pb2_grpc as ipb_grpc
+from serving.grpc_errors import BadRequest, ErrorMapping, time_left
+from serving.interaction_service import INTERACTION_SERVICE_NAME, InteractionServicer
+from serving.interactions import InteractionReader
 from serving.retrieval import FeatureReader
 
 log = get_logger(__name__)
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["FeatureService"].full_name
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
-
-
-def _time_left(context: grpc.ServicerContext) -> float | None:
-    """Seconds left of the caller's deadline (None: no deadline); DEADLINE_EXCEEDED once it has passed."""
-    remaining = context.time_remaining()
-    if remaining is None or remaining > 1e9:  # gRPC reports "no deadline" as a huge number
-        return None
-    if remaining <= 0:
-        raise BadRequest(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded before the response was ready")
-    return remaining
 
 
 class FeatureServicer(pb_grpc.FeatureServiceServicer):
@@ -61,9 +55,9 @@ class FeatureServicer(pb_grpc.FeatureServiceServicer):
         self._check_retrieve(request)
         selected = {g.group: list(g.features) for g in request.groups}
         results = self._reader.retrieve(request.entity, list(request.keys), list(selected),
-                                        {g: f for g, f in selected.items() if f}, timeout_s=_time_left(context),
+                                        {g: f for g, f in selected.items() if f}, timeout_s=time_left(context),
                                         registry=self._registry())
-        _time_left(context)
+        time_left(context)
         return pb.RetrieveResponse(keys=request.keys, groups=[convert.group_values(r) for r in results])
 
     def _check_retrieve(self, request: pb.RetrieveRequest) -> None:
@@ -98,7 +92,7 @@ class FeatureServicer(pb_grpc.FeatureServiceServicer):
             except InvalidEvent as exc:
                 raise type(exc)(exc.reason, f"updates[{i}]: {exc.detail}") from None
         rows = unexpired(newest_per_key(row_of(v) for v in valid), now_ms)
-        self._store.write(rows, timeout_s=_time_left(context))
+        self._store.write(rows, timeout_s=time_left(context))
         self._cache.fence(rows)
         self._reader.forget(rows)
         return pb.PersistResponse(rows_written=len(rows))
@@ -125,14 +119,18 @@ def start_server(settings: Settings, port: int | None = None) -> RunningServer:
     follower = RegistryFollower(wiring.config_store(settings))
     registry = lambda: follower.current  # noqa: E731
     reader = FeatureReader(store, cache, registry)
+    histories = InteractionReader(wiring.interaction_hot_tier(settings, timeout_s=settings.cache.timeout_ms / 1000),
+                                  wiring.cold_interactions(settings), settings)
 
     def close_backends() -> None:
+        histories.close()
         follower.close()
         cache.close()
         store.close()
 
     server = _grpc_server(settings)
     pb_grpc.add_FeatureServiceServicer_to_server(FeatureServicer(reader, store, cache, registry, settings), server)
+    ipb_grpc.add_InteractionServiceServicer_to_server(InteractionServicer(histories), server)
     health_servicer = _add_health_and_reflection(server)
     address = f"{settings.serving.host}:{settings.serving.port if port is None else port}"
     try:
@@ -162,9 +160,10 @@ def _grpc_server(settings: Settings) -> grpc.Server:
 def _add_health_and_reflection(server: grpc.Server) -> health.HealthServicer:
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    for name in ("", SERVICE_NAME):
+    for name in ("", SERVICE_NAME, INTERACTION_SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    reflection.enable_server_reflection((SERVICE_NAME, INTERACTION_SERVICE_NAME, health.SERVICE_NAME,
+                                         reflection.SERVICE_NAME), server)
     return health_servicer
 
 

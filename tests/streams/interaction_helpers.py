@@ -70,8 +70,6 @@ class Reader:
 
     def close(self) -> None:
         self.reader.close()
-        self.hot.close()
-        self.cold.close()
 
 
 def producer(settings: Settings) -> EventProducer:

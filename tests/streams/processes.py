@@ -18,9 +18,10 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "VAHINI_HOT_TIER": settings.hot_tier, "VAHINI_CONFIG_STORE": settings.config_store,
         "VAHINI_KAFKA_SESSION_TIMEOUT_MS": str(settings.kafka_session_timeout_ms),
     })
-    for section in ("topics", "ingest", "cache"):
+    for section in ("topics", "ingest", "cache", "interactions"):
         for name, value in getattr(settings, section).model_dump().items():
-            env[f"VAHINI_{section.upper()}__{name.upper()}"] = str(value)
+            if value is not None:
+                env[f"VAHINI_{section.upper()}__{name.upper()}"] = str(value)
     return env
 
 

@@ -27,7 +27,9 @@ examples:
   vahini produce --kind feature-update rows.jsonl
   vahini ingest features --batch-size 5000       # one worker; start more to scale
   vahini replay --topic vahini.feature-updates --from 2026-11-26T00:00:00Z
-  vahini serve --port 50051                      # gRPC FeatureService
+  vahini ingest interactions                     # the interaction store's worker
+  vahini history u42 --type click --limit 10     # a user's interactions, hot or cold
+  vahini serve --port 50051                      # gRPC FeatureService and InteractionService
 """
 
 
@@ -46,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_dead_letters(sub)
     _add_serve(sub)
     _add_get(sub)
+    _add_history(sub)
     return p
 
 
@@ -109,6 +112,17 @@ def _add_ingest(sub) -> None:
                    help="exit 0 once the group has committed the log end seen at start (bulk loads, scripts); "
                         "prints a JSON summary")
     f.set_defaults(run=commands.ingest_features)
+    n = isub.add_parser("interactions", help="consume interactions and session events into the interaction store",
+                        description="Sessions drive users into and out of the hot tier: START loads the user's "
+                                    "history from the cold tier; interactions of an open session go to the hot "
+                                    "tier, others straight to the cold tier; END, or interactions."
+                                    "inactivity_timeout_s without an event of the user, flushes the session to the "
+                                    "cold tier and evicts it. Offsets are committed only up to the oldest "
+                                    "interaction not yet in the cold tier, so a crash replays, never loses. "
+                                    "Invalid events go to the dead-letter topic. SIGTERM stops cleanly.")
+    n.add_argument("--group", help="consumer group (default: interactions.group)")
+    n.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on this port")
+    n.set_defaults(run=commands.ingest_interactions)
 
 
 def _add_replay(sub) -> None:
@@ -159,6 +173,19 @@ def _add_get(sub) -> None:
     g.add_argument("--keys", required=True, help="comma-separated entity keys (multi-column keys joined by |)")
     g.add_argument("--groups", required=True, help="comma-separated feature groups")
     g.set_defaults(run=commands.get)
+
+
+def _add_history(sub) -> None:
+    h = sub.add_parser("history", help="print users' interaction histories, newest first",
+                       description="Read each user's interactions the way InteractionService does: from the hot "
+                                   "tier while the user's session is open, else from the cold tier. --json prints "
+                                   "one object a line: {user_id, source (hot or cold), interactions: [...]}.")
+    h.add_argument("user_ids", nargs="+", metavar="USER_ID", help="one or more user ids")
+    h.add_argument("--type", dest="types", action="append", choices=["click", "order", "wishlist"],
+                   help="only this type (repeatable; default: every type)")
+    h.add_argument("--limit", type=int, default=20, help="interactions per user (default %(default)s)")
+    h.add_argument("--json", action="store_true", help="one JSON object a line instead of a table")
+    h.set_defaults(run=commands.history)
 
 
 def main(argv: list[str] | None = None) -> int:

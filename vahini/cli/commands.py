@@ -95,6 +95,45 @@ def ingest_features(args) -> int:
     return 0
 
 
+def ingest_interactions(args) -> int:
+    from streams.app import run_interaction_ingest
+
+    settings = _settings(args, metrics_port=args.metrics_port)
+    if args.group:
+        settings = settings.model_copy(update={"interactions": settings.interactions.model_copy(
+            update={"group": args.group})})
+    stats = run_interaction_ingest(settings)
+    print(json.dumps({"events": stats.events, "to_hot": stats.to_hot, "to_cold": stats.to_cold,
+                      "sessions_started": stats.sessions_started, "sessions_ended": stats.sessions_ended,
+                      "cold_writes": stats.cold_writes, "dead_lettered": stats.dead_lettered}))
+    return 0
+
+
+def history(args) -> int:
+    from serving.interactions import InteractionReader
+    from vahini.ports.interaction_store import TYPES, HistoryQuery
+
+    settings = _settings(args)
+    reader = InteractionReader(wiring.interaction_hot_tier(settings, timeout_s=0.5), wiring.cold_interactions(settings),
+                               settings)
+    types = tuple(t.upper() for t in args.types) if args.types else TYPES
+    try:
+        for user in args.user_ids:
+            h = reader.history(HistoryQuery(user, types, args.limit))
+            rows = [{"event_id": i.event_id, "product_id": i.product_id, "category_id": i.category_id,
+                     "type": i.type, "event_time_ms": i.event_time_ms} for i in h.interactions]
+            if args.json:
+                print(json.dumps({"user_id": user, "source": h.source, "interactions": rows}))
+                continue
+            print(f"{user} ({h.source}, {len(rows)} shown)")
+            for r in rows:
+                print(f"  {_iso(r['event_time_ms'])}  {r['type']:<8} {r['product_id']:<16} "
+                      f"{r['category_id'] or '-':<12} {r['event_id']}")
+    finally:
+        reader.close()
+    return 0
+
+
 def replay(args) -> int:
     from streams.replay import PositionError, replay
     from streams.worker import stop_on_signals
