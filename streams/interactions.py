@@ -113,6 +113,8 @@ class InteractionWorker:
         """Adopt the open sessions of partitions just assigned; forget those revoked
         (their new owner replays from the commit and adopts them in turn)."""
         current = set(self._consumer.assignment())
+        if current != self._owned:
+            self._committed.clear()  # a commit lost to the rebalance must be made again
         for tp in self._owned - current:
             self._unflushed.pop(tp, None)
             self._next_offset.pop(tp, None)

@@ -77,17 +77,28 @@ class PrivateRedis:
     for this test only."""
 
     def __init__(self) -> None:
-        from tests.services import free_port, port_open
+        from tests.services import free_port
+
+        self.port = free_port()
+        self._start()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+
+    def _start(self) -> None:
+        from tests.services import port_open
 
         binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-        self.port = free_port()
         self._proc = subprocess.Popen([binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                                       "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                       "--appendonly", "no", "--maxmemory-policy", "noeviction"],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while not port_open("127.0.0.1", self.port):
             assert time.monotonic() < deadline, "private redis-server did not start"
             time.sleep(0.05)
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+
+    def restart_empty(self) -> None:
+        """Kill and start again on the same port without persistence: every key is gone."""
+        self.stop()
+        self._start()
 
     def hang(self) -> None:
         os.kill(self._proc.pid, signal.SIGSTOP)

@@ -97,3 +97,43 @@ def test_vahini_history_prints_json_lines_per_user(request, tmp_path, unique):
     assert ben["source"] == "hot" and ben["interactions"][0]["event_id"] == "y1"
     assert [i["event_id"] for i in history("ann", "--type", "click")[0]["interactions"]] == ["x1"]
     worker.close()
+
+
+@pytest.mark.real_service
+def test_a_hung_hot_tier_is_bypassed_and_reads_come_from_the_cold_tier(request, tmp_path, unique):
+    from serving.interactions import InteractionReader
+    from tests.faults import PrivateRedis
+    from vahini import wiring
+    from vahini.ports.interaction_store import HistoryQuery, OpenSession, StoredInteraction
+
+    redis = PrivateRedis()
+    settings = interaction_settings("real", request, tmp_path, unique, hot_tier=redis.url)
+    cold = wiring.cold_interactions(settings)
+    item = StoredInteraction(f"{unique}-1", f"{unique}-u", "p", None, "CLICK", int(time.time() * 1000) - 1000, {})
+    cold.write([item])
+    writer = wiring.interaction_hot_tier(settings)
+    writer.load(OpenSession(item.user_id, "s", 0, 0), [item])
+    reader = InteractionReader(wiring.interaction_hot_tier(settings, timeout_s=settings.cache.timeout_ms / 1000),
+                               wiring.cold_interactions(settings), settings)
+    assert reader.history(HistoryQuery(item.user_id)).source == "hot"
+    from prometheus_client import REGISTRY
+
+    bypassed = lambda: REGISTRY.get_sample_value("vahini_cache_bypassed_total",  # noqa: E731
+                                                 {"operation": "interactions_read"}) or 0
+    before = bypassed()
+    redis.hang()
+    try:
+        started = time.monotonic()
+        sources = [reader.history(HistoryQuery(item.user_id)).source for _ in range(20)]
+        elapsed = time.monotonic() - started
+        assert sources == ["cold"] * 20
+        # One cache timeout for the first call, then the breaker skips the hung tier.
+        assert bypassed() - before >= 19
+        assert elapsed < 5.0, f"{elapsed:.2f} s for 20 reads: the hung tier was waited on"
+    finally:
+        redis.resume()
+    wait_for(lambda: reader.history(HistoryQuery(item.user_id)).source == "hot", 10, "the hot tier back in use")
+    reader.close()
+    writer.close()
+    cold.close()
+    redis.stop()
