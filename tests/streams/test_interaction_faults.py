@@ -131,18 +131,23 @@ def settings_for(kind, request, tmp_path, unique, **overrides):
                                 checkpoint_interval_s=2.0, batch_size=50, **overrides)
 
 
+def sessions_open(settings, load: Workload, log_path, worker_settings=None) -> InteractionWorkerProcess:
+    """Produce the first half, start a worker, and wait until sessions are open in the hot tier."""
+    load.first_half()
+    worker = InteractionWorkerProcess(worker_settings or settings, log_path)
+    reader = Reader(settings)
+    wait_for(lambda: reader.history(load.users[1]).source == "hot", 60, "sessions open in the hot tier")
+    reader.close()
+    return worker
+
+
 @pytest.mark.parametrize("kind", STACKS)
 def test_kill_9_in_the_middle_of_sessions_loses_nothing(kind, request, tmp_path, unique):
     settings = settings_for(kind, request, tmp_path, unique)
     load = Workload(settings, seed=1, prefix=unique)
-    load.first_half()
-    worker = InteractionWorkerProcess(settings, tmp_path / "worker1.log")
-    reader = Reader(settings)
-    wait_for(lambda: reader.history(load.users[1]).source == "hot", 60, "sessions open in the hot tier")
-    reader.close()
-    worker.kill9()  # sessions open, their interactions only in the hot tier
+    sessions_open(settings, load, tmp_path / "first.log").kill9()  # their interactions only in the hot tier
     load.second_half()
-    worker = InteractionWorkerProcess(settings, tmp_path / "worker2.log")
+    worker = InteractionWorkerProcess(settings, tmp_path / "restarted.log")
     load.check(worker)
     worker.stop()
 
@@ -151,16 +156,12 @@ def test_kill_9_in_the_middle_of_sessions_loses_nothing(kind, request, tmp_path,
 def test_a_rebalance_moves_open_sessions_and_loses_nothing(kind, request, tmp_path, unique):
     settings = settings_for(kind, request, tmp_path, unique)
     load = Workload(settings, seed=2, prefix=unique)
-    load.first_half()
-    first = InteractionWorkerProcess(settings, tmp_path / "worker3.log")
-    reader = Reader(settings)
-    wait_for(lambda: reader.history(load.users[1]).source == "hot", 60, "sessions open in the hot tier")
-    second = InteractionWorkerProcess(settings, tmp_path / "worker4.log")  # takes half the partitions and their sessions
+    first = sessions_open(settings, load, tmp_path / "first.log")
+    second = InteractionWorkerProcess(settings, tmp_path / "second.log")  # takes half the partitions and sessions
     load.second_half()
     time.sleep(1.0)
     first.stop()  # and back: the survivor adopts every open session
     load.check(second)
-    reader.close()
     second.stop()
 
 
@@ -169,11 +170,7 @@ def test_a_redis_restart_that_loses_all_memory_loses_nothing(request, tmp_path, 
     redis = PrivateRedis()
     settings = settings_for("real", request, tmp_path, unique, hot_tier=redis.url)
     load = Workload(settings, seed=3, prefix=unique)
-    load.first_half()
-    worker = InteractionWorkerProcess(settings, tmp_path / "worker5.log")
-    reader = Reader(settings)
-    wait_for(lambda: reader.history(load.users[1]).source == "hot", 60, "sessions open in the hot tier")
-    reader.close()
+    worker = sessions_open(settings, load, tmp_path / "worker.log")
     redis.restart_empty()
     load.second_half()
     load.check(worker)
@@ -189,11 +186,7 @@ def test_a_cassandra_outage_loses_nothing(request, tmp_path, unique):
     base = settings_for("real", request, tmp_path, unique)
     behind_proxy = base.model_copy(update={"feature_store": f"cassandra://127.0.0.1:{proxy.port}/{keyspace}"})
     load = Workload(base, seed=4, prefix=unique)
-    load.first_half()
-    worker = InteractionWorkerProcess(behind_proxy, tmp_path / "worker6.log")
-    reader = Reader(base)
-    wait_for(lambda: reader.history(load.users[1]).source == "hot", 60, "sessions open in the hot tier")
-    reader.close()
+    worker = sessions_open(base, load, tmp_path / "worker.log", behind_proxy)
     proxy.hang()  # Cassandra stops answering: flushes, loads and cold writes time out and are retried
     load.second_half()
     time.sleep(60)  # a minute without Cassandra
