@@ -79,6 +79,8 @@ class InteractionWorker:
         self._seen: dict[str, tuple[TopicPartition, int]] = {}     # open sessions: user -> (tp, last seen ms)
         self._idle_heap: list[tuple[int, str]] = []
         self._pending_cold: list[StoredInteraction] = []
+        self._buffered: dict[str, tuple[TopicPartition, int, list[StoredInteraction]]] = {}
+        self._prefetched: dict[str, list[StoredInteraction]] = {}
         self._pending_dead: list[tuple[Record, InvalidEvent]] = []
         self._committed: dict[TopicPartition, int] = {}
 
@@ -137,53 +139,97 @@ class InteractionWorker:
 
     # -- one batch -----------------------------------------------------------------
     def _process(self, records: list[Record]) -> None:
-        for record in records:
+        decoded = [self._decode(r) for r in records]
+        self._prefetch_histories({e["user_id"] for name, e in decoded if name == SESSION_EVENT and e["type"] == "START"})
+        for record, (name, event) in zip(records, decoded):
             tp = (record.topic, record.partition)
             self._next_offset[tp] = record.offset + 1
             self.stats.events += 1
             try:
-                name, event = self._codec.decode(record.value)
+                if isinstance(event, InvalidEvent):
+                    raise event
                 self._apply(name, event, record, tp)
             except InvalidEvent as exc:
                 self._pending_dead.append((record, exc))
+        self._append_buffered()
+        self._prefetched.clear()
         metrics.INTERACTION_EVENTS.inc(len(records))
 
-    def _apply(self, name: str, event: dict, record: Record, tp: TopicPartition) -> None:
+    def _decode(self, record: Record) -> tuple[str | None, dict | InvalidEvent]:
+        try:
+            return self._codec.decode(record.value)
+        except InvalidEvent as exc:
+            return None, exc
+
+    def _prefetch_histories(self, users: set[str]) -> None:
+        """The cold histories of users starting a session in this batch, read all at
+        once: one round trip for the batch instead of one per START."""
+        cap = self._settings.max_per_type
+        queries = [HistoryQuery(u, (t,), cap) for u in sorted(users) for t in TYPES]
+        results: list[list[StoredInteraction]] = []
+        if queries:
+            self._retry("load_history", lambda: results.extend(self._cold.read_many(queries)))
+        for query, items in zip(queries, results):
+            self._prefetched.setdefault(query.user_id, []).extend(items)
+
+    def _apply(self, name: str | None, event: dict, record: Record, tp: TopicPartition) -> None:
         if name == INTERACTION:
             check_interaction_ids(event, self._limits, self._now_ms())
             self._interaction(StoredInteraction.of_event(event), record, tp)
         elif name == SESSION_EVENT:
             check_interaction_ids(event, self._limits, self._now_ms())
+            self._append_buffered()  # what came before this session event is applied before it
             (self._start if event["type"] == "START" else self._end)(event["user_id"], event["session_id"], tp)
         else:
             raise InvalidEvent(Reason.WRONG_EVENT_TYPE, f"expected {INTERACTION} or {SESSION_EVENT}, got {name}")
 
     def _interaction(self, item: StoredInteraction, record: Record, tp: TopicPartition) -> None:
+        """Buffered per user until the batch ends or a session event comes: then one
+        round trip appends every user's interactions (see _append_buffered)."""
+        buffered = self._buffered.setdefault(item.user_id, (tp, record.offset, []))
+        buffered[2].append(item)
+
+    def _append_buffered(self) -> None:
+        """Append buffered interactions of users with an open session to the hot tier;
+        the others go straight to the cold tier."""
+        if not self._buffered:
+            return
+        buffered, self._buffered = self._buffered, {}
         now = self._now_ms()
-        appended: list[bool] = []
-        self._retry("hot_append", lambda: appended.append(self._hot.append(item.user_id, [item], now, tp[1])))
-        if appended and appended[0]:
-            self._unflushed.setdefault(tp, {}).setdefault(item.user_id, record.offset)
-            self._track(item.user_id, tp, now)
-            self.stats.to_hot += 1
-        else:
-            self._pending_cold.append(item)  # no open session: straight to the cold tier
-            self.stats.to_cold += 1
+        appended: set[str] = set()
+        self._retry("hot_append", lambda: appended.update(self._hot.append_many(
+            {user: (tp[1], items) for user, (tp, _, items) in buffered.items()}, now)))
+        for user, (tp, first_offset, items) in buffered.items():
+            if user in appended:
+                self._unflushed.setdefault(tp, {}).setdefault(user, first_offset)
+                self._track(user, tp, now)
+                self.stats.to_hot += len(items)
+            else:
+                self._pending_cold.extend(items)  # no open session: straight to the cold tier
+                self.stats.to_cold += len(items)
 
     def _start(self, user: str, session_id: str, tp: TopicPartition) -> None:
         now = self._now_ms()
         touched: list[bool] = []
         self._retry("hot_touch", lambda: touched.append(self._hot.touch(user, now, tp[1])))
         if not touched[0]:
-            self._write_pending_cold()  # what this batch sent straight to cold belongs in the history loaded
-            history: list[StoredInteraction] = []
-            cap = self._settings.max_per_type
-            self._retry("load_history", lambda: history.extend(
-                item for t in TYPES for item in self._cold.read(HistoryQuery(user, (t,), cap))))
+            history = self._history_to_load(user)
             self._retry("hot_load", lambda: self._hot.load(OpenSession(user, session_id, tp[1], now), history))
             self.stats.sessions_started += 1
             metrics.SESSIONS.labels("started").inc()
         self._track(user, tp, now)
+
+    def _history_to_load(self, user: str) -> list[StoredInteraction]:
+        """The user's cold history, as prefetched for this batch unless something of the
+        user reached the cold tier since (then read again)."""
+        if user in self._prefetched and not any(i.user_id == user for i in self._pending_cold):
+            return self._prefetched.pop(user)
+        self._write_pending_cold()  # what this batch sent straight to cold belongs in the history loaded
+        history: list[StoredInteraction] = []
+        cap = self._settings.max_per_type
+        self._retry("load_history", lambda: history.extend(
+            item for t in TYPES for item in self._cold.read(HistoryQuery(user, (t,), cap))))
+        return history
 
     def _end(self, user: str, session_id: str, tp: TopicPartition) -> None:
         if user not in self._seen:
@@ -197,6 +243,7 @@ class InteractionWorker:
     # -- flushing ------------------------------------------------------------------
     def _flush(self, user: str, tp: TopicPartition) -> bool:
         """Write the user's dirty interactions to the cold tier, then mark them clean."""
+        self._prefetched.pop(user, None)  # the cold tier is about to change
         dirty: list[StoredInteraction] = []
         if not self._retry("hot_dirty", lambda: dirty.extend(self._hot.dirty(user))):
             return False
@@ -218,10 +265,11 @@ class InteractionWorker:
         if not self._flush(user, tp):
             return
         cap = self._settings.max_per_type
+        held: list[StoredInteraction] = []  # enough to count each type up to cap + 1, in one read
+        self._retry("hot_read", lambda: held.extend(self._hot.read(HistoryQuery(user, TYPES, len(TYPES) * (cap + 1)))
+                                                    or []))
         for t in TYPES:  # the cold tier keeps the newest `cap` per type; trim only where the session passed it
-            held: list = []
-            self._retry("hot_read", lambda t=t: held.extend(self._hot.read(HistoryQuery(user, (t,), cap + 1)) or []))
-            if len(held) > cap:
+            if sum(1 for i in held if i.type == t) > cap:
                 self._retry("cold_trim", lambda t=t: self._count_writes(self._cold.trim(user, t, cap)))
         self._retry("hot_evict", lambda: self._hot.evict(user))
         self._seen.pop(user, None)
@@ -262,6 +310,7 @@ class InteractionWorker:
     def _finish_batch(self) -> bool:
         """Cold writes and dead letters durable, then commit up to the oldest interaction
         held only in the hot tier. False if stopped before it was done."""
+        self._append_buffered()
         if not self._write_pending_cold():
             return False
         if self._pending_dead:

@@ -56,9 +56,9 @@ def test_cold_replays_never_duplicate_an_event(cold_interactions):
         [f"{u}-CLICK-{k}" for k in (3, 2, 1, 0)]
 
 
-def test_cold_writes_one_mutation_per_partition(cold_interactions):
-    u, t = user(), now_ms() - 60_000
-    assert cold_interactions.write(clicks(u, 50, t, step_ms=10) + clicks(u, 3, t, type_="ORDER")) == 2
+def test_cold_writes_one_mutation_per_user_and_bucket(cold_interactions):
+    u, v, t = user(), user(), now_ms() - 60_000
+    assert cold_interactions.write(clicks(u, 50, t, step_ms=10) + clicks(u, 3, t, type_="ORDER") + clicks(v, 2, t)) == 2
 
 
 def test_cold_trim_keeps_the_newest_per_type_only(cold_interactions):
@@ -135,3 +135,14 @@ def test_hot_trim_keeps_dirty_interactions(interaction_hot_tier):
 
 def test_hot_generation_is_stable_until_the_data_is_lost(interaction_hot_tier):
     assert interaction_hot_tier.generation() == interaction_hot_tier.generation() != ""
+
+
+def test_hot_append_many_appends_to_open_sessions_only(interaction_hot_tier):
+    hot, t = interaction_hot_tier, now_ms()
+    a, b, c = user(), user(), user()
+    hot.load(OpenSession(a, "s", 1, t), [])
+    hot.load(OpenSession(c, "s", 2, t), [])
+    appended = hot.append_many({a: (1, clicks(a, 3, t)), b: (1, clicks(b, 2, t)), c: (2, clicks(c, 1, t))}, t + 5)
+    assert appended == {a, c}
+    assert len(hot.dirty(a)) == 3 and hot.session(b) is None and len(hot.dirty(c)) == 1
+    assert hot.session(c).last_seen_ms == t + 5

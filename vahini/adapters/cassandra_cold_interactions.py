@@ -1,13 +1,14 @@
 """Cold interaction tier on ScyllaDB or Apache Cassandra.
 
-One partition per (user, type, time bucket), so no partition grows without bound;
-rows clustered newest first by (event time, event id), so an event id is stored
-once whatever is replayed, and "the last N" is a slice from the top. Each row
-carries a TTL that runs out `retention_s` after its event time.
+One partition per (user, time bucket), so no partition grows without bound; rows
+clustered by type, then newest first by (event time, event id), so an event id is
+stored once whatever is replayed, and "the last N of a type" is a slice from the
+top of the type's range. Each row carries a TTL that runs out `retention_s`
+after its event time.
 
 A flush writes one UNLOGGED batch per partition it touches: a batch confined to
-one partition is a single mutation on its replicas, so a session of 50 clicks in
-one bucket costs one write, not 50.
+one partition is a single mutation on its replicas, so a session of 50 clicks and
+orders within one bucket costs one write, not 50.
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ from vahini.ports.interaction_store import HistoryQuery, StoredInteraction, newe
 
 TABLE = """
 CREATE TABLE IF NOT EXISTS {ks}.interactions (
-    user_id text, type text, bucket int, event_time_ms bigint, event_id text,
+    user_id text, bucket int, type text, event_time_ms bigint, event_id text,
     product_id text, category_id text, attributes map<text, text>,
-    PRIMARY KEY ((user_id, type, bucket), event_time_ms, event_id)
-) WITH CLUSTERING ORDER BY (event_time_ms DESC, event_id DESC)
+    PRIMARY KEY ((user_id, bucket), type, event_time_ms, event_id)
+) WITH CLUSTERING ORDER BY (type ASC, event_time_ms DESC, event_id DESC)
 """
 
 DAY_MS = 86_400_000
@@ -38,17 +39,17 @@ class CassandraColdInteractions:
         self.retention_s = retention_s
         self._bucket_ms = bucket_days * DAY_MS
         self._insert = connection.prepare(
-            "INSERT INTO {ks}.interactions (user_id, type, bucket, event_time_ms, event_id, product_id, "
+            "INSERT INTO {ks}.interactions (user_id, bucket, type, event_time_ms, event_id, product_id, "
             "category_id, attributes) VALUES (?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?")
         self._select = connection.prepare(
             "SELECT event_id, user_id, product_id, category_id, type, event_time_ms, attributes "
-            "FROM {ks}.interactions WHERE user_id = ? AND type = ? AND bucket = ? "
+            "FROM {ks}.interactions WHERE user_id = ? AND bucket = ? AND type = ? "
             "AND event_time_ms >= ? AND event_time_ms < ? LIMIT ?")
         self._delete_older = connection.prepare(
-            "DELETE FROM {ks}.interactions WHERE user_id = ? AND type = ? AND bucket = ? "
+            "DELETE FROM {ks}.interactions WHERE user_id = ? AND bucket = ? AND type = ? "
             "AND (event_time_ms, event_id) < (?, ?)")
-        self._delete_bucket = connection.prepare(
-            "DELETE FROM {ks}.interactions WHERE user_id = ? AND type = ? AND bucket = ?")
+        self._delete_type_in_bucket = connection.prepare(
+            "DELETE FROM {ks}.interactions WHERE user_id = ? AND bucket = ? AND type = ?")
 
     def _bucket(self, event_time_ms: int) -> int:
         return event_time_ms // self._bucket_ms
@@ -60,8 +61,8 @@ class CassandraColdInteractions:
             ttl_s = self.retention_s - (now_ms - i.event_time_ms) // 1000
             if ttl_s <= 0:
                 continue  # older than the retention: it would expire on arrival
-            batch = partitions[(i.user_id, i.type, self._bucket(i.event_time_ms))]
-            batch.add(self._insert, (i.user_id, i.type, self._bucket(i.event_time_ms), i.event_time_ms,
+            batch = partitions[(i.user_id, self._bucket(i.event_time_ms))]
+            batch.add(self._insert, (i.user_id, self._bucket(i.event_time_ms), i.type, i.event_time_ms,
                                      i.event_id, i.product_id, i.category_id, dict(i.attributes), int(ttl_s)))
         for batch in partitions.values():
             batch.is_idempotent = True
@@ -69,19 +70,37 @@ class CassandraColdInteractions:
         return len(partitions)
 
     def read(self, query: HistoryQuery, timeout_s: float | None = None) -> list[StoredInteraction]:
-        """Bucket by bucket from the newest; every row of an older bucket is older than
-        every row of a newer one, so reading stops once `limit` rows are in hand."""
+        return self.read_many([query], timeout_s)[0]
+
+    def read_many(self, queries: Sequence[HistoryQuery], timeout_s: float | None = None) -> list[list[StoredInteraction]]:
+        """The newest bucket of every query first: most reads end there. Every row of an
+        older bucket is older than every row of a newer one, so a query with `limit` rows
+        in hand is done; the others read their older buckets all at once, in one more
+        round trip. Statements of all queries run concurrently."""
         now_ms = int(time.time() * 1000)
-        since = max(query.since_ms or 0, now_ms - self.retention_s * 1000)
-        until = query.until_ms if query.until_ms is not None else now_ms + DAY_MS
-        found: list[StoredInteraction] = []
-        for bucket in range(self._bucket(until - 1), self._bucket(since) - 1, -1):
-            statements = [(self._select, (query.user_id, t, bucket, since, until, query.limit)) for t in query.types]
-            for rows in self._connection.run(statements, timeout_s):
-                found.extend(StoredInteraction(e, u, p, c, t, ms, dict(a or {})) for e, u, p, c, t, ms, a in rows)
-            if len(found) >= query.limit:
-                break
-        return newest_first(found, query.limit)
+        plans = []
+        for q in queries:
+            since = max(q.since_ms or 0, now_ms - self.retention_s * 1000)
+            until = q.until_ms if q.until_ms is not None else now_ms + DAY_MS
+            plans.append((q, since, until, list(range(self._bucket(until - 1), self._bucket(since) - 1, -1))))
+        found = self._read_buckets([(q, since, until, buckets[:1]) for q, since, until, buckets in plans], timeout_s)
+        rest = [(i, (q, since, until, buckets[1:])) for i, (q, since, until, buckets) in enumerate(plans)
+                if len(found[i]) < q.limit and len(buckets) > 1]
+        for (i, _), more in zip(rest, self._read_buckets([plan for _, plan in rest], timeout_s)):
+            found[i] += more
+        return [newest_first(items, q.limit) for items, q in zip(found, queries)]
+
+    def _read_buckets(self, plans: list, timeout_s: float | None) -> list[list[StoredInteraction]]:
+        statements, owner = [], []
+        for i, (q, since, until, buckets) in enumerate(plans):
+            for b in buckets:
+                for t in q.types:
+                    statements.append((self._select, (q.user_id, b, t, since, until, q.limit)))
+                    owner.append(i)
+        found: list[list[StoredInteraction]] = [[] for _ in plans]
+        for i, rows in zip(owner, self._connection.run(statements, timeout_s)):
+            found[i].extend(StoredInteraction(e, u, p, c, t, ms, dict(a or {})) for e, u, p, c, t, ms, a in rows)
+        return found
 
     def trim(self, user_id: str, type_: str, keep_newest: int, timeout_s: float | None = None) -> int:
         kept = self.read(HistoryQuery(user_id, (type_,), keep_newest + 1), timeout_s)
@@ -90,12 +109,13 @@ class CassandraColdInteractions:
         cut = kept[keep_newest - 1] if keep_newest else None
         oldest_bucket = self._bucket(int(time.time() * 1000) - self.retention_s * 1000)
         if cut is None:
-            statements = [(self._delete_bucket, (user_id, type_, b))
+            statements = [(self._delete_type_in_bucket, (user_id, b, type_))
                           for b in range(self._bucket(kept[0].event_time_ms), oldest_bucket - 1, -1)]
         else:
             top = self._bucket(cut.event_time_ms)
-            statements = [(self._delete_older, (user_id, type_, top, cut.event_time_ms, cut.event_id))]
-            statements += [(self._delete_bucket, (user_id, type_, b)) for b in range(top - 1, oldest_bucket - 1, -1)]
+            statements = [(self._delete_older, (user_id, top, type_, cut.event_time_ms, cut.event_id))]
+            statements += [(self._delete_type_in_bucket, (user_id, b, type_))
+                           for b in range(top - 1, oldest_bucket - 1, -1)]
         self._connection.run(statements, timeout_s)
         return len(statements)
 

@@ -2,9 +2,12 @@
 
 Per user, under one hash tag so a user's keys live on one shard:
   {ns}:{user}:s          HASH  session_id, partition, last_seen_ms
-  {ns}:{user}:t:CLICK    ZSET  event_id scored by event time (one per type)
-  {ns}:{user}:d          HASH  event_id -> the interaction (JSON)
+  {ns}:{user}:h:CLICK    STRING the history loaded at START, one encoded list per type
+  {ns}:{user}:t:CLICK    ZSET  event ids appended since, scored by event time (one per type)
+  {ns}:{user}:d          HASH  event_id -> an appended interaction (JSON)
   {ns}:{user}:dirty      SET   event ids not yet in the cold tier
+The loaded history is a few strings, not 500 hash fields, so a START makes the
+user readable in a handful of commands; reads merge it with what was appended.
 and per partition {ns}:open:{p}, a ZSET of users with an open session scored by
 last seen, so a worker that takes over a partition finds its sessions.
 
@@ -16,12 +19,16 @@ holds data that is not yet durable: run Redis with `maxmemory-policy noeviction`
 from __future__ import annotations
 
 import uuid
-from typing import Sequence
+from typing import Mapping, Sequence
 
+import msgspec
 import redis
 
 from vahini.errors import StoreUnavailable
 from vahini.ports.interaction_store import TYPES, HistoryQuery, OpenSession, StoredInteraction, newest_first
+
+_LIST_ENCODE = msgspec.json.Encoder().encode
+_LIST_DECODE = msgspec.json.Decoder().decode
 
 # Evict only when nothing is dirty, in one step: a late append is never dropped.
 _EVICT = """
@@ -46,6 +53,15 @@ redis.call('HSET', KEYS[1], 'last_seen_ms', ARGV[1])
 redis.call('ZADD', KEYS[n], ARGV[1], ARGV[2])
 return 1
 """
+
+
+def _encode_list(items: Sequence[StoredInteraction]) -> bytes:
+    return _LIST_ENCODE([(i.event_id, i.user_id, i.product_id, i.category_id, i.type, i.event_time_ms, i.attributes)
+                         for i in items])
+
+
+def _decode_list(blob: bytes) -> list[StoredInteraction]:
+    return [StoredInteraction(*row) for row in _LIST_DECODE(blob)]
 
 
 class RedisInteractionTier:
@@ -78,29 +94,32 @@ class RedisInteractionTier:
 
     def load(self, session: OpenSession, history: Sequence[StoredInteraction]) -> None:
         u = session.user_id
+        by_type: dict[str, list[StoredInteraction]] = {t: [] for t in TYPES}
+        for i in history:
+            by_type[i.type].append(i)
         pipe = self._redis.pipeline(transaction=True)
-        self._add(pipe, u, history)
+        for t, items in by_type.items():
+            pipe.set(self._user(u, f"h:{t}"), _encode_list(items))
         pipe.hset(self._user(u, "s"), mapping={"session_id": session.session_id, "partition": session.partition,
                                                "last_seen_ms": session.last_seen_ms})
         pipe.zadd(self._open(session.partition), {u: session.last_seen_ms})
         self._call("load", pipe.execute)
 
-    def _add(self, pipe, user_id: str, items: Sequence[StoredInteraction]) -> None:
-        by_type: dict[str, dict[str, int]] = {}
-        for i in items:
-            by_type.setdefault(i.type, {})[i.event_id] = i.event_time_ms
-        for type_, members in by_type.items():
-            pipe.zadd(self._user(user_id, f"t:{type_}"), members)
-        if items:
-            pipe.hset(self._user(user_id, "d"), mapping={i.event_id: i.to_json() for i in items})
-
     def append(self, user_id: str, items: Sequence[StoredInteraction], now_ms: int, partition: int) -> bool:
-        keys = [self._user(user_id, "s"), self._user(user_id, "d"), self._user(user_id, "dirty"),
-                *[self._user(user_id, f"t:{t}") for t in TYPES], self._open(partition)]
-        args: list = [now_ms, user_id]
-        for i in items:
-            args += [i.event_id, TYPES.index(i.type) + 1, i.event_time_ms, i.to_json()]
-        return bool(self._call("append", lambda: self._append(keys=keys, args=args)))
+        return user_id in self.append_many({user_id: (partition, items)}, now_ms)
+
+    def append_many(self, appends: Mapping[str, tuple[int, Sequence[StoredInteraction]]], now_ms: int) -> set[str]:
+        """One script per user (each atomic), all in one round trip."""
+        pipe = self._redis.pipeline(transaction=False)
+        for user_id, (partition, items) in appends.items():
+            keys = [self._user(user_id, "s"), self._user(user_id, "d"), self._user(user_id, "dirty"),
+                    *[self._user(user_id, f"t:{t}") for t in TYPES], self._open(partition)]
+            args: list = [now_ms, user_id]
+            for i in items:
+                args += [i.event_id, TYPES.index(i.type) + 1, i.event_time_ms, i.to_json()]
+            self._append(keys=keys, args=args, client=pipe)
+        results = self._call("append", pipe.execute)
+        return {user for user, appended in zip(appends, results) if appended}
 
     def touch(self, user_id: str, now_ms: int, partition: int) -> bool:
         return self.append(user_id, [], now_ms, partition)
@@ -121,7 +140,8 @@ class RedisInteractionTier:
         if session is None:
             return True
         keys = [self._user(user_id, "dirty"), self._user(user_id, "s"), self._user(user_id, "d"),
-                *[self._user(user_id, f"t:{t}") for t in TYPES], self._open(session.partition)]
+                *[self._user(user_id, f"t:{t}") for t in TYPES], *[self._user(user_id, f"h:{t}") for t in TYPES],
+                self._open(session.partition)]
         return bool(self._call("evict", lambda: self._evict(keys=keys, args=[user_id])))
 
     def sessions(self, partition: int) -> list[OpenSession]:
@@ -131,32 +151,45 @@ class RedisInteractionTier:
 
     # -- reads -----------------------------------------------------------------
     def read(self, query: HistoryQuery) -> list[StoredInteraction] | None:
-        u = query.user_id
-        low = "-inf" if query.since_ms is None else query.since_ms
-        high = "+inf" if query.until_ms is None else f"({query.until_ms}"
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.exists(self._user(u, "s"))
-        for t in query.types:
-            pipe.zrevrangebyscore(self._user(u, f"t:{t}"), high, low, start=0, num=query.limit)
-        open_, *per_type = self._call("read", pipe.execute)
-        if not open_:
+        loaded, appended = self._held(query.user_id, query.types, query)
+        if loaded is None:
             return None
-        ids = [i for ids in per_type for i in ids]
-        if not ids:
-            return []
-        blobs = self._call("HMGET", lambda: self._redis.hmget(self._user(u, "d"), ids))
-        return newest_first([StoredInteraction.from_json(b) for b in blobs if b is not None], query.limit)
+        return newest_first([i for i in loaded if query.admits(i)] + appended, query.limit)
+
+    def _held(self, user_id: str, types: Sequence[str],
+              query: HistoryQuery | None = None) -> tuple[list[StoredInteraction] | None, list[StoredInteraction]]:
+        """(loaded history, appended interactions) of `types`; (None, []) without a session."""
+        low = "-inf" if query is None or query.since_ms is None else query.since_ms
+        high = "+inf" if query is None or query.until_ms is None else f"({query.until_ms}"
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.exists(self._user(user_id, "s"))
+        for t in types:
+            pipe.get(self._user(user_id, f"h:{t}"))
+            if query is None:
+                pipe.zrevrange(self._user(user_id, f"t:{t}"), 0, -1)
+            else:
+                pipe.zrevrangebyscore(self._user(user_id, f"t:{t}"), high, low, start=0, num=query.limit)
+        open_, *results = self._call("read", pipe.execute)
+        if not open_:
+            return None, []
+        loaded = [i for blob in results[0::2] if blob for i in _decode_list(blob)]
+        ids = [i for ids in results[1::2] for i in ids]
+        blobs = self._call("HMGET", lambda: self._redis.hmget(self._user(user_id, "d"), ids)) if ids else []
+        return loaded, [StoredInteraction.from_json(b) for b in blobs if b is not None]
 
     def trim(self, user_id: str, type_: str, keep_newest: int) -> None:
-        key = self._user(user_id, f"t:{type_}")
-        ids = self._call("ZREVRANGE", lambda: self._redis.zrevrange(key, keep_newest, -1))
-        dirty = self._call("SMEMBERS", lambda: self._redis.smembers(self._user(user_id, "dirty")))
-        drop = [i for i in ids if i not in dirty]
+        loaded, appended = self._held(user_id, (type_,))
+        if loaded is None:
+            return
+        dirty = {d.decode() for d in self._call("SMEMBERS", lambda: self._redis.smembers(self._user(user_id, "dirty")))}
+        keep = {i.event_id for i in newest_first(loaded + appended, keep_newest)} | dirty
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.set(self._user(user_id, f"h:{type_}"), _encode_list([i for i in loaded if i.event_id in keep]))
+        drop = [i.event_id for i in appended if i.event_id not in keep]
         if drop:
-            pipe = self._redis.pipeline(transaction=True)
-            pipe.zrem(key, *drop)
+            pipe.zrem(self._user(user_id, f"t:{type_}"), *drop)
             pipe.hdel(self._user(user_id, "d"), *drop)
-            self._call("trim", pipe.execute)
+        self._call("trim", pipe.execute)
 
     def generation(self) -> str:
         key = f"{self._ns}:generation"

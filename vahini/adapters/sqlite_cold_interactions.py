@@ -37,7 +37,7 @@ class SqliteColdInteractions:
                  json.dumps(dict(i.attributes), sort_keys=True)) for i in items]
         with self._lock, unavailable(f"SQLite interactions {self.path}"), transaction(self._conn):
             self._conn.executemany("INSERT OR IGNORE INTO interactions VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
-        return len({(i.user_id, i.type) for i in items})
+        return len({i.user_id for i in items})  # one transaction; counted per user, as Cassandra's partitions
 
     def read(self, query: HistoryQuery, timeout_s: float | None = None) -> list[StoredInteraction]:
         since = max(query.since_ms or 0, self._oldest_kept_ms())
@@ -50,6 +50,9 @@ class SqliteColdInteractions:
                 f"AND event_time_ms < ? ORDER BY event_time_ms DESC, event_id DESC LIMIT ?",
                 (query.user_id, *query.types, since, until, query.limit)).fetchall()
         return newest_first([StoredInteraction(e, u, p, c, t, ms, json.loads(a)) for e, u, p, c, t, ms, a in rows])
+
+    def read_many(self, queries: Sequence[HistoryQuery], timeout_s: float | None = None) -> list[list[StoredInteraction]]:
+        return [self.read(q, timeout_s) for q in queries]
 
     def trim(self, user_id: str, type_: str, keep_newest: int, timeout_s: float | None = None) -> int:
         with self._lock, unavailable(f"SQLite interactions {self.path}"), transaction(self._conn):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from vahini.adapters.sqlite_util import connect, transaction, unavailable
 from vahini.ports.interaction_store import HistoryQuery, OpenSession, StoredInteraction, newest_first
@@ -54,14 +54,19 @@ class SqliteInteractionTier:
              (session.user_id, session.session_id, session.partition, session.last_seen_ms), False))
 
     def append(self, user_id: str, items: Sequence[StoredInteraction], now_ms: int, partition: int) -> bool:
+        return user_id in self.append_many({user_id: (partition, items)}, now_ms)
+
+    def append_many(self, appends: Mapping[str, tuple[int, Sequence[StoredInteraction]]], now_ms: int) -> set[str]:
         # An event id already held keeps its row; if it was flushed, it stays flushed.
+        appended = set()
         with self._lock, unavailable(f"SQLite interaction tier {self.path}"), transaction(self._conn):
-            updated = self._conn.execute("UPDATE hot_sessions SET last_seen_ms = MAX(last_seen_ms, ?) "
-                                         "WHERE user_id = ?", (now_ms, user_id)).rowcount
-            if updated:
-                self._conn.executemany("INSERT OR IGNORE INTO hot_interactions VALUES (?, ?, ?, ?, ?, ?)",
-                                       self._rows(user_id, items, 1))
-        return bool(updated)
+            for user_id, (_, items) in appends.items():
+                if self._conn.execute("UPDATE hot_sessions SET last_seen_ms = MAX(last_seen_ms, ?) "
+                                      "WHERE user_id = ?", (now_ms, user_id)).rowcount:
+                    self._conn.executemany("INSERT OR IGNORE INTO hot_interactions VALUES (?, ?, ?, ?, ?, ?)",
+                                           self._rows(user_id, items, 1))
+                    appended.add(user_id)
+        return appended
 
     def touch(self, user_id: str, now_ms: int, partition: int) -> bool:
         return self.append(user_id, [], now_ms, partition)

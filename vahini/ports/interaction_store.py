@@ -9,9 +9,13 @@ dirty: a worker never commits past an interaction that lives only in the hot tie
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Mapping, Protocol, Sequence
+
+import msgspec
+
+_ENCODE = msgspec.json.Encoder().encode
+_DECODE = msgspec.json.Decoder().decode
 
 TYPES = ("CLICK", "ORDER", "WISHLIST")
 
@@ -30,13 +34,13 @@ class StoredInteraction:
         """Sort key, descending: newest first, ties by event id (the same on every tier)."""
         return self.event_time_ms, self.event_id
 
-    def to_json(self) -> str:
-        return json.dumps([self.event_id, self.user_id, self.product_id, self.category_id, self.type,
-                           self.event_time_ms, dict(self.attributes)], separators=(",", ":"), sort_keys=True)
+    def to_json(self) -> bytes:
+        return _ENCODE((self.event_id, self.user_id, self.product_id, self.category_id, self.type,
+                        self.event_time_ms, self.attributes))
 
     @classmethod
     def from_json(cls, text: str | bytes) -> "StoredInteraction":
-        event_id, user_id, product_id, category_id, type_, time_ms, attributes = json.loads(text)
+        event_id, user_id, product_id, category_id, type_, time_ms, attributes = _DECODE(text)
         return cls(event_id, user_id, product_id, category_id, type_, time_ms, attributes)
 
     @classmethod
@@ -85,6 +89,10 @@ class ColdInteractions(Protocol):
         """Newest first, each event id once."""
         ...
 
+    def read_many(self, queries: Sequence[HistoryQuery], timeout_s: float | None = None) -> list[list[StoredInteraction]]:
+        """`read` of each query, done together (one result per query, in order)."""
+        ...
+
     def trim(self, user_id: str, type_: str, keep_newest: int, timeout_s: float | None = None) -> int:
         """Delete all but the `keep_newest` newest of a user's interactions of a type; return writes made."""
         ...
@@ -114,6 +122,10 @@ class InteractionHotTier(Protocol):
     def append(self, user_id: str, items: Sequence[StoredInteraction], now_ms: int, partition: int) -> bool:
         """If the user has an open session, add `items` to it as dirty, mark the user seen
         at `now_ms` and return True; else change nothing and return False."""
+        ...
+
+    def append_many(self, appends: Mapping[str, tuple[int, Sequence[StoredInteraction]]], now_ms: int) -> set[str]:
+        """`append` for many users at once ({user: (partition, items)}); the users appended to."""
         ...
 
     def touch(self, user_id: str, now_ms: int, partition: int) -> bool:
