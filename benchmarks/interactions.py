@@ -1,9 +1,9 @@
 """The interaction store on a session workload, against the real Kafka, Cassandra and Redis.
 
-    .venv/bin/python -m benchmarks.interactions [--users 2000] [--idle-users 20000]
+    .venv/bin/python -m benchmarks.interactions [--users 2000] [--sessionless-users 1000]
 
 Sessions of 5 to 200 interactions (most short, a few long), for `--users` active
-users; `--idle-users` more users act once without a session. Four tables, each
+users; `--sessionless-users` more users act once without a session. Four tables, each
 with its baseline measured in the same run:
 
 1. Cassandra writes per interaction: the worker with the hot tier, against the
@@ -39,7 +39,7 @@ def session_lengths(rng: random.Random, users: int) -> list[int]:
     return [min(200, 5 + int(rng.paretovariate(1.2) * 5)) for _ in range(users)]
 
 
-def produce(settings, users: int, idle_users: int, seed: int) -> int:
+def produce(settings, users: int, sessionless_users: int, seed: int) -> int:
     rng = random.Random(seed)
     p = EventProducer.from_settings(settings, "bench")
     t0 = int(time.time() * 1000) - 3_600_000
@@ -57,7 +57,7 @@ def produce(settings, users: int, idle_users: int, seed: int) -> int:
         step += 1
     for u in range(users):
         p.session_event(f"a{u}", "s", "END", t0 + 10_000)
-    for u in range(idle_users):
+    for u in range(sessionless_users):
         p.interaction(f"i{u}", f"i{u}", f"p{rng.randrange(50_000)}", "CLICK", t0, category_id="c1")
         n += 1
     p.flush()
@@ -114,7 +114,7 @@ def session_load(settings, samples: int) -> list[list]:
         started = time.perf_counter()
         hot.load(OpenSession(user, "s", 0, 0), items)
         loads.append((time.perf_counter() - started) * 1000)
-        hot.evict(user)
+        hot.evict([user])
     cold.close()
     hot.close()
     return [["cold read of 500 events (3 types)", f"{np.percentile(reads, 50):.2f}", f"{np.percentile(reads, 99):.2f}"],
@@ -139,7 +139,7 @@ def read_latency(settings, samples: int) -> list[list]:
             lat.append((time.perf_counter() - started) * 1000)
         assert h.source == ("hot" if open_session else "cold") and len(h.interactions) == 50
         rows.append([label, f"{np.percentile(lat, 50):.2f}", f"{np.percentile(lat, 99):.2f}"])
-    hot_tier.evict("reader")
+    hot_tier.evict(["reader"])
     hot_tier.close()
     reader.close()
     base = float(rows[0][2])
@@ -151,7 +151,8 @@ def read_latency(settings, samples: int) -> list[list]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--users", type=int, default=2000, help="users with a session")
-    parser.add_argument("--idle-users", type=int, default=20_000, help="users acting once, without a session")
+    parser.add_argument("--sessionless-users", type=int, default=1000,
+                        help="users acting once without a session (written straight to the cold tier)")
     parser.add_argument("--samples", type=int, default=300, help="samples per latency row")
     args = parser.parse_args()
     run = uuid.uuid4().hex[:8]
@@ -160,11 +161,11 @@ def main() -> int:
     settings = base.model_copy(update={"topics": topics, "interactions": InteractionSettings(
         hot_tier=base.hot_tier, namespace=f"bench-{run}", group=f"bench-ia-{run}",
         inactivity_timeout_s=600, checkpoint_interval_s=600, batch_size=2000)})
-    events = produce(settings, args.users, args.idle_users, seed=5)
+    events = produce(settings, args.users, args.sessionless_users, seed=5)
     interactions = events
     elapsed, stats = run_worker(settings, events + 2 * args.users, args.users)
     print(table(f"Cassandra writes per interaction: {args.users:,} sessions of 5-200 events "
-                f"(mean {stats.to_hot / max(1, args.users):.0f}), {args.idle_users:,} users without a session",
+                f"(mean {stats.to_hot / max(1, args.users):.0f}), {args.sessionless_users:,} users without a session",
                 ["path", "interactions", "Cassandra writes", "writes per interaction", "vs write-through"],
                 [["write-through (one write per interaction): baseline", interactions, interactions, "1.000", "1.00x"],
                  ["hot tier, flushed at END", interactions, stats.cold_writes,

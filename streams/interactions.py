@@ -19,6 +19,7 @@ from __future__ import annotations
 import heapq
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -81,6 +82,8 @@ class InteractionWorker:
         self._pending_cold: list[StoredInteraction] = []
         self._buffered: dict[str, tuple[TopicPartition, int, list[StoredInteraction]]] = {}
         self._prefetched: dict[str, list[StoredInteraction]] = {}
+        self._ending: dict[str, TopicPartition] = {}
+        self._held: dict[str, Counter] = {}  # per open session loaded here: interactions held, by type
         self._pending_dead: list[tuple[Record, InvalidEvent]] = []
         self._committed: dict[TopicPartition, int] = {}
 
@@ -152,6 +155,7 @@ class InteractionWorker:
             except InvalidEvent as exc:
                 self._pending_dead.append((record, exc))
         self._append_buffered()
+        self._close_ending()
         self._prefetched.clear()
         metrics.INTERACTION_EVENTS.inc(len(records))
 
@@ -173,6 +177,9 @@ class InteractionWorker:
             self._prefetched.setdefault(query.user_id, []).extend(items)
 
     def _apply(self, name: str | None, event: dict, record: Record, tp: TopicPartition) -> None:
+        if event.get("user_id") in self._ending:
+            self._append_buffered()
+            self._close_ending()  # the user's END comes before this event
         if name == INTERACTION:
             check_interaction_ids(event, self._limits, self._now_ms())
             self._interaction(StoredInteraction.of_event(event), record, tp)
@@ -202,6 +209,8 @@ class InteractionWorker:
         for user, (tp, first_offset, items) in buffered.items():
             if user in appended:
                 self._unflushed.setdefault(tp, {}).setdefault(user, first_offset)
+                if user in self._held:
+                    self._held[user].update(i.type for i in items)
                 self._track(user, tp, now)
                 self.stats.to_hot += len(items)
             else:
@@ -215,6 +224,7 @@ class InteractionWorker:
         if not touched[0]:
             history = self._history_to_load(user)
             self._retry("hot_load", lambda: self._hot.load(OpenSession(user, session_id, tp[1], now), history))
+            self._held[user] = Counter(i.type for i in history)
             self.stats.sessions_started += 1
             metrics.SESSIONS.labels("started").inc()
         self._track(user, tp, now)
@@ -232,54 +242,77 @@ class InteractionWorker:
         return history
 
     def _end(self, user: str, session_id: str, tp: TopicPartition) -> None:
+        """Ends are closed together at the end of the batch (or before the user's next event)."""
         if user not in self._seen:
             session: list = []
             self._retry("hot_session", lambda: session.append(self._hot.session(user)))
             if session[0] is None:
                 metrics.SESSIONS.labels("end_without_session").inc()
                 return
-        self._close_session(user, tp, "ended")
+        self._ending[user] = tp
+
+    def _close_ending(self) -> None:
+        if self._ending:
+            ending, self._ending = self._ending, {}
+            self._close_sessions(ending, "ended")
 
     # -- flushing ------------------------------------------------------------------
-    def _flush(self, user: str, tp: TopicPartition) -> bool:
-        """Write the user's dirty interactions to the cold tier, then mark them clean."""
-        self._prefetched.pop(user, None)  # the cold tier is about to change
-        dirty: list[StoredInteraction] = []
-        if not self._retry("hot_dirty", lambda: dirty.extend(self._hot.dirty(user))):
+    def _flush(self, users: dict[str, TopicPartition]) -> bool:
+        """Write the users' dirty interactions to the cold tier, then mark them clean:
+        three round trips to the hot tier and one batch of cold writes for all of them."""
+        for user in users:
+            self._prefetched.pop(user, None)  # the cold tier is about to change
+        dirty: dict[str, list[StoredInteraction]] = {}
+        if not self._retry("hot_dirty", lambda: dirty.update(self._hot.dirty(list(users)))):
             return False
-        if dirty:
-            if not self._retry("cold_write", lambda: self._count_writes(self._cold.write(dirty))):
+        items = [i for held in dirty.values() for i in held]
+        if items:
+            if not self._retry("cold_write", lambda: self._count_writes(self._cold.write(items))):
                 return False
-            if not self._retry("hot_mark_flushed", lambda: self._hot.mark_flushed(user, [d.event_id for d in dirty])):
+            flushed = {u: [i.event_id for i in held] for u, held in dirty.items()}
+            if not self._retry("hot_mark_flushed", lambda: self._hot.mark_flushed(flushed)):
                 return False
-            self.stats.flushes += 1
-            metrics.FLUSHED.inc(len(dirty))
-        self._unflushed.get(tp, {}).pop(user, None)
+            self.stats.flushes += len(dirty)
+            metrics.FLUSHED.inc(len(items))
+        for user, tp in users.items():
+            self._unflushed.get(tp, {}).pop(user, None)
         return True
 
     def _count_writes(self, writes: int) -> None:
         self.stats.cold_writes += writes
         metrics.COLD_WRITES.inc(writes)
 
-    def _close_session(self, user: str, tp: TopicPartition, why: str) -> None:
-        if not self._flush(user, tp):
+    def _close_sessions(self, users: dict[str, TopicPartition], why: str) -> None:
+        """Flush, keep the cold tier to max_per_type where a session passed it, evict."""
+        if not self._flush(users):
             return
-        cap = self._settings.max_per_type
-        held: list[StoredInteraction] = []  # enough to count each type up to cap + 1, in one read
-        self._retry("hot_read", lambda: held.extend(self._hot.read(HistoryQuery(user, TYPES, len(TYPES) * (cap + 1)))
-                                                    or []))
-        for t in TYPES:  # the cold tier keeps the newest `cap` per type; trim only where the session passed it
-            if sum(1 for i in held if i.type == t) > cap:
-                self._retry("cold_trim", lambda t=t: self._count_writes(self._cold.trim(user, t, cap)))
-        self._retry("hot_evict", lambda: self._hot.evict(user))
-        self._seen.pop(user, None)
+        for user in users:
+            self._trim_cold(user)
+        evicted: set[str] = set()
+        self._retry("hot_evict", lambda: evicted.update(self._hot.evict(list(users))))
+        for user in users:
+            self._seen.pop(user, None)
+            self._held.pop(user, None)
+        self.stats.sessions_ended += len(users)
+        metrics.SESSIONS.labels(why).inc(len(users))
         metrics.OPEN_SESSIONS.set(len(self._seen))
-        self.stats.sessions_ended += 1
-        metrics.SESSIONS.labels(why).inc()
+
+    def _trim_cold(self, user: str) -> None:
+        cap = self._settings.max_per_type
+        counts = self._held.get(user)
+        if counts is None:  # adopted from another worker: count what the hot tier holds, in one read
+            held: list[StoredInteraction] = []
+            self._retry("hot_read", lambda: held.extend(
+                self._hot.read(HistoryQuery(user, TYPES, len(TYPES) * (cap + 1))) or []))
+            counts = Counter(i.type for i in held)
+        for t in TYPES:
+            if counts[t] > cap:
+                self._retry("cold_trim", lambda t=t: self._count_writes(self._cold.trim(user, t, cap)))
 
     def _end_idle_sessions(self) -> None:
         cutoff = self._now_ms() - int(self._settings.inactivity_timeout_s * 1000)
-        while self._idle_heap and self._idle_heap[0][0] <= cutoff and not self._stop.is_set():
+        idle: dict[str, TopicPartition] = {}
+        while self._idle_heap and self._idle_heap[0][0] <= cutoff:
             seen_ms, user = heapq.heappop(self._idle_heap)
             current = self._seen.get(user)
             if current is None:
@@ -287,15 +320,15 @@ class InteractionWorker:
             if current[1] != seen_ms:
                 heapq.heappush(self._idle_heap, (current[1], user))  # seen again since
                 continue
-            self._close_session(user, current[0], "idle")
+            idle[user] = current[0]
+        if idle:
+            self._close_sessions(idle, "idle")
 
     def _checkpoint_if_due(self) -> None:
         if time.monotonic() < self._next_checkpoint:
             return
         self._next_checkpoint = time.monotonic() + self._settings.checkpoint_interval_s
-        for tp, users in list(self._unflushed.items()):
-            for user in list(users):
-                self._flush(user, tp)
+        self._flush({user: tp for tp, users in self._unflushed.items() for user in users})
         metrics.CHECKPOINTS.inc()
 
     def _write_pending_cold(self) -> bool:

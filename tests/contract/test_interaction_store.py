@@ -88,11 +88,11 @@ def test_hot_session_lifecycle_load_append_flush_evict(interaction_hot_tier):
     new = [StoredInteraction(f"{u}-new", u, "p9", None, "ORDER", t + 5, {})]
     assert hot.append(u, new, t + 10, 3) is True
     assert [i.event_id for i in hot.read(HistoryQuery(u))] == [f"{u}-new", *[h.event_id for h in reversed(history)]]
-    assert hot.dirty(u) == new and hot.session(u).last_seen_ms == t + 10
+    assert hot.dirty([u]) == {u: new} and hot.session(u).last_seen_ms == t + 10
     assert [s.user_id for s in hot.sessions(3)] == [u] and hot.sessions(4) == []
-    assert hot.evict(u) is False  # something is dirty: never dropped
-    hot.mark_flushed(u, [f"{u}-new"])
-    assert hot.dirty(u) == [] and hot.evict(u) is True
+    assert hot.evict([u]) == set()  # something is dirty: never dropped
+    hot.mark_flushed({u: [f"{u}-new"]})
+    assert hot.dirty([u]) == {} and hot.evict([u]) == {u}
     assert hot.session(u) is None and hot.sessions(3) == [] and hot.read(HistoryQuery(u)) is None
 
 
@@ -111,7 +111,7 @@ def test_hot_appends_are_idempotent_and_concurrent_writers_lose_nothing(interact
         th.join()
     hot.append(u, batches[0], t, 0)  # a replay
     expected = {i.event_id for b in batches for i in b}
-    assert {i.event_id for i in hot.dirty(u)} == expected
+    assert {i.event_id for i in hot.dirty([u])[u]} == expected
     assert len(hot.read(HistoryQuery(u, limit=1000))) == len(expected)
 
 
@@ -144,5 +144,19 @@ def test_hot_append_many_appends_to_open_sessions_only(interaction_hot_tier):
     hot.load(OpenSession(c, "s", 2, t), [])
     appended = hot.append_many({a: (1, clicks(a, 3, t)), b: (1, clicks(b, 2, t)), c: (2, clicks(c, 1, t))}, t + 5)
     assert appended == {a, c}
-    assert len(hot.dirty(a)) == 3 and hot.session(b) is None and len(hot.dirty(c)) == 1
+    dirty = hot.dirty([a, b, c])
+    assert len(dirty[a]) == 3 and b not in dirty and hot.session(b) is None and len(dirty[c]) == 1
     assert hot.session(c).last_seen_ms == t + 5
+
+
+def test_hot_batch_operations_cover_many_users_at_once(interaction_hot_tier):
+    hot, t = interaction_hot_tier, now_ms()
+    users = [user() for _ in range(5)]
+    for u in users:
+        hot.load(OpenSession(u, "s", 7, t), [])
+    hot.append_many({u: (7, clicks(u, 2, t)) for u in users}, t)
+    dirty = hot.dirty(users)
+    assert {u: len(items) for u, items in dirty.items()} == {u: 2 for u in users}
+    hot.mark_flushed({u: [i.event_id for i in items] for u, items in dirty.items() if u != users[0]})
+    assert hot.evict(users) == set(users[1:])  # users[0] still has dirty interactions
+    assert [s.user_id for s in hot.sessions(7)] == [users[0]]

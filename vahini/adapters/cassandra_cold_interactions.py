@@ -43,8 +43,8 @@ class CassandraColdInteractions:
             "category_id, attributes) VALUES (?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?")
         self._select = connection.prepare(
             "SELECT event_id, user_id, product_id, category_id, type, event_time_ms, attributes "
-            "FROM {ks}.interactions WHERE user_id = ? AND bucket = ? AND type = ? "
-            "AND event_time_ms >= ? AND event_time_ms < ? LIMIT ?")
+            "FROM {ks}.interactions WHERE user_id = ? AND bucket IN ? AND type = ? "
+            "AND event_time_ms >= ? AND event_time_ms < ? PER PARTITION LIMIT ?")
         self._delete_older = connection.prepare(
             "DELETE FROM {ks}.interactions WHERE user_id = ? AND bucket = ? AND type = ? "
             "AND (event_time_ms, event_id) < (?, ?)")
@@ -73,34 +73,22 @@ class CassandraColdInteractions:
         return self.read_many([query], timeout_s)[0]
 
     def read_many(self, queries: Sequence[HistoryQuery], timeout_s: float | None = None) -> list[list[StoredInteraction]]:
-        """The newest bucket of every query first: most reads end there. Every row of an
-        older bucket is older than every row of a newer one, so a query with `limit` rows
-        in hand is done; the others read their older buckets all at once, in one more
-        round trip. Statements of all queries run concurrently."""
+        """One statement per query and type, over every bucket the time range spans
+        (`bucket IN`, at most `limit` rows from each): the cluster reads the buckets in
+        parallel. Statements of all queries run concurrently."""
         now_ms = int(time.time() * 1000)
-        plans = []
-        for q in queries:
+        statements, owner = [], []
+        for i, q in enumerate(queries):
             since = max(q.since_ms or 0, now_ms - self.retention_s * 1000)
             until = q.until_ms if q.until_ms is not None else now_ms + DAY_MS
-            plans.append((q, since, until, list(range(self._bucket(until - 1), self._bucket(since) - 1, -1))))
-        found = self._read_buckets([(q, since, until, buckets[:1]) for q, since, until, buckets in plans], timeout_s)
-        rest = [(i, (q, since, until, buckets[1:])) for i, (q, since, until, buckets) in enumerate(plans)
-                if len(found[i]) < q.limit and len(buckets) > 1]
-        for (i, _), more in zip(rest, self._read_buckets([plan for _, plan in rest], timeout_s)):
-            found[i] += more
-        return [newest_first(items, q.limit) for items, q in zip(found, queries)]
-
-    def _read_buckets(self, plans: list, timeout_s: float | None) -> list[list[StoredInteraction]]:
-        statements, owner = [], []
-        for i, (q, since, until, buckets) in enumerate(plans):
-            for b in buckets:
-                for t in q.types:
-                    statements.append((self._select, (q.user_id, b, t, since, until, q.limit)))
-                    owner.append(i)
-        found: list[list[StoredInteraction]] = [[] for _ in plans]
+            buckets = list(range(self._bucket(until - 1), self._bucket(since) - 1, -1))
+            for t in q.types:
+                statements.append((self._select, (q.user_id, buckets, t, since, until, q.limit)))
+                owner.append(i)
+        found: list[list[StoredInteraction]] = [[] for _ in queries]
         for i, rows in zip(owner, self._connection.run(statements, timeout_s)):
             found[i].extend(StoredInteraction(e, u, p, c, t, ms, dict(a or {})) for e, u, p, c, t, ms, a in rows)
-        return found
+        return [newest_first(items, q.limit) for items, q in zip(found, queries)]
 
     def trim(self, user_id: str, type_: str, keep_newest: int, timeout_s: float | None = None) -> int:
         kept = self.read(HistoryQuery(user_id, (type_,), keep_newest + 1), timeout_s)

@@ -124,25 +124,38 @@ class RedisInteractionTier:
     def touch(self, user_id: str, now_ms: int, partition: int) -> bool:
         return self.append(user_id, [], now_ms, partition)
 
-    def dirty(self, user_id: str) -> list[StoredInteraction]:
-        ids = self._call("SMEMBERS", lambda: self._redis.smembers(self._user(user_id, "dirty")))
-        if not ids:
-            return []
-        blobs = self._call("HMGET", lambda: self._redis.hmget(self._user(user_id, "d"), list(ids)))
-        return [StoredInteraction.from_json(b) for b in blobs if b is not None]
+    def dirty(self, users: Sequence[str]) -> dict[str, list[StoredInteraction]]:
+        pipe = self._redis.pipeline(transaction=False)
+        for u in users:
+            pipe.smembers(self._user(u, "dirty"))
+        ids = {u: list(members) for u, members in zip(users, self._call("SMEMBERS", pipe.execute)) if members}
+        pipe = self._redis.pipeline(transaction=False)
+        for u, members in ids.items():
+            pipe.hmget(self._user(u, "d"), members)
+        bodies = self._call("HMGET", pipe.execute) if ids else []
+        return {u: [StoredInteraction.from_json(b) for b in blobs if b is not None] for u, blobs in zip(ids, bodies)}
 
-    def mark_flushed(self, user_id: str, event_ids: Sequence[str]) -> None:
-        if event_ids:
-            self._call("SREM", lambda: self._redis.srem(self._user(user_id, "dirty"), *event_ids))
+    def mark_flushed(self, flushed: Mapping[str, Sequence[str]]) -> None:
+        pipe = self._redis.pipeline(transaction=False)
+        for u, event_ids in flushed.items():
+            if event_ids:
+                pipe.srem(self._user(u, "dirty"), *event_ids)
+        self._call("SREM", pipe.execute)
 
-    def evict(self, user_id: str) -> bool:
-        session = self.session(user_id)
-        if session is None:
-            return True
-        keys = [self._user(user_id, "dirty"), self._user(user_id, "s"), self._user(user_id, "d"),
-                *[self._user(user_id, f"t:{t}") for t in TYPES], *[self._user(user_id, f"h:{t}") for t in TYPES],
-                self._open(session.partition)]
-        return bool(self._call("evict", lambda: self._evict(keys=keys, args=[user_id])))
+    def evict(self, users: Sequence[str]) -> set[str]:
+        pipe = self._redis.pipeline(transaction=False)
+        for u in users:
+            pipe.hget(self._user(u, "s"), "partition")
+        partitions = dict(zip(users, self._call("HGET", pipe.execute)))
+        pipe = self._redis.pipeline(transaction=False)
+        open_users = [u for u in users if partitions[u] is not None]
+        for u in open_users:
+            keys = [self._user(u, "dirty"), self._user(u, "s"), self._user(u, "d"),
+                    *[self._user(u, f"t:{t}") for t in TYPES], *[self._user(u, f"h:{t}") for t in TYPES],
+                    self._open(int(partitions[u]))]
+            self._evict(keys=keys, args=[u], client=pipe)
+        results = self._call("evict", pipe.execute) if open_users else []
+        return {u for u in users if partitions[u] is None} | {u for u, ok in zip(open_users, results) if ok}
 
     def sessions(self, partition: int) -> list[OpenSession]:
         users = self._call("ZRANGE", lambda: self._redis.zrange(self._open(partition), 0, -1))

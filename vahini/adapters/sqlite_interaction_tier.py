@@ -71,22 +71,29 @@ class SqliteInteractionTier:
     def touch(self, user_id: str, now_ms: int, partition: int) -> bool:
         return self.append(user_id, [], now_ms, partition)
 
-    def dirty(self, user_id: str) -> list[StoredInteraction]:
-        rows = self._read("SELECT body FROM hot_interactions WHERE user_id = ? AND dirty = 1", (user_id,))
-        return [StoredInteraction.from_json(b) for (b,) in rows]
+    def dirty(self, users: Sequence[str]) -> dict[str, list[StoredInteraction]]:
+        out: dict[str, list[StoredInteraction]] = {}
+        for user_id in users:
+            rows = self._read("SELECT body FROM hot_interactions WHERE user_id = ? AND dirty = 1", (user_id,))
+            if rows:
+                out[user_id] = [StoredInteraction.from_json(b) for (b,) in rows]
+        return out
 
-    def mark_flushed(self, user_id: str, event_ids: Sequence[str]) -> None:
+    def mark_flushed(self, flushed: Mapping[str, Sequence[str]]) -> None:
         self._write(("UPDATE hot_interactions SET dirty = 0 WHERE user_id = ? AND event_id = ?",
-                     [(user_id, e) for e in event_ids], True))
+                     [(u, e) for u, ids in flushed.items() for e in ids], True))
 
-    def evict(self, user_id: str) -> bool:
+    def evict(self, users: Sequence[str]) -> set[str]:
+        evicted = set()
         with self._lock, unavailable(f"SQLite interaction tier {self.path}"), transaction(self._conn):
-            if self._conn.execute("SELECT 1 FROM hot_interactions WHERE user_id = ? AND dirty = 1 LIMIT 1",
-                                  (user_id,)).fetchone():
-                return False
-            self._conn.execute("DELETE FROM hot_interactions WHERE user_id = ?", (user_id,))
-            self._conn.execute("DELETE FROM hot_sessions WHERE user_id = ?", (user_id,))
-        return True
+            for user_id in users:
+                if self._conn.execute("SELECT 1 FROM hot_interactions WHERE user_id = ? AND dirty = 1 LIMIT 1",
+                                      (user_id,)).fetchone():
+                    continue
+                self._conn.execute("DELETE FROM hot_interactions WHERE user_id = ?", (user_id,))
+                self._conn.execute("DELETE FROM hot_sessions WHERE user_id = ?", (user_id,))
+                evicted.add(user_id)
+        return evicted
 
     def sessions(self, partition: int) -> list[OpenSession]:
         rows = self._read("SELECT user_id, session_id, partition, last_seen_ms FROM hot_sessions WHERE partition = ?",

@@ -132,12 +132,16 @@ class InteractionHotTier(Protocol):
         """`append` with nothing to add: a session event of an open session."""
         ...
 
-    def dirty(self, user_id: str) -> list[StoredInteraction]: ...
+    def dirty(self, users: Sequence[str]) -> dict[str, list[StoredInteraction]]:
+        """Each user's interactions not yet in the cold tier (users with none left out)."""
+        ...
 
-    def mark_flushed(self, user_id: str, event_ids: Sequence[str]) -> None: ...
+    def mark_flushed(self, flushed: Mapping[str, Sequence[str]]) -> None:
+        """{user: event ids now durable in the cold tier}."""
+        ...
 
-    def evict(self, user_id: str) -> bool:
-        """Drop the user's session and history unless something is still dirty; True if evicted."""
+    def evict(self, users: Sequence[str]) -> set[str]:
+        """Drop each user's session and history unless something is still dirty; the users evicted."""
         ...
 
     def sessions(self, partition: int) -> list[OpenSession]:
