@@ -13,8 +13,11 @@ def test_demo_ingests_everything_it_produced(tmp_path, capsys):
     assert summary["feature_updates"] == 300 * 6 + 500 * 2
     assert summary["ingested_events"] == summary["rows_written"] == summary["feature_updates"]
     assert summary["dead_lettered"] == 0
+    assert summary["interaction_events"] == 200 + 50 * 2 + 6  # the stream, then u42's live session
+    assert summary["interactions_to_hot"] == 5 and summary["live_session_cold_writes"] == 1
     out = capsys.readouterr().out
     assert "user_profile.city" in out and "present" in out
+    assert "u42 during the session (served from the hot tier)" in out and "served from the cold tier" in out
 
 
 def test_demo_command_runs_as_a_user_would(tmp_path):

@@ -14,6 +14,7 @@ import shutil
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 from tqdm import tqdm
@@ -22,7 +23,7 @@ from vahini import wiring
 from vahini.producer import EventProducer
 from vahini.registry import publish
 from vahini.runtime import tune_gc_for_throughput
-from vahini.settings import Settings
+from vahini.settings import InteractionSettings, Settings
 
 SAMPLE_REGISTRY = Path(__file__).resolve().parent / "samples" / "registry"
 
@@ -36,9 +37,14 @@ class DemoSize:
     sessions: int = 10_000
 
 
+DEMO_INACTIVITY_S = 2.0
+
+
 def embedded_settings(workdir: Path) -> Settings:
     return Settings(event_log=f"sqlite:///{workdir}/events.db", feature_store=f"sqlite:///{workdir}/features.db",
-                    hot_tier=f"sqlite:///{workdir}/hot.db", config_store=f"file://{workdir}/config")
+                    hot_tier=f"sqlite:///{workdir}/hot.db", config_store=f"file://{workdir}/config",
+                    interactions=InteractionSettings(hot_tier=f"sqlite:///{workdir}/interactions-hot.db",
+                                                     inactivity_timeout_s=DEMO_INACTIVITY_S))
 
 
 def _vector(rng: random.Random, dim: int = 16) -> list[float]:
@@ -151,7 +157,7 @@ def run_demo(workdir: Path, size: DemoSize = DemoSize(), seed: int = 7) -> dict:
 
     shutil.rmtree(workdir, ignore_errors=True)
     settings = embedded_settings(workdir)
-    print(f"Vahini demo: embedded adapters under {workdir} (SQLite event log and store, in-process cache)")
+    print(f"Vahini demo: embedded adapters under {workdir} (SQLite event log, store and caches)")
     registry = publish.apply(SAMPLE_REGISTRY, wiring.config_store(settings)).registry
     print(f"applied registry: {len(registry.entities)} entities, {len(registry.groups)} feature groups, "
           f"{len(registry.models)} model graphs")
@@ -173,9 +179,73 @@ def run_demo(workdir: Path, size: DemoSize = DemoSize(), seed: int = 7) -> dict:
                "ingest_events_per_s": round(stats.events / max(stats.seconds, 1e-9))}
     print(f"\ningest throughput: {summary['ingest_events_per_s']:,} events/s "
           f"({stats.events:,} events in {stats.seconds:.1f}s, one worker process, embedded SQLite store)")
+    summary.update(_sessions(settings, backends.event_log, producer))
     print(json.dumps(summary))
     backends.close()
     return summary
+
+
+def _sessions(settings: Settings, event_log, producer: EventProducer) -> dict:
+    """The interaction store: ingest the stream's interactions and sessions, then a live
+    session of u42 served hot, flushed to the cold tier when it goes idle."""
+    from serving.interactions import InteractionReader
+    from streams.app import build_interaction_worker, interaction_topics
+    from vahini.ports.interaction_store import HistoryQuery
+
+    cold, hot = wiring.cold_interactions(settings), wiring.interaction_hot_tier(settings)
+    worker = build_interaction_worker(settings, event_log, cold, hot)
+    reader = InteractionReader(wiring.interaction_hot_tier(settings), wiring.cold_interactions(settings), settings)
+    total = sum(sum(event_log.end_offsets(t).values()) for t in interaction_topics(settings))
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
+    thread.start()
+    with tqdm(total=total, unit="ev", unit_scale=True, desc="ingest interactions") as bar:
+        while worker.stats.events < total:
+            bar.update(worker.stats.events - bar.n)
+            time.sleep(0.1)
+        bar.update(total - bar.n)
+    before = worker.stats.cold_writes
+
+    now = int(time.time() * 1000)
+    producer.session_event("u42", "live", "START", now)
+    for k in range(5):
+        producer.interaction(f"live-{k}", "u42", f"p{k * 7}", "CLICK", now + k, category_id="c1")
+    producer.flush()
+    history = _wait_for_source(reader, HistoryQuery("u42", limit=5), "hot")
+    _print_history("u42 during the session (served from the hot tier)", history)
+    during = worker.stats.cold_writes - before
+    print(f"  cold-tier writes so far for these 5 clicks: {during}")
+    history = _wait_for_source(reader, HistoryQuery("u42", limit=5), "cold", DEMO_INACTIVITY_S * 10)
+    _print_history(f"u42 after {DEMO_INACTIVITY_S:g} s without an event (flushed, evicted, served from the cold "
+                   f"tier)", history)
+    after = worker.stats.cold_writes - before
+    print(f"  cold-tier writes for the whole session: {after} (write-through would have made 5)")
+    stop.set()
+    thread.join(30)
+    worker.close()
+    reader.close()
+    hot.close()
+    cold.close()
+    s = worker.stats
+    return {"interaction_events": s.events, "interactions_to_hot": s.to_hot, "interactions_to_cold": s.to_cold,
+            "sessions_started": s.sessions_started, "cold_writes": s.cold_writes,
+            "live_session_cold_writes": after}
+
+
+def _wait_for_source(reader, query, source: str, timeout_s: float = 30.0):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        history = reader.history(query)
+        if history.source == source and history.interactions or time.monotonic() > deadline:
+            return history
+        time.sleep(0.1)
+
+
+def _print_history(title: str, history) -> None:
+    print(f"\n{title}:")
+    for i in history.interactions:
+        when = datetime.fromtimestamp(i.event_time_ms / 1000, tz=timezone.utc).isoformat(timespec="milliseconds")
+        print(f"  {when}  {i.type:<8} {i.product_id:<8} {i.category_id or '-':<6} {i.event_id}")
 
 
 def _codec():
