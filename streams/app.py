@@ -20,6 +20,7 @@ from vahini.registry.publish import RegistryFollower
 from vahini.settings import Settings
 from vahini.validation import EventLimits
 from streams.interactions import InteractionStats, InteractionWorker
+from streams.windows import WindowWriter
 from streams.worker import FeatureIngestWorker, IngestStats, stop_on_signals
 
 log = get_logger(__name__)
@@ -106,14 +107,15 @@ def interaction_topics(settings: Settings) -> list[str]:
     return list(dict.fromkeys([settings.topics.interactions, settings.topics.sessions]))
 
 
-def build_interaction_worker(settings: Settings, event_log: EventLog, cold, hot) -> InteractionWorker:
+def build_interaction_worker(settings: Settings, event_log: EventLog, cold, hot,
+                             windows: WindowWriter | None = None) -> InteractionWorker:
     topics = interaction_topics(settings)
     for topic in [*topics, settings.topics.dead_letter]:
         event_log.create_topic(topic, settings.topics.partitions)
     return InteractionWorker(
         lambda: event_log.consumer(settings.interactions.group, topics, co_partitioned=True), event_log.producer(),
         cold, hot, AvroCodec(SchemaCatalog.default()), settings.interactions, settings.topics.dead_letter,
-        EventLimits.of(settings.ingest), settings.ingest.retry_backoff_max_s)
+        EventLimits.of(settings.ingest), settings.ingest.retry_backoff_max_s, windows=windows)
 
 
 def run_interaction_ingest(settings: Settings) -> InteractionStats:
@@ -123,7 +125,11 @@ def run_interaction_ingest(settings: Settings) -> InteractionStats:
         start_http_server(settings.metrics_port)
     event_log = wiring.event_log(settings)
     cold, hot = wiring.cold_interactions(settings), wiring.interaction_hot_tier(settings)
-    worker = build_interaction_worker(settings, event_log, cold, hot)
+    store = wiring.feature_store(settings)
+    cache = wiring.feature_cache(settings, store)
+    follower = RegistryFollower(wiring.config_store(settings))
+    worker = build_interaction_worker(settings, event_log, cold, hot,
+                                      WindowWriter(store, cache, lambda: follower.current))
     tune_gc_for_throughput()
     log.info("interaction_ingest_started", topics=interaction_topics(settings), group=settings.interactions.group,
              inactivity_timeout_s=settings.interactions.inactivity_timeout_s)
@@ -131,7 +137,7 @@ def run_interaction_ingest(settings: Settings) -> InteractionStats:
         stats = worker.run(stop)
     finally:
         worker.close()
-        for closable in (hot, cold, event_log):
+        for closable in (follower, cache, store, hot, cold, event_log):
             closable.close()
     log.info("interaction_ingest_stopped", events=stats.events, to_hot=stats.to_hot, to_cold=stats.to_cold,
              cold_writes=stats.cold_writes, dead_lettered=stats.dead_lettered)

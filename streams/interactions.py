@@ -34,6 +34,7 @@ from vahini.validation import EventLimits, check_interaction_ids
 from streams import metrics
 from streams.dead_letter import DeadLetterSink
 from streams.retry import retry
+from streams.windows import WindowPlan, WindowWriter, next_change_ms, window_rows
 
 log = get_logger(__name__)
 
@@ -48,6 +49,7 @@ class InteractionStats:
     flushes: int = 0
     cold_writes: int = 0
     dead_lettered: int = 0
+    window_rows: int = 0
     started: float = field(default_factory=time.monotonic)
 
 
@@ -55,7 +57,7 @@ class InteractionWorker:
     def __init__(self, new_consumer: Callable[[], LogConsumer], dead_letters: LogProducer,
                  cold: ColdInteractions, hot: InteractionHotTier, codec: AvroCodec, settings: InteractionSettings,
                  dead_letter_topic: str, limits: EventLimits, backoff_max_s: float = 30.0,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, windows: WindowWriter | None = None):
         self._new_consumer = new_consumer
         self._consumer = new_consumer()
         self._dead = DeadLetterSink(dead_letters, dead_letter_topic)
@@ -66,6 +68,7 @@ class InteractionWorker:
         self._limits = limits
         self._backoff_max_s = backoff_max_s
         self._clock = clock
+        self._windows = windows
         self.stats = InteractionStats()
         self._stop = threading.Event()
         self._reset_state()
@@ -84,6 +87,7 @@ class InteractionWorker:
         self._prefetched: dict[str, list[StoredInteraction]] = {}
         self._ending: dict[str, TopicPartition] = {}
         self._held: dict[str, Counter] = {}  # per open session loaded here: interactions held, by type
+        self._touched: dict[str, TopicPartition] = {}  # users whose windowed counts this batch changes
         self._pending_dead: list[tuple[Record, InvalidEvent]] = []
         self._committed: dict[TopicPartition, int] = {}
 
@@ -207,6 +211,7 @@ class InteractionWorker:
         self._retry("hot_append", lambda: appended.update(self._hot.append_many(
             {user: (tp[1], items) for user, (tp, _, items) in buffered.items()}, now)))
         for user, (tp, first_offset, items) in buffered.items():
+            self._touched[user] = tp
             if user in appended:
                 self._unflushed.setdefault(tp, {}).setdefault(user, first_offset)
                 if user in self._held:
@@ -346,6 +351,8 @@ class InteractionWorker:
         self._append_buffered()
         if not self._write_pending_cold():
             return False
+        if not self._update_windows():
+            return False
         if self._pending_dead:
             dead = self._pending_dead
             if not self._retry("dead_letter", lambda: self._send_dead(dead)):
@@ -357,6 +364,55 @@ class InteractionWorker:
             return False
         self._committed.update(changed)
         return True
+
+    # -- windowed counts ----------------------------------------------------------
+    def _update_windows(self) -> bool:
+        """Recompute the windowed counts of users who acted in this batch, and of users an
+        event of whom just left a window (timers kept in the hot tier, per partition)."""
+        touched, self._touched = self._touched, {}
+        if self._windows is None:
+            return True
+        registry = self._windows.registry()
+        plan = WindowPlan.of(registry)
+        if not plan.groups:
+            return True
+        now = self._now_ms()
+        by_partition = {tp[1]: tp for tp in self._owned}
+        due: dict[str, int] = {}
+        if by_partition and not self._retry("window_timers", lambda: due.update(
+                self._hot.take_due(sorted(by_partition), now))):
+            return False
+        users = {**{u: by_partition[p] for u, p in due.items() if p in by_partition}, **touched}
+        if not users:
+            return True
+        histories = self._histories(users, plan, now)
+        if histories is None:
+            return False
+        rows = window_rows(plan, registry, histories, now)
+        if not self._retry("window_write", lambda: self._windows.write(rows)):
+            return False
+        timers = {u: (users[u][1], t) for u, h in histories.items() if (t := next_change_ms(plan, h, now))}
+        metrics.WINDOW_ROWS.inc(len(rows))
+        self.stats.window_rows += len(rows)
+        return self._retry("window_timers", lambda: self._hot.schedule(timers)) if timers else True
+
+    def _histories(self, users: dict[str, TopicPartition], plan: WindowPlan,
+                   now: int) -> dict[str, list[StoredInteraction]] | None:
+        limit = self._settings.max_per_type * len(TYPES)
+        queries = {u: HistoryQuery(u, TYPES, limit, since_ms=now - plan.lookback_ms) for u in users}
+        histories: dict[str, list[StoredInteraction]] = {}
+        open_users = [u for u in users if u in self._seen]
+        got: list = []
+        if open_users and not self._retry("hot_read", lambda: got.extend(
+                self._hot.read_many([queries[u] for u in open_users]))):
+            return None
+        histories.update({u: h for u, h in zip(open_users, got) if h is not None})
+        rest = [u for u in users if u not in histories]
+        cold: list = []
+        if rest and not self._retry("cold_read", lambda: cold.extend(self._cold.read_many([queries[u] for u in rest]))):
+            return None
+        histories.update(zip(rest, cold))
+        return histories
 
     def _send_dead(self, dead: list[tuple[Record, InvalidEvent]]) -> None:
         for record, error in dead:

@@ -27,3 +27,4 @@ COLD_WRITES = Counter("vahini_cold_tier_writes_total", "Writes (partition mutati
 CHECKPOINTS = Counter("vahini_interaction_checkpoints_total", "Periodic flushes of open sessions")
 HOT_TIER_RESETS = Counter("vahini_interaction_hot_tier_resets_total",
                           "Times the hot tier had lost its data and the worker replayed from the commit")
+WINDOW_ROWS = Counter("vahini_window_rows_total", "Windowed-count feature rows written by the interaction worker")

@@ -303,3 +303,22 @@ def test_cli_apply_prints_the_plan_and_warns_about_removed_groups(tmp_path, caps
     assert "warning: feature group 'stats' is removed" in capsys.readouterr().err
     assert set(publish.read_published(wiring.config_store(Settings(config_store=f"file://{env_dir}"))).groups) == {
         "profile"}
+
+
+@pytest.mark.parametrize("feature, entity, message", [
+    ("{name: clicks_1week, type: int32}", "user", "must be a windowed count named <clicks|orders|wishlists>_<N><m|h|d>"),
+    ("{name: clicks_1h, type: float}", "user", "of type int or int32"),
+    ("{name: clicks_1h, type: int32}", "product", "needs an entity keyed by [user_id] or [user_id, category_id]"),
+])
+def test_interaction_window_groups_are_validated_with_file_and_line(tmp_path, feature, entity, message):
+    d = write(tmp_path, entities=GOOD_ENTITIES, groups=f"""\
+feature_groups:
+  - name: windows
+    entity: {entity}
+    version: 1
+    source: interactions
+    features:
+      - {feature}
+""")
+    found = problems(d)
+    assert any(message in p and "groups.yaml:" in p for p in found), found

@@ -10,6 +10,8 @@ from vahini.producer import EventProducer
 from vahini.settings import InteractionSettings, Settings
 from serving.interactions import History, InteractionReader
 from streams.app import build_interaction_worker
+from streams.windows import WindowWriter
+from vahini.registry.publish import RegistryFollower
 from tests.conftest_backends import stack_settings, with_sample_registry
 
 
@@ -29,7 +31,11 @@ class RunningInteractionWorker:
         self.log = wiring.event_log(settings)
         self.cold = wiring.cold_interactions(settings)
         self.hot = wiring.interaction_hot_tier(settings)
-        self.worker = build_interaction_worker(settings, self.log, self.cold, self.hot)
+        self.store = wiring.feature_store(settings)
+        self.cache = wiring.feature_cache(settings, self.store)
+        self.follower = RegistryFollower(wiring.config_store(settings))
+        self.worker = build_interaction_worker(settings, self.log, self.cold, self.hot,
+                                               WindowWriter(self.store, self.cache, lambda: self.follower.current))
         self.stop = threading.Event()
         self.failure: BaseException | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -51,7 +57,7 @@ class RunningInteractionWorker:
         self.thread.join(60)
         assert not self.thread.is_alive()
         self.worker.close()
-        for closable in (self.hot, self.cold, self.log):
+        for closable in (self.follower, self.cache, self.store, self.hot, self.cold, self.log):
             closable.close()
         assert self.failure is None, f"worker died: {self.failure!r}"
 

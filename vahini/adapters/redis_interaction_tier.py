@@ -169,6 +169,30 @@ class RedisInteractionTier:
             return None
         return newest_first([i for i in loaded if query.admits(i)] + appended, query.limit)
 
+    def read_many(self, queries: Sequence[HistoryQuery]) -> list[list[StoredInteraction] | None]:
+        return [self.read(q) for q in queries]
+
+    def _timers(self, partition: int) -> str:
+        return f"{self._ns}:windows:{partition}"
+
+    def schedule(self, due: Mapping[str, tuple[int, int]]) -> None:
+        pipe = self._redis.pipeline(transaction=False)
+        for user, (partition, due_ms) in due.items():
+            pipe.zadd(self._timers(partition), {user: due_ms})
+        self._call("ZADD", pipe.execute)
+
+    def take_due(self, partitions: Sequence[int], now_ms: int) -> dict[str, int]:
+        pipe = self._redis.pipeline(transaction=False)
+        for p in partitions:
+            pipe.zrangebyscore(self._timers(p), "-inf", now_ms)
+        due = dict(zip(partitions, self._call("ZRANGEBYSCORE", pipe.execute)))
+        pipe = self._redis.pipeline(transaction=False)
+        for p, users in due.items():
+            if users:
+                pipe.zrem(self._timers(p), *users)
+        self._call("ZREM", pipe.execute)
+        return {u.decode(): p for p, users in due.items() for u in users}
+
     def _held(self, user_id: str, types: Sequence[str],
               query: HistoryQuery | None = None) -> tuple[list[StoredInteraction] | None, list[StoredInteraction]]:
         """(loaded history, appended interactions) of `types`; (None, []) without a session."""

@@ -18,6 +18,9 @@ CREATE TABLE IF NOT EXISTS hot_interactions (user_id TEXT NOT NULL, event_id TEX
     event_time_ms INTEGER NOT NULL, body TEXT NOT NULL, dirty INTEGER NOT NULL,
     PRIMARY KEY (user_id, event_id)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS hot_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS hot_window_timers (user_id TEXT PRIMARY KEY, partition INTEGER NOT NULL,
+    due_ms INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS hot_window_timers_due ON hot_window_timers (partition, due_ms);
 """
 
 
@@ -110,6 +113,22 @@ class SqliteInteractionTier:
             (query.user_id, *query.types, query.since_ms or 0,
              2**62 if query.until_ms is None else query.until_ms, query.limit))
         return newest_first([StoredInteraction.from_json(b) for (b,) in rows])
+
+    def read_many(self, queries: Sequence[HistoryQuery]) -> list[list[StoredInteraction] | None]:
+        return [self.read(q) for q in queries]
+
+    def schedule(self, due: Mapping[str, tuple[int, int]]) -> None:
+        self._write(("INSERT OR REPLACE INTO hot_window_timers VALUES (?, ?, ?)",
+                     [(u, p, ms) for u, (p, ms) in due.items()], True))
+
+    def take_due(self, partitions: Sequence[int], now_ms: int) -> dict[str, int]:
+        marks = ",".join("?" * len(partitions))
+        with self._lock, unavailable(f"SQLite interaction tier {self.path}"), transaction(self._conn):
+            due = dict(self._conn.execute(
+                f"SELECT user_id, partition FROM hot_window_timers WHERE partition IN ({marks}) AND due_ms <= ?",
+                (*partitions, now_ms)).fetchall())
+            self._conn.executemany("DELETE FROM hot_window_timers WHERE user_id = ?", [(u,) for u in due])
+        return due
 
     def trim(self, user_id: str, type_: str, keep_newest: int) -> None:
         self._write(("DELETE FROM hot_interactions WHERE user_id = ? AND type = ? AND dirty = 0 AND event_id NOT IN "

@@ -152,6 +152,18 @@ class InteractionHotTier(Protocol):
         """The user's history if a session is open (newest first), else None."""
         ...
 
+    def read_many(self, queries: Sequence[HistoryQuery]) -> list[list[StoredInteraction] | None]:
+        """`read` of each query, done together."""
+        ...
+
+    def schedule(self, due: Mapping[str, tuple[int, int]]) -> None:
+        """Set each user's window timer: {user: (partition, due_ms)}."""
+        ...
+
+    def take_due(self, partitions: Sequence[int], now_ms: int) -> dict[str, int]:
+        """Remove the window timers of `partitions` that are due; {user: partition}."""
+        ...
+
     def trim(self, user_id: str, type_: str, keep_newest: int) -> None:
         """Keep the newest `keep_newest` clean interactions of a type; dirty ones always stay."""
         ...

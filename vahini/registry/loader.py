@@ -14,7 +14,8 @@ from typing import Any, Callable
 
 from vahini.errors import ConfigError, ConfigProblem
 from vahini.registry.model import (
-    FEATURE_TYPES, KEY_SEPARATOR, CachePolicy, Entity, Feature, FeatureGroup, Lookup, ModelGraph, Registry,
+    FEATURE_TYPES, INTERACTION_ENTITY_KEYS, KEY_SEPARATOR, CachePolicy, Entity, Feature, FeatureGroup, Lookup,
+    ModelGraph, Registry, window_of,
 )
 from vahini.registry.yaml_lines import LocatedList, LocatedMap, load_located
 
@@ -141,7 +142,8 @@ class _Builder:
     # -- feature groups ----------------------------------------------------------
     def _group(self, file: str, node: Any) -> None:
         required = ("name", "entity", "version", "features")
-        if not _fields(self.problems, file, node, "feature group", required, ("ttl_s", "cache", "description")):
+        if not _fields(self.problems, file, node, "feature group", required,
+                       ("ttl_s", "cache", "description", "source")):
             return
         name = _name(self.problems, file, node, "name", "feature group")
         version = _positive_int(self.problems, file, node, "version", f"feature group '{name}'")
@@ -150,11 +152,27 @@ class _Builder:
         cache = self._cache(file, node.get("cache"), name) if "cache" in node else CachePolicy()
         features = self._features(file, node["features"], name)
         where = _at(file, node)
-        if None in (name, version, ttl, cache, features):
+        source = self._source(file, node, name, features)
+        if None in (name, version, ttl, cache, features, source):
             return
         if self._unique(self.groups, name, where, "feature group"):
-            group = FeatureGroup(name, node["entity"], version, ttl, tuple(features), cache)
+            group = FeatureGroup(name, node["entity"], version, ttl, tuple(features), cache, source)
             self.groups[name] = (group, _at(file, node, "entity"))
+
+    def _source(self, file: str, node: Any, group: str | None, features: list[Feature] | None) -> str | None:
+        source = node.get("source", "events")
+        if source not in ("events", "interactions"):
+            self.problems.add(_at(file, node, "source"),
+                              f"feature group '{group}' source {source!r} must be 'events' or 'interactions'")
+            return None
+        if source == "interactions":
+            for f, item in zip(features or [], node["features"]):
+                if window_of(f.name) is None or f.type not in ("int", "int32"):
+                    self.problems.add(_at(file, item), (
+                        f"feature '{f.name}' of group '{group}' (source: interactions) must be a windowed count "
+                        f"named <clicks|orders|wishlists>_<N><m|h|d>, e.g. clicks_1h, of type int or int32"))
+                    return None
+        return source
 
     def _cache(self, file: str, node: Any, group: str | None) -> CachePolicy | None:
         optional = ("redis_ttl_s", "lru_size", "lru_ttl_s", "negative_ttl_s")
@@ -248,6 +266,10 @@ class _Builder:
         for group, where in self.groups.values():
             if group.entity not in self.entities:
                 self.problems.add(where, f"feature group '{group.name}' references unknown entity '{group.entity}'")
+            elif group.source == "interactions" and self.entities[group.entity][0].keys not in INTERACTION_ENTITY_KEYS:
+                self.problems.add(where, f"feature group '{group.name}' (source: interactions) needs an entity keyed "
+                                         f"by [user_id] or [user_id, category_id], not "
+                                         f"{list(self.entities[group.entity][0].keys)}")
         for graph, where, node in self.models.values():
             self._check_graph(graph, where.file, node)
 

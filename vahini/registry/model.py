@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -51,6 +52,20 @@ class CachePolicy:
     negative_ttl_s: float = 5.0
 
 
+_WINDOW_UNITS_MS = {"m": 60_000, "h": 3_600_000, "d": 86_400_000}
+_WINDOW_TYPES = {"clicks": "CLICK", "orders": "ORDER", "wishlists": "WISHLIST"}
+WINDOW_FEATURE = re.compile(r"^(clicks|orders|wishlists)_(\d+)(m|h|d)$")
+INTERACTION_ENTITY_KEYS = (("user_id",), ("user_id", "category_id"))
+
+
+def window_of(feature_name: str) -> tuple[str, int] | None:
+    """(interaction type, window in ms) of a windowed-count feature such as `clicks_1h`."""
+    m = WINDOW_FEATURE.match(feature_name)
+    if m is None or int(m.group(2)) == 0:
+        return None
+    return _WINDOW_TYPES[m.group(1)], int(m.group(2)) * _WINDOW_UNITS_MS[m.group(3)]
+
+
 @dataclass(frozen=True)
 class FeatureGroup:
     name: str
@@ -59,6 +74,9 @@ class FeatureGroup:
     ttl_s: int  # 0 = values never expire
     features: tuple[Feature, ...]
     cache: CachePolicy = field(default_factory=CachePolicy)
+    # "events": written from FeatureUpdate events. "interactions": windowed counts the
+    # interaction worker keeps from users' interaction histories.
+    source: str = "events"
 
     def __post_init__(self) -> None:
         # Looked up for every value of every event: index once.
@@ -121,6 +139,7 @@ class Registry:
             g["name"]: FeatureGroup(
                 name=g["name"], entity=g["entity"], version=g["version"], ttl_s=g["ttl_s"],
                 features=feats(g["features"]), cache=CachePolicy(**g.get("cache", {})),
+                source=g.get("source", "events"),
             )
             for g in d["feature_groups"]
         }

@@ -1,0 +1,71 @@
+"""Windowed interaction counts (feature groups with `source: interactions`), kept by
+the interaction worker and served by Retrieve, on both stacks."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from serving.retrieval import FeatureReader
+from tests.conftest_backends import STACKS
+from tests.processes_helpers import wait_for
+from tests.streams.interaction_helpers import RunningInteractionWorker, interaction_settings, producer
+from vahini import wiring
+from vahini.registry.publish import RegistryFollower
+
+HOUR_MS = 3_600_000
+
+
+@pytest.fixture(params=STACKS)
+def settings(request, tmp_path, unique):
+    return interaction_settings(request.param, request, tmp_path, unique)
+
+
+class Features:
+    def __init__(self, settings):
+        self.store = wiring.feature_store(settings)
+        self.follower = RegistryFollower(wiring.config_store(settings))
+        self.reader = FeatureReader(self.store, None, lambda: self.follower.current)
+
+    def of(self, entity: str, key: str, group: str) -> dict:
+        (result,) = self.reader.retrieve(entity, [key], [group])
+        return {f: int(result.values[f][0]) for f in result.features}
+
+    def close(self) -> None:
+        self.follower.close()
+        self.store.close()
+
+
+def test_counts_per_user_and_category_follow_interactions_and_fall_when_events_age_out(settings, unique):
+    u = f"w-{unique}"
+    now = int(time.time() * 1000)
+    p = producer(settings)
+    p.interaction(f"{u}-1", u, "p1", "CLICK", now - 2 * HOUR_MS, category_id="shoes")    # 24h only
+    p.interaction(f"{u}-2", u, "p2", "CLICK", now - HOUR_MS + 4000, category_id="shoes")  # leaves 1h in ~4 s
+    p.interaction(f"{u}-3", u, "p3", "ORDER", now - 60_000, category_id="bags")
+    p.session_event(u, "s", "START", now)
+    p.interaction(f"{u}-4", u, "p4", "CLICK", now, category_id="bags")                    # while open: hot
+    p.flush()
+    worker, features = RunningInteractionWorker(settings), Features(settings)
+    user_counts = lambda: features.of("user", u, "user_interaction_windows")  # noqa: E731
+    wait_for(lambda: user_counts() == {"clicks_1h": 2, "clicks_24h": 3, "orders_24h": 1, "wishlists_24h": 0},
+             30, "the user's counts")
+    assert features.of("user_category", f"{u}|shoes", "user_category_interaction_windows") == \
+        {"clicks_1h": 1, "clicks_24h": 2, "orders_24h": 0}
+    assert features.of("user_category", f"{u}|bags", "user_category_interaction_windows") == \
+        {"clicks_1h": 1, "clicks_24h": 1, "orders_24h": 1}
+    # No new event: the 1h counts fall when the click leaves the window.
+    wait_for(lambda: user_counts()["clicks_1h"] == 1, 30, "clicks_1h to fall as the click ages out")
+    assert user_counts()["clicks_24h"] == 3
+    assert features.of("user_category", f"{u}|shoes", "user_category_interaction_windows")["clicks_1h"] == 0
+    worker.close()
+
+    # A replay from the start of the log (a new group) counts every event once.
+    replay = settings.model_copy(update={"interactions": settings.interactions.model_copy(
+        update={"group": f"replay-{unique}"})})
+    again = RunningInteractionWorker(replay)
+    wait_for(lambda: again.stats.events >= 5 and again.stats.window_rows >= 3, 30, "the replay's counts")
+    assert user_counts() == {"clicks_1h": 1, "clicks_24h": 3, "orders_24h": 1, "wishlists_24h": 0}
+    again.close()
+    features.close()
