@@ -60,3 +60,21 @@ class InteractionReader:
         self._breaker.close()
         self._hot.close()
         self._cold.close()
+
+
+def last_ids(history: list[StoredInteraction], field: str, n: int, pad: str = "",
+             type_: str | None = None) -> list[str]:
+    """The newest `n` product or category ids (`field`: "product_id" or "category_id")
+    of `history` (newest first), of one type if given, padded with `pad` to length n:
+    a fixed-length sequence for a model input."""
+    if field not in ("product_id", "category_id"):
+        raise ValueError(f"field must be product_id or category_id, not {field!r}")
+    ids = [getattr(i, field) or pad for i in history if type_ is None or i.type == type_][:n]
+    return ids + [pad] * (n - len(ids))
+
+
+def count_matching(history: list[StoredInteraction], field: str, value: str, last: int,
+                   type_: str | None = None) -> int:
+    """How many of the newest `last` interactions (of one type if given) have `field`
+    equal to `value`: e.g. clicks on this category among the last 20 clicks."""
+    return last_ids(history, field, last, "", type_).count(value) if value else 0

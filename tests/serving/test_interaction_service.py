@@ -137,3 +137,45 @@ def test_a_hung_hot_tier_is_bypassed_and_reads_come_from_the_cold_tier(request, 
     writer.close()
     cold.close()
     redis.stop()
+
+
+def test_sequence_features_are_fixed_length_padded_and_count_matches():
+    from serving.interactions import count_matching, last_ids
+    from vahini.ports.interaction_store import StoredInteraction
+
+    history = [StoredInteraction(f"e{k}", "u", f"p{k}", f"c{k % 2}" if k != 3 else None, t, 100 - k, {})
+               for k, t in enumerate(["CLICK", "ORDER", "CLICK", "CLICK", "WISHLIST"])]  # newest first
+    assert last_ids(history, "product_id", 3) == ["p0", "p1", "p2"]
+    assert last_ids(history, "product_id", 5, pad="<pad>", type_="CLICK") == ["p0", "p2", "p3", "<pad>", "<pad>"]
+    assert last_ids(history, "category_id", 4, pad="-") == ["c0", "c1", "c0", "-"]  # a missing category pads too
+    assert count_matching(history, "category_id", "c0", last=3, type_="CLICK") == 2
+    assert count_matching(history, "category_id", "", last=5) == 0
+    with pytest.raises(ValueError, match="field must be product_id or category_id"):
+        last_ids(history, "event_id", 2)
+
+
+@pytest.mark.real_service
+def test_a_black_holed_cold_tier_costs_a_call_its_deadline_and_no_more(request, tmp_path, unique):
+    from tests.faults import TcpProxy
+
+    host, port = request.getfixturevalue("cassandra_endpoint").split(":")
+    proxy = TcpProxy(host, int(port))
+    keyspace = request.getfixturevalue("cassandra_keyspace")
+    settings = interaction_settings("real", request, tmp_path, unique).model_copy(
+        update={"feature_store": f"cassandra://127.0.0.1:{proxy.port}/{keyspace}"})
+    running = start_server(settings, port=0)
+    channel = grpc.insecure_channel(f"127.0.0.1:{running.port}")
+    stub = ipb_grpc.InteractionServiceStub(channel)
+    assert stub.GetInteractions(ipb.GetInteractionsRequest(user_id=f"{unique}-nobody")).source == "cold"
+    proxy.hang()  # connections stay open; Cassandra never answers
+    try:
+        started = time.monotonic()
+        with pytest.raises(grpc.RpcError) as info:
+            stub.GetInteractions(ipb.GetInteractionsRequest(user_id=f"{unique}-nobody"), timeout=0.5)
+        elapsed = time.monotonic() - started
+        assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert elapsed < 2.0, f"the call took {elapsed:.2f} s against a 0.5 s deadline"
+    finally:
+        proxy.resume()
+        channel.close()
+        running.stop(0)
