@@ -59,3 +59,15 @@ def test_grpcurl_persists_and_retrieves_with_json(address):
     assert column["name"] == "clicks_1d" and column["tensor"]["dtype"] == "<i4" and column["tensor"]["shape"] == ["1"]
     assert int.from_bytes(base64.b64decode(column["tensor"]["data"]), "little") == 31
     assert base64.b64decode(column["status"]) == b"\x00"  # PRESENT
+
+
+def test_grpcurl_sees_and_calls_the_interaction_service(address):
+    assert "vahini.v1.InteractionService" in call(address, "list").split()
+    described = call(address, "describe", "vahini.v1.InteractionService")
+    assert "rpc GetInteractions ( .vahini.v1.GetInteractionsRequest )" in described
+    reply = json.loads(call("-d", '{"user_id": "nobody", "types": ["CLICK"], "limit": 5}', address,
+                            "vahini.v1.InteractionService/GetInteractions"))
+    assert reply == {"user_id": "nobody", "source": "cold"}  # no interactions: the empty list is left out
+    health = json.loads(call("-d", '{"service": "vahini.v1.InteractionService"}', address,
+                             "grpc.health.v1.Health/Check"))
+    assert health == {"status": "SERVING"}
