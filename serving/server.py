@@ -31,9 +31,12 @@ from serving import convert
 from serving.api import feature_service_pb2 as pb
 from serving.api import feature_service_pb2_grpc as pb_grpc
 from serving.api import interaction_service_pb2_grpc as ipb_grpc
+from serving.api import model_proxy_pb2_grpc as mpb_grpc
 from serving.grpc_errors import BadRequest, ErrorMapping, time_left
 from serving.interaction_service import INTERACTION_SERVICE_NAME, InteractionServicer
 from serving.interactions import InteractionReader
+from serving.model_proxy import ModelExecutor
+from serving.model_proxy_service import MODEL_PROXY_SERVICE_NAME, ModelProxyServicer
 from serving.retrieval import FeatureReader
 
 log = get_logger(__name__)
@@ -131,6 +134,8 @@ def start_server(settings: Settings, port: int | None = None) -> RunningServer:
     server = _grpc_server(settings)
     pb_grpc.add_FeatureServiceServicer_to_server(FeatureServicer(reader, store, cache, registry, settings), server)
     ipb_grpc.add_InteractionServiceServicer_to_server(InteractionServicer(histories), server)
+    mpb_grpc.add_ModelProxyServicer_to_server(
+        ModelProxyServicer(ModelExecutor(reader, registry), settings.serving.max_keys_per_request), server)
     health_servicer = _add_health_and_reflection(server)
     address = f"{settings.serving.host}:{settings.serving.port if port is None else port}"
     try:
@@ -160,10 +165,10 @@ def _grpc_server(settings: Settings) -> grpc.Server:
 def _add_health_and_reflection(server: grpc.Server) -> health.HealthServicer:
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    for name in ("", SERVICE_NAME, INTERACTION_SERVICE_NAME):
+    for name in ("", SERVICE_NAME, INTERACTION_SERVICE_NAME, MODEL_PROXY_SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    reflection.enable_server_reflection((SERVICE_NAME, INTERACTION_SERVICE_NAME, health.SERVICE_NAME,
-                                         reflection.SERVICE_NAME), server)
+    reflection.enable_server_reflection((SERVICE_NAME, INTERACTION_SERVICE_NAME, MODEL_PROXY_SERVICE_NAME,
+                                         health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     return health_servicer
 
 

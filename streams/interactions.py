@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from vahini.codecs.avro import INTERACTION, SESSION_EVENT, AvroCodec
-from vahini.errors import InvalidEvent, Reason
+from vahini.errors import HotTierLost, InvalidEvent, Reason
 from vahini.logs import get_logger
 from vahini.ports.event_log import LogConsumer, LogProducer, Record, TopicPartition
 from vahini.ports.interaction_store import (TYPES, ColdInteractions, HistoryQuery, InteractionHotTier, OpenSession,
@@ -90,6 +90,7 @@ class InteractionWorker:
         self._touched: dict[str, TopicPartition] = {}  # users whose windowed counts this batch changes
         self._pending_dead: list[tuple[Record, InvalidEvent]] = []
         self._committed: dict[TopicPartition, int] = {}
+        self._hot_lost = False
 
     # -- loop ---------------------------------------------------------------------
     def run(self, stop: threading.Event) -> InteractionStats:
@@ -268,7 +269,12 @@ class InteractionWorker:
         for user in users:
             self._prefetched.pop(user, None)  # the cold tier is about to change
         dirty: dict[str, list[StoredInteraction]] = {}
-        if not self._retry("hot_dirty", lambda: dirty.update(self._hot.dirty(list(users)))):
+        try:
+            if not self._retry("hot_dirty", lambda: dirty.update(self._hot.dirty(list(users), self._generation))):
+                return False
+        except HotTierLost as exc:  # nothing may count as flushed; the loop rebuilds from the log
+            log.warning("interaction_hot_tier_lost_data_on_flush", error=str(exc))
+            self._hot_lost = True
             return False
         items = [i for held in dirty.values() for i in held]
         if items:
@@ -358,6 +364,8 @@ class InteractionWorker:
             if not self._retry("dead_letter", lambda: self._send_dead(dead)):
                 return False
             self._pending_dead = []
+        if self._hot_lost:
+            return True  # commit nothing: the replay after the reset starts from the last commit
         offsets = {tp: min([nxt, *self._unflushed.get(tp, {}).values()]) for tp, nxt in self._next_offset.items()}
         changed = {tp: o for tp, o in offsets.items() if self._committed.get(tp) != o}
         if changed and not self._retry("commit", lambda: self._consumer.commit(changed)):
@@ -427,12 +435,12 @@ class InteractionWorker:
         """A hot tier that lost its data (a restart without persistence) comes back with
         a new generation. Everything it held since the commit is in the log: rejoin
         the group, which resumes from the commit, and replay."""
-        if time.monotonic() < self._next_generation_check:
+        if time.monotonic() < self._next_generation_check and not self._hot_lost:
             return
         self._next_generation_check = time.monotonic() + 1.0
         current: list[str] = []
         self._retry("hot_generation", lambda: current.append(self._hot.generation()))
-        if current and current[0] != self._generation:
+        if self._hot_lost or current and current[0] != self._generation:
             log.warning("interaction_hot_tier_lost_data", replay_from="committed offsets")
             metrics.HOT_TIER_RESETS.inc()
             self._generation = current[0]

@@ -70,6 +70,11 @@ class StoreUnavailable(VahiniError):
     retriable = True
 
 
+class HotTierLost(VahiniError):
+    """The interaction hot tier lost its data (its generation changed): what it held
+    must be rebuilt from the log, and nothing read from it now may be trusted."""
+
+
 class DeadlineExceeded(VahiniError):
     """The caller's deadline ran out before a store or cache call finished."""
 

@@ -7,6 +7,8 @@ import threading
 import time
 import uuid
 
+import pytest
+
 from vahini.ports.interaction_store import HistoryQuery, OpenSession, StoredInteraction
 
 DAY_MS = 86_400_000
@@ -88,11 +90,11 @@ def test_hot_session_lifecycle_load_append_flush_evict(interaction_hot_tier):
     new = [StoredInteraction(f"{u}-new", u, "p9", None, "ORDER", t + 5, {})]
     assert hot.append(u, new, t + 10, 3) is True
     assert [i.event_id for i in hot.read(HistoryQuery(u))] == [f"{u}-new", *[h.event_id for h in reversed(history)]]
-    assert hot.dirty([u]) == {u: new} and hot.session(u).last_seen_ms == t + 10
+    assert hot.dirty([u], hot.generation()) == {u: new} and hot.session(u).last_seen_ms == t + 10
     assert [s.user_id for s in hot.sessions(3)] == [u] and hot.sessions(4) == []
     assert hot.evict([u]) == set()  # something is dirty: never dropped
     hot.mark_flushed({u: [f"{u}-new"]})
-    assert hot.dirty([u]) == {} and hot.evict([u]) == {u}
+    assert hot.dirty([u], hot.generation()) == {} and hot.evict([u]) == {u}
     assert hot.session(u) is None and hot.sessions(3) == [] and hot.read(HistoryQuery(u)) is None
 
 
@@ -111,7 +113,7 @@ def test_hot_appends_are_idempotent_and_concurrent_writers_lose_nothing(interact
         th.join()
     hot.append(u, batches[0], t, 0)  # a replay
     expected = {i.event_id for b in batches for i in b}
-    assert {i.event_id for i in hot.dirty([u])[u]} == expected
+    assert {i.event_id for i in hot.dirty([u], hot.generation())[u]} == expected
     assert len(hot.read(HistoryQuery(u, limit=1000))) == len(expected)
 
 
@@ -137,6 +139,17 @@ def test_hot_generation_is_stable_until_the_data_is_lost(interaction_hot_tier):
     assert interaction_hot_tier.generation() == interaction_hot_tier.generation() != ""
 
 
+def test_dirty_reads_refuse_a_tier_of_another_generation(interaction_hot_tier):
+    from vahini.errors import HotTierLost
+
+    hot, u, t = interaction_hot_tier, user(), now_ms()
+    hot.load(OpenSession(u, "s", 0, t), [])
+    hot.append(u, clicks(u, 1, t), t, 0)
+    with pytest.raises(HotTierLost):  # an empty answer must never pass for "nothing to flush"
+        hot.dirty([u], "a-generation-this-tier-never-had")
+    assert len(hot.dirty([u], hot.generation())[u]) == 1
+
+
 def test_hot_append_many_appends_to_open_sessions_only(interaction_hot_tier):
     hot, t = interaction_hot_tier, now_ms()
     a, b, c = user(), user(), user()
@@ -144,7 +157,7 @@ def test_hot_append_many_appends_to_open_sessions_only(interaction_hot_tier):
     hot.load(OpenSession(c, "s", 2, t), [])
     appended = hot.append_many({a: (1, clicks(a, 3, t)), b: (1, clicks(b, 2, t)), c: (2, clicks(c, 1, t))}, t + 5)
     assert appended == {a, c}
-    dirty = hot.dirty([a, b, c])
+    dirty = hot.dirty([a, b, c], hot.generation())
     assert len(dirty[a]) == 3 and b not in dirty and hot.session(b) is None and len(dirty[c]) == 1
     assert hot.session(c).last_seen_ms == t + 5
 
@@ -155,7 +168,7 @@ def test_hot_batch_operations_cover_many_users_at_once(interaction_hot_tier):
     for u in users:
         hot.load(OpenSession(u, "s", 7, t), [])
     hot.append_many({u: (7, clicks(u, 2, t)) for u in users}, t)
-    dirty = hot.dirty(users)
+    dirty = hot.dirty(users, hot.generation())
     assert {u: len(items) for u, items in dirty.items()} == {u: 2 for u in users}
     hot.mark_flushed({u: [i.event_id for i in items] for u, items in dirty.items() if u != users[0]})
     assert hot.evict(users) == set(users[1:])  # users[0] still has dirty interactions

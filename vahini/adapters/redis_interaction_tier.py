@@ -24,7 +24,7 @@ from typing import Mapping, Sequence
 import msgspec
 import redis
 
-from vahini.errors import StoreUnavailable
+from vahini.errors import HotTierLost, StoreUnavailable
 from vahini.ports.interaction_store import TYPES, HistoryQuery, OpenSession, StoredInteraction, newest_first
 
 _LIST_ENCODE = msgspec.json.Encoder().encode
@@ -124,16 +124,29 @@ class RedisInteractionTier:
     def touch(self, user_id: str, now_ms: int, partition: int) -> bool:
         return self.append(user_id, [], now_ms, partition)
 
-    def dirty(self, users: Sequence[str]) -> dict[str, list[StoredInteraction]]:
-        pipe = self._redis.pipeline(transaction=False)
+    def dirty(self, users: Sequence[str], generation: str) -> dict[str, list[StoredInteraction]]:
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.get(self._generation_key())
         for u in users:
             pipe.smembers(self._user(u, "dirty"))
-        ids = {u: list(members) for u, members in zip(users, self._call("SMEMBERS", pipe.execute)) if members}
-        pipe = self._redis.pipeline(transaction=False)
-        for u, members in ids.items():
-            pipe.hmget(self._user(u, "d"), members)
-        bodies = self._call("HMGET", pipe.execute) if ids else []
+        current, *members = self._call("SMEMBERS", pipe.execute)
+        self._same_generation(current, generation)
+        ids = {u: list(m) for u, m in zip(users, members) if m}
+        if not ids:
+            return {}
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.get(self._generation_key())
+        for u, m in ids.items():
+            pipe.hmget(self._user(u, "d"), m)
+        current, *bodies = self._call("HMGET", pipe.execute)
+        self._same_generation(current, generation)
         return {u: [StoredInteraction.from_json(b) for b in blobs if b is not None] for u, blobs in zip(ids, bodies)}
+
+    @staticmethod
+    def _same_generation(current: bytes | None, expected: str) -> None:
+        if current is None or current.decode() != expected:
+            raise HotTierLost(f"the interaction hot tier's generation is {current!r}, not {expected!r}: "
+                              f"it lost its data")
 
     def mark_flushed(self, flushed: Mapping[str, Sequence[str]]) -> None:
         pipe = self._redis.pipeline(transaction=False)
@@ -228,8 +241,11 @@ class RedisInteractionTier:
             pipe.hdel(self._user(user_id, "d"), *drop)
         self._call("trim", pipe.execute)
 
+    def _generation_key(self) -> str:
+        return f"{self._ns}:generation"
+
     def generation(self) -> str:
-        key = f"{self._ns}:generation"
+        key = self._generation_key()
         self._call("SET NX", lambda: self._redis.set(key, uuid.uuid4().hex, nx=True))
         value = self._call("GET", lambda: self._redis.get(key))
         return value.decode() if value else ""

@@ -8,6 +8,7 @@ import uuid
 from typing import Mapping, Sequence
 
 from vahini.adapters.sqlite_util import connect, transaction, unavailable
+from vahini.errors import HotTierLost
 from vahini.ports.interaction_store import HistoryQuery, OpenSession, StoredInteraction, newest_first
 
 _SCHEMA = """
@@ -74,12 +75,17 @@ class SqliteInteractionTier:
     def touch(self, user_id: str, now_ms: int, partition: int) -> bool:
         return self.append(user_id, [], now_ms, partition)
 
-    def dirty(self, users: Sequence[str]) -> dict[str, list[StoredInteraction]]:
+    def dirty(self, users: Sequence[str], generation: str) -> dict[str, list[StoredInteraction]]:
         out: dict[str, list[StoredInteraction]] = {}
-        for user_id in users:
-            rows = self._read("SELECT body FROM hot_interactions WHERE user_id = ? AND dirty = 1", (user_id,))
-            if rows:
-                out[user_id] = [StoredInteraction.from_json(b) for (b,) in rows]
+        with self._lock, unavailable(f"SQLite interaction tier {self.path}"), transaction(self._conn):
+            current = self._conn.execute("SELECT value FROM hot_meta WHERE name = 'generation'").fetchone()
+            if current is None or current[0] != generation:
+                raise HotTierLost(f"the interaction hot tier {self.path} has generation {current}, not {generation!r}")
+            for user_id in users:
+                rows = self._conn.execute("SELECT body FROM hot_interactions WHERE user_id = ? AND dirty = 1",
+                                          (user_id,)).fetchall()
+                if rows:
+                    out[user_id] = [StoredInteraction.from_json(b) for (b,) in rows]
         return out
 
     def mark_flushed(self, flushed: Mapping[str, Sequence[str]]) -> None:

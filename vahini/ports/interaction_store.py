@@ -132,8 +132,10 @@ class InteractionHotTier(Protocol):
         """`append` with nothing to add: a session event of an open session."""
         ...
 
-    def dirty(self, users: Sequence[str]) -> dict[str, list[StoredInteraction]]:
-        """Each user's interactions not yet in the cold tier (users with none left out)."""
+    def dirty(self, users: Sequence[str], generation: str) -> dict[str, list[StoredInteraction]]:
+        """Each user's interactions not yet in the cold tier (users with none left out),
+        read from the tier of `generation` only: raises HotTierLost if it lost its data
+        (an empty answer from a restarted tier must never pass for "nothing to flush")."""
         ...
 
     def mark_flushed(self, flushed: Mapping[str, Sequence[str]]) -> None:

@@ -328,8 +328,11 @@ def _column_problem(column: Any, known: dict[str, FeatureGroup]) -> str | None:
     head, _, tail = column.partition(".")
     if head not in known:
         return f"no lookup named '{head}'"
-    if known[head].feature(tail) is None:
+    feature = known[head].feature(tail)
+    if feature is None:
         return f"group '{known[head].name}' has no feature '{tail}'"
+    if feature.type == "string":
+        return f"feature '{tail}' is a string; a model's matrix holds numbers only"
     return None
 
 

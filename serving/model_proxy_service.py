@@ -1,0 +1,33 @@
+"""gRPC ModelProxy: GetFeatures, the feature matrix of a model for its context ids."""
+
+from __future__ import annotations
+
+import grpc
+
+from serving.api import model_proxy_pb2 as mpb
+from serving.api import model_proxy_pb2_grpc as mpb_grpc
+from serving.grpc_errors import BadRequest, time_left
+from serving.model_proxy import ModelExecutor
+
+MODEL_PROXY_SERVICE_NAME = mpb.DESCRIPTOR.services_by_name["ModelProxy"].full_name
+
+
+class ModelProxyServicer(mpb_grpc.ModelProxyServicer):
+    def __init__(self, executor: ModelExecutor, max_rows: int):
+        self._executor = executor
+        self._max_rows = max_rows
+
+    def GetFeatures(self, request: mpb.GetFeaturesRequest, context) -> mpb.GetFeaturesResponse:
+        if not request.model:
+            raise BadRequest(grpc.StatusCode.INVALID_ARGUMENT, "model: required")
+        ids = {name: list(value.ids) for name, value in request.context.items()}
+        largest = max((len(v) for v in ids.values()), default=0)
+        if largest > self._max_rows:
+            raise BadRequest(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                             f"context: {largest} ids exceed the limit of {self._max_rows} rows per request")
+        matrix = self._executor.run(request.model, ids, timeout_s=time_left(context))
+        time_left(context)
+        return mpb.GetFeaturesResponse(
+            model=matrix.model, columns=matrix.columns, row_ids=matrix.row_ids, shape=list(matrix.values.shape),
+            matrix=matrix.values.astype("<f4", copy=False).tobytes(),
+            counts={c: mpb.ColumnCounts(**n) for c, n in matrix.counts.items()})
