@@ -96,7 +96,7 @@ class ModelExecutor:
             if source == "row":
                 parts.append(list(rows))
             elif source.startswith("context."):
-                parts.append([context[source[len("context."):]][0][0]] * len(rows))
+                parts.append([context[source[len("context."):]][0]] * len(rows))
             else:
                 name, _, feature = source.partition(".")
                 parts.append(_key_values(fetched[name], feature, len(rows)))

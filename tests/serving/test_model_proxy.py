@@ -1,0 +1,111 @@
+"""ModelProxy.GetFeatures on both stacks: the sample `home_ranker` graph (product ->
+category -> user x category) executed into a float32 matrix, defaults and their
+counts, and precise status codes."""
+
+from __future__ import annotations
+
+import time
+
+import grpc
+import numpy as np
+import pytest
+
+from serving.api import feature_service_pb2 as pb
+from serving.api import feature_service_pb2_grpc as pb_grpc
+from serving.api import model_proxy_pb2 as mpb
+from serving.api import model_proxy_pb2_grpc as mpb_grpc
+from serving.model_proxy import levels
+from serving.server import start_server
+from tests.conftest_backends import STACKS, stack_settings, with_sample_registry
+from vahini.demo import SAMPLE_REGISTRY
+from vahini.registry.loader import load_registry
+
+COLUMNS = ["product.price", "stats.ctr_7d", "stats.cvr_7d", "user.account_age_days", "user.is_premium",
+           "user_cat.clicks_30d", "user_cat.affinity", *[f"stats.embedding_{d}" for d in range(16)]]
+
+
+@pytest.fixture(params=STACKS)
+def served(request, tmp_path, unique):
+    settings = with_sample_registry(stack_settings(request.param, request, tmp_path, unique))
+    running = start_server(settings, port=0)
+    channel = grpc.insecure_channel(f"127.0.0.1:{running.port}")
+    yield pb_grpc.FeatureServiceStub(channel), mpb_grpc.ModelProxyStub(channel), unique
+    channel.close()
+    running.stop(0)
+
+
+def value(**kw) -> pb.Value:
+    return pb.Value(**kw)
+
+
+def persist(stub, entity: str, keys: dict, group: str, values: dict) -> None:
+    stub.Persist(pb.PersistRequest(updates=[pb.FeatureUpdate(entity=entity, keys=keys, group=group, values=values,
+                                                             event_time_ms=int(time.time() * 1000))]))
+
+
+def context(user: str, products: list[str]) -> dict:
+    return {"user_id": mpb.ContextIds(ids=[user]), "product_ids": mpb.ContextIds(ids=products)}
+
+
+def test_the_graph_resolves_into_levels():
+    graph = load_registry(SAMPLE_REGISTRY).models["home_ranker"]
+    assert [[lookup.name for lookup in level] for level in levels(graph)] == [["product", "stats", "user"],
+                                                                              ["user_cat"]]
+
+
+def test_get_features_builds_the_matrix_through_the_graph_with_defaults_counted(served):
+    features, proxy, u = served
+    user, p1, p2, p3 = f"u{u}", f"p1{u}", f"p2{u}", f"p3{u}"
+    persist(features, "product", {"product_id": p1}, "product_core",
+            {"category_id": value(string_value="shoes"), "price": value(float_value=10.5)})
+    persist(features, "product", {"product_id": p2}, "product_core",
+            {"category_id": value(string_value="bags"), "price": value(float_value=20.0)})
+    persist(features, "product", {"product_id": p1}, "product_stats",
+            {"ctr_7d": value(float_value=0.25), "embedding": value(vector_value=pb.FloatVector(values=[0.5] * 16))})
+    persist(features, "user", {"user_id": user}, "user_profile",
+            {"account_age_days": value(int_value=30), "is_premium": value(bool_value=True)})
+    persist(features, "user_category", {"user_id": user, "category_id": "shoes"}, "user_category_affinity",
+            {"clicks_30d": value(int_value=5), "affinity": value(float_value=0.75)})
+
+    reply = proxy.GetFeatures(mpb.GetFeaturesRequest(model="home_ranker", context=context(user, [p1, p2, p3])))
+    assert reply.model == "home_ranker" and list(reply.columns) == COLUMNS
+    assert list(reply.row_ids) == [p1, p2, p3] and list(reply.shape) == [3, len(COLUMNS)]
+    m = np.frombuffer(reply.matrix, "<f4").reshape(tuple(reply.shape))
+    col = {c: m[:, i] for i, c in enumerate(COLUMNS)}
+    assert col["product.price"].tolist() == [10.5, 20.0, 0.0]
+    assert col["stats.ctr_7d"].tolist() == [0.25, 0.0, 0.0]
+    assert col["user.account_age_days"].tolist() == [30, 30, 30]  # a context lookup, broadcast to every row
+    assert col["user.is_premium"].tolist() == [1.0, 1.0, 1.0]
+    # product -> category -> user x category: p1 is in shoes (stored), p2 in bags (not), p3 has no category.
+    assert col["user_cat.clicks_30d"].tolist() == [5, 0, 0]
+    assert col["user_cat.affinity"].tolist() == [0.75, 0.0, 0.0]
+    assert m[0, COLUMNS.index("stats.embedding_0"):].tolist() == [0.5] * 16
+    assert reply.counts["product.price"].missing == 1
+    assert reply.counts["user_cat.affinity"].missing == 2
+    assert reply.counts["stats.embedding_3"].missing == 2
+    assert "user.account_age_days" not in reply.counts
+
+
+@pytest.mark.parametrize("request_, code, detail", [
+    (mpb.GetFeaturesRequest(model="nope", context=context("u", ["p"])), grpc.StatusCode.NOT_FOUND,
+     "unknown model 'nope'"),
+    (mpb.GetFeaturesRequest(model="home_ranker", context={"product_ids": mpb.ContextIds(ids=["p"])}),
+     grpc.StatusCode.INVALID_ARGUMENT, "context.user_id: required"),
+    (mpb.GetFeaturesRequest(model="home_ranker", context={"user_id": mpb.ContextIds(ids=["u", "v"]),
+                                                          "product_ids": mpb.ContextIds(ids=["p"])}),
+     grpc.StatusCode.INVALID_ARGUMENT, "context.user_id: one id expected, got 2"),
+    (mpb.GetFeaturesRequest(model="home_ranker", context={**context("u", ["p", ""])}),
+     grpc.StatusCode.INVALID_ARGUMENT, "context.product_ids[1]"),
+    (mpb.GetFeaturesRequest(model="home_ranker", context={**context("u", ["p"]),
+                                                          "shop_id": mpb.ContextIds(ids=["s"])}),
+     grpc.StatusCode.INVALID_ARGUMENT, "context.shop_id"),
+    (mpb.GetFeaturesRequest(model="home_ranker", context=context("u", [f"p{i}" for i in range(2001)])),
+     grpc.StatusCode.RESOURCE_EXHAUSTED, "2001 ids exceed the limit of 2000"),
+    (mpb.GetFeaturesRequest(context=context("u", ["p"])), grpc.StatusCode.INVALID_ARGUMENT, "model: required"),
+], ids=["unknown-model", "missing-context", "two-users", "empty-row-id", "unknown-context", "too-many-rows",
+        "no-model"])
+def test_bad_requests_get_precise_status_codes(served, request_, code, detail):
+    _, proxy, _ = served
+    with pytest.raises(grpc.RpcError) as info:
+        proxy.GetFeatures(request_)
+    assert info.value.code() == code and detail in info.value.details()
