@@ -109,3 +109,38 @@ def test_bad_requests_get_precise_status_codes(served, request_, code, detail):
     with pytest.raises(grpc.RpcError) as info:
         proxy.GetFeatures(request_)
     assert info.value.code() == code and detail in info.value.details()
+
+
+def test_vahini_query_prints_the_matrix_as_json_and_as_a_table(request, tmp_path, unique):
+    import json
+    import subprocess
+    import sys
+
+    from tests.streams.processes import settings_env
+
+    settings = with_sample_registry(stack_settings("embedded", request, tmp_path, unique))
+    running = start_server(settings, port=0)
+    with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+        persist(pb_grpc.FeatureServiceStub(channel), "product", {"product_id": "p1"}, "product_core",
+                {"category_id": value(string_value="shoes"), "price": value(float_value=10.5)})
+
+    def query(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "vahini.cli", "query", "home_ranker", "--set", "user_id=u1",
+                               "--set", "product_ids=p1,p2", "--target", f"127.0.0.1:{running.port}", *args],
+                              env=settings_env(settings), capture_output=True, text=True, timeout=60)
+    try:
+        as_json = query("--json")
+        assert as_json.returncode == 0, as_json.stderr
+        out = json.loads(as_json.stdout)
+        assert out["model"] == "home_ranker" and out["columns"] == COLUMNS and out["row_ids"] == ["p1", "p2"]
+        assert out["matrix"][0][0] == 10.5 and out["matrix"][1][0] == 0.0
+        assert out["missing"]["product.price"] == 1 and out["missing"]["user.account_age_days"] == 2
+        table = query()
+        assert table.returncode == 0 and "home_ranker: 2 rows x 23 columns" in table.stdout
+        assert "product.price" in table.stdout and "(1 defaulted)" in table.stdout
+        bad = subprocess.run([sys.executable, "-m", "vahini.cli", "query", "nope", "--set", "user_id=u1",
+                              "--target", f"127.0.0.1:{running.port}"], env=settings_env(settings),
+                             capture_output=True, text=True, timeout=60)
+        assert bad.returncode == 2 and "NOT_FOUND: unknown model 'nope'" in bad.stderr
+    finally:
+        running.stop(0)

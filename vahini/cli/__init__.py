@@ -29,7 +29,8 @@ examples:
   vahini replay --topic vahini.feature-updates --from 2026-11-26T00:00:00Z
   vahini ingest interactions                     # the interaction store's worker
   vahini history u42 --type click --limit 10     # a user's interactions, hot or cold
-  vahini serve --port 50051                      # gRPC FeatureService and InteractionService
+  vahini serve --port 50051                      # gRPC FeatureService, InteractionService, ModelProxy
+  vahini query home_ranker --set user_id=u42 --set product_ids=p1,p2
 """
 
 
@@ -49,6 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_serve(sub)
     _add_get(sub)
     _add_history(sub)
+    _add_query(sub)
     return p
 
 
@@ -173,6 +175,20 @@ def _add_get(sub) -> None:
     g.add_argument("--keys", required=True, help="comma-separated entity keys (multi-column keys joined by |)")
     g.add_argument("--groups", required=True, help="comma-separated feature groups")
     g.set_defaults(run=commands.get)
+
+
+def _add_query(sub) -> None:
+    q = sub.add_parser("query", help="ask a running Model Proxy for a model's feature matrix",
+                       description="Call ModelProxy.GetFeatures on a running server (`vahini serve`) and print the "
+                                   "matrix as a table, or with --json as one object: {model, columns, row_ids, "
+                                   "matrix, missing}. Context ids come from --set NAME=ID[,ID...].")
+    q.add_argument("model", help="model name, as in the registry's models:")
+    q.add_argument("--set", dest="context", action="append", default=[], metavar="NAME=IDS",
+                   help="a context input, e.g. user_id=u42 or product_ids=p1,p2 (repeatable)")
+    q.add_argument("--target", help="HOST:PORT of the server (default: serving.host:serving.port)")
+    q.add_argument("--timeout", type=float, default=5.0, help="deadline in seconds (default %(default)s)")
+    q.add_argument("--json", action="store_true", help="one JSON object instead of a table")
+    q.set_defaults(run=commands.query)
 
 
 def _add_history(sub) -> None:

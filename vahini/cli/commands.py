@@ -134,6 +134,42 @@ def history(args) -> int:
     return 0
 
 
+def query(args) -> int:
+    import grpc
+    import numpy as np
+
+    from serving.api import model_proxy_pb2 as mpb
+    from serving.api import model_proxy_pb2_grpc as mpb_grpc
+
+    settings = _settings(args)
+    context = {}
+    for item in args.context:
+        name, sep, ids = item.partition("=")
+        if not sep or not name or not ids:
+            raise UserError(f"--set {item!r}: expected NAME=ID[,ID...]")
+        context[name] = mpb.ContextIds(ids=ids.split(","))
+    target = args.target or f"{settings.serving.host}:{settings.serving.port}"
+    with grpc.insecure_channel(target) as channel:
+        try:
+            reply = mpb_grpc.ModelProxyStub(channel).GetFeatures(
+                mpb.GetFeaturesRequest(model=args.model, context=context), timeout=args.timeout)
+        except grpc.RpcError as exc:
+            raise UserError(f"{target}: {exc.code().name}: {exc.details()}") from None
+    matrix = np.frombuffer(reply.matrix, "<f4").reshape(tuple(reply.shape))
+    missing = {c: n.missing + n.expired + n.unreadable for c, n in reply.counts.items()}
+    if args.json:
+        print(json.dumps({"model": reply.model, "columns": list(reply.columns), "row_ids": list(reply.row_ids),
+                          "matrix": [[float(str(v)) for v in row] for row in matrix], "missing": missing}))
+        return 0
+    width = max([len(c) for c in reply.columns] + [8])
+    print(f"{reply.model}: {matrix.shape[0]} rows x {matrix.shape[1]} columns")
+    print(f"{'column':<{width}}  " + "  ".join(f"{r[:12]:>12}" for r in reply.row_ids))
+    for j, column in enumerate(reply.columns):
+        note = f"  ({missing[column]} defaulted)" if missing.get(column) else ""
+        print(f"{column:<{width}}  " + "  ".join(f"{matrix[i, j]:>12.6g}" for i in range(matrix.shape[0])) + note)
+    return 0
+
+
 def replay(args) -> int:
     from streams.replay import PositionError, replay
     from streams.worker import stop_on_signals
