@@ -1,0 +1,87 @@
+"""The Python client rankers use: one reused channel, deadlines on every call, and
+retries with exponential backoff on UNAVAILABLE (a server restarting, a store
+briefly down), all within the call's deadline.
+
+    client = VahiniClient("127.0.0.1:50051", timeout_s=0.05)
+    features = client.get_features("home_ranker", user_id="u42", product_ids=["p1", "p2"])
+    features.matrix            # numpy float32, rows x columns
+    features.to_pandas()       # needs pandas
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+import grpc
+import numpy as np
+
+from serving.api import model_proxy_pb2 as mpb
+from serving.api import model_proxy_pb2_grpc as mpb_grpc
+
+RETRIED = frozenset({grpc.StatusCode.UNAVAILABLE})
+
+
+@dataclass
+class ModelFeatures:
+    model: str
+    columns: list[str]
+    row_ids: list[str]
+    matrix: np.ndarray  # float32, rows x columns
+    counts: dict[str, dict[str, int]]  # column -> {missing, expired, unreadable}, where a default was used
+
+    def to_pandas(self):
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ImportError("ModelFeatures.to_pandas needs pandas: pip install pandas") from None
+        return pd.DataFrame(self.matrix, index=self.row_ids, columns=self.columns)
+
+
+class VahiniClient:
+    def __init__(self, target: str, timeout_s: float = 0.1, max_attempts: int = 4, backoff_s: float = 0.01):
+        self._channel = grpc.insecure_channel(target)
+        self._proxy = mpb_grpc.ModelProxyStub(self._channel)
+        self.timeout_s = timeout_s
+        self._max_attempts = max_attempts
+        self._backoff_s = backoff_s
+
+    def get_features(self, model: str, timeout_s: float | None = None,
+                     **context: str | Sequence[str]) -> ModelFeatures:
+        """The model's feature matrix for `context` (each input an id or a list of ids)."""
+        request = mpb.GetFeaturesRequest(model=model, context={
+            name: mpb.ContextIds(ids=[ids] if isinstance(ids, str) else list(ids)) for name, ids in context.items()})
+        reply = self._call(self._proxy.GetFeatures, request, timeout_s or self.timeout_s)
+        return ModelFeatures(reply.model, list(reply.columns), list(reply.row_ids),
+                             np.frombuffer(reply.matrix, "<f4").reshape(tuple(reply.shape)),
+                             {c: {"missing": n.missing, "expired": n.expired, "unreadable": n.unreadable}
+                              for c, n in reply.counts.items()})
+
+    def _call(self, method, request, timeout_s: float):
+        """Retry UNAVAILABLE with jittered exponential backoff until the deadline."""
+        deadline = time.monotonic() + timeout_s
+        delay = self._backoff_s
+        for attempt in range(1, self._max_attempts + 1):
+            left = deadline - time.monotonic()
+            try:
+                return method(request, timeout=max(left, 0.001))
+            except grpc.RpcError as exc:
+                if exc.code() not in RETRIED or attempt == self._max_attempts:
+                    raise
+                pause = delay * random.uniform(0.5, 1.5)
+                if time.monotonic() + pause >= deadline:
+                    raise
+                time.sleep(pause)
+                delay *= 2
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> "VahiniClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
