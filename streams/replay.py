@@ -55,10 +55,14 @@ def resolve(log: EventLog, topic: str, position: tuple[str, int]) -> dict[TopicP
 
 def replay(settings: Settings, topic: str, start: str, end: str | None, group: str,
            progress: bool = True, stop: threading.Event | None = None) -> IngestStats:
+    first, last = parse_position(start), parse_position(end or "latest")
     backends = Backends.open(settings)
     log = backends.event_log
-    start_offsets = resolve(log, topic, parse_position(start))
-    stop_offsets = resolve(log, topic, parse_position(end or "latest"))
+    if not log.exists(topic):
+        backends.close()
+        raise PositionError(f"topic {topic!r} does not exist in {settings.event_log}")
+    start_offsets = resolve(log, topic, first)
+    stop_offsets = resolve(log, topic, last)
     # Partitions with nothing in range are left out, or the replay would wait on them forever.
     start_offsets = {tp: o for tp, o in start_offsets.items() if o < stop_offsets[tp]}
     stop_offsets = {tp: stop_offsets[tp] for tp in start_offsets}

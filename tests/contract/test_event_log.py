@@ -132,3 +132,11 @@ def test_lag_counts_records_not_yet_consumed(event_log, unique):
         consumed += len(c.poll_batch(2, 0.5))
     assert c.lag() == {(topic, 0): 10 - 4 - consumed}
     c.close()
+
+
+def test_exists_tells_without_creating(event_log, unique):
+    topic = f"exists-{unique}"
+    assert not event_log.exists(topic)
+    assert not event_log.exists(topic)  # asking does not create it
+    event_log.create_topic(topic, 2)
+    assert event_log.exists(topic)

@@ -137,3 +137,15 @@ def test_ingest_stop_at_end_exits_with_a_summary_and_dead_letters_limit_shows_th
     assert sorted(e["detail"] for e in shown["latest"]) == [f"unknown feature group 'late_group_{i}'"
                                                             for i in range(3)]
     assert [e["failed_at_ms"] for e in shown["latest"]] == sorted(e["failed_at_ms"] for e in shown["latest"])
+
+
+def test_replay_of_a_topic_that_does_not_exist_is_refused_not_created(settings):
+    from vahini import wiring
+
+    missing = settings.topics.dead_letter + "s"  # a misspelt name
+    result = vahini(settings, "replay", "--topic", missing, "--from", "earliest")
+    assert result.returncode == 2
+    assert f"topic '{missing}' does not exist" in result.stderr
+    log = wiring.event_log(settings)
+    assert not log.exists(missing)  # and it was not created on the way
+    log.close()

@@ -82,6 +82,12 @@ class KafkaEventLog:
                 raise StoreUnavailable(f"topic {topic} has no metadata after {timeout_s}s")
             time.sleep(0.1)
 
+    def exists(self, topic: str) -> bool:
+        # Metadata of every topic: asking for one by name makes a broker with
+        # auto.create.topics.enable create it.
+        meta = _retrying(lambda: self._admin.list_topics(timeout=10), attempts=3).topics.get(topic)
+        return meta is not None and meta.error is None and bool(meta.partitions)
+
     def partitions(self, topic: str) -> int:
         meta = self._topic_metadata(topic)
         if meta is None or meta.error is not None or not meta.partitions:

@@ -64,6 +64,10 @@ class SqliteEventLog:
             self._conn.execute("INSERT OR IGNORE INTO topics VALUES (?, ?)", (topic, n))
             self._conn.executemany("INSERT OR IGNORE INTO log_end VALUES (?, ?, 0)", [(topic, p) for p in range(n)])
 
+    def exists(self, topic: str) -> bool:
+        with self._reading():
+            return self._conn.execute("SELECT 1 FROM topics WHERE name = ?", (topic,)).fetchone() is not None
+
     def partitions(self, topic: str) -> int:
         with self._reading():
             row = self._conn.execute("SELECT partitions FROM topics WHERE name = ?", (topic,)).fetchone()

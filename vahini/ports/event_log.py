@@ -66,6 +66,10 @@ class EventLog(Protocol):
 
     def producer(self) -> LogProducer: ...
 
+    def exists(self, topic: str) -> bool:
+        """Whether `topic` exists (without creating it, unlike `partitions`)."""
+        ...
+
     def consumer(self, group: str, topics: Sequence[str],
                  start_offsets: Mapping[TopicPartition, int] | None = None,
                  co_partitioned: bool = False) -> LogConsumer:
