@@ -31,6 +31,7 @@ class ModelFeatures:
     row_ids: list[str]
     matrix: np.ndarray  # float32, rows x columns
     counts: dict[str, dict[str, int]]  # column -> {missing, expired, unreadable}, where a default was used
+    degraded: str = ""  # non-empty: a store was down and defaults were served (on_outage: defaults)
 
     def to_pandas(self):
         try:
@@ -57,7 +58,7 @@ class VahiniClient:
         return ModelFeatures(reply.model, list(reply.columns), list(reply.row_ids),
                              np.frombuffer(reply.matrix, "<f4").reshape(tuple(reply.shape)),
                              {c: {"missing": n.missing, "expired": n.expired, "unreadable": n.unreadable}
-                              for c, n in reply.counts.items()})
+                              for c, n in reply.counts.items()}, reply.degraded)
 
     def _call(self, method, request, timeout_s: float):
         """Retry UNAVAILABLE with jittered exponential backoff until the deadline."""

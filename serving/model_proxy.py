@@ -19,7 +19,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from serving.retrieval import EXPIRED, MISSING, PRESENT, UNREADABLE, FeatureReader, GroupResult
-from vahini.errors import InvalidEvent, NotFound, Reason
+from vahini.errors import InvalidEvent, NotFound, Reason, StoreUnavailable
 from vahini.registry.model import KEY_SEPARATOR, Lookup, ModelGraph, Registry
 
 STATUS_COUNTED = {MISSING: "missing", EXPIRED: "expired", UNREADABLE: "unreadable"}
@@ -32,6 +32,7 @@ class FeatureMatrix:
     row_ids: list[str]
     values: np.ndarray  # float32, rows x columns
     counts: dict[str, dict[str, int]] = field(default_factory=dict)  # column -> {missing, expired, unreadable}
+    degraded: str = ""  # why defaults were served for reads that failed (on_outage: defaults), else ""
 
 
 @dataclass
@@ -67,9 +68,12 @@ class ModelExecutor:
             raise NotFound(f"unknown model '{model}'")
         rows = self._check_context(graph, context)
         fetched: dict[str, _Fetched] = {}
+        outages: list[str] = []
         for level in levels(graph):
-            self._fetch_level(registry, level, context, rows, fetched, timeout_s)
-        return self._assemble(registry, graph, rows, fetched)
+            self._fetch_level(registry, graph, level, context, rows, fetched, timeout_s, outages)
+        matrix = self._assemble(registry, graph, rows, fetched)
+        matrix.degraded = "; ".join(outages)
+        return matrix
 
     def _check_context(self, graph: ModelGraph, context: Mapping[str, Sequence[str]]) -> list[str]:
         for name in graph.context:
@@ -103,8 +107,8 @@ class ModelExecutor:
         return [None if any(p is None or p == "" for p in combo) else KEY_SEPARATOR.join(combo)
                 for combo in zip(*parts)]
 
-    def _fetch_level(self, registry: Registry, level: list[Lookup], context, rows: list[str],
-                     fetched: dict[str, _Fetched], timeout_s: float | None) -> None:
+    def _fetch_level(self, registry: Registry, graph: ModelGraph, level: list[Lookup], context, rows: list[str],
+                     fetched: dict[str, _Fetched], timeout_s: float | None, outages: list[str]) -> None:
         by_entity: dict[str, list[tuple[Lookup, list[str | None]]]] = {}
         for lookup in level:
             entity = registry.groups[lookup.group].entity
@@ -113,12 +117,25 @@ class ModelExecutor:
             unique = list(dict.fromkeys(k for _, keys in lookups for k in keys if k is not None))
             position = {k: i for i, k in enumerate(unique)}
             groups = list(dict.fromkeys(lookup.group for lookup, _ in lookups))
-            results = self._reader.retrieve(entity, unique, groups, timeout_s=timeout_s, registry=registry) \
-                if unique else [None] * len(groups)
+            results = self._read(entity, unique, groups, timeout_s, registry, graph, outages)
             by_group = dict(zip(groups, results))
             for lookup, keys in lookups:
                 index = np.fromiter((position[k] if k is not None else -1 for k in keys), np.int64, len(keys))
                 fetched[lookup.name] = _Fetched(by_group[lookup.group], index)
+
+    def _read(self, entity: str, keys: list[str], groups: list[str], timeout_s: float | None, registry: Registry,
+              graph: ModelGraph, outages: list[str]) -> list[GroupResult | None]:
+        """The groups' values for `keys`; with on_outage: defaults, None (every row takes
+        defaults) when the store is down, and the outage is noted for the response."""
+        if not keys:
+            return [None] * len(groups)
+        try:
+            return self._reader.retrieve(entity, keys, groups, timeout_s=timeout_s, registry=registry)
+        except StoreUnavailable as exc:
+            if graph.on_outage != "defaults":
+                raise
+            outages.append(f"{', '.join(groups)}: {exc}")
+            return [None] * len(groups)
 
     def _assemble(self, registry: Registry, graph: ModelGraph, rows: list[str],
                   fetched: dict[str, _Fetched]) -> FeatureMatrix:

@@ -30,4 +30,4 @@ class ModelProxyServicer(mpb_grpc.ModelProxyServicer):
         return mpb.GetFeaturesResponse(
             model=matrix.model, columns=matrix.columns, row_ids=matrix.row_ids, shape=list(matrix.values.shape),
             matrix=matrix.values.astype("<f4", copy=False).tobytes(),
-            counts={c: mpb.ColumnCounts(**n) for c, n in matrix.counts.items()})
+            counts={c: mpb.ColumnCounts(**n) for c, n in matrix.counts.items()}, degraded=matrix.degraded)

@@ -38,7 +38,7 @@ class ColumnCounts(_message.Message):
     def __init__(self, missing: _Optional[int] = ..., expired: _Optional[int] = ..., unreadable: _Optional[int] = ...) -> None: ...
 
 class GetFeaturesResponse(_message.Message):
-    __slots__ = ("model", "columns", "row_ids", "shape", "matrix", "counts")
+    __slots__ = ("model", "columns", "row_ids", "shape", "matrix", "counts", "degraded")
     class CountsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -52,10 +52,12 @@ class GetFeaturesResponse(_message.Message):
     SHAPE_FIELD_NUMBER: _ClassVar[int]
     MATRIX_FIELD_NUMBER: _ClassVar[int]
     COUNTS_FIELD_NUMBER: _ClassVar[int]
+    DEGRADED_FIELD_NUMBER: _ClassVar[int]
     model: str
     columns: _containers.RepeatedScalarFieldContainer[str]
     row_ids: _containers.RepeatedScalarFieldContainer[str]
     shape: _containers.RepeatedScalarFieldContainer[int]
     matrix: bytes
     counts: _containers.MessageMap[str, ColumnCounts]
-    def __init__(self, model: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., row_ids: _Optional[_Iterable[str]] = ..., shape: _Optional[_Iterable[int]] = ..., matrix: _Optional[bytes] = ..., counts: _Optional[_Mapping[str, ColumnCounts]] = ...) -> None: ...
+    degraded: str
+    def __init__(self, model: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., row_ids: _Optional[_Iterable[str]] = ..., shape: _Optional[_Iterable[int]] = ..., matrix: _Optional[bytes] = ..., counts: _Optional[_Mapping[str, ColumnCounts]] = ..., degraded: _Optional[str] = ...) -> None: ...

@@ -49,7 +49,8 @@ class ModelProxyServicer:
         model's graph in the registry. Errors: NOT_FOUND (unknown model),
         INVALID_ARGUMENT (names the bad context field), RESOURCE_EXHAUSTED (more rows
         than serving.max_keys_per_request, or the server is at its limit of calls in
-        flight), UNAVAILABLE (a store it needs is down; retry), DEADLINE_EXCEEDED.
+        flight), UNAVAILABLE (a store it needs is down and the model's on_outage is
+        "fail"; retry), DEADLINE_EXCEEDED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

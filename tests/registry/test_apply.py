@@ -322,3 +322,13 @@ feature_groups:
 """)
     found = problems(d)
     assert any(message in p and "groups.yaml:" in p for p in found), found
+
+
+def test_a_model_on_outage_policy_is_validated_with_file_and_line(tmp_path):
+    models = (SAMPLE_REGISTRY / "models.yaml").read_text().replace("    rows: product_ids",
+                                                                   "    rows: product_ids\n    on_outage: shrug")
+    d = tmp_path / "registry"
+    shutil.copytree(SAMPLE_REGISTRY, d)
+    (d / "models.yaml").write_text(models)
+    found = problems(d)
+    assert any("models.yaml:" in p and "on_outage 'shrug' must be 'fail' or 'defaults'" in p for p in found), found

@@ -182,3 +182,45 @@ def test_the_client_returns_numpy_and_retries_a_restarting_server_within_its_dea
     assert info.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
     assert time.monotonic() - started < 2.0  # retries stop at the deadline, not after 100 attempts
     gone.close()
+
+
+@pytest.mark.real_service
+def test_a_store_outage_fails_or_serves_defaults_as_the_model_says(request, tmp_path, unique):
+    import shutil
+
+    from tests.faults import TcpProxy
+    from vahini import wiring
+    from vahini.registry import publish
+
+    registry_dir = tmp_path / "registry"
+    shutil.copytree(SAMPLE_REGISTRY, registry_dir)
+    models = (registry_dir / "models.yaml").read_text()
+    lenient = models.split("models:\n", 1)[1].replace("name: home_ranker", "name: lenient_ranker", 1)
+    (registry_dir / "models.yaml").write_text(models + lenient.replace("    rows: product_ids",
+                                                                       "    rows: product_ids\n    on_outage: defaults",
+                                                                       1))
+    settings = stack_settings("real", request, tmp_path, unique)
+    config = wiring.config_store(settings)
+    publish.apply(registry_dir, config)
+    config.close()
+    host, port = request.getfixturevalue("cassandra_endpoint").split(":")
+    proxy = TcpProxy(host, int(port))
+    keyspace = request.getfixturevalue("cassandra_keyspace")
+    running = start_server(settings.model_copy(update={"feature_store": f"cassandra://127.0.0.1:{proxy.port}/{keyspace}"}),
+                           port=0)
+    stub = mpb_grpc.ModelProxyStub(grpc.insecure_channel(f"127.0.0.1:{running.port}"))
+    rows = [f"fresh{unique}-{i}" for i in range(3)]  # never read before: not in any cache
+    proxy.cut()  # Cassandra refuses every connection
+    try:
+        with pytest.raises(grpc.RpcError) as info:
+            stub.GetFeatures(mpb.GetFeaturesRequest(model="home_ranker", context=context(f"u{unique}", rows)),
+                             timeout=30)
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+        reply = stub.GetFeatures(mpb.GetFeaturesRequest(model="lenient_ranker", context=context(f"u{unique}", rows)),
+                                 timeout=30)
+        assert "product_core" in reply.degraded and list(reply.shape) == [3, len(COLUMNS)]
+        m = np.frombuffer(reply.matrix, "<f4").reshape(tuple(reply.shape))
+        assert m[:, COLUMNS.index("product.price")].tolist() == [0.0, 0.0, 0.0]
+        assert reply.counts["product.price"].missing == 3
+    finally:
+        running.stop(0)

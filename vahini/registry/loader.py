@@ -235,7 +235,12 @@ class _Builder:
     # -- models ------------------------------------------------------------------
     def _model(self, file: str, node: Any) -> None:
         if not _fields(self.problems, file, node, "model", ("name", "context", "rows", "lookups", "features"),
-                       ("description",)):
+                       ("description", "on_outage")):
+            return
+        on_outage = node.get("on_outage", "fail")
+        if on_outage not in ("fail", "defaults"):
+            self.problems.add(_at(file, node, "on_outage"),
+                              f"model on_outage {on_outage!r} must be 'fail' or 'defaults'")
             return
         name = _name(self.problems, file, node, "name", "model")
         where = _at(file, node)
@@ -258,7 +263,8 @@ class _Builder:
                 return
             lookups.append(Lookup(item["name"], item["group"], tuple((k, str(v)) for k, v in item["keys"].items())))
         if name and self._unique(self.models, name, where, "model"):
-            graph = ModelGraph(name, tuple(context), node["rows"], tuple(lookups), tuple(node["features"] or ()))
+            graph = ModelGraph(name, tuple(context), node["rows"], tuple(lookups), tuple(node["features"] or ()),
+                               on_outage)
             self.models[name] = (graph, where, node)
 
     # -- cross references -----------------------------------------------------------

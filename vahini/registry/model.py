@@ -104,6 +104,9 @@ class ModelGraph:
     rows: str
     lookups: tuple[Lookup, ...]
     features: tuple[str, ...]  # output columns as "<lookup>.<feature>"
+    # When a store the graph reads is down: "fail" the request (UNAVAILABLE), or serve
+    # "defaults" for what could not be read and say so in the response.
+    on_outage: str = "fail"
 
 
 @dataclass(frozen=True)
@@ -147,7 +150,7 @@ class Registry:
             m["name"]: ModelGraph(
                 name=m["name"], context=tuple(m["context"]), rows=m["rows"],
                 lookups=tuple(Lookup(lk["name"], lk["group"], tuple(map(tuple, lk["keys"]))) for lk in m["lookups"]),
-                features=tuple(m["features"]),
+                features=tuple(m["features"]), on_outage=m.get("on_outage", "fail"),
             )
             for m in d["models"]
         }
