@@ -18,6 +18,8 @@ def test_demo_ingests_everything_it_produced(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "user_profile.city" in out and "present" in out
     assert "u42 during the session (served from the hot tier)" in out and "served from the cold tier" in out
+    assert summary["model_proxy_shape"] == [4, 23]  # 4 candidate products x home_ranker's 23 columns
+    assert "Model Proxy: home_ranker for u42" in out and "GetFeatures latency" in out
 
 
 def test_demo_command_runs_as_a_user_would(tmp_path):

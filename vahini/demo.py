@@ -180,6 +180,7 @@ def run_demo(workdir: Path, size: DemoSize = DemoSize(), seed: int = 7) -> dict:
     print(f"\ningest throughput: {summary['ingest_events_per_s']:,} events/s "
           f"({stats.events:,} events in {stats.seconds:.1f}s, one worker process, embedded SQLite store)")
     summary.update(_sessions(settings, backends.event_log, producer))
+    summary.update(_model_proxy(settings))
     print(json.dumps(summary))
     backends.close()
     return summary
@@ -230,6 +231,37 @@ def _sessions(settings: Settings, event_log, producer: EventProducer) -> dict:
     return {"interaction_events": s.events, "interactions_to_hot": s.to_hot, "interactions_to_cold": s.to_cold,
             "sessions_started": s.sessions_started, "cold_writes": s.cold_writes,
             "live_session_cold_writes": after}
+
+
+def _model_proxy(settings: Settings) -> dict:
+    """Start the server and ask the Model Proxy for home_ranker's matrix, as a ranker would."""
+    import numpy as np
+
+    from serving.client import VahiniClient
+    from serving.server import start_server
+
+    running = start_server(settings, port=0)
+    products = [f"p{p}" for p in (1234, 7, 42, 999_999)]  # the last one does not exist: defaults
+    with VahiniClient(f"127.0.0.1:{running.port}", timeout_s=5.0) as client:
+        features = client.get_features("home_ranker", user_id="u42", product_ids=products)
+        latencies = []
+        for _ in range(50):
+            started = time.perf_counter()
+            client.get_features("home_ranker", user_id="u42", product_ids=products)
+            latencies.append((time.perf_counter() - started) * 1000)
+    running.stop(0)
+    shown = features.columns[:7]
+    print(f"\nModel Proxy: home_ranker for u42 and {len(products)} products "
+          f"({features.matrix.shape[0]} x {features.matrix.shape[1]} float32 matrix, first {len(shown)} columns):")
+    print("  " + " ".join(f"{c[:14]:>14}" for c in ["row", *shown]))
+    for row_id, row in zip(features.row_ids, features.matrix):
+        print("  " + " ".join([f"{row_id:>14}", *(f"{v:>14.4g}" for v in row[:len(shown)])]))
+    defaulted = {c: n["missing"] for c, n in features.counts.items() if c in shown}
+    print(f"  defaults used (missing values) per column: {defaulted}")
+    p50 = float(np.percentile(latencies, 50))
+    print(f"  GetFeatures latency over 50 calls: p50 {p50:.2f} ms, p99 {np.percentile(latencies, 99):.2f} ms "
+          f"(embedded SQLite store, one process)")
+    return {"model_proxy_shape": list(features.matrix.shape), "model_proxy_p50_ms": round(p50, 2)}
 
 
 def _wait_for_source(reader, query, source: str, timeout_s: float = 30.0):
