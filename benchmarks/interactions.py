@@ -125,9 +125,11 @@ def read_latency(settings, samples: int) -> list[list]:
     hot_tier = wiring.interaction_hot_tier(settings)
     t0 = int(time.time() * 1000) - 3_600_000
     items = [StoredInteraction(f"r-{k}", "reader", f"p{k}", "c1", "CLICK", t0 + k, {}) for k in range(200)]
+    seed = wiring.cold_interactions(settings)
+    seed.write(items)
+    seed.close()
     reader = InteractionReader(wiring.interaction_hot_tier(settings, timeout_s=0.025),
                                wiring.cold_interactions(settings), settings)
-    reader._cold.write(items)  # noqa: SLF001 - the benchmark seeds the cold tier it reads
     rows = []
     for label, open_session in (("cold (no session)", False), ("hot (session open)", True)):
         if open_session:

@@ -82,7 +82,7 @@ class InteractionWorker:
         self._unflushed: dict[TopicPartition, dict[str, int]] = {}  # user -> oldest offset held only in hot
         self._seen: dict[str, tuple[TopicPartition, int]] = {}     # open sessions: user -> (tp, last seen ms)
         self._idle_heap: list[tuple[int, str]] = []
-        self._pending_cold: list[StoredInteraction] = []
+        self._pending_cold: dict[str, list[StoredInteraction]] = {}  # by user, written before the commit
         self._buffered: dict[str, tuple[TopicPartition, int, list[StoredInteraction]]] = {}
         self._prefetched: dict[str, list[StoredInteraction]] = {}
         self._ending: dict[str, TopicPartition] = {}
@@ -220,7 +220,7 @@ class InteractionWorker:
                 self._track(user, tp, now)
                 self.stats.to_hot += len(items)
             else:
-                self._pending_cold.extend(items)  # no open session: straight to the cold tier
+                self._pending_cold.setdefault(user, []).extend(items)  # no open session: straight to cold
                 self.stats.to_cold += len(items)
 
     def _start(self, user: str, session_id: str, tp: TopicPartition) -> None:
@@ -238,7 +238,7 @@ class InteractionWorker:
     def _history_to_load(self, user: str) -> list[StoredInteraction]:
         """The user's cold history, as prefetched for this batch unless something of the
         user reached the cold tier since (then read again)."""
-        if user in self._prefetched and not any(i.user_id == user for i in self._pending_cold):
+        if user in self._prefetched and user not in self._pending_cold:
             return self._prefetched.pop(user)
         self._write_pending_cold()  # what this batch sent straight to cold belongs in the history loaded
         history: list[StoredInteraction] = []
@@ -345,10 +345,10 @@ class InteractionWorker:
     def _write_pending_cold(self) -> bool:
         if not self._pending_cold:
             return True
-        pending = self._pending_cold
+        pending = [i for items in self._pending_cold.values() for i in items]
         if not self._retry("cold_write", lambda: self._count_writes(self._cold.write(pending))):
             return False
-        self._pending_cold = []
+        self._pending_cold = {}
         return True
 
     def _finish_batch(self) -> bool:

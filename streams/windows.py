@@ -11,7 +11,6 @@ computed as their event time, so the newest computation wins in the store.
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
@@ -72,11 +71,7 @@ def _count(items: list[StoredInteraction], type_: str, window_ms: int, now_ms: i
 
 def next_change_ms(plan: WindowPlan, history: list[StoredInteraction], now_ms: int) -> int | None:
     """When the first event of `history` leaves one of the plan's windows, if ever."""
-    windows = Counter()
-    for group in plan.groups:
-        for f in group.features:
-            type_, window = window_of(f.name)
-            windows[(type_, window)] += 1
+    windows = {window_of(f.name) for group in plan.groups for f in group.features}
     leaving = [i.event_time_ms + w for (t, w) in windows for i in history
                if i.type == t and i.event_time_ms + w > now_ms]
     return min(leaving, default=None)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 
 from vahini import wiring
 from vahini.ports.interaction_store import HistoryQuery
@@ -13,6 +12,7 @@ from streams.app import build_interaction_worker
 from streams.windows import WindowWriter
 from vahini.registry.publish import RegistryFollower
 from tests.conftest_backends import stack_settings, with_sample_registry
+from tests.processes_helpers import WorkerThread
 
 
 def interaction_settings(kind: str, request, tmp_path, unique: str, **overrides) -> Settings:
@@ -26,40 +26,14 @@ def interaction_settings(kind: str, request, tmp_path, unique: str, **overrides)
     return with_sample_registry(base.model_copy(update={"topics": topics, "interactions": interactions}))
 
 
-class RunningInteractionWorker:
-    def __init__(self, settings: Settings):
-        self.log = wiring.event_log(settings)
-        self.cold = wiring.cold_interactions(settings)
-        self.hot = wiring.interaction_hot_tier(settings)
-        self.store = wiring.feature_store(settings)
-        self.cache = wiring.feature_cache(settings, self.store)
-        self.follower = RegistryFollower(wiring.config_store(settings))
-        self.worker = build_interaction_worker(settings, self.log, self.cold, self.hot,
-                                               WindowWriter(self.store, self.cache, lambda: self.follower.current))
-        self.stop = threading.Event()
-        self.failure: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        try:
-            self.worker.run(self.stop)
-        except BaseException as exc:  # noqa: BLE001 - the test asserts there was none
-            self.failure = exc
-            raise
-
-    @property
-    def stats(self):
-        return self.worker.stats
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(60)
-        assert not self.thread.is_alive()
-        self.worker.close()
-        for closable in (self.follower, self.cache, self.store, self.hot, self.cold, self.log):
-            closable.close()
-        assert self.failure is None, f"worker died: {self.failure!r}"
+def RunningInteractionWorker(settings: Settings) -> WorkerThread:  # noqa: N802 - reads as the class it builds
+    """An interaction worker (with windowed counts) in a thread, on backends of its own."""
+    log, cold, hot = wiring.event_log(settings), wiring.cold_interactions(settings), wiring.interaction_hot_tier(settings)
+    store = wiring.feature_store(settings)
+    cache = wiring.feature_cache(settings, store)
+    follower = RegistryFollower(wiring.config_store(settings))
+    worker = build_interaction_worker(settings, log, cold, hot, WindowWriter(store, cache, lambda: follower.current))
+    return WorkerThread(worker, follower, cache, store, hot, cold, log)
 
 
 class Reader:

@@ -5,7 +5,6 @@ worker retries, commits nothing it has not finished, and loses nothing."""
 from __future__ import annotations
 
 import sqlite3
-import threading
 import time
 
 import pytest
@@ -14,7 +13,7 @@ from prometheus_client import REGISTRY
 from streams.app import Backends, build_worker
 from streams.dead_letter import reason_of
 from tests.conftest_backends import stack_settings, with_sample_registry
-from tests.processes_helpers import wait_for
+from tests.processes_helpers import WorkerThread, wait_for
 from tests.streams.helpers import CODEC, dead_letters, send_raw, send_updates, stored_clicks, update, wait_for_commits
 from vahini import wiring
 from vahini.adapters.sqlite_event_log import SqliteEventLog
@@ -31,29 +30,8 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-class RunningWorker:
-    def __init__(self, settings, backends: Backends):
-        self.backends = backends
-        self.worker = build_worker(settings, backends)
-        self.stop = threading.Event()
-        self.failure: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        try:
-            self.worker.run(self.stop)
-        except BaseException as exc:  # noqa: BLE001 - the test asserts there was none
-            self.failure = exc
-            raise
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(60)
-        assert not self.thread.is_alive()
-        self.worker.close()
-        self.backends.close()
-        assert self.failure is None, f"worker died: {self.failure!r}"
+def RunningWorker(settings, backends: Backends) -> WorkerThread:  # noqa: N802 - reads as the class it builds
+    return WorkerThread(build_worker(settings, backends), backends)
 
 
 def test_a_locked_embedded_event_log_is_retried_not_fatal(request, tmp_path, unique):

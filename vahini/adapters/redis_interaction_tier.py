@@ -177,13 +177,12 @@ class RedisInteractionTier:
 
     # -- reads -----------------------------------------------------------------
     def read(self, query: HistoryQuery) -> list[StoredInteraction] | None:
-        loaded, appended = self._held(query.user_id, query.types, query)
-        if loaded is None:
-            return None
-        return newest_first([i for i in loaded if query.admits(i)] + appended, query.limit)
+        return self.read_many([query])[0]
 
     def read_many(self, queries: Sequence[HistoryQuery]) -> list[list[StoredInteraction] | None]:
-        return [self.read(q) for q in queries]
+        """Every query in two round trips, however many users."""
+        return [None if loaded is None else newest_first([i for i in loaded if q.admits(i)] + appended, q.limit)
+                for q, (loaded, appended) in zip(queries, self._held([(q.user_id, q.types, q) for q in queries]))]
 
     def _timers(self, partition: int) -> str:
         return f"{self._ns}:windows:{partition}"
@@ -206,29 +205,41 @@ class RedisInteractionTier:
         self._call("ZREM", pipe.execute)
         return {u.decode(): p for p, users in due.items() for u in users}
 
-    def _held(self, user_id: str, types: Sequence[str],
-              query: HistoryQuery | None = None) -> tuple[list[StoredInteraction] | None, list[StoredInteraction]]:
-        """(loaded history, appended interactions) of `types`; (None, []) without a session."""
-        low = "-inf" if query is None or query.since_ms is None else query.since_ms
-        high = "+inf" if query is None or query.until_ms is None else f"({query.until_ms}"
+    def _held(self, wanted: Sequence[tuple[str, Sequence[str], HistoryQuery | None]]
+              ) -> list[tuple[list[StoredInteraction] | None, list[StoredInteraction]]]:
+        """Per (user, types, query or None for everything): (loaded history, appended
+        interactions) of those types, or (None, []) without a session. Two round trips."""
         pipe = self._redis.pipeline(transaction=False)
-        pipe.exists(self._user(user_id, "s"))
-        for t in types:
-            pipe.get(self._user(user_id, f"h:{t}"))
-            if query is None:
-                pipe.zrevrange(self._user(user_id, f"t:{t}"), 0, -1)
-            else:
-                pipe.zrevrangebyscore(self._user(user_id, f"t:{t}"), high, low, start=0, num=query.limit)
-        open_, *results = self._call("read", pipe.execute)
-        if not open_:
-            return None, []
-        loaded = [i for blob in results[0::2] if blob for i in _decode_list(blob)]
-        ids = [i for ids in results[1::2] for i in ids]
-        blobs = self._call("HMGET", lambda: self._redis.hmget(self._user(user_id, "d"), ids)) if ids else []
-        return loaded, [StoredInteraction.from_json(b) for b in blobs if b is not None]
+        for user_id, types, query in wanted:
+            low = "-inf" if query is None or query.since_ms is None else query.since_ms
+            high = "+inf" if query is None or query.until_ms is None else f"({query.until_ms}"
+            pipe.exists(self._user(user_id, "s"))
+            for t in types:
+                pipe.get(self._user(user_id, f"h:{t}"))
+                if query is None:
+                    pipe.zrevrange(self._user(user_id, f"t:{t}"), 0, -1)
+                else:
+                    pipe.zrevrangebyscore(self._user(user_id, f"t:{t}"), high, low, start=0, num=query.limit)
+        results = iter(self._call("read", pipe.execute))
+        found: list = []
+        pipe = self._redis.pipeline(transaction=False)
+        for user_id, types, _ in wanted:
+            open_ = next(results)
+            per_type = [(next(results), next(results)) for _ in types]
+            if not open_:
+                found.append(None)
+                continue
+            ids = [i for _, appended in per_type for i in appended]
+            found.append(([i for blob, _ in per_type if blob for i in _decode_list(blob)], bool(ids)))
+            if ids:
+                pipe.hmget(self._user(user_id, "d"), ids)
+        bodies = iter(self._call("HMGET", pipe.execute))
+        return [(None, []) if f is None else
+                (f[0], [StoredInteraction.from_json(b) for b in next(bodies) if b is not None] if f[1] else [])
+                for f in found]
 
     def trim(self, user_id: str, type_: str, keep_newest: int) -> None:
-        loaded, appended = self._held(user_id, (type_,))
+        ((loaded, appended),) = self._held([(user_id, (type_,), None)])
         if loaded is None:
             return
         dirty = {d.decode() for d in self._call("SMEMBERS", lambda: self._redis.smembers(self._user(user_id, "dirty")))}
