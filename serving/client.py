@@ -5,6 +5,7 @@ briefly down), all within the call's deadline.
     client = VahiniClient("127.0.0.1:50051", timeout_s=0.05)
     features = client.get_features("home_ranker", user_id="u42", product_ids=["p1", "p2"])
     features.matrix            # numpy float32, rows x columns
+    features.scores["rank"]    # the model nodes' scores, when the graph has any
     features.to_pandas()       # needs pandas
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import grpc
@@ -32,6 +33,10 @@ class ModelFeatures:
     matrix: np.ndarray  # float32, rows x columns
     counts: dict[str, dict[str, int]]  # column -> {missing, expired, unreadable}, where a default was used
     degraded: str = ""  # non-empty: a store was down and defaults were served (on_outage: defaults)
+    version: int = 0  # the version of the model's graph that built the matrix
+    dtypes: list[str] = field(default_factory=list)  # per column: float32, or int32 for integer-valued columns
+    scores: dict[str, np.ndarray] = field(default_factory=dict)  # score node -> float32 score per row
+    endpoints: dict[str, str] = field(default_factory=dict)  # score node -> the endpoint that scored
 
     def to_pandas(self):
         try:
@@ -49,16 +54,19 @@ class VahiniClient:
         self._max_attempts = max_attempts
         self._backoff_s = backoff_s
 
-    def get_features(self, model: str, timeout_s: float | None = None,
+    def get_features(self, model: str, timeout_s: float | None = None, version: int = 0,
                      **context: str | Sequence[str]) -> ModelFeatures:
-        """The model's feature matrix for `context` (each input an id or a list of ids)."""
-        request = mpb.GetFeaturesRequest(model=model, context={
+        """The model's feature matrix for `context` (each input an id or a list of ids),
+        built by the latest version of its graph, or by `version`."""
+        request = mpb.GetFeaturesRequest(model=model, version=version, context={
             name: mpb.ContextIds(ids=[ids] if isinstance(ids, str) else list(ids)) for name, ids in context.items()})
         reply = self._call(self._proxy.GetFeatures, request, timeout_s or self.timeout_s)
         return ModelFeatures(reply.model, list(reply.columns), list(reply.row_ids),
                              np.frombuffer(reply.matrix, "<f4").reshape(tuple(reply.shape)),
                              {c: {"missing": n.missing, "expired": n.expired, "unreadable": n.unreadable}
-                              for c, n in reply.counts.items()}, reply.degraded)
+                              for c, n in reply.counts.items()}, reply.degraded, reply.version, list(reply.dtypes),
+                             {s.node: np.frombuffer(s.values, "<f4") for s in reply.scores},
+                             {s.node: s.endpoint for s in reply.scores})
 
     def _call(self, method, request, timeout_s: float):
         """Retry UNAVAILABLE with jittered exponential backoff until the deadline."""

@@ -7,7 +7,7 @@ import time
 import grpc
 
 from serving import metrics
-from vahini.errors import DeadlineExceeded, InvalidEvent, NotFound, Reason, StoreUnavailable
+from vahini.errors import DeadlineExceeded, EndpointRejected, InvalidEvent, NotFound, Reason, StoreUnavailable
 from vahini.logs import get_logger
 
 log = get_logger(__name__)
@@ -34,6 +34,8 @@ def status_of(exc: Exception) -> grpc.StatusCode:
         return grpc.StatusCode.DEADLINE_EXCEEDED
     if isinstance(exc, StoreUnavailable):
         return grpc.StatusCode.UNAVAILABLE
+    if isinstance(exc, EndpointRejected):
+        return grpc.StatusCode.FAILED_PRECONDITION
     return grpc.StatusCode.INTERNAL
 
 

@@ -1,26 +1,35 @@
 """The Model Proxy's executor: a model id and context ids in, a rows x columns
-float32 matrix out, driven by the model's graph in the registry.
+float32 matrix out (and scores, when the graph ends in model nodes), driven by
+the model's graph in the registry.
 
 The graph's lookups are resolved into levels: a lookup keyed by the row id or a
 context id is in the first level; one keyed by a feature of another lookup comes
-after it. Each level's lookups of one entity are fetched in one read (keys
-de-duplicated) through the feature read path (LRU, cache, store), so a level
-costs one round trip per entity. A context-keyed lookup is fetched once and
-broadcast to every row. Columns are assembled with numpy, without a loop per
-cell; a missing, expired or unreadable value takes its column's default, and is
-counted per column.
+after it. All lookups of a level are fetched together, keys de-duplicated: one
+round trip to the cache for the level, then one store read per entity for what
+the cache lacked. A context-keyed lookup is fetched once and broadcast to every
+row. Sequences come from the interaction store, one read per user and type.
+Columns are assembled with numpy, a column at a time; a missing, expired or
+unreadable value takes its column's default, and is counted per column.
+
+One request reads one registry snapshot from start to end, so a publish in the
+middle of it never mixes two versions of a graph.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from serving.retrieval import EXPIRED, MISSING, PRESENT, UNREADABLE, FeatureReader, GroupResult
+from serving import transforms
+from serving.interactions import InteractionReader, last_ids
+from serving.retrieval import EXPIRED, MISSING, PRESENT, UNREADABLE, FeatureReader, GroupResult, Read
 from vahini.errors import InvalidEvent, NotFound, Reason, StoreUnavailable
-from vahini.registry.model import KEY_SEPARATOR, Lookup, ModelGraph, Registry
+from vahini.ports.interaction_store import HistoryQuery
+from vahini.registry.graphs import output_names
+from vahini.registry.model import KEY_SEPARATOR, Column, Lookup, ModelGraph, Registry
 
 STATUS_COUNTED = {MISSING: "missing", EXPIRED: "expired", UNREADABLE: "unreadable"}
 
@@ -28,11 +37,20 @@ STATUS_COUNTED = {MISSING: "missing", EXPIRED: "expired", UNREADABLE: "unreadabl
 @dataclass
 class FeatureMatrix:
     model: str
+    version: int
     columns: list[str]
+    dtypes: list[str]
     row_ids: list[str]
     values: np.ndarray  # float32, rows x columns
     counts: dict[str, dict[str, int]] = field(default_factory=dict)  # column -> {missing, expired, unreadable}
     degraded: str = ""  # why defaults were served for reads that failed (on_outage: defaults), else ""
+    scores: dict[str, "NodeScores"] = field(default_factory=dict)  # score node -> its scores, in graph order
+
+
+@dataclass
+class NodeScores:
+    endpoint: str  # "target/model" that answered (or was asked, when defaults were served)
+    values: np.ndarray  # float32, one per row
 
 
 @dataclass
@@ -56,125 +74,212 @@ def levels(graph: ModelGraph) -> list[list[Lookup]]:
     return out
 
 
+@dataclass
+class _Request:
+    """What one execution carries from step to step."""
+
+    registry: Registry
+    graph: ModelGraph
+    context: Mapping[str, Sequence[str]]
+    rows: list[str]
+    deadline: float | None
+    fetched: dict[str, _Fetched] = field(default_factory=dict)
+    sequences: dict[str, list[str]] = field(default_factory=dict)
+    outages: list[str] = field(default_factory=list)
+
+    def time_left(self) -> float | None:
+        return None if self.deadline is None else max(self.deadline - time.monotonic(), 0.001)
+
+
 class ModelExecutor:
-    def __init__(self, reader: FeatureReader, registry: Callable[[], Registry]):
+    def __init__(self, reader: FeatureReader, registry: Callable[[], Registry],
+                 histories: InteractionReader | None = None, scorer=None, clock: Callable[[], float] = time.time):
         self._reader = reader
         self._registry = registry
+        self._histories = histories
+        self._scorer = scorer  # serving.scoring.Scorer: calls the graph's model nodes
+        self._clock = clock
 
-    def run(self, model: str, context: Mapping[str, Sequence[str]], timeout_s: float | None = None) -> FeatureMatrix:
+    def run(self, model: str, context: Mapping[str, Sequence[str]], version: int = 0,
+            timeout_s: float | None = None) -> FeatureMatrix:
         registry = self._registry()  # one snapshot for the whole request
-        graph = registry.models.get(model)
-        if graph is None:
-            raise NotFound(f"unknown model '{model}'")
-        rows = self._check_context(graph, context)
-        fetched: dict[str, _Fetched] = {}
-        outages: list[str] = []
+        graph = _graph(registry, model, version)
+        rows = _check_context(graph, context)
+        request = _Request(registry, graph, context, rows,
+                           None if timeout_s is None else time.monotonic() + timeout_s)
         for level in levels(graph):
-            self._fetch_level(registry, graph, level, context, rows, fetched, timeout_s, outages)
-        matrix = self._assemble(registry, graph, rows, fetched)
-        matrix.degraded = "; ".join(outages)
+            self._fetch_level(request, level)
+        self._read_sequences(request)
+        matrix = self._assemble(request)
+        if graph.score and self._scorer is not None:
+            matrix.scores = self._scorer.score(graph, matrix, context, request.time_left(), request.outages)
+        matrix.degraded = "; ".join(request.outages)
         return matrix
 
-    def _check_context(self, graph: ModelGraph, context: Mapping[str, Sequence[str]]) -> list[str]:
-        for name in graph.context:
-            ids = context.get(name)
-            if not ids:
-                raise InvalidEvent(Reason.MISSING_KEY, f"context.{name}: required by model '{graph.name}'")
-            if name != graph.rows and len(ids) != 1:
-                raise InvalidEvent(Reason.INVALID_KEY, f"context.{name}: one id expected, got {len(ids)}")
-            for i, value in enumerate(ids):
-                if not value or KEY_SEPARATOR in value:
-                    raise InvalidEvent(Reason.INVALID_KEY, f"context.{name}[{i}]: empty or contains "
-                                                           f"'{KEY_SEPARATOR}': {value!r}")
-        unknown = sorted(set(context) - set(graph.context))
-        if unknown:
-            raise InvalidEvent(Reason.UNKNOWN_KEY, f"context.{unknown[0]}: model '{graph.name}' takes "
-                                                   f"{list(graph.context)}")
-        return list(context[graph.rows])
-
-    @staticmethod
-    def _keys(lookup: Lookup, context, rows: list[str], fetched: dict[str, _Fetched]) -> list[str | None]:
-        """The storage key of `lookup` for each row; None where a part is unavailable."""
-        parts: list[list[str | None]] = []
-        for _, source in lookup.keys:
-            if source == "row":
-                parts.append(list(rows))
-            elif source.startswith("context."):
-                parts.append([context[source[len("context."):]][0]] * len(rows))
-            else:
-                name, _, feature = source.partition(".")
-                parts.append(_key_values(fetched[name], feature, len(rows)))
-        return [None if any(p is None or p == "" for p in combo) else KEY_SEPARATOR.join(combo)
-                for combo in zip(*parts)]
-
-    def _fetch_level(self, registry: Registry, graph: ModelGraph, level: list[Lookup], context, rows: list[str],
-                     fetched: dict[str, _Fetched], timeout_s: float | None, outages: list[str]) -> None:
+    # -- reading -----------------------------------------------------------------------------
+    def _fetch_level(self, request: _Request, level: list[Lookup]) -> None:
+        """All lookups of one level in one read across entities, keys de-duplicated per entity."""
         by_entity: dict[str, list[tuple[Lookup, list[str | None]]]] = {}
         for lookup in level:
-            entity = registry.groups[lookup.group].entity
-            by_entity.setdefault(entity, []).append((lookup, self._keys(lookup, context, rows, fetched)))
+            entity = request.registry.groups[lookup.group].entity
+            by_entity.setdefault(entity, []).append((lookup, _keys(lookup, request)))
+        reads, positions = [], []
         for entity, lookups in by_entity.items():
             unique = list(dict.fromkeys(k for _, keys in lookups for k in keys if k is not None))
-            position = {k: i for i, k in enumerate(unique)}
-            groups = list(dict.fromkeys(lookup.group for lookup, _ in lookups))
-            results = self._read(entity, unique, groups, timeout_s, registry, graph, outages)
-            by_group = dict(zip(groups, results))
+            positions.append({k: i for i, k in enumerate(unique)})
+            reads.append(Read(entity, unique, list(dict.fromkeys(lookup.group for lookup, _ in lookups))))
+        results = self._read(request, reads)
+        for (lookups, position, read, result) in zip(by_entity.values(), positions, reads, results):
+            by_group = dict(zip(read.groups, result))
             for lookup, keys in lookups:
                 index = np.fromiter((position[k] if k is not None else -1 for k in keys), np.int64, len(keys))
-                fetched[lookup.name] = _Fetched(by_group[lookup.group], index)
+                request.fetched[lookup.name] = _Fetched(by_group[lookup.group], index)
 
-    def _read(self, entity: str, keys: list[str], groups: list[str], timeout_s: float | None, registry: Registry,
-              graph: ModelGraph, outages: list[str]) -> list[GroupResult | None]:
-        """The groups' values for `keys`; with on_outage: defaults, None (every row takes
-        defaults) when the store is down, and the outage is noted for the response."""
-        if not keys:
-            return [None] * len(groups)
+    def _read(self, request: _Request, reads: list[Read]) -> list[list[GroupResult | None]]:
+        """The reads' values; with on_outage: defaults, None (every row takes defaults)
+        when the store is down, and the outage is noted for the response."""
+        nothing = [[None] * len(r.groups) for r in reads]
+        wanted = [r for r in reads if r.keys]
+        if not wanted:
+            return nothing
         try:
-            return self._reader.retrieve(entity, keys, groups, timeout_s=timeout_s, registry=registry)
+            results = iter(self._reader.retrieve_many(wanted, timeout_s=request.time_left(),
+                                                      registry=request.registry))
         except StoreUnavailable as exc:
-            if graph.on_outage != "defaults":
+            if request.graph.on_outage != "defaults":
                 raise
-            outages.append(f"{', '.join(groups)}: {exc}")
-            return [None] * len(groups)
+            request.outages.append(f"{', '.join(g for r in wanted for g in r.groups)}: {exc}")
+            return nothing
+        return [next(results) if r.keys else none for r, none in zip(reads, nothing)]
 
-    def _assemble(self, registry: Registry, graph: ModelGraph, rows: list[str],
-                  fetched: dict[str, _Fetched]) -> FeatureMatrix:
-        blocks, columns, counts = [], [], {}
-        for column in graph.features:
-            name, _, feature_name = column.partition(".")
-            lookup = next(lk for lk in graph.lookups if lk.name == name)
-            feature = registry.groups[lookup.group].feature(feature_name)
-            block, status = _column(fetched[name], feature, len(rows))
-            names = [f"{column}_{d}" for d in range(feature.dim)] if feature.type == "vector" else [column]
-            blocks.append(block.reshape(len(rows), -1))
+    def _read_sequences(self, request: _Request) -> None:
+        for s in request.graph.sequences:
+            user = request.context[s.user.partition(".")[2]][0]
+            try:
+                history = self._history(user, s.type, s.length, request)
+            except StoreUnavailable as exc:
+                if request.graph.on_outage != "defaults":
+                    raise
+                request.outages.append(f"sequence {s.name}: {exc}")
+                history = []
+            request.sequences[s.name] = last_ids(history, s.field, s.length, "", s.type)
+
+    def _history(self, user: str, type_: str, length: int, request: _Request):
+        if self._histories is None:
+            raise StoreUnavailable("this server has no interaction store")
+        query = HistoryQuery(user, (type_,), length)
+        return self._histories.history(query, timeout_s=request.time_left()).interactions
+
+    # -- assembling ------------------------------------------------------------------------------
+    def _assemble(self, request: _Request) -> FeatureMatrix:
+        graph, n = request.graph, len(request.rows)
+        blocks, columns, dtypes, counts = [], [], [], {}
+        known = {lk.name: request.registry.groups[lk.group] for lk in graph.lookups}
+        sequences = {s.name: s for s in graph.sequences}
+        now_ms = int(self._clock() * 1000)
+        for c in graph.columns:
+            block, status = self._block(request, c, now_ms)
+            names = output_names(c, known, sequences)
+            blocks.append(block.reshape(n, len(names)))
             columns += names
-            tally = {label: int((status == code).sum()) for code, label in STATUS_COUNTED.items()}
-            if any(tally.values()):
-                for n in names:
-                    counts[n] = tally
-        values = np.hstack(blocks).astype(np.float32, copy=False) if blocks else np.zeros((len(rows), 0), np.float32)
-        return FeatureMatrix(graph.name, columns, rows, np.ascontiguousarray(values), counts)
+            dtypes += [c.dtype] * len(names)
+            if status is not None:
+                tally = {label: int((status == code).sum()) for code, label in STATUS_COUNTED.items()}
+                if any(tally.values()):
+                    counts.update((name, tally) for name in names)
+        values = np.hstack(blocks).astype(np.float32, copy=False) if blocks else np.zeros((n, 0), np.float32)
+        return FeatureMatrix(graph.name, graph.version, columns, dtypes, request.rows, np.ascontiguousarray(values),
+                             counts)
+
+    def _block(self, request: _Request, c: Column, now_ms: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """The column's block, and the status of its source value in each row (None for a sequence)."""
+        n = len(request.rows)
+        if c.source in request.sequences:
+            return transforms.sequence(c, request.sequences[c.source], _match_values(request, c), n), None
+        values, status, _ = _source(request, c.source)
+        extra = {"now_ms": now_ms}
+        if c.transform == "ratio":
+            over_values, over_status, _ = _source(request, c.args[0])
+            extra["over"] = (over_values, over_status == PRESENT)
+        return transforms.scalar(c, values, status == PRESENT, **extra), status
 
 
-def _key_values(f: _Fetched, feature: str, n: int) -> list[str | None]:
-    if f.result is None:
-        return [None] * n
-    j = f.result.features.index(feature)
-    values, status = f.result.values[feature], f.result.status[:, j]
-    return [None if i < 0 or status[i] != PRESENT else str(values[i]) for i in f.index]
+def _graph(registry: Registry, model: str, version: int) -> ModelGraph:
+    graph = registry.model(model, version)
+    if graph is not None:
+        return graph
+    if model not in registry.models:
+        raise NotFound(f"unknown model '{model}'")
+    published = sorted([v for (m, v) in registry.model_history if m == model] + [registry.models[model].version])
+    raise NotFound(f"model '{model}' has no version {version} (published: {', '.join(map(str, published))})")
 
 
-def _column(f: _Fetched, feature, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """(values as float32 for each row, status for each row): the default where absent."""
-    default = np.asarray(feature.default if feature.type != "bool" else float(feature.default), np.float32)
-    width = feature.dim if feature.type == "vector" else 1
-    out = np.broadcast_to(default.reshape(-1) if width > 1 else default, (n, width) if width > 1 else (n,)).copy()
+def _check_context(graph: ModelGraph, context: Mapping[str, Sequence[str]]) -> list[str]:
+    for name in graph.context:
+        ids = context.get(name)
+        if not ids:
+            raise InvalidEvent(Reason.MISSING_KEY, f"context.{name}: required by model '{graph.name}'")
+        if name != graph.rows and len(ids) != 1:
+            raise InvalidEvent(Reason.INVALID_KEY, f"context.{name}: one id expected, got {len(ids)}")
+        for i, value in enumerate(ids):
+            if not value or KEY_SEPARATOR in value:
+                raise InvalidEvent(Reason.INVALID_KEY, f"context.{name}[{i}]: empty or contains "
+                                                       f"'{KEY_SEPARATOR}': {value!r}")
+    unknown = sorted(set(context) - set(graph.context))
+    if unknown:
+        raise InvalidEvent(Reason.UNKNOWN_KEY, f"context.{unknown[0]}: model '{graph.name}' takes "
+                                               f"{list(graph.context)}")
+    return list(context[graph.rows])
+
+
+def _match_values(request: _Request, c: Column) -> list[str | None] | None:
+    """For count_matching: the value each row's ids are matched against."""
+    if c.transform != "count_matching":
+        return None
+    if c.args[0] == "row":
+        return request.rows
+    values, status, _ = _source(request, c.args[0])
+    return [str(v) if s == PRESENT else None for v, s in zip(values.tolist(), status)]
+
+
+def _keys(lookup: Lookup, request: _Request) -> list[str | None]:
+    """The storage key of `lookup` for each row; None where a part is unavailable."""
+    n = len(request.rows)
+    parts: list[list[str | None]] = []
+    for _, source in lookup.keys:
+        if source == "row":
+            parts.append(list(request.rows))
+        elif source.startswith("context."):
+            parts.append([request.context[source[len("context."):]][0]] * n)
+        else:
+            values, status, _ = _source(request, source)
+            parts.append([str(v) if s == PRESENT else None for v, s in zip(values.tolist(), status)])
+    return [None if any(p is None or p == "" for p in combo) else KEY_SEPARATOR.join(combo)
+            for combo in zip(*parts)]
+
+
+def _source(request: _Request, source: str) -> tuple[np.ndarray, np.ndarray, object]:
+    """(value for each row, status for each row, the feature) of `<lookup>.<feature>`;
+    the feature's default (status MISSING) where the row has no value."""
+    name, _, feature_name = source.partition(".")
+    f = request.fetched[name]
+    feature = request.registry.groups[next(lk.group for lk in request.graph.lookups if lk.name == name)] \
+        .feature(feature_name)
+    n = len(request.rows)
+    default = _defaults(feature, n)
     status = np.full(n, MISSING, np.int8)
     if f.result is None:
-        return out, status
-    j = f.result.features.index(feature.name)
+        return default, status, feature
     have = f.index >= 0
     picked = f.index[have]
-    out[have] = f.result.values[feature.name][picked].astype(np.float32)
-    status[have] = f.result.status[picked, j]
-    return out, status
+    default[have] = f.result.values[feature_name][picked]
+    status[have] = f.result.status[picked, f.result.features.index(feature_name)]
+    return default, status, feature
+
+
+def _defaults(feature, n: int) -> np.ndarray:
+    if feature.type == "vector":
+        return np.tile(np.asarray(feature.default, np.float32), (n, 1))
+    if feature.type == "string":
+        return np.full(n, feature.default, dtype=object)
+    return np.full(n, feature.default, np.int64 if feature.type in ("int", "int32") else np.float64)

@@ -25,9 +25,12 @@ class ModelProxyServicer(mpb_grpc.ModelProxyServicer):
         if largest > self._max_rows:
             raise BadRequest(grpc.StatusCode.RESOURCE_EXHAUSTED,
                              f"context: {largest} ids exceed the limit of {self._max_rows} rows per request")
-        matrix = self._executor.run(request.model, ids, timeout_s=time_left(context))
+        matrix = self._executor.run(request.model, ids, version=request.version, timeout_s=time_left(context))
         time_left(context)
         return mpb.GetFeaturesResponse(
-            model=matrix.model, columns=matrix.columns, row_ids=matrix.row_ids, shape=list(matrix.values.shape),
+            model=matrix.model, version=matrix.version, columns=matrix.columns, dtypes=matrix.dtypes,
+            row_ids=matrix.row_ids, shape=list(matrix.values.shape),
             matrix=matrix.values.astype("<f4", copy=False).tobytes(),
-            counts={c: mpb.ColumnCounts(**n) for c, n in matrix.counts.items()}, degraded=matrix.degraded)
+            counts={c: mpb.ColumnCounts(**n) for c, n in matrix.counts.items()}, degraded=matrix.degraded,
+            scores=[mpb.NodeScores(node=name, endpoint=s.endpoint, values=s.values.astype("<f4").tobytes())
+                    for name, s in matrix.scores.items()])

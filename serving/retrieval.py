@@ -48,6 +48,19 @@ def check_keys(entity: Entity, keys: Sequence[str]) -> None:
                 f"{KEY_SEPARATOR.join(entity.keys)}, in that order, joined by '{KEY_SEPARATOR}'"))
 
 
+Triple = tuple[str, str, str]  # (entity, key, group name)
+
+
+@dataclass(frozen=True)
+class Read:
+    """Keys of one entity, and the groups (optionally only some features) to read for them."""
+
+    entity: str
+    keys: Sequence[str]
+    groups: Sequence[str]
+    features: dict[str, Sequence[str]] | None = None
+
+
 @dataclass
 class GroupResult:
     """Values of one group for every requested key, column by column.
@@ -88,23 +101,36 @@ class FeatureReader:
                  registry: Registry | None = None) -> list[GroupResult]:
         """Raise NotFound for an unknown entity/group/feature, StoreUnavailable if the store
         is down, DeadlineExceeded if `timeout_s` runs out first."""
+        return self.retrieve_many([Read(entity, keys, groups, features)], timeout_s, registry)[0]
+
+    def retrieve_many(self, reads: Sequence[Read], timeout_s: float | None = None,
+                      registry: Registry | None = None) -> list[list[GroupResult]]:
+        """Several reads, of any entities, together: one cache round trip for all of
+        them, then one store read per entity for what the cache did not have."""
         started = time.perf_counter()
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         registry = registry or self._registry()
-        if entity not in registry.entities:
-            raise NotFound(f"unknown entity '{entity}'")
-        check_keys(registry.entities[entity], keys)
-        resolved = [self._group(registry, entity, g) for g in groups]
-        for g in resolved:
-            for name in (features or {}).get(g.name) or ():
-                if g.feature(name) is None:
-                    raise NotFound(f"feature group '{g.name}' has no feature '{name}'")
-        blobs = self._fetch(entity, list(keys), resolved, deadline)
+        resolved = [self._check(registry, read) for read in reads]
+        wanted = {(r.entity, k, g.name): g for r, groups in zip(reads, resolved) for g in groups for k in r.keys}
+        blobs = self._fetch(wanted, deadline)
         now_ms = int(self._clock() * 1000)
-        results = [self._assemble(registry, g, keys, blobs, now_ms, (features or {}).get(g.name)) for g in resolved]
-        metrics.RETRIEVE_KEYS.observe(len(keys))
+        results = [[self._assemble(registry, r.entity, g, r.keys, blobs, now_ms, (r.features or {}).get(g.name))
+                    for g in groups] for r, groups in zip(reads, resolved)]
+        for r in reads:
+            metrics.RETRIEVE_KEYS.observe(len(r.keys))
         metrics.RETRIEVE_SECONDS.observe(time.perf_counter() - started)
         return results
+
+    def _check(self, registry: Registry, read: Read) -> list[FeatureGroup]:
+        if read.entity not in registry.entities:
+            raise NotFound(f"unknown entity '{read.entity}'")
+        check_keys(registry.entities[read.entity], read.keys)
+        resolved = [self._group(registry, read.entity, g) for g in read.groups]
+        for g in resolved:
+            for name in (read.features or {}).get(g.name) or ():
+                if g.feature(name) is None:
+                    raise NotFound(f"feature group '{g.name}' has no feature '{name}'")
+        return resolved
 
     def forget(self, rows: Sequence[FeatureRow]) -> None:
         """Drop this process's LRU copies of rows it has just written (Persist)."""
@@ -121,30 +147,30 @@ class FeatureReader:
         return group
 
     # -- tiers ---------------------------------------------------------------------
-    def _fetch(self, entity: str, keys: list[str], groups: list[FeatureGroup],
-               deadline: float | None) -> dict[tuple[str, str], bytes]:
-        found: dict[tuple[str, str], bytes] = {}
-        wanted = self._from_lru(entity, dict.fromkeys(keys), groups, found)
-        wanted = self._from_cache(entity, wanted, found)
+    # `wanted` maps (entity, key, group name) to the group; `found` holds the blobs.
+    def _fetch(self, wanted: dict[Triple, FeatureGroup], deadline: float | None) -> dict[Triple, bytes]:
+        found: dict[Triple, bytes] = {}
+        wanted = self._from_lru(wanted, found)
+        wanted = self._from_cache(wanted, found)
         if wanted:
-            self._from_store(entity, wanted, found, deadline)
+            self._from_store(wanted, found, deadline)
         return {k: v for k, v in found.items() if v != _NO_ROW}
 
-    def _from_lru(self, entity: str, keys, groups: list[FeatureGroup], found) -> list[tuple[str, FeatureGroup]]:
-        wanted, hits, misses = [], 0, 0
-        for g in groups:
+    def _from_lru(self, wanted: dict[Triple, FeatureGroup], found) -> dict[Triple, FeatureGroup]:
+        left, hits, misses = {}, 0, 0
+        for triple, g in wanted.items():
             lru = self._lru(g)
-            for k in keys:
-                hit = lru.get(lru_key(entity, g.name, k)) if lru else None
-                if hit is None:
-                    wanted.append((k, g))
-                    misses += lru is not None
-                else:
-                    found[(k, g.name)] = hit
-                    hits += 1
+            entity, k, _ = triple
+            hit = lru.get(lru_key(entity, g.name, k)) if lru else None
+            if hit is None:
+                left[triple] = g
+                misses += lru is not None
+            else:
+                found[triple] = hit
+                hits += 1
         metrics.CACHE_LOOKUPS.labels("lru", "hit").inc(hits)
         metrics.CACHE_LOOKUPS.labels("lru", "miss").inc(misses)
-        return wanted
+        return left
 
     def _lru(self, g: FeatureGroup) -> TtlLru | None:
         if g.cache.lru_size <= 0:
@@ -154,60 +180,69 @@ class FeatureReader:
             lru = self._lrus[(g.name, g.version)] = TtlLru(g.cache.lru_size, g.cache.lru_ttl_s)
         return lru
 
-    def _from_cache(self, entity: str, wanted, found) -> list[tuple[str, FeatureGroup]]:
-        cacheable = [(k, g) for k, g in wanted if g.cache.redis_ttl_s > 0]
+    def _from_cache(self, wanted: dict[Triple, FeatureGroup], found) -> dict[Triple, FeatureGroup]:
+        cacheable = [t for t, g in wanted.items() if g.cache.redis_ttl_s > 0]
         if not cacheable or self._cache is None:
             return wanted
         try:
-            cached = self._cache.lookup(entity, [(k, g.name) for k, g in cacheable])
+            cached = self._cache.lookup(cacheable)
         except StoreUnavailable as exc:  # a cache outage slows reads down; it must not fail them
             log.debug("cache_read_skipped", error=str(exc))
             return wanted
-        misses = []
-        for k, g in wanted:
-            value = cached.get((k, g.name))
+        misses = {}
+        for triple, g in wanted.items():
+            value = cached.get(triple)
             if value is None:
-                misses.append((k, g))
+                misses[triple] = g
             else:
-                found[(k, g.name)] = value
-                self._remember_in_lru(entity, g, k, value)
+                found[triple] = value
+                self._remember_in_lru(triple, g, value)
         metrics.CACHE_LOOKUPS.labels("redis", "hit").inc(len(cached))
         metrics.CACHE_LOOKUPS.labels("redis", "miss").inc(len(cacheable) - len(cached))
         return misses
 
-    def _from_store(self, entity: str, wanted, found, deadline: float | None) -> None:
-        keys = list(dict.fromkeys(k for k, _ in wanted))
-        groups = list({g.name: g for _, g in wanted}.values())
+    def _from_store(self, wanted: dict[Triple, FeatureGroup], found, deadline: float | None) -> None:
         read_started = time.monotonic()
-        rows = self._store.read(entity, keys, [g.name for g in groups], timeout_s=_left(deadline))
+        to_cache = []
+        for entity in dict.fromkeys(e for e, _, _ in wanted):
+            mine = {t: g for t, g in wanted.items() if t[0] == entity}
+            rows = self._store.read(entity, list(dict.fromkeys(k for _, k, _ in mine)),
+                                    list(dict.fromkeys(g for _, _, g in mine)), timeout_s=_left(deadline))
+            to_cache += self._take_rows(mine, rows, found)
+        if to_cache and self._cache is not None:
+            self._cache.fill(to_cache, read_started)
+
+    def _take_rows(self, wanted: dict[Triple, FeatureGroup], rows, found) -> list:
+        """Record a store read's rows (and its misses); return what to cache."""
         now_ms, to_cache = self._clock() * 1000, []
-        for k, g in wanted:
+        for triple, g in wanted.items():
+            entity, k, _ = triple
             row = rows.get((k, g.name))
-            found[(k, g.name)] = row.blob if row is not None else _NO_ROW
+            found[triple] = row.blob if row is not None else _NO_ROW
             if g.cache.redis_ttl_s > 0:
                 ttl = g.cache.redis_ttl_s if row is not None else g.cache.negative_ttl_s
                 if row is not None and g.ttl_s:  # a cached copy never outlives the stored row
                     ttl = min(ttl, (row.event_time_ms + g.ttl_s * 1000 - now_ms) / 1000)
                 if ttl > 0:
-                    to_cache.append((k, g.name, row, ttl))
+                    to_cache.append((entity, k, g.name, row, ttl))
             if row is not None:
-                self._remember_in_lru(entity, g, k, row.blob)
-        if to_cache and self._cache is not None:
-            self._cache.fill(entity, to_cache, read_started)
+                self._remember_in_lru(triple, g, row.blob)
+        return to_cache
 
-    def _remember_in_lru(self, entity: str, g: FeatureGroup, k: str, blob: bytes) -> None:
+    def _remember_in_lru(self, triple: Triple, g: FeatureGroup, blob: bytes) -> None:
         lru = self._lru(g)
         if lru is not None and blob != _NO_ROW:
+            entity, k, _ = triple
             lru.put(lru_key(entity, g.name, k), blob)
 
     # -- decoding ---------------------------------------------------------------------
-    def _assemble(self, registry: Registry, g: FeatureGroup, keys: Sequence[str], blobs, now_ms: int,
-                  only: Sequence[str] | None) -> GroupResult:
+    def _assemble(self, registry: Registry, entity: str, g: FeatureGroup, keys: Sequence[str], blobs,
+                  now_ms: int, only: Sequence[str] | None) -> GroupResult:
         wanted = list(only) if only else [f.name for f in g.features]
         n = len(keys)
         result = GroupResult(g.name, wanted, {name: _empty_column(g.feature(name), n) for name in wanted},
                              np.full((n, len(wanted)), MISSING, dtype=np.int8), np.zeros(n, dtype=np.int64), g)
-        for version, items in self._by_version(g, keys, blobs, result).items():
+        for version, items in self._by_version(entity, g, keys, blobs, result).items():
             features = registry.features_of(g.name, version)
             if features is None:
                 self._unreadable(result, [i for i, _ in items], "unknown_version")
@@ -215,10 +250,10 @@ class FeatureReader:
                 self._fill_version(result, g, features, items, now_ms)
         return result
 
-    def _by_version(self, g: FeatureGroup, keys: Sequence[str], blobs, result: GroupResult):
+    def _by_version(self, entity: str, g: FeatureGroup, keys: Sequence[str], blobs, result: GroupResult):
         groups: dict[int, list[tuple[int, bytes]]] = {}
         for i, key in enumerate(keys):
-            blob = blobs.get((key, g.name))
+            blob = blobs.get((entity, key, g.name))
             if blob is None:
                 continue
             try:

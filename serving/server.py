@@ -37,6 +37,7 @@ from serving.interaction_service import INTERACTION_SERVICE_NAME, InteractionSer
 from serving.interactions import InteractionReader
 from serving.model_proxy import ModelExecutor
 from serving.model_proxy_service import MODEL_PROXY_SERVICE_NAME, ModelProxyServicer
+from serving.scoring import Scorer
 from serving.retrieval import FeatureReader
 
 log = get_logger(__name__)
@@ -125,7 +126,10 @@ def start_server(settings: Settings, port: int | None = None) -> RunningServer:
     histories = InteractionReader(wiring.interaction_hot_tier(settings, timeout_s=settings.cache.timeout_ms / 1000),
                                   wiring.cold_interactions(settings), settings)
 
+    scorer = Scorer(settings.serving.model_endpoints)
+
     def close_backends() -> None:
+        scorer.close()
         histories.close()
         follower.close()
         cache.close()
@@ -135,7 +139,8 @@ def start_server(settings: Settings, port: int | None = None) -> RunningServer:
     pb_grpc.add_FeatureServiceServicer_to_server(FeatureServicer(reader, store, cache, registry, settings), server)
     ipb_grpc.add_InteractionServiceServicer_to_server(InteractionServicer(histories), server)
     mpb_grpc.add_ModelProxyServicer_to_server(
-        ModelProxyServicer(ModelExecutor(reader, registry), settings.serving.max_keys_per_request), server)
+        ModelProxyServicer(ModelExecutor(reader, registry, histories, scorer), settings.serving.max_keys_per_request),
+        server)
     health_servicer = _add_health_and_reflection(server)
     address = f"{settings.serving.host}:{settings.serving.port if port is None else port}"
     try:

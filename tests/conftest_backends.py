@@ -7,7 +7,7 @@ import pytest
 from vahini import wiring
 from vahini.demo import SAMPLE_REGISTRY
 from vahini.registry import publish
-from vahini.settings import CacheSettings, IngestSettings, Settings, TopicSettings
+from vahini.settings import CacheSettings, IngestSettings, InteractionSettings, Settings, TopicSettings
 
 
 def stack_settings(kind: str, request, tmp_path, unique: str, **ingest) -> Settings:
@@ -17,7 +17,8 @@ def stack_settings(kind: str, request, tmp_path, unique: str, **ingest) -> Setti
     if kind == "embedded":
         return Settings(event_log=f"sqlite:///{tmp_path}/events.db", feature_store=f"sqlite:///{tmp_path}/f.db",
                         hot_tier=f"sqlite:///{tmp_path}/hot.db", config_store=f"file://{tmp_path}/config", topics=topics,
-                        ingest=ingest_settings)
+                        ingest=ingest_settings,
+                        interactions=InteractionSettings(hot_tier=f"sqlite:///{tmp_path}/ihot.db", namespace=f"ih-{unique}"))
     return Settings(
         event_log=f"kafka://{request.getfixturevalue('kafka_bootstrap')}",
         feature_store=f"cassandra://{request.getfixturevalue('cassandra_endpoint')}/"
@@ -25,7 +26,8 @@ def stack_settings(kind: str, request, tmp_path, unique: str, **ingest) -> Setti
         hot_tier=request.getfixturevalue("redis_url"),
         config_store=f"zk://{request.getfixturevalue('zookeeper_hosts')}/vahini-test-{unique}",
         topics=topics, ingest=ingest_settings, kafka_session_timeout_ms=6000,
-        cache=CacheSettings(namespace=f"t-{unique}"))
+        cache=CacheSettings(namespace=f"t-{unique}"),
+        interactions=InteractionSettings(hot_tier=request.getfixturevalue("redis_url"), namespace=f"ih-{unique}"))
 
 
 def with_sample_registry(settings: Settings) -> Settings:

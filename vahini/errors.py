@@ -79,6 +79,11 @@ class DeadlineExceeded(VahiniError):
     """The caller's deadline ran out before a store or cache call finished."""
 
 
+class EndpointRejected(VahiniError):
+    """A model endpoint answered, but not with scores: the model is unknown there, or
+    the matrix does not fit it. The request is fine; the graph or the endpoint is not."""
+
+
 class NotFound(VahiniError):
     """A named thing (entity, feature group, model) is not in the registry."""
 

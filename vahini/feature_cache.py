@@ -75,25 +75,26 @@ class FeatureCache:
         return f"{self._settings.namespace}:{self._epoch}:{entity}:{group}:{key}"
 
     # -- readers -----------------------------------------------------------------
-    def lookup(self, entity: str, wanted: Sequence[tuple[str, str]]) -> dict[tuple[str, str], bytes]:
-        """Cached blobs of (key, group) pairs, b"" where the store is known to have no row;
-        misses and fences left out. Raises StoreUnavailable (at once while bypassed)."""
-        values = self._breaker.call("get", self._tier.get_many, [self.key(entity, g, k) for k, g in wanted])
+    def lookup(self, wanted: Sequence[tuple[str, str, str]]) -> dict[tuple[str, str, str], bytes]:
+        """Cached blobs of (entity, key, group) triples in one round trip, b"" where the store
+        is known to have no row; misses and fences left out. Raises StoreUnavailable (at
+        once while bypassed)."""
+        values = self._breaker.call("get", self._tier.get_many, [self.key(e, g, k) for e, k, g in wanted])
         found = {}
-        for pair, value in zip(wanted, values):
+        for triple, value in zip(wanted, values):
             tag = value[VERSION_DIGITS:HEADER_LEN] if value is not None else None
             if tag == VALUE:
-                found[pair] = value[HEADER_LEN:]
+                found[triple] = value[HEADER_LEN:]
             elif tag == NO_ROW:
-                found[pair] = b""
+                found[triple] = b""
         return found
 
-    def fill(self, entity: str, items: Iterable[tuple[str, str, FeatureRow | None, float]], read_started: float) -> None:
-        """Cache what a store read returned: (key, group, row or None, TTL s). Never fails the caller."""
+    def fill(self, items: Iterable[tuple[str, str, str, FeatureRow | None, float]], read_started: float) -> None:
+        """Cache what store reads returned: (entity, key, group, row or None, TTL s). Never fails the caller."""
         if time.monotonic() - read_started > self._settings.fence_ttl_s / 2:
             return  # a writer's fence may have expired meanwhile: this value may be older than the store's
         by_ttl: dict[float, dict[str, bytes]] = {}
-        for key, group, row, ttl_s in items:
+        for entity, key, group, row, ttl_s in items:
             entry = (version_header(write_timestamp_us(row.event_time_ms, row.blob), VALUE) + row.blob
                      if row is not None else version_header(0, NO_ROW))
             by_ttl.setdefault(ttl_s, {})[self.key(entity, group, key)] = entry

@@ -62,6 +62,9 @@ class ServingSettings(_Section):
                                "Keep it at max_workers, so an accepted call never waits for a thread")
     gil_switch_interval_ms: float = Field(0.5, gt=0, description="How long a busy thread may hold the GIL; short, "
                                           "so gRPC's poller refuses excess calls promptly under overload")
+    model_endpoints: dict[str, str] = Field(default_factory=dict, description=(
+        "Names for model servers (KServe v2 gRPC), e.g. {\"ranker\": \"10.0.0.5:8001\"}: a model graph's "
+        "score node may give such a name as its target, so one graph serves every environment"))
 
 
 class CacheSettings(_Section):

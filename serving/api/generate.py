@@ -14,7 +14,7 @@ from pathlib import Path
 from schemas import PROTO_DIR
 
 OUT_DIR = Path(__file__).resolve().parent
-PROTOS = ("feature_service.proto", "interaction_service.proto", "model_proxy.proto")
+PROTOS = ("feature_service.proto", "interaction_service.proto", "model_proxy.proto", "kserve_v2.proto")
 
 
 def generate(out_dir: Path) -> list[Path]:

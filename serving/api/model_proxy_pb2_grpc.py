@@ -46,11 +46,12 @@ class ModelProxyServicer:
 
     def GetFeatures(self, request, context):
         """The rows x columns feature matrix of `model` for `context`, built from the
-        model's graph in the registry. Errors: NOT_FOUND (unknown model),
+        model's graph in the registry, and the scores of its model nodes if it has
+        any. Errors: NOT_FOUND (unknown model or version),
         INVALID_ARGUMENT (names the bad context field), RESOURCE_EXHAUSTED (more rows
         than serving.max_keys_per_request, or the server is at its limit of calls in
-        flight), UNAVAILABLE (a store it needs is down and the model's on_outage is
-        "fail"; retry), DEADLINE_EXCEEDED.
+        flight), UNAVAILABLE (a store or model endpoint it needs is down and the
+        model's on_outage is "fail"; retry), DEADLINE_EXCEEDED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -67,11 +67,11 @@ def test_a_fill_from_a_store_read_that_preceded_a_write_never_replaces_it(parts,
     read_started = time.monotonic()          # a reader reads `old` from the store ...
     parts.store.write([new])                 # ... a writer makes `new` durable and fences it ...
     assert parts.cache.fence([new])
-    parts.cache.fill("user", [(new.key, "user_activity", old, 600)], read_started)  # ... the reader fills late
-    assert parts.cache.lookup("user", [(new.key, "user_activity")]) == {}  # the fence stood: a miss
+    parts.cache.fill([("user", new.key, "user_activity", old, 600)], read_started)  # ... the reader fills late
+    assert parts.cache.lookup([("user", new.key, "user_activity")]) == {}  # the fence stood: a miss
     assert clicks(parts.reader(), [new.key]) == [2]
-    assert parts.cache.lookup("user", [(new.key, "user_activity")]) == {(new.key, "user_activity"): new.blob}
-    parts.cache.fill("user", [(new.key, "user_activity", None, 600)], time.monotonic())  # a late "no row"
+    assert parts.cache.lookup([("user", new.key, "user_activity")]) == {("user", new.key, "user_activity"): new.blob}
+    parts.cache.fill([("user", new.key, "user_activity", None, 600)], time.monotonic())  # a late "no row"
     assert clicks(parts.reader(), [new.key]) == [2]
 
 

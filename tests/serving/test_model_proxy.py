@@ -1,10 +1,12 @@
 """ModelProxy.GetFeatures on both stacks: the sample `home_ranker` graph (product ->
-category -> user x category) executed into a float32 matrix, defaults and their
-counts, and precise status codes."""
+category -> user x category, a click sequence, transforms) executed into a float32
+matrix, defaults and their counts, and precise status codes."""
 
 from __future__ import annotations
 
+import math
 import time
+import zlib
 
 import grpc
 import numpy as np
@@ -20,8 +22,12 @@ from tests.conftest_backends import STACKS, stack_settings, with_sample_registry
 from vahini.demo import SAMPLE_REGISTRY
 from vahini.registry.loader import load_registry
 
-COLUMNS = ["product.price", "stats.ctr_7d", "stats.cvr_7d", "user.account_age_days", "user.is_premium",
-           "user_cat.clicks_30d", "user_cat.affinity", *[f"stats.embedding_{d}" for d in range(16)]]
+COLUMNS = ["product.price", "log_price", "price_band", "brand=acme", "brand=globex", "brand=initech",
+           "category_bucket", "days_listed", "stats.ctr_7d", "ctr_clipped", "stats.cvr_7d", "cvr_per_ctr",
+           "user.account_age_days", "user.is_premium", "user_cat.clicks_30d", "user_cat.affinity",
+           "clicks_on_category", *[f"recent_categories_{i}" for i in range(20)],
+           *[f"stats.embedding_{d}" for d in range(16)]]
+DAY_MS = 86_400_000
 
 
 @pytest.fixture(params=STACKS)
@@ -29,7 +35,7 @@ def served(request, tmp_path, unique):
     settings = with_sample_registry(stack_settings(request.param, request, tmp_path, unique))
     running = start_server(settings, port=0)
     channel = grpc.insecure_channel(f"127.0.0.1:{running.port}")
-    yield pb_grpc.FeatureServiceStub(channel), mpb_grpc.ModelProxyStub(channel), unique
+    yield pb_grpc.FeatureServiceStub(channel), mpb_grpc.ModelProxyStub(channel), unique, settings
     channel.close()
     running.stop(0)
 
@@ -53,27 +59,49 @@ def test_the_graph_resolves_into_levels():
                                                                               ["user_cat"]]
 
 
+def clicks(settings, user: str, categories: list[str]) -> None:
+    """Store clicks in the cold tier, the first of `categories` the newest."""
+    from vahini import wiring
+    from vahini.ports.interaction_store import StoredInteraction
+
+    now = int(time.time() * 1000)
+    cold = wiring.cold_interactions(settings)
+    cold.write([StoredInteraction(f"e{i}-{user}", user, f"px{i}", c, "CLICK", now - i * 1000)
+                for i, c in enumerate(categories)])
+    cold.close()
+
+
+def bucket(category: str) -> int:
+    return 1 + zlib.crc32(category.encode()) % 1000
+
+
 def test_get_features_builds_the_matrix_through_the_graph_with_defaults_counted(served):
-    features, proxy, u = served
+    features, proxy, u, settings = served
     user, p1, p2, p3 = f"u{u}", f"p1{u}", f"p2{u}", f"p3{u}"
+    now = int(time.time() * 1000)
     persist(features, "product", {"product_id": p1}, "product_core",
-            {"category_id": value(string_value="shoes"), "price": value(float_value=10.5)})
+            {"category_id": value(string_value="shoes"), "price": value(float_value=10.5),
+             "brand": value(string_value="globex"), "listed_at_ms": value(int_value=now - 3 * DAY_MS)})
     persist(features, "product", {"product_id": p2}, "product_core",
-            {"category_id": value(string_value="bags"), "price": value(float_value=20.0)})
+            {"category_id": value(string_value="bags"), "price": value(float_value=60.0),
+             "brand": value(string_value="zeta")})
     persist(features, "product", {"product_id": p1}, "product_stats",
-            {"ctr_7d": value(float_value=0.25), "embedding": value(vector_value=pb.FloatVector(values=[0.5] * 16))})
+            {"ctr_7d": value(float_value=0.25), "cvr_7d": value(float_value=0.05),
+             "embedding": value(vector_value=pb.FloatVector(values=[0.5] * 16))})
+    persist(features, "product", {"product_id": p2}, "product_stats", {"ctr_7d": value(float_value=0.9)})
     persist(features, "user", {"user_id": user}, "user_profile",
             {"account_age_days": value(int_value=30), "is_premium": value(bool_value=True)})
     persist(features, "user_category", {"user_id": user, "category_id": "shoes"}, "user_category_affinity",
             {"clicks_30d": value(int_value=5), "affinity": value(float_value=0.75)})
+    clicks(settings, user, ["shoes", "hats", "shoes", "bags"])
 
     reply = proxy.GetFeatures(mpb.GetFeaturesRequest(model="home_ranker", context=context(user, [p1, p2, p3])))
-    assert reply.model == "home_ranker" and list(reply.columns) == COLUMNS
+    assert reply.model == "home_ranker" and reply.version == 1 and list(reply.columns) == COLUMNS
     assert list(reply.row_ids) == [p1, p2, p3] and list(reply.shape) == [3, len(COLUMNS)]
     m = np.frombuffer(reply.matrix, "<f4").reshape(tuple(reply.shape))
     col = {c: m[:, i] for i, c in enumerate(COLUMNS)}
-    assert col["product.price"].tolist() == [10.5, 20.0, 0.0]
-    assert col["stats.ctr_7d"].tolist() == [0.25, 0.0, 0.0]
+    assert col["product.price"].tolist() == [10.5, 60.0, 0.0]
+    assert col["stats.ctr_7d"].tolist() == [0.25, pytest.approx(0.9), 0.0]
     assert col["user.account_age_days"].tolist() == [30, 30, 30]  # a context lookup, broadcast to every row
     assert col["user.is_premium"].tolist() == [1.0, 1.0, 1.0]
     # product -> category -> user x category: p1 is in shoes (stored), p2 in bags (not), p3 has no category.
@@ -84,6 +112,24 @@ def test_get_features_builds_the_matrix_through_the_graph_with_defaults_counted(
     assert reply.counts["user_cat.affinity"].missing == 2
     assert reply.counts["stats.embedding_3"].missing == 2
     assert "user.account_age_days" not in reply.counts
+    # transforms
+    assert col["log_price"].tolist() == pytest.approx([math.log1p(10.5), math.log1p(60.0), 0.0])
+    assert col["price_band"].tolist() == [1, 2, 0]  # boundaries [10, 50, 200]; p3 takes the default price 0
+    assert m[:, COLUMNS.index("brand=acme"):COLUMNS.index("brand=initech") + 1].tolist() == \
+        [[0, 1, 0], [0, 0, 0], [0, 0, 0]]  # globex; an unknown brand and a missing one: all zero
+    assert col["category_bucket"].tolist() == [bucket("shoes"), bucket("bags"), 0]
+    assert col["days_listed"][0] == pytest.approx(3.0, abs=0.01) and col["days_listed"][1:].tolist() == [-1, -1]
+    assert col["ctr_clipped"].tolist() == [0.25, 0.5, 0.0]
+    assert col["cvr_per_ctr"].tolist() == [pytest.approx(0.2), 0.0, 0.0]  # p2: no cvr; p3: nothing
+    assert reply.counts["cvr_per_ctr"].missing == 2 and reply.counts["days_listed"].missing == 2
+    # the interaction store: clicked categories, newest first, padded with 0
+    assert col["clicks_on_category"].tolist() == [2, 1, 0]  # shoes twice, bags once, p3 has no category
+    recent = m[0, COLUMNS.index("recent_categories_0"):COLUMNS.index("recent_categories_19") + 1]
+    assert recent.tolist() == [bucket("shoes"), bucket("hats"), bucket("shoes"), bucket("bags")] + [0] * 16
+    assert (m[1:, COLUMNS.index("recent_categories_0")] == m[0, COLUMNS.index("recent_categories_0")]).all()
+    dtypes = dict(zip(reply.columns, reply.dtypes))
+    assert dtypes["price_band"] == "int32" and dtypes["recent_categories_7"] == "int32"
+    assert dtypes["log_price"] == "float32"
 
 
 @pytest.mark.parametrize("request_, code, detail", [
@@ -105,7 +151,7 @@ def test_get_features_builds_the_matrix_through_the_graph_with_defaults_counted(
 ], ids=["unknown-model", "missing-context", "two-users", "empty-row-id", "unknown-context", "too-many-rows",
         "no-model"])
 def test_bad_requests_get_precise_status_codes(served, request_, code, detail):
-    _, proxy, _ = served
+    _, proxy, _, _ = served
     with pytest.raises(grpc.RpcError) as info:
         proxy.GetFeatures(request_)
     assert info.value.code() == code and detail in info.value.details()
@@ -132,11 +178,12 @@ def test_vahini_query_prints_the_matrix_as_json_and_as_a_table(request, tmp_path
         as_json = query("--json")
         assert as_json.returncode == 0, as_json.stderr
         out = json.loads(as_json.stdout)
-        assert out["model"] == "home_ranker" and out["columns"] == COLUMNS and out["row_ids"] == ["p1", "p2"]
+        assert out["model"] == "home_ranker" and out["version"] == 1 and out["columns"] == COLUMNS
+        assert out["row_ids"] == ["p1", "p2"]
         assert out["matrix"][0][0] == 10.5 and out["matrix"][1][0] == 0.0
         assert out["missing"]["product.price"] == 1 and out["missing"]["user.account_age_days"] == 2
         table = query()
-        assert table.returncode == 0 and "home_ranker: 2 rows x 23 columns" in table.stdout
+        assert table.returncode == 0 and f"home_ranker v1: 2 rows x {len(COLUMNS)} columns" in table.stdout
         assert "product.price" in table.stdout and "(1 defaulted)" in table.stdout
         bad = subprocess.run([sys.executable, "-m", "vahini.cli", "query", "nope", "--set", "user_id=u1",
                               "--target", f"127.0.0.1:{running.port}"], env=settings_env(settings),

@@ -124,10 +124,10 @@ def test_a_new_value_fences_the_cached_one(settings):
     cache = wiring.feature_cache(settings, store)  # this reader's cache; the worker opens its own
     reader = FeatureReader(store, cache, lambda: follower.current)
     assert reader.retrieve("user", ["c"], ["user_activity"])[0].values["clicks_1d"].tolist() == [1]
-    assert ("c", "user_activity") in cache.lookup("user", [("c", "user_activity")])  # filled
+    assert ("user", "c", "user_activity") in cache.lookup([("user", "c", "user_activity")])  # filled
     send_updates(settings, [update("c", 2, t + 1)])
     ingest_until_caught_up(settings)
-    assert cache.lookup("user", [("c", "user_activity")]) == {}  # the worker's fence reads as a miss
+    assert cache.lookup([("user", "c", "user_activity")]) == {}  # the worker's fence reads as a miss
     assert reader.retrieve("user", ["c"], ["user_activity"])[0].values["clicks_1d"].tolist() == [2]
     follower.close()
     cache.close()

@@ -31,6 +31,7 @@ examples:
   vahini history u42 --type click --limit 10     # a user's interactions, hot or cold
   vahini serve --port 50051                      # gRPC FeatureService, InteractionService, ModelProxy
   vahini query home_ranker --set user_id=u42 --set product_ids=p1,p2
+  vahini model-server --port 8500 --model ranker # a reference KServe v2 model endpoint
 """
 
 
@@ -51,6 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_get(sub)
     _add_history(sub)
     _add_query(sub)
+    _add_model_server(sub)
     return p
 
 
@@ -180,12 +182,15 @@ def _add_get(sub) -> None:
 def _add_query(sub) -> None:
     q = sub.add_parser("query", help="ask a running Model Proxy for a model's feature matrix",
                        description="Call ModelProxy.GetFeatures on a running server (`vahini serve`) and print the "
-                                   "matrix as a table, or with --json as one object: {model, columns, row_ids, "
-                                   "matrix, missing}. Context ids come from --set NAME=ID[,ID...].")
+                                   "matrix as a table, or with --json as one object: {model, version, columns, "
+                                   "row_ids, matrix, missing, scores}. Context ids come from --set "
+                                   "NAME=ID[,ID...].")
     q.add_argument("model", help="model name, as in the registry's models:")
     q.add_argument("--set", dest="context", action="append", default=[], metavar="NAME=IDS",
                    help="a context input, e.g. user_id=u42 or product_ids=p1,p2 (repeatable)")
     q.add_argument("--target", help="HOST:PORT of the server (default: serving.host:serving.port)")
+    q.add_argument("--version", type=int, default=0, help="a published version of the model's graph (`vahini "
+                   "apply` prints it; default: the latest)")
     q.add_argument("--timeout", type=float, default=5.0, help="deadline in seconds (default %(default)s)")
     q.add_argument("--json", action="store_true", help="one JSON object instead of a table")
     q.set_defaults(run=commands.query)
@@ -202,6 +207,19 @@ def _add_history(sub) -> None:
     h.add_argument("--limit", type=int, default=20, help="interactions per user (default %(default)s)")
     h.add_argument("--json", action="store_true", help="one JSON object a line instead of a table")
     h.set_defaults(run=commands.history)
+
+
+def _add_model_server(sub) -> None:
+    m = sub.add_parser("model-server", help="run the reference model server (KServe v2 gRPC, linear scorers)",
+                       description="A tiny KServe v2 / Triton-protocol model server for demos and tests: each "
+                                   "--model scores a float32 matrix as sigmoid(matrix . weights + bias). A model "
+                                   "graph's score node points at it like at any Triton or KServe endpoint.")
+    m.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
+    m.add_argument("--port", type=int, default=8500, help="port (default %(default)s; 0 picks a free one)")
+    m.add_argument("--model", dest="models", action="append", required=True, metavar="NAME[=WEIGHTS.json]",
+                   help='a model: NAME weighs every column equally; NAME=FILE reads {"weights": [...], '
+                        '"bias": 0.0} (repeatable)')
+    m.set_defaults(run=commands.model_server)
 
 
 def main(argv: list[str] | None = None) -> int:

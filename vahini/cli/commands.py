@@ -52,7 +52,7 @@ def apply(args) -> int:
 
 def _print_plan(plan) -> None:
     if not plan.changes:
-        print("no changes to feature groups")
+        print("no changes to feature groups or models")
     for change in plan.changes:
         if change.warning:
             print(f"warning: {change.message}", file=sys.stderr)
@@ -152,21 +152,55 @@ def query(args) -> int:
     with grpc.insecure_channel(target) as channel:
         try:
             reply = mpb_grpc.ModelProxyStub(channel).GetFeatures(
-                mpb.GetFeaturesRequest(model=args.model, context=context), timeout=args.timeout)
+                mpb.GetFeaturesRequest(model=args.model, context=context, version=args.version),
+                timeout=args.timeout)
         except grpc.RpcError as exc:
             raise UserError(f"{target}: {exc.code().name}: {exc.details()}") from None
     matrix = np.frombuffer(reply.matrix, "<f4").reshape(tuple(reply.shape))
     missing = {c: n.missing + n.expired + n.unreadable for c, n in reply.counts.items()}
+    scores = {s.node: np.frombuffer(s.values, "<f4") for s in reply.scores}
     if args.json:
-        print(json.dumps({"model": reply.model, "columns": list(reply.columns), "row_ids": list(reply.row_ids),
-                          "matrix": [[float(str(v)) for v in row] for row in matrix], "missing": missing}))
+        print(json.dumps({"model": reply.model, "version": reply.version, "columns": list(reply.columns),
+                          "row_ids": list(reply.row_ids), "matrix": [[float(str(v)) for v in row] for row in matrix],
+                          "missing": missing, "scores": {n: [float(str(v)) for v in s] for n, s in scores.items()},
+                          "degraded": reply.degraded}))
         return 0
-    width = max([len(c) for c in reply.columns] + [8])
-    print(f"{reply.model}: {matrix.shape[0]} rows x {matrix.shape[1]} columns")
+    _print_matrix(reply, matrix, missing, scores)
+    return 0
+
+
+def _print_matrix(reply, matrix, missing: dict, scores: dict) -> None:
+    width = max([len(c) for c in reply.columns] + [len(f"score:{n}") for n in scores] + [8])
+    print(f"{reply.model} v{reply.version}: {matrix.shape[0]} rows x {matrix.shape[1]} columns")
     print(f"{'column':<{width}}  " + "  ".join(f"{r[:12]:>12}" for r in reply.row_ids))
     for j, column in enumerate(reply.columns):
         note = f"  ({missing[column]} defaulted)" if missing.get(column) else ""
         print(f"{column:<{width}}  " + "  ".join(f"{matrix[i, j]:>12.6g}" for i in range(matrix.shape[0])) + note)
+    for node, values in scores.items():
+        print(f"{'score:' + node:<{width}}  " + "  ".join(f"{v:>12.6g}" for v in values))
+    if reply.degraded:
+        print(f"degraded: {reply.degraded}")
+
+
+def model_server(args) -> int:
+    import signal
+    import threading
+
+    from serving.reference_model import parse_model_args, start_model_server
+
+    try:
+        models = parse_model_args(args.models)
+    except (OSError, ValueError, KeyError) as exc:
+        raise UserError(f"--model: {exc}") from None
+    server, port, _ = start_model_server(models, args.port, args.host)
+    if not port:
+        raise UserError(f"cannot listen on {args.host}:{args.port}")
+    print(f"model server on {args.host}:{port}: {', '.join(sorted(models))} (KServe v2 gRPC)", flush=True)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    server.stop(2).wait()
     return 0
 
 

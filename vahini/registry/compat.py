@@ -28,8 +28,10 @@ def readable_as(stored: Feature, current: Feature) -> bool:
 
 @dataclass(frozen=True)
 class Change:
-    """One effect of a publish: kind is added, version, widened, removed or incompatible.
-    Incompatible changes are rejected; removals and widenings are warned about."""
+    """One effect of a publish: kind is added, version, widened, removed or incompatible
+    (feature groups), model (a new model version) or retired (a model version dropped).
+    Incompatible changes are rejected; removals, widenings and retirements are warned about.
+    For model kinds, `group` holds the model's name."""
 
     kind: str
     group: str
@@ -42,7 +44,7 @@ class Change:
 
     @property
     def warning(self) -> bool:
-        return self.kind in ("removed", "widened")
+        return self.kind in ("removed", "widened", "retired")
 
 
 def _stored_layouts(old: Registry, group: str) -> list[tuple[int, tuple[Feature, ...]]]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -96,6 +96,70 @@ class Lookup:
 
 
 @dataclass(frozen=True)
+class HistoryInput:
+    """A sequence from the interaction store: the user's newest `length` product or
+    category ids (`field`) of one interaction `type`, padded to that length."""
+
+    name: str
+    user: str  # the context input holding the user id, e.g. "context.user_id"
+    type: str  # CLICK, ORDER or WISHLIST
+    field: str  # "product_id" or "category_id"
+    length: int
+
+
+TRANSFORMS = ("", "log1p", "clip", "bucketize", "one_hot", "ratio", "age", "hash", "count_matching")
+COLUMN_DTYPES = ("float32", "int32")
+AGE_UNITS_MS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+@dataclass(frozen=True)
+class Column:
+    """One output of a model graph: a lookup's feature (`<lookup>.<feature>`) or a
+    sequence, optionally transformed. It fills one column, or several: one per
+    dimension of a vector, per one-hot value, or per position of a sequence."""
+
+    name: str
+    source: str
+    transform: str = ""
+    # clip: (min, max); bucketize: boundaries; one_hot: values; ratio: (denominator source,);
+    # age: (unit,); hash: (buckets,); count_matching: (source of the value to match,)
+    args: tuple = ()
+    dtype: str = "float32"
+    default: float | None = None  # None: the source feature's default, transformed
+
+    def __post_init__(self) -> None:
+        # Lists (from JSON) become tuples, so a graph read back equals the one published.
+        object.__setattr__(self, "args", tuple(tuple(a) if isinstance(a, list) else a for a in self.args))
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A model server speaking KServe v2 gRPC (`ModelInfer`), and its share of traffic."""
+
+    target: str  # host:port, or a name from serving.model_endpoints
+    model: str  # the model name at the endpoint
+    version: str = ""
+    percent: int = 100
+
+
+@dataclass(frozen=True)
+class ScoreNode:
+    """Scores the matrix (and the scores of the nodes before it, as extra columns)
+    with one of its endpoints, chosen sticky per `split_by` id."""
+
+    name: str
+    endpoints: tuple[Endpoint, ...]
+    timeout_ms: int = 100
+    split_by: str = ""  # a context input, e.g. "user_id"; "" with a single endpoint
+    input: str = "features"  # the KServe input tensor name
+    default: float = 0.0  # the score when the endpoint fails and on_outage is "defaults"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "endpoints", tuple(
+            e if isinstance(e, Endpoint) else Endpoint(**e) for e in self.endpoints))
+
+
+@dataclass(frozen=True)
 class ModelGraph:
     """A model's feature-retrieval graph (declared here, executed by the Model Proxy)."""
 
@@ -103,10 +167,29 @@ class ModelGraph:
     context: tuple[str, ...]
     rows: str
     lookups: tuple[Lookup, ...]
-    features: tuple[str, ...]  # output columns as "<lookup>.<feature>"
+    columns: tuple[Column, ...]
     # When a store the graph reads is down: "fail" the request (UNAVAILABLE), or serve
     # "defaults" for what could not be read and say so in the response.
     on_outage: str = "fail"
+    sequences: tuple[HistoryInput, ...] = ()
+    score: tuple[ScoreNode, ...] = ()
+    version: int = 0  # assigned by `vahini apply`: 1, 2, ... for each published change of the graph
+
+    def __post_init__(self) -> None:
+        for name, kind in (("lookups", Lookup), ("columns", Column), ("sequences", HistoryInput),
+                           ("score", ScoreNode)):
+            items = getattr(self, name)
+            object.__setattr__(self, name, tuple(i if isinstance(i, kind) else _from_dict(kind, i) for i in items))
+        object.__setattr__(self, "context", tuple(self.context))
+
+    def same_graph(self, other: "ModelGraph") -> bool:
+        return replace(self, version=0) == replace(other, version=0)
+
+
+def _from_dict(kind, d: dict):
+    if kind is Lookup:
+        return Lookup(d["name"], d["group"], tuple(map(tuple, d["keys"])))
+    return kind(**d)
 
 
 @dataclass(frozen=True)
@@ -117,6 +200,15 @@ class Registry:
     # Every published layout of every group, so blobs written under an older
     # schema version stay readable after the group changes.
     history: dict[tuple[str, int], tuple[Feature, ...]] = field(default_factory=dict)
+    # Earlier published versions of each model graph, so a request can pin one.
+    model_history: dict[tuple[str, int], ModelGraph] = field(default_factory=dict)
+
+    def model(self, name: str, version: int = 0) -> ModelGraph | None:
+        """The latest graph of `name`, or the given published version of it."""
+        latest = self.models.get(name)
+        if not version or (latest is not None and latest.version == version):
+            return latest
+        return self.model_history.get((name, version))
 
     def features_of(self, group: str, version: int) -> tuple[Feature, ...] | None:
         current = self.groups.get(group)
@@ -133,6 +225,7 @@ class Registry:
                 {"group": g, "version": v, "features": [asdict(f) for f in fs]}
                 for (g, v), fs in sorted(self.history.items())
             ],
+            "model_history": [asdict(m) for _, m in sorted(self.model_history.items())],
         }
 
     @classmethod
@@ -146,21 +239,23 @@ class Registry:
             )
             for g in d["feature_groups"]
         }
-        models = {
-            m["name"]: ModelGraph(
-                name=m["name"], context=tuple(m["context"]), rows=m["rows"],
-                lookups=tuple(Lookup(lk["name"], lk["group"], tuple(map(tuple, lk["keys"]))) for lk in m["lookups"]),
-                features=tuple(m["features"]), on_outage=m.get("on_outage", "fail"),
-            )
-            for m in d["models"]
-        }
+        models = {m["name"]: _graph_from_dict(m) for m in d["models"]}
+        model_history = {(m["name"], m["version"]): _graph_from_dict(m) for m in d.get("model_history", [])}
         return cls(
             entities={e["name"]: Entity(e["name"], tuple(e["keys"])) for e in d["entities"]},
             groups=groups,
             models=models,
             history={(h["group"], h["version"]): feats(h["features"]) for h in d.get("history", [])},
+            model_history=model_history,
         )
 
     @classmethod
     def empty(cls) -> "Registry":
         return cls({}, {}, {})
+
+
+def _graph_from_dict(m: dict) -> ModelGraph:
+    fields = dict(m)
+    if "features" in fields:  # written before output columns had transforms
+        fields["columns"] = [{"name": c, "source": c} for c in fields.pop("features")]
+    return ModelGraph(**fields)

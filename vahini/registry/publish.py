@@ -12,6 +12,7 @@ from vahini.errors import ConfigError, ConfigProblem
 from vahini.ports.config_store import ConfigStore
 from vahini.registry.compat import Change, changes
 from vahini.registry.loader import load_registry_located
+from vahini.registry.model_versions import assign_versions
 from vahini.registry.model import Registry
 
 REGISTRY_KEY = "registry"
@@ -63,7 +64,8 @@ def prepare(directory: Path, published: Registry | None) -> Plan:
         history[(name, group.version)] = group.features
     new = replace(new, history=history)
     problems = _version_problems(old, new, where)
-    planned = changes(old, new)
+    new, model_changes = assign_versions(old, new)
+    planned = changes(old, new) + model_changes
     problems += [ConfigProblem(*where.get((c.group, c.feature), where[c.group]), c.message)
                  for c in planned if c.blocking]
     if problems:

@@ -1,0 +1,105 @@
+"""The transforms a model graph can apply to a column, on whole columns at once.
+
+Each takes the source values of every row (defaults already in place where a
+value is absent) and a mask of the rows whose value is present, and returns a
+float32 block of shape (rows, width). Where the value is absent, a column's
+`default` wins when it is set; otherwise log1p, clip and bucketize transform the
+feature's default, and the others give 0.
+
+`hash_bucket` is the one a trainer must reproduce: 1 + CRC-32 of the id's UTF-8
+bytes modulo the bucket count (zlib.crc32, the same in every language); 0 is
+left for padding and missing ids.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections import Counter
+from typing import Sequence
+
+import numpy as np
+
+from vahini.registry.model import AGE_UNITS_MS, Column
+
+INT32_LIMIT = 2**31 - 1
+# Transforms whose output for an absent value is the column's default or 0, not
+# the transform of the feature's default (a hash of "" or an age of 0 ms means nothing).
+ZERO_WHEN_ABSENT = ("one_hot", "ratio", "age", "hash", "count_matching")
+
+
+def hash_bucket(ids: Sequence[str], buckets: int) -> np.ndarray:
+    """1..buckets for each id; 0 for an empty id."""
+    return np.fromiter((1 + zlib.crc32(i.encode()) % buckets if i else 0 for i in ids), np.float32, len(ids))
+
+
+def scalar(c: Column, values: np.ndarray, present: np.ndarray, **extra) -> np.ndarray:
+    """The block of a column whose source is a lookup's feature (see the module doc)."""
+    block = _TRANSFORMS[c.transform](c, values, present, **extra)
+    block = block.reshape(len(values), -1).astype(np.float32, copy=False)
+    absent = ~present
+    if absent.any() and (c.default is not None or c.transform in ZERO_WHEN_ABSENT):
+        block[absent] = 0.0 if c.default is None else c.default
+    return as_dtype(c, block)
+
+
+def as_dtype(c: Column, block: np.ndarray) -> np.ndarray:
+    if c.dtype == "int32":
+        return np.clip(np.rint(block), -INT32_LIMIT, INT32_LIMIT).astype(np.float32)
+    return block
+
+
+def _plain(c: Column, values: np.ndarray, present: np.ndarray, **_) -> np.ndarray:
+    return values.astype(np.float32)
+
+
+def _log1p(c: Column, values: np.ndarray, present: np.ndarray, **_) -> np.ndarray:
+    return np.log1p(np.maximum(values.astype(np.float64), 0.0))  # negative counts and prices count as 0
+
+
+def _clip(c: Column, values: np.ndarray, present: np.ndarray, **_) -> np.ndarray:
+    return np.clip(values.astype(np.float64), c.args[0], c.args[1])
+
+
+def _bucketize(c: Column, values: np.ndarray, present: np.ndarray, **_) -> np.ndarray:
+    """0 below the first boundary, i for boundaries[i-1] <= x < boundaries[i]."""
+    return np.searchsorted(np.asarray(c.args[0], np.float64), values.astype(np.float64), side="right")
+
+
+def _one_hot(c: Column, values: np.ndarray, present: np.ndarray, **_) -> np.ndarray:
+    position = {str(v): i for i, v in enumerate(c.args[0])}
+    index = np.fromiter((position.get(str(v), -1) for v in values), np.int64, len(values))
+    out = np.zeros((len(values), len(position)), np.float32)
+    hit = (index >= 0) & present
+    out[np.flatnonzero(hit), index[hit]] = 1.0
+    return out
+
+
+def _ratio(c: Column, values: np.ndarray, present: np.ndarray, *, over=None, **_) -> np.ndarray:
+    denominator, denominator_present = over
+    a, b = values.astype(np.float64), denominator.astype(np.float64)
+    ok = present & denominator_present & (b != 0)
+    present &= ok  # a missing or zero denominator reads as an absent value: default
+    return np.divide(a, b, out=np.zeros_like(a), where=ok)
+
+
+def _age(c: Column, values: np.ndarray, present: np.ndarray, *, now_ms: int = 0, **_) -> np.ndarray:
+    return (now_ms - values.astype(np.float64)) / AGE_UNITS_MS[c.args[0]]
+
+
+def _hash(c: Column, values: np.ndarray, present: np.ndarray, **_) -> np.ndarray:
+    return hash_bucket([str(v) if p else "" for v, p in zip(values, present)], c.args[0])
+
+
+_TRANSFORMS = {"": _plain, "log1p": _log1p, "clip": _clip, "bucketize": _bucketize, "one_hot": _one_hot,
+               "ratio": _ratio, "age": _age, "hash": _hash}
+
+
+def sequence(c: Column, ids: list[str], match: list[str | None] | None, rows: int) -> np.ndarray:
+    """The block of a column whose source is a sequence (the same ids for every row):
+    `hash` gives one column per position, `count_matching` how many ids equal the
+    row's `match` value."""
+    if c.transform == "hash":
+        return np.broadcast_to(hash_bucket(ids, c.args[0]), (rows, len(ids))).copy()
+    counts = Counter(i for i in ids if i)
+    block = np.fromiter((counts.get(m, 0) if m else 0 for m in match), np.float32, rows).reshape(rows, 1)
+    return as_dtype(c, block)
