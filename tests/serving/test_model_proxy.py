@@ -242,10 +242,9 @@ def test_a_store_outage_fails_or_serves_defaults_as_the_model_says(request, tmp_
     registry_dir = tmp_path / "registry"
     shutil.copytree(SAMPLE_REGISTRY, registry_dir)
     models = (registry_dir / "models.yaml").read_text()
-    lenient = models.split("models:\n", 1)[1].replace("name: home_ranker", "name: lenient_ranker", 1)
-    (registry_dir / "models.yaml").write_text(models + lenient.replace("    rows: product_ids",
-                                                                       "    rows: product_ids\n    on_outage: defaults",
-                                                                       1))
+    ranker = models.split("models:\n", 1)[1].split("  - name: home_ranker_scored", 1)[0]
+    lenient = ranker.replace("name: home_ranker", "name: lenient_ranker", 1)
+    (registry_dir / "models.yaml").write_text(models + lenient.replace("on_outage: fail", "on_outage: defaults", 1))
     settings = stack_settings("real", request, tmp_path, unique)
     config = wiring.config_store(settings)
     publish.apply(registry_dir, config)
@@ -271,3 +270,33 @@ def test_a_store_outage_fails_or_serves_defaults_as_the_model_says(request, tmp_
         assert reply.counts["product.price"].missing == 3
     finally:
         running.stop(0)
+
+
+@pytest.mark.real_service
+def test_each_level_of_the_graph_is_one_round_trip_to_the_cache(request, tmp_path, unique):
+    import redis
+
+    from tests.faults import PrivateRedis
+
+    cache = PrivateRedis()  # a Redis of this test's own: every command on it is this server's
+    settings = with_sample_registry(stack_settings("real", request, tmp_path, unique))
+    running = start_server(settings.model_copy(update={"hot_tier": cache.url}), port=0)
+    client = redis.Redis.from_url(cache.url)
+    try:
+        products = [f"x{unique}-{i}" for i in range(50)]
+        with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            for i, p in enumerate(products[:5]):  # categories: so the second level has keys to read
+                persist(pb_grpc.FeatureServiceStub(channel), "product", {"product_id": p}, "product_core",
+                        {"category_id": value(string_value=f"c{i}")})
+            client.config_resetstat()
+            reply = mpb_grpc.ModelProxyStub(channel).GetFeatures(mpb.GetFeaturesRequest(
+                model="home_ranker", context=context(f"u{unique}", products)), timeout=30)
+        assert list(reply.shape) == [50, len(COLUMNS)]
+        graph = load_registry(SAMPLE_REGISTRY).models["home_ranker"]
+        # level 1: product_core, product_stats (entity product) and user_profile (entity user) in one MGET;
+        # level 2: user_category_affinity
+        assert client.info("commandstats")["cmdstat_mget"]["calls"] == len(levels(graph)) == 2
+    finally:
+        running.stop(0)
+        client.close()
+        cache.stop()
