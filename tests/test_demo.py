@@ -18,8 +18,11 @@ def test_demo_ingests_everything_it_produced(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "user_profile.city" in out and "present" in out
     assert "u42 during the session (served from the hot tier)" in out and "served from the cold tier" in out
-    assert summary["model_proxy_shape"] == [4, 23]  # 4 candidate products x home_ranker's 23 columns
-    assert "Model Proxy: home_ranker for u42" in out and "GetFeatures latency" in out
+    assert summary["model_proxy_shape"] == [4, 53]  # 4 candidate products x home_ranker's 53 columns
+    assert "Model Proxy: home_ranker v1 for u42" in out and "GetFeatures latency" in out
+    scores = summary["model_proxy_scores"]  # from the reference model server, a sigmoid: in (0, 1)
+    assert list(scores) == ["ctr", "rank"] and all(0 < v < 1 for s in scores.values() for v in s)
+    assert len(set(scores["ctr"])) > 1 and "reference/ctr_model" in out
 
 
 def test_demo_command_runs_as_a_user_would(tmp_path):

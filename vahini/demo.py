@@ -53,6 +53,8 @@ def _vector(rng: random.Random, dim: int = 16) -> list[float]:
 
 CITIES = ("Bengaluru", "Mumbai", "Delhi", "Pune", "Jaipur", "Surat", "Kolkata", "Chennai")
 INTERACTION_KINDS = ["CLICK"] * 90 + ["WISHLIST"] * 7 + ["ORDER"] * 3
+BRANDS = ("acme", "globex", "initech", "umbrella", "hooli", "stark")
+YEAR_MS = 365 * 86_400_000
 
 
 class _Stream:
@@ -85,8 +87,9 @@ class _Stream:
     def product(self, p: int) -> int:
         rng, send, keys = self.rng, self.producer.feature_update, {"product_id": f"p{p}"}
         send("product", keys, "product_core", {
-            "category_id": self.category_of[p], "brand": f"brand{rng.randrange(500)}",
-            "price": round(rng.lognormvariate(6.5, 0.8), 2), "in_stock": rng.random() < 0.95}, self.t())
+            "category_id": self.category_of[p], "brand": rng.choice(BRANDS),
+            "price": round(rng.lognormvariate(6.5, 0.8), 2), "in_stock": rng.random() < 0.95,
+            "listed_at_ms": self.now_ms - rng.randrange(YEAR_MS)}, self.t())
         send("product", keys, "product_stats", {
             "ctr_7d": round(rng.betavariate(2, 40), 5), "cvr_7d": round(rng.betavariate(1, 80), 5),
             "rating": round(rng.uniform(2.5, 5), 1), "embedding": _vector(rng)}, self.t())
@@ -233,35 +236,66 @@ def _sessions(settings: Settings, event_log, producer: EventProducer) -> dict:
             "live_session_cold_writes": after}
 
 
+# The reference model server's scorers (sigmoid of a weighted sum) for home_ranker_scored:
+# ctr_model reads its 4 feature columns; rank_a and rank_b also read ctr_model's score.
+DEMO_MODELS = {"ctr_model": ((-0.3, 25.0, 40.0, 0.4), 0.0), "rank_a": ((-0.1, 10.0, 20.0, 0.2, 3.0), -1.0),
+               "rank_b": (None, 0.0)}
+SHOWN_COLUMNS = ("product.price", "log_price", "price_band", "brand=acme", "category_bucket", "days_listed",
+                 "stats.ctr_7d", "clicks_on_category", "recent_categories_0")
+
+
 def _model_proxy(settings: Settings) -> dict:
-    """Start the server and ask the Model Proxy for home_ranker's matrix, as a ranker would."""
+    """Start a reference model server and the Model Proxy, and ask for home_ranker's
+    matrix and home_ranker_scored's scores through the client, as a ranker would."""
+    from serving.reference_model import LinearModel, start_model_server
+    from serving.server import start_server
+
+    model_server, model_port, _ = start_model_server({n: LinearModel(w, b) for n, (w, b) in DEMO_MODELS.items()})
+    serving = settings.serving.model_copy(update={"model_endpoints": {"reference": f"127.0.0.1:{model_port}"}})
+    running = start_server(settings.model_copy(update={"serving": serving}), port=0)
+    products = [f"p{p}" for p in (1234, 7, 42, 999_999)]  # the last one does not exist: defaults
+    try:
+        summary = _query_models(f"127.0.0.1:{running.port}", products)
+    finally:
+        running.stop(0)
+        model_server.stop(0)
+    return summary
+
+
+def _query_models(target: str, products: list[str]) -> dict:
     import numpy as np
 
     from serving.client import VahiniClient
-    from serving.server import start_server
 
-    running = start_server(settings, port=0)
-    products = [f"p{p}" for p in (1234, 7, 42, 999_999)]  # the last one does not exist: defaults
-    with VahiniClient(f"127.0.0.1:{running.port}", timeout_s=5.0) as client:
+    with VahiniClient(target, timeout_s=5.0) as client:
         features = client.get_features("home_ranker", user_id="u42", product_ids=products)
+        scored = client.get_features("home_ranker_scored", user_id="u42", product_ids=products)
         latencies = []
         for _ in range(50):
             started = time.perf_counter()
             client.get_features("home_ranker", user_id="u42", product_ids=products)
             latencies.append((time.perf_counter() - started) * 1000)
-    running.stop(0)
-    shown = features.columns[:7]
-    print(f"\nModel Proxy: home_ranker for u42 and {len(products)} products "
-          f"({features.matrix.shape[0]} x {features.matrix.shape[1]} float32 matrix, first {len(shown)} columns):")
-    print("  " + " ".join(f"{c[:14]:>14}" for c in ["row", *shown]))
-    for row_id, row in zip(features.row_ids, features.matrix):
-        print("  " + " ".join([f"{row_id:>14}", *(f"{v:>14.4g}" for v in row[:len(shown)])]))
-    defaulted = {c: n["missing"] for c, n in features.counts.items() if c in shown}
-    print(f"  defaults used (missing values) per column: {defaulted}")
+    _print_matrix(features)
+    print(f"\nModel Proxy: home_ranker_scored v{scored.version}, scored by the reference model server "
+          f"(KServe v2 gRPC):")
+    for node, values in scored.scores.items():
+        print(f"  {node:<5} by {scored.endpoints[node]:<20} " + " ".join(f"{v:>8.4f}" for v in values))
     p50 = float(np.percentile(latencies, 50))
     print(f"  GetFeatures latency over 50 calls: p50 {p50:.2f} ms, p99 {np.percentile(latencies, 99):.2f} ms "
           f"(embedded SQLite store, one process)")
-    return {"model_proxy_shape": list(features.matrix.shape), "model_proxy_p50_ms": round(p50, 2)}
+    return {"model_proxy_shape": list(features.matrix.shape), "model_proxy_p50_ms": round(p50, 2),
+            "model_proxy_scores": {n: [round(float(v), 4) for v in s] for n, s in scored.scores.items()}}
+
+
+def _print_matrix(features) -> None:
+    shown = [features.columns.index(c) for c in SHOWN_COLUMNS]
+    print(f"\nModel Proxy: home_ranker v{features.version} for u42 and {len(features.row_ids)} products "
+          f"({features.matrix.shape[0]} x {features.matrix.shape[1]} float32 matrix, {len(shown)} of its columns):")
+    print("  " + " ".join(f"{c[:14]:>14}" for c in ["row", *SHOWN_COLUMNS]))
+    for row_id, row in zip(features.row_ids, features.matrix):
+        print("  " + " ".join([f"{row_id:>14}", *(f"{row[j]:>14.4g}" for j in shown)]))
+    defaulted = {c: n["missing"] for c, n in features.counts.items() if c in SHOWN_COLUMNS}
+    print(f"  defaults used (missing values) per column: {defaulted}")
 
 
 def _wait_for_source(reader, query, source: str, timeout_s: float = 30.0):
