@@ -1,7 +1,7 @@
 # The two commands a new user needs (see README):
 #   make demo   set up .venv and run the pipeline on embedded adapters, no servers
 #   make test   set up, start Kafka/Cassandra/Redis/ZooKeeper on loopback, run every test, stop them
-.PHONY: demo test services-start services-stop bench proto lint
+.PHONY: demo test services-start services-stop bench bench-model-proxy proto lint
 
 demo:
 	@bash infra/bootstrap.sh
@@ -20,6 +20,12 @@ bench:
 	@bash infra/bootstrap.sh
 	.venv/bin/python -m benchmarks.ingest
 	.venv/bin/python -m benchmarks.retrieve
+
+# Feast is a heavy dependency used only as a baseline: it gets a venv of its own.
+bench-model-proxy:
+	@test -x .venv-bench/bin/python || python3 -m venv .venv-bench
+	@test -f .venv-bench/.installed || (.venv-bench/bin/pip install -q -e '.[dev,bench]' && touch .venv-bench/.installed)
+	.venv-bench/bin/python -m benchmarks.model_proxy
 
 proto:
 	@bash infra/bootstrap.sh

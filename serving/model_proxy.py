@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
@@ -75,6 +76,13 @@ def levels(graph: ModelGraph) -> list[list[Lookup]]:
 
 
 @dataclass
+class _Layout:
+    columns: list[str]
+    dtypes: list[str]
+    spans: list[tuple[int, list[str]]]  # per graph column: (first matrix column, its names)
+
+
+@dataclass
 class _Request:
     """What one execution carries from step to step."""
 
@@ -86,6 +94,7 @@ class _Request:
     fetched: dict[str, _Fetched] = field(default_factory=dict)
     sequences: dict[str, list[str]] = field(default_factory=dict)
     outages: list[str] = field(default_factory=list)
+    sources: dict[str, tuple] = field(default_factory=dict)  # `<lookup>.<feature>` -> _source(), once
 
     def time_left(self) -> float | None:
         return None if self.deadline is None else max(self.deadline - time.monotonic(), 0.001)
@@ -99,6 +108,7 @@ class ModelExecutor:
         self._histories = histories
         self._scorer = scorer  # serving.scoring.Scorer: calls the graph's model nodes
         self._clock = clock
+        self._layouts: dict[int, tuple[ModelGraph, _Layout]] = {}
 
     def run(self, model: str, context: Mapping[str, Sequence[str]], version: int = 0,
             timeout_s: float | None = None) -> FeatureMatrix:
@@ -153,16 +163,24 @@ class ModelExecutor:
         return [next(results) if r.keys else none for r, none in zip(reads, nothing)]
 
     def _read_sequences(self, request: _Request) -> None:
+        """One history read per user and interaction type, however many sequences use it."""
+        wanted: dict[tuple[str, str], int] = {}
         for s in request.graph.sequences:
-            user = request.context[s.user.partition(".")[2]][0]
-            try:
-                history = self._history(user, s.type, s.length, request)
-            except StoreUnavailable as exc:
-                if request.graph.on_outage != "defaults":
-                    raise
-                request.outages.append(f"sequence {s.name}: {exc}")
-                history = []
+            key = (request.context[s.user.partition(".")[2]][0], s.type)
+            wanted[key] = max(wanted.get(key, 0), s.length)
+        histories = {key: self._history_or_none(key[0], key[1], length, request) for key, length in wanted.items()}
+        for s in request.graph.sequences:
+            history = histories[(request.context[s.user.partition(".")[2]][0], s.type)]
             request.sequences[s.name] = last_ids(history, s.field, s.length, "", s.type)
+
+    def _history_or_none(self, user: str, type_: str, length: int, request: _Request):
+        try:
+            return self._history(user, type_, length, request)
+        except StoreUnavailable as exc:
+            if request.graph.on_outage != "defaults":
+                raise
+            request.outages.append(f"{type_} history of {user}: {exc}")
+            return []
 
     def _history(self, user: str, type_: str, length: int, request: _Request):
         if self._histories is None:
@@ -173,23 +191,38 @@ class ModelExecutor:
     # -- assembling ------------------------------------------------------------------------------
     def _assemble(self, request: _Request) -> FeatureMatrix:
         graph, n = request.graph, len(request.rows)
-        blocks, columns, dtypes, counts = [], [], [], {}
+        layout = self._layout(request)
+        values = np.empty((n, len(layout.columns)), np.float32)
+        counts = {}
+        now_ms = int(self._clock() * 1000)
+        for c, (start, names) in zip(graph.columns, layout.spans):
+            block, status = self._block(request, c, now_ms)
+            values[:, start:start + len(names)] = block.reshape(n, len(names))
+            if status is not None:
+                tally = np.bincount(status, minlength=len(STATUS_COUNTED) + 1)
+                if tally[PRESENT] < n:
+                    counted = {label: int(tally[code]) for code, label in STATUS_COUNTED.items()}
+                    counts.update((name, counted) for name in names)
+        return FeatureMatrix(graph.name, graph.version, layout.columns, layout.dtypes, request.rows, values, counts)
+
+    def _layout(self, request: _Request) -> "_Layout":
+        """The graph's output columns, worked out once per published graph."""
+        graph = request.graph
+        cached = self._layouts.get(id(graph))
+        if cached is not None and cached[0] is graph:
+            return cached[1]
         known = {lk.name: request.registry.groups[lk.group] for lk in graph.lookups}
         sequences = {s.name: s for s in graph.sequences}
-        now_ms = int(self._clock() * 1000)
+        layout = _Layout([], [], [])
         for c in graph.columns:
-            block, status = self._block(request, c, now_ms)
             names = output_names(c, known, sequences)
-            blocks.append(block.reshape(n, len(names)))
-            columns += names
-            dtypes += [c.dtype] * len(names)
-            if status is not None:
-                tally = {label: int((status == code).sum()) for code, label in STATUS_COUNTED.items()}
-                if any(tally.values()):
-                    counts.update((name, tally) for name in names)
-        values = np.hstack(blocks).astype(np.float32, copy=False) if blocks else np.zeros((n, 0), np.float32)
-        return FeatureMatrix(graph.name, graph.version, columns, dtypes, request.rows, np.ascontiguousarray(values),
-                             counts)
+            layout.spans.append((len(layout.columns), names))
+            layout.columns.extend(names)
+            layout.dtypes.extend([c.dtype] * len(names))
+        if len(self._layouts) > 64:  # old graphs are replaced by publishes; forget them
+            self._layouts.clear()
+        self._layouts[id(graph)] = (graph, layout)
+        return layout
 
     def _block(self, request: _Request, c: Column, now_ms: int) -> tuple[np.ndarray, np.ndarray | None]:
         """The column's block, and the status of its source value in each row (None for a sequence)."""
@@ -245,22 +278,33 @@ def _match_values(request: _Request, c: Column) -> list[str | None] | None:
 def _keys(lookup: Lookup, request: _Request) -> list[str | None]:
     """The storage key of `lookup` for each row; None where a part is unavailable."""
     n = len(request.rows)
-    parts: list[list[str | None]] = []
+    parts: list = []  # per key column: one value for every row (a context id), or a list, one per row
     for _, source in lookup.keys:
         if source == "row":
-            parts.append(list(request.rows))
+            parts.append(request.rows)
         elif source.startswith("context."):
-            parts.append([request.context[source[len("context."):]][0]] * n)
+            parts.append(request.context[source[len("context."):]][0])
         else:
             values, status, _ = _source(request, source)
-            parts.append([str(v) if s == PRESENT else None for v, s in zip(values.tolist(), status)])
-    return [None if any(p is None or p == "" for p in combo) else KEY_SEPARATOR.join(combo)
-            for combo in zip(*parts)]
+            parts.append([str(v) if s == PRESENT else None for v, s in zip(values.tolist(), status.tolist())])
+    if all(isinstance(p, str) for p in parts):
+        return [KEY_SEPARATOR.join(parts)] * n
+    if len(parts) == 1:
+        return [v or None for v in parts[0]]
+    columns = [repeat(p, n) if isinstance(p, str) else p for p in parts]
+    return [None if None in combo or "" in combo else KEY_SEPARATOR.join(combo) for combo in zip(*columns)]
 
 
 def _source(request: _Request, source: str) -> tuple[np.ndarray, np.ndarray, object]:
     """(value for each row, status for each row, the feature) of `<lookup>.<feature>`;
-    the feature's default (status MISSING) where the row has no value."""
+    the feature's default (status MISSING) where the row has no value. Callers must
+    not change the arrays: they are shared by every column of the same source."""
+    if source not in request.sources:
+        request.sources[source] = _read_source(request, source)
+    return request.sources[source]
+
+
+def _read_source(request: _Request, source: str) -> tuple[np.ndarray, np.ndarray, object]:
     name, _, feature_name = source.partition(".")
     f = request.fetched[name]
     feature = request.registry.groups[next(lk.group for lk in request.graph.lookups if lk.name == name)] \
