@@ -151,3 +151,36 @@ def test_an_endpoint_that_rejects_the_call_is_failed_precondition_naming_it(requ
     finally:
         channel.close()
         running.stop(0)
+
+
+def test_vahini_model_server_answers_model_infer_as_a_user_would(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from serving.api import kserve_v2_pb2 as kpb
+    from serving.api import kserve_v2_pb2_grpc as kpb_grpc
+    from tests.services import free_port
+
+    weights = tmp_path / "w.json"
+    weights.write_text(json.dumps({"weights": [1.0, -2.0], "bias": 0.5}))
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "vahini.cli", "model-server", "--port", str(port),
+                             "--model", "even", "--model", f"tuned={weights}"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert "model server on 127.0.0.1" in proc.stdout.readline()
+        stub = kpb_grpc.GRPCInferenceServiceStub(grpc.insecure_channel(f"127.0.0.1:{port}"))
+        x = np.array([[1.0, 0.5], [0.0, 2.0]], np.float32)
+        for model in ("even", "tuned"):
+            reply = stub.ModelInfer(kpb.ModelInferRequest(
+                model_name=model, inputs=[kpb.ModelInferRequest.InferInputTensor(name="features", datatype="FP32",
+                                                                                shape=[2, 2])],
+                raw_input_contents=[x.tobytes()]), timeout=10)
+            scores = np.frombuffer(reply.raw_output_contents[0], "<f4")
+            w, b = ((0.5, 0.5), 0.0) if model == "even" else ((1.0, -2.0), 0.5)
+            assert scores.tolist() == pytest.approx(sigmoid(x @ np.array(w) + b).tolist(), rel=1e-6)
+        assert stub.ModelReady(kpb.ModelReadyRequest(name="tuned"), timeout=10).ready
+        assert not stub.ModelReady(kpb.ModelReadyRequest(name="other"), timeout=10).ready
+    finally:
+        proc.terminate()
+        proc.wait(10)
