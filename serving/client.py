@@ -21,6 +21,7 @@ import numpy as np
 
 from serving.api import model_proxy_pb2 as mpb
 from serving.api import model_proxy_pb2_grpc as mpb_grpc
+from serving.tls import channel_credentials
 
 RETRIED = frozenset({grpc.StatusCode.UNAVAILABLE})
 
@@ -47,8 +48,19 @@ class ModelFeatures:
 
 
 class VahiniClient:
-    def __init__(self, target: str, timeout_s: float = 0.1, max_attempts: int = 4, backoff_s: float = 0.01):
-        self._channel = grpc.insecure_channel(target)
+    """`token`: this caller's bearer token (serving.auth). `ca_file` (or `tls=True` for
+    the system roots): TLS to the server; `cert_file` and `key_file`: a client
+    certificate for mutual TLS. A token without TLS is sent in the clear: loopback only."""
+
+    def __init__(self, target: str, timeout_s: float = 0.1, max_attempts: int = 4, backoff_s: float = 0.01,
+                 token: str | None = None, ca_file: str | None = None, cert_file: str | None = None,
+                 key_file: str | None = None, tls: bool = False):
+        if tls or ca_file or cert_file:
+            self._channel = grpc.secure_channel(target, channel_credentials(ca_file, cert_file, key_file, token))
+            self._metadata = None
+        else:
+            self._channel = grpc.insecure_channel(target)
+            self._metadata = [("authorization", f"Bearer {token}")] if token else None
         self._proxy = mpb_grpc.ModelProxyStub(self._channel)
         self.timeout_s = timeout_s
         self._max_attempts = max_attempts
@@ -68,6 +80,10 @@ class VahiniClient:
                              {s.node: np.frombuffer(s.values, "<f4") for s in reply.scores},
                              {s.node: s.endpoint for s in reply.scores})
 
+    def call_raw(self, request: mpb.GetFeaturesRequest, timeout_s: float | None = None) -> mpb.GetFeaturesResponse:
+        """GetFeatures with the client's channel, credentials, deadline and retries; the reply as is."""
+        return self._call(self._proxy.GetFeatures, request, timeout_s or self.timeout_s)
+
     def _call(self, method, request, timeout_s: float):
         """Retry UNAVAILABLE with jittered exponential backoff until the deadline."""
         deadline = time.monotonic() + timeout_s
@@ -75,7 +91,7 @@ class VahiniClient:
         for attempt in range(1, self._max_attempts + 1):
             left = deadline - time.monotonic()
             try:
-                return method(request, timeout=max(left, 0.001))
+                return method(request, timeout=max(left, 0.001), metadata=self._metadata)
             except grpc.RpcError as exc:
                 if exc.code() not in RETRIED or attempt == self._max_attempts:
                     raise

@@ -38,6 +38,8 @@ from serving.interactions import InteractionReader
 from serving.model_proxy import ModelExecutor
 from serving.model_proxy_service import MODEL_PROXY_SERVICE_NAME, ModelProxyServicer
 from serving.scoring import Scorer
+from serving.auth import CallerAuth, CallerTable
+from serving.tls import server_credentials
 from serving.retrieval import FeatureReader
 
 log = get_logger(__name__)
@@ -135,7 +137,11 @@ def start_server(settings: Settings, port: int | None = None) -> RunningServer:
         cache.close()
         store.close()
 
-    server = _grpc_server(settings)
+    try:
+        server = _grpc_server(settings)
+    except BadSettings:
+        close_backends()
+        raise
     pb_grpc.add_FeatureServiceServicer_to_server(FeatureServicer(reader, store, cache, registry, settings), server)
     ipb_grpc.add_InteractionServiceServicer_to_server(InteractionServicer(histories), server)
     mpb_grpc.add_ModelProxyServicer_to_server(
@@ -144,7 +150,7 @@ def start_server(settings: Settings, port: int | None = None) -> RunningServer:
     health_servicer = _add_health_and_reflection(server)
     address = f"{settings.serving.host}:{settings.serving.port if port is None else port}"
     try:
-        bound = server.add_insecure_port(address)
+        bound = _add_port(server, address, settings.serving.tls)
     except RuntimeError as exc:  # grpcio >= 1.60 raises where older versions returned 0
         bound, cause = 0, exc
     else:
@@ -156,11 +162,21 @@ def start_server(settings: Settings, port: int | None = None) -> RunningServer:
     return RunningServer(server, bound, health_servicer, close_backends)
 
 
+def _add_port(server: grpc.Server, address: str, tls) -> int:
+    if tls.cert_file is None and tls.key_file is None:
+        return server.add_insecure_port(address)
+    return server.add_secure_port(address, server_credentials(tls))
+
+
 def _grpc_server(settings: Settings) -> grpc.Server:
     """Calls beyond `max_in_flight` get RESOURCE_EXHAUSTED at once instead of queueing
     without limit; SO_REUSEPORT is off, so two servers never split one port's traffic."""
+    interceptors: list[grpc.ServerInterceptor] = [ErrorMapping()]
+    auth = settings.serving.auth
+    if auth.tokens_file is not None:  # outermost: refused calls never reach a handler
+        interceptors.insert(0, CallerAuth(CallerTable(auth.tokens_file, auth.reload_interval_s), auth.open_reflection))
     return grpc.server(futures.ThreadPoolExecutor(max_workers=settings.serving.max_workers),
-                       interceptors=[ErrorMapping()],
+                       interceptors=interceptors,
                        maximum_concurrent_rpcs=settings.serving.max_in_flight,
                        options=[("grpc.max_receive_message_length", 64 * 1024 * 1024),
                                 ("grpc.max_send_message_length", 64 * 1024 * 1024),

@@ -51,6 +51,23 @@ class IngestSettings(_Section):
                                   "larger values are rejected by producers and dead-lettered by workers")
 
 
+class ServingTlsSettings(_Section):
+    """TLS on the serving port. Files are re-read when they change: rotate a
+    certificate by replacing its files; new connections get the new one."""
+
+    cert_file: Path | None = Field(None, description="PEM certificate chain of the server; with key_file: TLS on")
+    key_file: Path | None = Field(None, description="PEM private key of the server")
+    client_ca_file: Path | None = Field(None, description="PEM CA bundle: clients must present a certificate it "
+                                        "signed (mutual TLS)")
+
+
+class ServingAuthSettings(_Section):
+    tokens_file: Path | None = Field(None, description="YAML file of callers (name, token_sha256, allow, groups, "
+                                     "models); set: every call but health checks needs a caller's bearer token")
+    reload_interval_s: float = Field(1.0, gt=0, description="How often the tokens file is checked for changes")
+    open_reflection: bool = Field(False, description="With a tokens file: serve reflection without a token")
+
+
 class ServingSettings(_Section):
     host: str = "127.0.0.1"
     port: int = 50051
@@ -62,6 +79,8 @@ class ServingSettings(_Section):
                                "Keep it at max_workers, so an accepted call never waits for a thread")
     gil_switch_interval_ms: float = Field(0.5, gt=0, description="How long a busy thread may hold the GIL; short, "
                                           "so gRPC's poller refuses excess calls promptly under overload")
+    tls: ServingTlsSettings = Field(default_factory=ServingTlsSettings)
+    auth: ServingAuthSettings = Field(default_factory=ServingAuthSettings)
     model_endpoints: dict[str, str] = Field(default_factory=dict, description=(
         "Names for model servers (KServe v2 gRPC), e.g. {\"ranker\": \"10.0.0.5:8001\"}: a model graph's "
         "score node may give such a name as its target, so one graph serves every environment"))

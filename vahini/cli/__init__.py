@@ -4,6 +4,7 @@ are imported inside them so `vahini --help` stays instant."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -192,6 +193,12 @@ def _add_query(sub) -> None:
     q.add_argument("--version", type=int, default=0, help="a published version of the model's graph (`vahini "
                    "apply` prints it; default: the latest)")
     q.add_argument("--timeout", type=float, default=5.0, help="deadline in seconds (default %(default)s)")
+    q.add_argument("--token-file", default=os.environ.get("VAHINI_TOKEN_FILE"),
+                   help="file holding this caller's bearer token (default: $VAHINI_TOKEN_FILE)")
+    q.add_argument("--ca-file", default=os.environ.get("VAHINI_CA_FILE"),
+                   help="PEM CA that signed the server's certificate: connect with TLS (default: $VAHINI_CA_FILE)")
+    q.add_argument("--cert-file", help="PEM client certificate, for servers that require mutual TLS")
+    q.add_argument("--key-file", help="PEM key of --cert-file")
     q.add_argument("--json", action="store_true", help="one JSON object instead of a table")
     q.set_defaults(run=commands.query)
 

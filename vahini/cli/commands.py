@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from datetime import datetime, timezone
 
 from vahini import logs, wiring
@@ -139,7 +140,6 @@ def query(args) -> int:
     import numpy as np
 
     from serving.api import model_proxy_pb2 as mpb
-    from serving.api import model_proxy_pb2_grpc as mpb_grpc
 
     settings = _settings(args)
     context = {}
@@ -149,11 +149,13 @@ def query(args) -> int:
             raise UserError(f"--set {item!r}: expected NAME=ID[,ID...]")
         context[name] = mpb.ContextIds(ids=ids.split(","))
     target = args.target or f"{settings.serving.host}:{settings.serving.port}"
-    with grpc.insecure_channel(target) as channel:
+    from serving.client import VahiniClient
+
+    token = _read_secret(args.token_file, "--token-file") if args.token_file else None
+    with VahiniClient(target, timeout_s=args.timeout, max_attempts=1, token=token, ca_file=args.ca_file,
+                      cert_file=args.cert_file, key_file=args.key_file) as client:
         try:
-            reply = mpb_grpc.ModelProxyStub(channel).GetFeatures(
-                mpb.GetFeaturesRequest(model=args.model, context=context, version=args.version),
-                timeout=args.timeout)
+            reply = client.call_raw(mpb.GetFeaturesRequest(model=args.model, context=context, version=args.version))
         except grpc.RpcError as exc:
             raise UserError(f"{target}: {exc.code().name}: {exc.details()}") from None
     matrix = np.frombuffer(reply.matrix, "<f4").reshape(tuple(reply.shape))
@@ -167,6 +169,13 @@ def query(args) -> int:
         return 0
     _print_matrix(reply, matrix, missing, scores)
     return 0
+
+
+def _read_secret(path: str, what: str) -> str:
+    try:
+        return Path(path).read_text().strip()
+    except OSError as exc:
+        raise UserError(f"{what} {path}: {exc.strerror}") from None
 
 
 def _print_matrix(reply, matrix, missing: dict, scores: dict) -> None:
