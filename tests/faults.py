@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 import signal
 import socket
 import subprocess
@@ -76,19 +77,25 @@ class PrivateRedis:
     """A redis-server of the test's own on a free loopback port, so SIGSTOP hangs it
     for this test only."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: tuple[Path, Path, Path] | None = None, extra: tuple[str, ...] = ()) -> None:
+        """`tls`: (certificate, key, CA) files: the port speaks only TLS (rediss://).
+        `extra`: more redis-server arguments, e.g. ACL users."""
         from tests.services import free_port
 
         self.port = free_port()
+        self._tls, self._extra = tls, extra
         self._start()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.url = f"{'rediss' if tls else 'redis'}://127.0.0.1:{self.port}/0"
 
     def _start(self) -> None:
         from tests.services import port_open
 
         binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-        self._proc = subprocess.Popen([binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                                       "--appendonly", "no", "--maxmemory-policy", "noeviction"],
+        ports = ["--port", str(self.port)] if self._tls is None else [
+            "--port", "0", "--tls-port", str(self.port), "--tls-cert-file", str(self._tls[0]),
+            "--tls-key-file", str(self._tls[1]), "--tls-ca-cert-file", str(self._tls[2]), "--tls-auth-clients", "no"]
+        self._proc = subprocess.Popen([binary, *ports, "--bind", "127.0.0.1", "--save", "",
+                                       "--appendonly", "no", "--maxmemory-policy", "noeviction", *self._extra],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while not port_open("127.0.0.1", self.port):

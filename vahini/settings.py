@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from vahini.errors import BadSettings
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
@@ -118,6 +119,36 @@ class InteractionSettings(_Section):
     batch_size: int = Field(2000, ge=1, description="Max events per worker batch")
 
 
+def secret_value(value: SecretStr | None, file: Path | None, what: str) -> str | None:
+    """A secret given inline or, as container platforms mount them, in a file."""
+    if file is not None:
+        try:
+            return Path(file).read_text().strip()
+        except OSError as exc:
+            raise BadSettings(f"{what}: cannot read {file}: {exc.strerror}") from None
+    return value.get_secret_value() if value is not None else None
+
+
+class RedisSettings(_Section):
+    """Credentials and TLS for every Redis connection: the feature cache and the
+    interaction hot tier. TLS is on for rediss:// URLs."""
+
+    username: str | None = Field(None, description="ACL user (default: the default user)")
+    password: SecretStr | None = Field(None, description="Its password; never printed or logged")
+    password_file: Path | None = Field(None, description="A file holding the password (wins over password)")
+    ca_file: Path | None = Field(None, description="PEM CA that signed Redis's certificate (rediss://)")
+    cert_file: Path | None = Field(None, description="PEM client certificate, if Redis requires one")
+    key_file: Path | None = Field(None, description="PEM key of cert_file")
+
+    def client_options(self) -> dict:
+        """Keyword arguments for redis.Redis.from_url."""
+        options: dict = {"username": self.username,
+                         "password": secret_value(self.password, self.password_file, "redis.password_file")}
+        files = {"ssl_ca_certs": self.ca_file, "ssl_certfile": self.cert_file, "ssl_keyfile": self.key_file}
+        options.update({k: str(v) for k, v in files.items() if v is not None})
+        return {k: v for k, v in options.items() if v is not None}
+
+
 class CassandraSettings(_Section):
     username: str | None = None
     password: SecretStr | None = Field(None, description="With username: PasswordAuthenticator credentials")
@@ -149,6 +180,7 @@ class Settings(BaseSettings):
     cassandra: CassandraSettings = CassandraSettings()
     cache: CacheSettings = CacheSettings()
     interactions: InteractionSettings = InteractionSettings()
+    redis: RedisSettings = RedisSettings()
 
     @field_validator("kafka", mode="before")
     @classmethod

@@ -88,7 +88,13 @@ def hot_tier(settings: Settings) -> HotTier:
         return MemoryHotTier()
     from vahini.adapters.redis_hot_tier import RedisHotTier
 
-    return RedisHotTier(url, timeout_s=settings.cache.timeout_ms / 1000)
+    return RedisHotTier(url, timeout_s=settings.cache.timeout_ms / 1000, **_redis_options(settings, url))
+
+
+def _redis_options(settings: Settings, url: str) -> dict:
+    """Credentials for every Redis URL; certificate files only for rediss:// (TLS)."""
+    options = settings.redis.client_options()
+    return options if url.startswith("rediss://") else {k: v for k, v in options.items() if not k.startswith("ssl_")}
 
 
 def feature_cache(settings: Settings, store: FeatureStore) -> FeatureCache:
@@ -118,7 +124,7 @@ def interaction_hot_tier(settings: Settings, timeout_s: float = 2.0):
         return SqliteInteractionTier(_sqlite_path(url))
     from vahini.adapters.redis_interaction_tier import RedisInteractionTier
 
-    return RedisInteractionTier(url, settings.interactions.namespace, timeout_s)
+    return RedisInteractionTier(url, settings.interactions.namespace, timeout_s, **_redis_options(settings, url))
 
 
 def cold_interactions(settings: Settings):

@@ -32,8 +32,9 @@ return 0
 
 
 class RedisHotTier:
-    def __init__(self, url: str, timeout_s: float = 2.0):
-        self._redis = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+    def __init__(self, url: str, timeout_s: float = 2.0, **options):
+        """`options`: credentials and TLS files for redis.Redis.from_url (username, password, ssl_*)."""
+        self._redis = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, **options)
         self._set_if_newer = self._redis.register_script(_SET_IF_NEWER)
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:

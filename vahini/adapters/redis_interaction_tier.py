@@ -65,8 +65,9 @@ def _decode_list(blob: bytes) -> list[StoredInteraction]:
 
 
 class RedisInteractionTier:
-    def __init__(self, url: str, namespace: str = "ih", timeout_s: float = 2.0):
-        self._redis = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+    def __init__(self, url: str, namespace: str = "ih", timeout_s: float = 2.0, **options):
+        """`options`: credentials and TLS files for redis.Redis.from_url (username, password, ssl_*)."""
+        self._redis = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, **options)
         self._ns = namespace
         self._evict = self._redis.register_script(_EVICT)
         self._append = self._redis.register_script(_APPEND)
