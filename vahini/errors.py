@@ -79,6 +79,10 @@ class DeadlineExceeded(VahiniError):
     """The caller's deadline ran out before a store or cache call finished."""
 
 
+class NotAllowed(VahiniError):
+    """A backing service refused the caller's principal (an ACL): not transient."""
+
+
 class EndpointRejected(VahiniError):
     """A model endpoint answered, but not with scores: the model is unknown there, or
     the matrix does not fit it. The request is fine; the graph or the endpoint is not."""

@@ -149,6 +149,24 @@ class RedisSettings(_Section):
         return {k: v for k, v in options.items() if v is not None}
 
 
+class ZooKeeperSettings(_Section):
+    """The registry's access in ZooKeeper (digest ACLs). A process with a username
+    authenticates as it; znodes it creates (`vahini apply`) get its user as the
+    only writer, readable by `readers` (or by anyone when that is empty)."""
+
+    username: str | None = Field(None, description="Digest user this process authenticates as")
+    password: SecretStr | None = Field(None, description="Its password; never printed or logged")
+    password_file: Path | None = Field(None, description="A file holding the password (wins over password)")
+    readers: list[str] = Field(default_factory=list, description=(
+        "Digest ids allowed to read the registry, as user:base64(sha1(user:password)) (kazoo.security."
+        "make_digest_acl_credential); empty: anyone may read"))
+
+    def credentials(self) -> tuple[str, str] | None:
+        if self.username is None:
+            return None
+        return self.username, secret_value(self.password, self.password_file, "zookeeper.password_file") or ""
+
+
 class CassandraSettings(_Section):
     username: str | None = None
     password: SecretStr | None = Field(None, description="With username: PasswordAuthenticator credentials")
@@ -181,6 +199,7 @@ class Settings(BaseSettings):
     cache: CacheSettings = CacheSettings()
     interactions: InteractionSettings = InteractionSettings()
     redis: RedisSettings = RedisSettings()
+    zookeeper: ZooKeeperSettings = ZooKeeperSettings()
 
     @field_validator("kafka", mode="before")
     @classmethod

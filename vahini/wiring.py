@@ -111,7 +111,19 @@ def config_store(settings: Settings) -> ConfigStore:
     from vahini.adapters.zookeeper_config_store import ZooKeeperConfigStore
 
     parsed = urlparse(url)
-    return ZooKeeperConfigStore(parsed.netloc, parsed.path or "/vahini")
+    auth = settings.zookeeper.credentials()
+    return ZooKeeperConfigStore(parsed.netloc, parsed.path or "/vahini", auth=auth, acl=_zookeeper_acl(settings, auth))
+
+
+def _zookeeper_acl(settings: Settings, auth: tuple[str, str] | None) -> list | None:
+    """With credentials: this user may do everything, readers (or anyone) only read."""
+    if auth is None:
+        return None
+    from kazoo.security import ACL, Id, Permissions, make_digest_acl
+
+    readers = [ACL(Permissions.READ, Id("digest", r)) for r in settings.zookeeper.readers] or \
+        [ACL(Permissions.READ, Id("world", "anyone"))]
+    return [make_digest_acl(*auth, all=True), *readers]
 
 
 def interaction_hot_tier(settings: Settings, timeout_s: float = 2.0):

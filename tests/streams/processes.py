@@ -18,11 +18,21 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "VAHINI_HOT_TIER": settings.hot_tier, "VAHINI_CONFIG_STORE": settings.config_store,
         "VAHINI_KAFKA_SESSION_TIMEOUT_MS": str(settings.kafka_session_timeout_ms),
     })
-    for section in ("topics", "ingest", "cache", "interactions"):
-        for name, value in getattr(settings, section).model_dump().items():
+    for section in ("topics", "ingest", "cache", "interactions", "redis", "zookeeper"):
+        part = getattr(settings, section)
+        for name in type(part).model_fields:
+            value = getattr(part, name)
             if value is not None:
-                env[f"VAHINI_{section.upper()}__{name.upper()}"] = str(value)
+                env[f"VAHINI_{section.upper()}__{name.upper()}"] = _env_value(value)
     return env
+
+
+def _env_value(value) -> str:
+    from pydantic import SecretStr
+
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    return json.dumps(value) if isinstance(value, (list, dict)) else str(value)
 
 
 class WorkerProcess:

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from vahini.cli import commands
-from vahini.errors import BadSettings, InvalidEvent, NotFound, StoreUnavailable
+from vahini.errors import BadSettings, InvalidEvent, NotAllowed, NotFound, StoreUnavailable
 
 DESCRIPTION = """\
 Vahini: real-time ML features. Producers send events to a log (Kafka, or an
@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.run(args) or 0
     except KeyboardInterrupt:
         return 130
-    except (commands.UserError, BadSettings, NotFound) as exc:
+    except (commands.UserError, BadSettings, NotFound, NotAllowed) as exc:
         print(f"vahini {args.command}: {exc}", file=sys.stderr)
         return 2
     except InvalidEvent as exc:
