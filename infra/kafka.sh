@@ -4,6 +4,8 @@ SERVICE=kafka
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 KAFKA_PORT="${VAHINI_KAFKA_PORT:-9092}"
 CONTROLLER_PORT="${VAHINI_KAFKA_CONTROLLER_PORT:-9093}"
+SECURE_PORT="${VAHINI_KAFKA_SECURE_PORT:-9094}"
+TLS_DIR="$VAHINI_INFRA_HOME/kafka/tls"
 HOME_DIR="$VAHINI_INFRA_HOME/kafka"
 DATA_DIR="$HOME_DIR/data"
 CONF="$HOME_DIR/server.properties"
@@ -12,10 +14,27 @@ JAVA_ARGS=(-Xms512m -Xmx1g -XX:+UseG1GC -Djava.awt.headless=true
   -Dlog4j2.configurationFile="$INFRA_DIR/conf/kafka-log4j2.yaml"
   -Dkafka.logs.dir="$LOG_DIR" -cp "$HOME_DIR/lib/*")
 
+# The secured listener's certificate: a CA of its own (tests trust $TLS_DIR/ca.pem),
+# and the broker's key and chain in one PEM file, as Kafka's PEM keystore wants.
+make_tls() {
+  [[ -f "$TLS_DIR/broker.pem" ]] && return 0
+  log "making a CA and a broker certificate for the SASL_SSL listener in $TLS_DIR"
+  mkdir -p "$TLS_DIR"
+  (cd "$TLS_DIR" &&
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 3650 -subj "/CN=vahini-test-kafka-ca" &&
+    openssl req -newkey rsa:2048 -nodes -keyout broker.key -out broker.csr -subj "/CN=127.0.0.1" &&
+    printf "subjectAltName=IP:127.0.0.1,DNS:localhost\n" >broker.ext &&
+    openssl x509 -req -in broker.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out broker.crt -days 3650 \
+      -extfile broker.ext &&
+    cat broker.key broker.crt ca.pem >broker.pem) >/dev/null 2>&1 || die "openssl failed making $TLS_DIR"
+}
+
 do_install() {
   maven_fetch kafka
   mkdir -p "$DATA_DIR"
+  make_tls
   sed -e "s#@DATA_DIR@#$DATA_DIR#" -e "s#@PORT@#$KAFKA_PORT#" -e "s#@CONTROLLER_PORT@#$CONTROLLER_PORT#" \
+    -e "s#@SECURE_PORT@#$SECURE_PORT#" -e "s#@TLS_DIR@#$TLS_DIR#" \
     "$INFRA_DIR/conf/kafka-server.properties" >"$CONF"
   if [[ ! -f "$DATA_DIR/meta.properties" ]]; then
     log "formatting KRaft storage"
@@ -24,9 +43,10 @@ do_install() {
   fi
 }
 
-do_health() { port_open "$KAFKA_PORT"; }
+do_health() { port_open "$KAFKA_PORT" && port_open "$SECURE_PORT"; }
 
 do_start() {
+  port_open "$KAFKA_PORT" && die "a Kafka without the SASL_SSL listener on $SECURE_PORT runs on $KAFKA_PORT: stop it first"
   log "starting on 127.0.0.1:$KAFKA_PORT"
   start_daemon java "${JAVA_ARGS[@]}" kafka.Kafka "$CONF"
   wait_until 120 do_health || die "Kafka did not become healthy; see $LOG_DIR/$SERVICE.log"

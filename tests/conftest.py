@@ -32,6 +32,23 @@ def kafka_bootstrap(_containers) -> str:
 
 
 @pytest.fixture(scope="session")
+def kafka_secure(kafka_bootstrap) -> tuple[str, str]:
+    """(bootstrap, CA file) of the broker's SASL_SSL listener (SCRAM-SHA-512, ACLs), which
+    infra/kafka.sh sets up beside the plaintext one; or VAHINI_TEST_KAFKA_SECURE and
+    VAHINI_TEST_KAFKA_CA for a broker elsewhere."""
+    home = os.environ.get("VAHINI_INFRA_HOME", os.path.expanduser("~/.cache/vahini-infra"))
+    bootstrap = os.environ.get("VAHINI_TEST_KAFKA_SECURE", "127.0.0.1:9094")
+    ca = os.environ.get("VAHINI_TEST_KAFKA_CA", os.path.join(home, "kafka", "tls", "ca.pem"))
+    host, port = bootstrap.rsplit(":", 1)
+    if not services.port_open(host, int(port)) or not os.path.exists(ca):
+        message = f"no SASL_SSL Kafka listener at {bootstrap} with CA {ca} (make services-start)"
+        if _REQUIRE:
+            pytest.fail(message)
+        pytest.skip(message)
+    return bootstrap, ca
+
+
+@pytest.fixture(scope="session")
 def cassandra_endpoint(_containers) -> str:
     return _endpoint("cassandra", _containers)
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition as KTP
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from vahini.errors import BadSettings, StoreUnavailable
+from vahini.errors import BadSettings, NotAllowed, StoreUnavailable
 from vahini.metrics import COMMIT_FAILURES
 from vahini.logs import get_logger
 from vahini.ports.event_log import Record, TopicPartition
@@ -18,12 +18,15 @@ from vahini.ports.event_log import Record, TopicPartition
 log = get_logger(__name__)
 
 
-def _retrying(call, attempts: int = 50, delay_s: float = 0.1):
-    """Retry broker calls that fail transiently (e.g. a new partition's leader is not elected yet)."""
+def _retrying(call, attempts: int = 50, delay_s: float = 0.1, refused: Callable[[], str | None] = lambda: None):
+    """Retry broker calls that fail transiently (e.g. a new partition's leader is not elected yet);
+    raise NotAllowed at once when the client has seen the broker refuse its credentials."""
     for attempt in range(attempts):
         try:
             return call()
         except KafkaException as exc:
+            if refused():
+                raise NotAllowed(f"Kafka refused this client: {refused()}") from None
             transient = exc.args[0].retriable() or exc.args[0].code() in _TRANSIENT
             if not transient or attempt == attempts - 1:
                 raise StoreUnavailable(f"Kafka request failed: {exc}") from exc
@@ -42,8 +45,9 @@ class KafkaEventLog:
     def __init__(self, bootstrap_servers: str, default_partitions: int = 8, replication_factor: int = 1,
                  session_timeout_ms: int = 10_000, extra: Mapping[str, Any] | None = None):
         self._base = {"bootstrap.servers": bootstrap_servers, **(extra or {})}
+        self._refused: str | None = None
         try:
-            self._admin = AdminClient(self._base)
+            self._admin = AdminClient({**self._base, "error_cb": self._on_error})
         except KafkaException as exc:  # e.g. a misspelt property in settings.kafka
             raise BadSettings(f"invalid Kafka client settings: {exc.args[0].str()}") from None
         self.default_partitions = default_partitions
@@ -52,6 +56,14 @@ class KafkaEventLog:
         self._meta: Consumer | None = None
         self._meta_lock = threading.Lock()
 
+    def _on_error(self, err) -> None:
+        if err.code() in _REFUSALS:
+            self._refused = str(err)
+
+    def _seen_refusal(self) -> str | None:
+        self._admin.poll(0)  # serves error_cb, which librdkafka queues until polled
+        return self._refused
+
     def _metadata_consumer(self) -> Consumer:
         if self._meta is None:
             self._meta = Consumer({**self._base, "group.id": f"vahini-meta-{uuid.uuid4()}",
@@ -59,17 +71,25 @@ class KafkaEventLog:
         return self._meta
 
     def create_topic(self, topic: str, partitions: int | None = None) -> None:
+        """Create `topic` unless it exists: a principal without CREATE rights (ACLs) can
+        still use a topic that an operator made."""
+        if self.exists(topic):
+            return
         futures = self._admin.create_topics(
             [NewTopic(topic, partitions or self.default_partitions, self.replication_factor)], request_timeout=30)
         try:
             futures[topic].result(timeout=30)
         except KafkaException as exc:
-            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+            code = exc.args[0].code()
+            if code in _REFUSALS:
+                raise NotAllowed(f"Kafka refused to create topic {topic}: {exc.args[0].str()}") from None
+            if code != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise StoreUnavailable(f"cannot create topic {topic}: {exc}") from exc
         self._wait_for_topic(topic)
 
     def _topic_metadata(self, topic: str):
-        return _retrying(lambda: self._admin.list_topics(topic, timeout=10), attempts=3).topics.get(topic)
+        return _retrying(lambda: self._admin.list_topics(topic, timeout=10), attempts=3,
+                         refused=self._seen_refusal).topics.get(topic)
 
     def _wait_for_topic(self, topic: str, timeout_s: float = 30.0) -> int:
         deadline = time.monotonic() + timeout_s
@@ -85,7 +105,7 @@ class KafkaEventLog:
     def exists(self, topic: str) -> bool:
         # Metadata of every topic: asking for one by name makes a broker with
         # auto.create.topics.enable create it.
-        meta = _retrying(lambda: self._admin.list_topics(timeout=10), attempts=3).topics.get(topic)
+        meta = _retrying(lambda: self._admin.list_topics(timeout=10), attempts=3, refused=self._seen_refusal).topics.get(topic)
         return meta is not None and meta.error is None and bool(meta.partitions)
 
     def partitions(self, topic: str) -> int:
@@ -139,17 +159,31 @@ class KafkaEventLog:
             self._meta.close()
 
 
+# Errors that no retry fixes: the broker refuses this principal or its rights.
+_REFUSALS = {KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED,
+             KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+             KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, KafkaError.GROUP_AUTHORIZATION_FAILED}
+
+
 class KafkaLogProducer:
     """Idempotent producer with acks=all: a flushed record is on every in-sync replica."""
 
     def __init__(self, base: Mapping[str, Any]):
         self._producer = Producer({**base, "acks": "all", "enable.idempotence": True, "linger.ms": 5,
-                                   "compression.type": "lz4", "queue.buffering.max.messages": 500_000})
+                                   "compression.type": "lz4", "queue.buffering.max.messages": 500_000,
+                                   "error_cb": self._on_error})
         self._errors: list[str] = []
+        self._refused: str | None = None
+
+    def _on_error(self, err) -> None:
+        if err.code() in _REFUSALS:
+            self._refused = str(err)
 
     def _on_delivery(self, err, _msg) -> None:
         if err is not None:
             self._errors.append(str(err))
+            if err.code() in _REFUSALS:
+                self._refused = str(err)
 
     def send(self, topic: str, value: bytes, key: bytes | None = None,
              timestamp_ms: int | None = None, headers: Sequence[tuple[str, bytes]] = (),
@@ -169,8 +203,17 @@ class KafkaLogProducer:
                 self._producer.poll(0.05)
 
     def flush(self, timeout_s: float = 30.0) -> None:
-        remaining = self._producer.flush(timeout_s)
+        """Wait until every record is acknowledged. Raise NotAllowed at once when the
+        broker refuses the credentials or the rights (records not acknowledged are not
+        written: resend them once that is fixed), StoreUnavailable on anything else."""
+        deadline = time.monotonic() + timeout_s
+        remaining = self._producer.flush(0)
+        while remaining and self._refused is None and time.monotonic() < deadline:
+            remaining = self._producer.flush(min(0.5, max(deadline - time.monotonic(), 0)))
         errors, self._errors = self._errors, []
+        if self._refused is not None:
+            raise NotAllowed(f"Kafka refused this producer: {self._refused}; {remaining + len(errors)} record(s) "
+                             f"not written")
         if remaining or errors:
             raise StoreUnavailable(f"{remaining} records unacknowledged, {len(errors)} failed: {errors[:3]}")
 
@@ -193,7 +236,10 @@ class KafkaLogConsumer:
             if err is not None:
                 if err.fatal():
                     raise StoreUnavailable(f"fatal Kafka consumer error: {err}")
-                log.warning("kafka_consume_error", error=str(err))
+                if err.code() in _REFUSALS:  # retried on every poll; resumes once the broker allows it again
+                    log.error("kafka_consumer_refused", error=str(err))
+                else:
+                    log.warning("kafka_consume_error", error=str(err))
                 continue
             out.append(Record(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value(),
                               msg.timestamp()[1], tuple(msg.headers() or ())))
