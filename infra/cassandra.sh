@@ -1,24 +1,62 @@
 #!/usr/bin/env bash
 # Apache Cassandra 5 on 127.0.0.1: the CQL-compatible stand-in for ScyllaDB where Docker is absent.
+# VAHINI_CASSANDRA_PROFILE=secure (infra/cassandra-secure.sh) runs a second node of
+# its own cluster for the secured profile: PasswordAuthenticator, CassandraAuthorizer
+# and client-to-node TLS required, on port 9142.
+PROFILE="${VAHINI_CASSANDRA_PROFILE:-plain}"
 SERVICE=cassandra
+[[ "$PROFILE" == secure ]] && SERVICE=cassandra-secure
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
-CQL_PORT="${VAHINI_CASSANDRA_PORT:-9042}"
-HOME_DIR="$VAHINI_INFRA_HOME/cassandra"
+LIB_DIR="$VAHINI_INFRA_HOME/cassandra/lib"
+HOME_DIR="$VAHINI_INFRA_HOME/$SERVICE"
 DATA_DIR="$HOME_DIR/data"
+TLS_DIR="$HOME_DIR/tls"
 CONF="$HOME_DIR/cassandra.yaml"
+if [[ "$PROFILE" == secure ]]; then
+  CQL_PORT="${VAHINI_CASSANDRA_SECURE_PORT:-9142}"; STORAGE_PORT=7100; JMX_PORT=7299; HEAP=768m
+else
+  CQL_PORT="${VAHINI_CASSANDRA_PORT:-9042}"; STORAGE_PORT=7000; JMX_PORT="${VAHINI_CASSANDRA_JMX_PORT:-7199}"; HEAP=1g
+fi
+
+# The secured node's certificate: a CA of its own (tests trust $TLS_DIR/ca.pem), and the
+# node's key and chain in one PEM file for PEMBasedSslContextFactory.
+make_tls() {
+  [[ -f "$TLS_DIR/node.pem" ]] && return 0
+  log "making a CA and a node certificate for client-to-node TLS in $TLS_DIR"
+  mkdir -p "$TLS_DIR"
+  (cd "$TLS_DIR" &&
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 3650 -subj "/CN=vahini-test-cassandra-ca" &&
+    openssl req -newkey rsa:2048 -nodes -keyout node.key -out node.csr -subj "/CN=127.0.0.1" &&
+    printf "subjectAltName=IP:127.0.0.1,DNS:localhost\n" >node.ext &&
+    openssl x509 -req -in node.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out node.crt -days 3650 -extfile node.ext &&
+    cat node.key node.crt >node.pem) >/dev/null 2>&1 || die "openssl failed making $TLS_DIR"
+}
 
 do_install() {
   maven_fetch cassandra
   mkdir -p "$DATA_DIR"
-  sed -e "s#@DATA_DIR@#$DATA_DIR#g" -e "s#@CQL_PORT@#$CQL_PORT#g" "$INFRA_DIR/conf/cassandra.yaml" >"$CONF"
+  sed -e "s#@DATA_DIR@#$DATA_DIR#g" -e "s#@CQL_PORT@#$CQL_PORT#g" -e "s#@STORAGE_PORT@#$STORAGE_PORT#g" \
+    "$INFRA_DIR/conf/cassandra.yaml" >"$CONF"
+  if [[ "$PROFILE" == secure ]]; then
+    make_tls
+    sed -i -e "s#^authenticator: .*#authenticator: PasswordAuthenticator#" \
+      -e "s#^authorizer: .*#authorizer: CassandraAuthorizer#" -e "s#^cluster_name: .*#cluster_name: vahini-secure#" "$CONF"
+    sed -e "s#@TLS_DIR@#$TLS_DIR#g" "$INFRA_DIR/conf/cassandra-secure.yaml" >>"$CONF"
+  fi
 }
 
 # Healthy means the CQL native protocol answers: an OPTIONS request (v4 header,
 # opcode 0x05) must get a SUPPORTED response (version byte 0x84, opcode 0x06).
 do_health() {
   local reply
-  reply="$( (exec 3<>"/dev/tcp/127.0.0.1/$CQL_PORT" && printf '\x04\x00\x00\x00\x05\x00\x00\x00\x00' >&3 \
-             && timeout 2 head -c 5 <&3 | od -An -tx1 | tr -d ' \n') 2>/dev/null || true)"
+  if [[ "$PROFILE" == secure ]]; then  # the same request, through TLS
+    reply="$( ( (printf '\x04\x00\x00\x00\x05\x00\x00\x00\x00'; sleep 2) \
+               | timeout 5 openssl s_client -connect "127.0.0.1:$CQL_PORT" -quiet 2>/dev/null \
+               | head -c 5 | od -An -tx1 | tr -d ' \n') 2>/dev/null || true)"
+  else
+    reply="$( (exec 3<>"/dev/tcp/127.0.0.1/$CQL_PORT" && printf '\x04\x00\x00\x00\x05\x00\x00\x00\x00' >&3 \
+               && timeout 2 head -c 5 <&3 | od -An -tx1 | tr -d ' \n') 2>/dev/null || true)"
+  fi
   [[ "$reply" == 84000000* && "${reply:8:2}" == "06" ]]
 }
 
@@ -26,13 +64,13 @@ do_start() {
   log "starting on 127.0.0.1:$CQL_PORT (takes ~30 s)"
   local jvm_opts; jvm_opts="$(grep -v '^\s*#' "$INFRA_DIR/conf/cassandra-jvm17.options" | grep -v '^\s*$' | tr '\n' ' ')"
   # shellcheck disable=SC2086
-  start_daemon java -Xms1g -Xmx1g $jvm_opts \
+  start_daemon java "-Xms$HEAP" "-Xmx$HEAP" $jvm_opts \
     -Dcassandra.config="file://$CONF" -Dcassandra-foreground=yes \
     -Dcassandra.storagedir="$DATA_DIR" -Dcassandra.logdir="$LOG_DIR" \
-    -Dcassandra.jmx.local.port="${VAHINI_CASSANDRA_JMX_PORT:-7199}" \
+    -Dcassandra.jmx.local.port="$JMX_PORT" -Dcassandra.superuser_setup_delay_ms=0 \
     -Dcassandra.skip_wait_for_gossip_to_settle=0 -Dcassandra.ring_delay_ms=0 \
     -Dlogback.configurationFile="$INFRA_DIR/conf/cassandra-logback.xml" \
-    -cp "$HOME_DIR/lib/*" org.apache.cassandra.service.CassandraDaemon
+    -cp "$LIB_DIR/*" org.apache.cassandra.service.CassandraDaemon
   wait_until 180 do_health || die "Cassandra did not become healthy; see $LOG_DIR/$SERVICE.log"
   log "healthy"
 }

@@ -49,6 +49,23 @@ def kafka_secure(kafka_bootstrap) -> tuple[str, str]:
 
 
 @pytest.fixture(scope="session")
+def cassandra_secure() -> tuple[str, str]:
+    """(host:port, CA file) of the secured profile's Cassandra (infra/cassandra-secure.sh):
+    PasswordAuthenticator with the default superuser cassandra/cassandra, CassandraAuthorizer,
+    TLS required; or VAHINI_TEST_CASSANDRA_SECURE and VAHINI_TEST_CASSANDRA_CA."""
+    home = os.environ.get("VAHINI_INFRA_HOME", os.path.expanduser("~/.cache/vahini-infra"))
+    endpoint = os.environ.get("VAHINI_TEST_CASSANDRA_SECURE", "127.0.0.1:9142")
+    ca = os.environ.get("VAHINI_TEST_CASSANDRA_CA", os.path.join(home, "cassandra-secure", "tls", "ca.pem"))
+    host, port = endpoint.rsplit(":", 1)
+    if not services.port_open(host, int(port)) or not os.path.exists(ca):
+        message = f"no TLS Cassandra at {endpoint} with CA {ca} (make services-start)"
+        if _REQUIRE:
+            pytest.fail(message)
+        pytest.skip(message)
+    return endpoint, ca
+
+
+@pytest.fixture(scope="session")
 def cassandra_endpoint(_containers) -> str:
     return _endpoint("cassandra", _containers)
 

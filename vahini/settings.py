@@ -170,6 +170,11 @@ class ZooKeeperSettings(_Section):
 class CassandraSettings(_Section):
     username: str | None = None
     password: SecretStr | None = Field(None, description="With username: PasswordAuthenticator credentials")
+    password_file: Path | None = Field(None, description="A file holding the password (wins over password)")
+    ca_file: Path | None = Field(None, description="PEM CA that signed the nodes' certificates: client-to-node "
+                                 "TLS on, with the node's address checked against its certificate")
+    cert_file: Path | None = Field(None, description="PEM client certificate, for nodes that require one")
+    key_file: Path | None = Field(None, description="PEM key of cert_file")
     replication_factor: int = 1
     local_dc: str | None = None
     consistency: str = "LOCAL_QUORUM"

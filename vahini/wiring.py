@@ -11,7 +11,7 @@ from vahini.ports.config_store import ConfigStore
 from vahini.ports.event_log import EventLog
 from vahini.ports.feature_store import FeatureStore
 from vahini.ports.hot_tier import HotTier
-from vahini.settings import Settings
+from vahini.settings import Settings, secret_value
 
 
 class UnknownBackend(BadSettings):
@@ -69,10 +69,12 @@ def _cassandra(settings: Settings, url: str, tables: list[str]):
     parsed = urlparse(url)
     hosts, port = _hosts_port(parsed.netloc, 9042)
     c = settings.cassandra
-    credentials = (c.username, c.password.get_secret_value()) if c.username and c.password else None
+    password = secret_value(c.password, c.password_file, "cassandra.password_file")
+    credentials = (c.username, password) if c.username and password is not None else None
+    tls = (c.ca_file, c.cert_file, c.key_file) if c.ca_file else None
     return CassandraSession(CassandraOptions(hosts, port, parsed.path.strip("/") or "vahini", c.replication_factor,
                                              c.local_dc, c.consistency, settings.ingest.write_concurrency,
-                                             credentials=credentials), tables)
+                                             credentials=credentials, tls=tls), tables)
 
 
 def hot_tier(settings: Settings) -> HotTier:

@@ -4,6 +4,7 @@ run with bounded concurrency, each within what is left of the caller's deadline.
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -29,6 +30,18 @@ class CassandraOptions:
     concurrency: int = 128
     request_timeout_s: float = 10.0
     credentials: tuple[str, str] | None = None
+    tls: tuple | None = None  # (CA file, client certificate or None, its key or None): client-to-node TLS
+
+
+def _ssl_context(tls: tuple | None) -> ssl.SSLContext | None:
+    """Verify each node's certificate against the CA and its address (check_hostname)."""
+    if tls is None:
+        return None
+    ca, cert, key = tls
+    context = ssl.create_default_context(cafile=str(ca))
+    if cert:
+        context.load_cert_chain(str(cert), str(key) if key else None)
+    return context
 
 
 class CassandraSession:
@@ -44,13 +57,16 @@ class CassandraSession:
         auth = PlainTextAuthProvider(*options.credentials) if options.credentials else None
         self.cluster = Cluster(list(options.hosts), port=options.port,
                                execution_profiles={EXEC_PROFILE_DEFAULT: profile}, connect_timeout=10,
-                               auth_provider=auth)
+                               auth_provider=auth, ssl_context=_ssl_context(options.tls))
         try:
             self.session = self.cluster.connect()
             if create_schema:
-                self.session.execute(
-                    f"CREATE KEYSPACE IF NOT EXISTS {self.keyspace} WITH replication = "
-                    f"{{'class': 'SimpleStrategy', 'replication_factor': {options.replication_factor}}}")
+                # Only when missing: with authorization on, CREATE KEYSPACE needs rights on every
+                # keyspace, even with IF NOT EXISTS, and an operator may have made it already.
+                if self.keyspace not in self.cluster.metadata.keyspaces:
+                    self.session.execute(
+                        f"CREATE KEYSPACE IF NOT EXISTS {self.keyspace} WITH replication = "
+                        f"{{'class': 'SimpleStrategy', 'replication_factor': {options.replication_factor}}}")
                 for table in tables:
                     self.session.execute(table.format(ks=self.keyspace))
         except (NoHostAvailable, DriverException, OSError) as exc:
