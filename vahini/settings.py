@@ -195,6 +195,9 @@ class Settings(BaseSettings):
         description="Extra librdkafka properties for every Kafka client, e.g. security.protocol, "
                     "sasl.mechanisms, sasl.username, sasl.password, ssl.ca.location. Properties whose "
                     "name holds 'password' or 'secret' are kept as secrets: never printed or logged")
+    kafka_files: dict[str, Path] = Field(default_factory=dict, description=(
+        "librdkafka properties read from files, as container platforms mount secrets, e.g. "
+        "{\"sasl.password\": \"/run/secrets/kafka-password\"}"))
     metrics_port: int = Field(0, ge=0, description="Prometheus /metrics port; 0 = off")
     log_level: str = "INFO"
     topics: TopicSettings = TopicSettings()
@@ -216,7 +219,10 @@ class Settings(BaseSettings):
 
     def kafka_properties(self) -> dict[str, str | int | float | bool]:
         """The librdkafka properties with secrets revealed, for the client only."""
-        return {k: v.get_secret_value() if isinstance(v, SecretStr) else v for k, v in self.kafka.items()}
+        properties = {k: v.get_secret_value() if isinstance(v, SecretStr) else v for k, v in self.kafka.items()}
+        for name, path in self.kafka_files.items():
+            properties[name] = secret_value(None, path, f"kafka_files.{name}")
+        return properties
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings, env_settings,

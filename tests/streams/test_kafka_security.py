@@ -116,7 +116,7 @@ def end_total(settings, topic: str) -> int:
         log.close()
 
 
-def test_a_worker_and_a_producer_run_over_sasl_ssl_within_their_acls(secure_setup, unique, capsys):
+def test_a_worker_and_a_producer_run_over_sasl_ssl_within_their_acls(secure_setup, unique, capsys, tmp_path):
     s = secure_setup
     plain, topics = s["plain"], s["plain"].topics
     now = int(time.time() * 1000)
@@ -145,6 +145,14 @@ def test_a_worker_and_a_producer_run_over_sasl_ssl_within_their_acls(secure_setu
         send_raw(s["as"](f"producer-{unique}", "wrong-password"), [CODEC.encode(FEATURE_UPDATE, update("y", 1, now))])
     assert time.monotonic() - started < 30  # refused, not left to time out
     assert end_total(plain, topics.feature_updates) == before
+    # the password from a file, as a container platform mounts it
+    password_file = tmp_path / "kafka-password"
+    password_file.write_text(f"producer-pw-{unique}\n")
+    from_file = s["producer"].model_copy(update={
+        "kafka": {k: v for k, v in s["producer"].kafka.items() if k != "sasl.password"},
+        "kafka_files": {"sasl.password": password_file}})
+    send_raw(from_file, [CODEC.encode(FEATURE_UPDATE, update(f"f-{unique}", 3, now))])
+    assert end_total(plain, topics.feature_updates) == before + 1
     printed = capsys.readouterr()
     assert f"worker-pw-{unique}" not in printed.out + printed.err + repr(s["worker"])
 
