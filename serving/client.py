@@ -47,6 +47,16 @@ class ModelFeatures:
         return pd.DataFrame(self.matrix, index=self.row_ids, columns=self.columns)
 
 
+def connect(target: str, token: str | None = None, ca_file: str | None = None, cert_file: str | None = None,
+            key_file: str | None = None, tls: bool = False) -> tuple[grpc.Channel, list | None]:
+    """A channel to a Vahini server, and the metadata to send on each call: with a CA
+    file (or tls=True: the system roots) TLS with the token in its call credentials;
+    without, plaintext with the token in the metadata (loopback only)."""
+    if tls or ca_file or cert_file:
+        return grpc.secure_channel(target, channel_credentials(ca_file, cert_file, key_file, token)), None
+    return grpc.insecure_channel(target), ([("authorization", f"Bearer {token}")] if token else None)
+
+
 class VahiniClient:
     """`token`: this caller's bearer token (serving.auth). `ca_file` (or `tls=True` for
     the system roots): TLS to the server; `cert_file` and `key_file`: a client
@@ -55,12 +65,7 @@ class VahiniClient:
     def __init__(self, target: str, timeout_s: float = 0.1, max_attempts: int = 4, backoff_s: float = 0.01,
                  token: str | None = None, ca_file: str | None = None, cert_file: str | None = None,
                  key_file: str | None = None, tls: bool = False):
-        if tls or ca_file or cert_file:
-            self._channel = grpc.secure_channel(target, channel_credentials(ca_file, cert_file, key_file, token))
-            self._metadata = None
-        else:
-            self._channel = grpc.insecure_channel(target)
-            self._metadata = [("authorization", f"Bearer {token}")] if token else None
+        self._channel, self._metadata = connect(target, token, ca_file, cert_file, key_file, tls)
         self._proxy = mpb_grpc.ModelProxyStub(self._channel)
         self.timeout_s = timeout_s
         self._max_attempts = max_attempts

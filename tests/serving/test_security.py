@@ -252,16 +252,22 @@ def test_certificates_rotate_without_a_restart(request, tmp_path, unique, pki):
         running.stop(0)
 
 
-def test_vahini_query_sends_a_token_from_a_file_over_tls(request, tmp_path, unique, pki):
+def test_vahini_query_get_and_history_send_a_token_from_a_file_over_tls(request, tmp_path, unique, pki):
+    import json
     import subprocess
     import sys
 
     from tests.streams.processes import settings_env
 
-    settings, _ = secured(with_sample_registry(stack_settings("embedded", request, tmp_path, unique)), tmp_path, pki)
+    settings, tokens = secured(with_sample_registry(stack_settings("embedded", request, tmp_path, unique)),
+                               tmp_path, pki)
+    tokens.write_text(callers_yaml("  - name: ops", f"    token_sha256: {sha(ADMIN)}",
+                                   "    allow: [FeatureService.Retrieve, InteractionService.GetInteractions]"))
     running = start_server(settings, port=0)
     token_file = tmp_path / "token"
     token_file.write_text(RANKER + "\n")
+    ops_token = tmp_path / "ops-token"
+    ops_token.write_text(ADMIN)
 
     def query(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "vahini.cli", "query", "home_ranker", "--set", "user_id=u1",
@@ -273,5 +279,22 @@ def test_vahini_query_sends_a_token_from_a_file_over_tls(request, tmp_path, uniq
         refused = query("--ca-file", str(pki["ca"].cert))
         assert refused.returncode == 2 and "UNAUTHENTICATED" in refused.stderr
         assert RANKER not in ok.stdout + ok.stderr + refused.stdout + refused.stderr
+        remote = ["--target", f"127.0.0.1:{running.port}", "--token-file", str(ops_token), "--ca-file",
+                  str(pki["ca"].cert)]
+        got = subprocess.run([sys.executable, "-m", "vahini.cli", "get", "--entity", "user", "--keys", "u1",
+                              "--groups", "user_profile", *remote], env=settings_env(settings), capture_output=True,
+                             text=True, timeout=60)
+        assert got.returncode == 0, got.stderr
+        profile = json.loads(got.stdout)["u1"]["user_profile"]
+        assert profile["features"]["is_premium"] == {"value": False, "status": "missing"}
+        history = subprocess.run([sys.executable, "-m", "vahini.cli", "history", "u1", "--json", *remote],
+                                 env=settings_env(settings), capture_output=True, text=True, timeout=60)
+        assert history.returncode == 0 and json.loads(history.stdout)["interactions"] == [], history.stderr
+        denied = subprocess.run([sys.executable, "-m", "vahini.cli", "history", "u1", "--target",
+                                 f"127.0.0.1:{running.port}", "--token-file", str(token_file), "--ca-file",
+                                 str(pki["ca"].cert)], env=settings_env(settings), capture_output=True, text=True,
+                                timeout=60)
+        assert denied.returncode == 2 and "PERMISSION_DENIED" in denied.stderr
+        assert "may not call InteractionService.GetInteractions" in denied.stderr
     finally:
         running.stop(0)

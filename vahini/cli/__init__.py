@@ -177,7 +177,20 @@ def _add_get(sub) -> None:
     g.add_argument("--entity", required=True, help="entity name, as in the registry")
     g.add_argument("--keys", required=True, help="comma-separated entity keys (multi-column keys joined by |)")
     g.add_argument("--groups", required=True, help="comma-separated feature groups")
+    g.add_argument("--target", help="HOST:PORT of a running server: ask it (FeatureService.Retrieve) instead of "
+                                    "reading the stores directly")
+    _add_caller_arguments(g)
     g.set_defaults(run=commands.get)
+
+
+def _add_caller_arguments(p) -> None:
+    """How a command calls a server that has TLS and tokens on (see README, Security)."""
+    p.add_argument("--token-file", default=os.environ.get("VAHINI_TOKEN_FILE"),
+                   help="file holding this caller's bearer token (default: $VAHINI_TOKEN_FILE)")
+    p.add_argument("--ca-file", default=os.environ.get("VAHINI_CA_FILE"),
+                   help="PEM CA that signed the server's certificate: connect with TLS (default: $VAHINI_CA_FILE)")
+    p.add_argument("--cert-file", help="PEM client certificate, for servers that require mutual TLS")
+    p.add_argument("--key-file", help="PEM key of --cert-file")
 
 
 def _add_query(sub) -> None:
@@ -193,12 +206,7 @@ def _add_query(sub) -> None:
     q.add_argument("--version", type=int, default=0, help="a published version of the model's graph (`vahini "
                    "apply` prints it; default: the latest)")
     q.add_argument("--timeout", type=float, default=5.0, help="deadline in seconds (default %(default)s)")
-    q.add_argument("--token-file", default=os.environ.get("VAHINI_TOKEN_FILE"),
-                   help="file holding this caller's bearer token (default: $VAHINI_TOKEN_FILE)")
-    q.add_argument("--ca-file", default=os.environ.get("VAHINI_CA_FILE"),
-                   help="PEM CA that signed the server's certificate: connect with TLS (default: $VAHINI_CA_FILE)")
-    q.add_argument("--cert-file", help="PEM client certificate, for servers that require mutual TLS")
-    q.add_argument("--key-file", help="PEM key of --cert-file")
+    _add_caller_arguments(q)
     q.add_argument("--json", action="store_true", help="one JSON object instead of a table")
     q.set_defaults(run=commands.query)
 
@@ -213,6 +221,9 @@ def _add_history(sub) -> None:
                    help="only this type (repeatable; default: every type)")
     h.add_argument("--limit", type=int, default=20, help="interactions per user (default %(default)s)")
     h.add_argument("--json", action="store_true", help="one JSON object a line instead of a table")
+    h.add_argument("--target", help="HOST:PORT of a running server: ask it (InteractionService.GetInteractions) "
+                                    "instead of reading the tiers directly")
+    _add_caller_arguments(h)
     h.set_defaults(run=commands.history)
 
 

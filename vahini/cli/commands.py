@@ -115,24 +115,42 @@ def history(args) -> int:
     from vahini.ports.interaction_store import TYPES, HistoryQuery
 
     settings = _settings(args)
+    types = tuple(t.upper() for t in args.types) if args.types else TYPES
+    if args.target:
+        for user in args.user_ids:
+            _print_history(args, user, *_history_remote(args, user, types))
+        return 0
     reader = InteractionReader(wiring.interaction_hot_tier(settings, timeout_s=0.5), wiring.cold_interactions(settings),
                                settings)
-    types = tuple(t.upper() for t in args.types) if args.types else TYPES
     try:
         for user in args.user_ids:
             h = reader.history(HistoryQuery(user, types, args.limit))
             rows = [{"event_id": i.event_id, "product_id": i.product_id, "category_id": i.category_id,
                      "type": i.type, "event_time_ms": i.event_time_ms} for i in h.interactions]
-            if args.json:
-                print(json.dumps({"user_id": user, "source": h.source, "interactions": rows}))
-                continue
-            print(f"{user} ({h.source}, {len(rows)} shown)")
-            for r in rows:
-                print(f"  {_iso(r['event_time_ms'])}  {r['type']:<8} {r['product_id']:<16} "
-                      f"{r['category_id'] or '-':<12} {r['event_id']}")
+            _print_history(args, user, h.source, rows)
     finally:
         reader.close()
     return 0
+
+
+def _history_remote(args, user: str, types: tuple[str, ...]) -> tuple[str, list[dict]]:
+    from serving.api import interaction_service_pb2 as ipb
+
+    reply = _remote(args, "InteractionService.GetInteractions", ipb.GetInteractionsRequest(
+        user_id=user, types=[ipb.InteractionType.Value(t) for t in types], limit=args.limit))
+    return reply.source, [{"event_id": i.event_id, "product_id": i.product_id, "category_id": i.category_id or None,
+                           "type": ipb.InteractionType.Name(i.type), "event_time_ms": i.event_time_ms}
+                          for i in reply.interactions]
+
+
+def _print_history(args, user: str, source: str, rows: list[dict]) -> None:
+    if args.json:
+        print(json.dumps({"user_id": user, "source": source, "interactions": rows}))
+        return
+    print(f"{user} ({source}, {len(rows)} shown)")
+    for r in rows:
+        print(f"  {_iso(r['event_time_ms'])}  {r['type']:<8} {r['product_id']:<16} "
+              f"{r['category_id'] or '-':<12} {r['event_id']}")
 
 
 def query(args) -> int:
@@ -151,9 +169,7 @@ def query(args) -> int:
     target = args.target or f"{settings.serving.host}:{settings.serving.port}"
     from serving.client import VahiniClient
 
-    token = _read_secret(args.token_file, "--token-file") if args.token_file else None
-    with VahiniClient(target, timeout_s=args.timeout, max_attempts=1, token=token, ca_file=args.ca_file,
-                      cert_file=args.cert_file, key_file=args.key_file) as client:
+    with VahiniClient(target, timeout_s=args.timeout, max_attempts=1, **_caller(args)) as client:
         try:
             reply = client.call_raw(mpb.GetFeaturesRequest(model=args.model, context=context, version=args.version))
         except grpc.RpcError as exc:
@@ -169,6 +185,32 @@ def query(args) -> int:
         return 0
     _print_matrix(reply, matrix, missing, scores)
     return 0
+
+
+def _caller(args) -> dict:
+    """The --token-file, --ca-file, --cert-file and --key-file of a command, for serving.client."""
+    token = _read_secret(args.token_file, "--token-file") if args.token_file else None
+    return {"token": token, "ca_file": args.ca_file, "cert_file": args.cert_file, "key_file": args.key_file}
+
+
+def _remote(args, call: str, request, timeout_s: float = 10.0):
+    """Call `call` ("Stub.Method") on --target with the command's credentials; a refusal is a UserError."""
+    import grpc
+
+    from serving.client import connect
+
+    channel, metadata = connect(args.target, **_caller(args))
+    stub_name, method = call.split(".")
+    stubs = {"FeatureService": ("feature_service_pb2_grpc", "FeatureServiceStub"),
+             "InteractionService": ("interaction_service_pb2_grpc", "InteractionServiceStub")}
+    module, cls = stubs[stub_name]
+    stub = getattr(__import__(f"serving.api.{module}", fromlist=[cls]), cls)(channel)
+    try:
+        return getattr(stub, method)(request, timeout=timeout_s, metadata=metadata)
+    except grpc.RpcError as exc:
+        raise UserError(f"{args.target}: {exc.code().name}: {exc.details()}") from None
+    finally:
+        channel.close()
 
 
 def _read_secret(path: str, what: str) -> str:
@@ -248,6 +290,8 @@ def get(args) -> int:
     from serving.retrieval import FeatureReader
     from vahini.registry.publish import RegistryFollower
 
+    if args.target:
+        return _get_remote(args)
     settings = _settings(args)
     follower = RegistryFollower(wiring.config_store(settings))
     store = wiring.feature_store(settings)
@@ -263,6 +307,35 @@ def get(args) -> int:
         cache.close()
         store.close()
     return 0
+
+
+def _get_remote(args) -> int:
+    """`vahini get --target`: the same JSON, from FeatureService.Retrieve."""
+    from serving.api import feature_service_pb2 as pb
+
+    _settings(args)
+    keys = args.keys.split(",")
+    reply = _remote(args, "FeatureService.Retrieve", pb.RetrieveRequest(
+        entity=args.entity, keys=keys, groups=[pb.GroupSelector(group=g) for g in args.groups.split(",")]))
+    print(json.dumps({k: {g.group: _group_json_of_reply(g, i) for g in reply.groups} for i, k in enumerate(keys)},
+                     indent=2))
+    return 0
+
+
+def _group_json_of_reply(group, i: int) -> dict:
+    import numpy as np
+
+    from serving.convert import array_of
+    from serving.retrieval import STATUS_NAMES
+
+    event_ms = int(array_of(group.event_time_ms)[i])
+    features = {}
+    for column in group.features:
+        value = column.strings.values[i] if column.type == "string" else array_of(column.tensor)[i]
+        status = int(np.frombuffer(column.status, np.int8)[i])
+        features[column.name] = {"value": _plain(value), "status": STATUS_NAMES[status]}
+    return {"schema_version": group.schema_version, "event_time_ms": event_ms or None,
+            "event_time": _iso(event_ms) if event_ms else None, "features": features}
 
 
 def _group_json(result, i: int) -> dict:
