@@ -70,6 +70,12 @@ class StoreUnavailable(VahiniError):
     retriable = True
 
 
+class NotAllowed(StoreUnavailable):
+    """A backing service refused the caller's principal or its rights (credentials, ACLs).
+    Commands report it and stop; workers treat it as an outage and retry, so they resume
+    by themselves once an operator restores the credentials or the rights."""
+
+
 class HotTierLost(VahiniError):
     """The interaction hot tier lost its data (its generation changed): what it held
     must be rebuilt from the log, and nothing read from it now may be trusted."""
@@ -77,10 +83,6 @@ class HotTierLost(VahiniError):
 
 class DeadlineExceeded(VahiniError):
     """The caller's deadline ran out before a store or cache call finished."""
-
-
-class NotAllowed(VahiniError):
-    """A backing service refused the caller's principal (an ACL): not transient."""
 
 
 class EndpointRejected(VahiniError):

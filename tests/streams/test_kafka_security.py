@@ -11,7 +11,7 @@ import time
 import pytest
 from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, AclPermissionType, AdminClient,
                                    ResourcePatternType, ResourceType, ScramCredentialInfo, ScramMechanism,
-                                   UserScramCredentialUpsertion)
+                                   UserScramCredentialDeletion, UserScramCredentialUpsertion)
 
 from streams.app import Backends, build_worker
 from tests.conftest_backends import stack_settings, with_sample_registry
@@ -35,6 +35,12 @@ class Principals:
         info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 4096)
         for future in self.admin.alter_user_scram_credentials(
                 [UserScramCredentialUpsertion(name, info, password.encode())]).values():
+            future.result(timeout=30)
+
+    def forget(self, name: str) -> None:
+        """Delete the user's SCRAM credentials."""
+        for future in self.admin.alter_user_scram_credentials(
+                [UserScramCredentialDeletion(name, ScramMechanism.SCRAM_SHA_512)]).values():
             future.result(timeout=30)
 
     def _bindings(self, user: str, grants) -> list[AclBinding]:
@@ -157,7 +163,7 @@ def test_a_worker_and_a_producer_run_over_sasl_ssl_within_their_acls(secure_setu
     assert f"worker-pw-{unique}" not in printed.out + printed.err + repr(s["worker"])
 
 
-def test_a_worker_whose_rights_are_revoked_stops_says_why_and_resumes_without_loss(secure_setup, unique, capsys):
+def test_a_worker_whose_rights_or_credentials_are_revoked_stops_says_why_and_resumes_without_loss(secure_setup, unique, capsys):
     s = secure_setup
     plain = s["plain"]
     now = int(time.time() * 1000)
@@ -179,7 +185,22 @@ def test_a_worker_whose_rights_are_revoked_stops_says_why_and_resumes_without_lo
         assert "kafka_consumer_refused" in said.out and "authorization failed" in said.out  # it says why
         s["principals"].allow(f"worker-{unique}", s["worker_rights"])
         wait_for(lambda: committed_total(plain) >= 20, 90, "the worker to resume once its rights are back")
+
+        s["principals"].forget(f"worker-{unique}")  # now its credentials: open connections re-authenticate
+        time.sleep(7)  # past the listener's connections.max.reauth.ms
+        send(20, 30)
+        producer.flush()
+        time.sleep(5)
+        assert committed_total(plain) == 20
+        said = capsys.readouterr()
+        assert "kafka_consumer_refused" in said.out and "Authentication failed" in said.out  # it says why
+        s["principals"].user(f"worker-{unique}", "worker-pw-" + unique)
+        wait_for(lambda: committed_total(plain) >= 30, 120, "the worker to resume once its credentials are back")
+        # its dead-letter producer, refused while the rights were gone, was replaced and works again
+        send_raw(s["producer"], [b"\x00junk after the outage"])
+        wait_for(lambda: committed_total(plain) >= 31, 120, "the bad event to be dead-lettered and committed")
+        assert end_total(plain, plain.topics.dead_letter) == 1
     finally:
         finish()
         producer.close()
-    assert stored_clicks(plain, [f"rv{i}-{unique}" for i in range(20)]) == {f"rv{i}-{unique}": i for i in range(20)}
+    assert stored_clicks(plain, [f"rv{i}-{unique}" for i in range(30)]) == {f"rv{i}-{unique}": i for i in range(30)}

@@ -149,7 +149,8 @@ class KafkaEventLog:
         config = {**self._base, "group.id": group, "enable.auto.commit": False,
                   "auto.offset.reset": "earliest", "session.timeout.ms": self.session_timeout_ms,
                   "heartbeat.interval.ms": max(500, self.session_timeout_ms // 5),
-                  "partition.assignment.strategy": "range" if co_partitioned else "roundrobin"}
+                  "partition.assignment.strategy": "range" if co_partitioned else "roundrobin",
+                  "error_cb": _log_client_error}
         for topic in topics:
             self.partitions(topic)  # make sure it exists before subscribing
         return KafkaLogConsumer(Consumer(config), list(topics), start_offsets)
@@ -165,17 +166,29 @@ _REFUSALS = {KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED,
              KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, KafkaError.GROUP_AUTHORIZATION_FAILED}
 
 
+def _log_client_error(err) -> None:
+    """Errors librdkafka reports outside any one call (served during consume): a refusal
+    (credentials, ACLs) is logged as an error, with the broker's reason."""
+    if err.code() in _REFUSALS:
+        log.error("kafka_consumer_refused", error=str(err))
+    else:
+        log.warning("kafka_client_error", error=str(err))
+
+
 class KafkaLogProducer:
     """Idempotent producer with acks=all: a flushed record is on every in-sync replica."""
 
     def __init__(self, base: Mapping[str, Any]):
-        self._producer = Producer({**base, "acks": "all", "enable.idempotence": True, "linger.ms": 5,
-                                   "compression.type": "lz4", "queue.buffering.max.messages": 500_000,
-                                   "error_cb": self._on_error})
+        self._config = {**base, "acks": "all", "enable.idempotence": True, "linger.ms": 5,
+                        "compression.type": "lz4", "queue.buffering.max.messages": 500_000, "error_cb": self._on_error}
+        self._producer = Producer(self._config)
         self._errors: list[str] = []
         self._refused: str | None = None
+        self._fatal: str | None = None
 
     def _on_error(self, err) -> None:
+        if err.fatal():  # e.g. the idempotence PID refused while the rights were revoked
+            self._fatal = str(err)
         if err.code() in _REFUSALS:
             self._refused = str(err)
 
@@ -201,19 +214,36 @@ class KafkaLogProducer:
                 return
             except BufferError:  # local queue full: let librdkafka drain it
                 self._producer.poll(0.05)
+            except KafkaException as exc:
+                if not (exc.args[0].fatal() or exc.args[0].code() == KafkaError._FATAL):
+                    raise StoreUnavailable(f"Kafka produce failed: {exc}") from exc
+                # What this producer held is gone with it: the caller must send its batch again.
+                self._fatal = None
+                self._producer = Producer(self._config)
+                raise StoreUnavailable(f"Kafka producer failed ({exc.args[0].str()}); replaced: send again") \
+                    from None
 
     def flush(self, timeout_s: float = 30.0) -> None:
         """Wait until every record is acknowledged. Raise NotAllowed at once when the
         broker refuses the credentials or the rights (records not acknowledged are not
         written: resend them once that is fixed), StoreUnavailable on anything else."""
         deadline = time.monotonic() + timeout_s
+        self._refused = None  # only what the broker says during this flush counts
         remaining = self._producer.flush(0)
-        while remaining and self._refused is None and time.monotonic() < deadline:
+        while remaining and self._refused is None and self._fatal is None and time.monotonic() < deadline:
             remaining = self._producer.flush(min(0.5, max(deadline - time.monotonic(), 0)))
+        if remaining and (self._fatal or self._refused):
+            # The caller will send these again: drop the queued copies, so none is delivered later
+            # beside the resent one once the broker accepts this client again.
+            self._producer.purge(in_queue=True, in_flight=False, blocking=True)
+            self._producer.flush(1.0)
         errors, self._errors = self._errors, []
+        if self._fatal is not None:
+            fatal, self._fatal = self._fatal, None
+            self._producer = Producer(self._config)  # a fatal error ends a producer: the caller resends to the new one
+            raise StoreUnavailable(f"Kafka producer failed ({fatal}); replaced: {remaining} record(s) to send again")
         if self._refused is not None:
-            raise NotAllowed(f"Kafka refused this producer: {self._refused}; {remaining + len(errors)} record(s) "
-                             f"not written")
+            raise NotAllowed(f"Kafka refused this producer: {self._refused}; {remaining} record(s) not written")
         if remaining or errors:
             raise StoreUnavailable(f"{remaining} records unacknowledged, {len(errors)} failed: {errors[:3]}")
 
