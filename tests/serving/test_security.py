@@ -159,7 +159,8 @@ def test_the_tokens_file_reloads_and_a_broken_edit_keeps_the_last_good_one(reque
         tokens.write_text(callers_yaml("  - name: admin", "    token_sha256: not-a-hash", "    allow: ['*']"))
         time.sleep(0.5)  # several reload intervals: the broken version was read and rejected
         assert code_of(ADMIN) == grpc.StatusCode.OK and code_of(RANKER) == grpc.StatusCode.OK
-        assert "callers_reload_rejected" in capsys.readouterr().out
+        said = capsys.readouterr()
+        assert "callers_reload_rejected" in said.out + said.err  # logs: stdout, or stderr as JSON
         tokens.write_text(callers_yaml())  # admin revoked
         wait_for(lambda: code_of(ADMIN) == grpc.StatusCode.UNAUTHENTICATED, 10, "the revoked token to be refused")
     finally:
@@ -277,7 +278,10 @@ def test_vahini_query_get_and_history_send_a_token_from_a_file_over_tls(request,
         ok = query("--token-file", str(token_file), "--ca-file", str(pki["ca"].cert))
         assert ok.returncode == 0, ok.stderr
         refused = query("--ca-file", str(pki["ca"].cert))
-        assert refused.returncode == 2 and "UNAUTHENTICATED" in refused.stderr
+        assert refused.returncode == 2 and "UNAUTHENTICATED" in refused.stderr and "--token-file" in refused.stderr
+        plaintext = query("--token-file", str(token_file))  # a plaintext client against the TLS port
+        assert plaintext.returncode == 2 and "UNAVAILABLE" in plaintext.stderr
+        assert "if the server uses TLS, give --ca-file" in plaintext.stderr
         assert RANKER not in ok.stdout + ok.stderr + refused.stdout + refused.stderr
         remote = ["--target", f"127.0.0.1:{running.port}", "--token-file", str(ops_token), "--ca-file",
                   str(pki["ca"].cert)]

@@ -173,7 +173,7 @@ def query(args) -> int:
         try:
             reply = client.call_raw(mpb.GetFeaturesRequest(model=args.model, context=context, version=args.version))
         except grpc.RpcError as exc:
-            raise UserError(f"{target}: {exc.code().name}: {exc.details()}") from None
+            raise UserError(_call_failed(target, exc, args)) from None
     matrix = np.frombuffer(reply.matrix, "<f4").reshape(tuple(reply.shape))
     missing = {c: n.missing + n.expired + n.unreadable for c, n in reply.counts.items()}
     scores = {s.node: np.frombuffer(s.values, "<f4") for s in reply.scores}
@@ -208,9 +208,21 @@ def _remote(args, call: str, request, timeout_s: float = 10.0):
     try:
         return getattr(stub, method)(request, timeout=timeout_s, metadata=metadata)
     except grpc.RpcError as exc:
-        raise UserError(f"{args.target}: {exc.code().name}: {exc.details()}") from None
+        raise UserError(_call_failed(args.target, exc, args)) from None
     finally:
         channel.close()
+
+
+def _call_failed(target: str, exc, args) -> str:
+    """The refusal as the server gave it, with a hint where the usual cause is the connection itself."""
+    import grpc
+
+    message = f"{target}: {exc.code().name}: {exc.details()}"
+    if exc.code() == grpc.StatusCode.UNAVAILABLE and not args.ca_file:
+        message += " (if the server uses TLS, give --ca-file)"
+    elif exc.code() == grpc.StatusCode.UNAUTHENTICATED and not args.token_file:
+        message += " (give this caller's token with --token-file)"
+    return message
 
 
 def _read_secret(path: str, what: str) -> str:
