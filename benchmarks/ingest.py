@@ -11,7 +11,12 @@ Loads synthetic FeatureUpdates into a fresh topic, then measures, in this run:
   (b)  a plain faust-streaming agent (benchmarks/faust_agent.py), on a prefix
   Vahini with 1 worker process and with 2, each its own group and keyspace.
 Rates are events per second between the first commit and the last (startup and
-group join are excluded for every consumer alike).
+group join are excluded for every consumer alike). Worker CPU per event is the
+worker processes' own CPU time (user + system, from /proc) over the same span,
+divided by the events committed in it; beside it, the bare Avro decode of the
+same messages in this process, as a floor.
+
+    .venv/bin/python -m benchmarks.ingest --only-vahini --events 400000   # just the workers, quicker
 """
 
 from __future__ import annotations
@@ -106,9 +111,19 @@ def spawn(args: list[str], env: dict, name: str) -> subprocess.Popen:
     return proc
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of these processes so far."""
+    total = 0
+    for pid in pids:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of the line)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def measure_group(settings, group: str, topic: str, target: int, procs: list[subprocess.Popen],
-                  timeout_s: float = 3600) -> float:
-    """Events/s between the group's first commit and reaching `target` committed events."""
+                  timeout_s: float = 3600) -> tuple[float, float]:
+    """(events/s, worker CPU-µs per event) between the group's first commit and reaching
+    `target` committed events."""
     log = wiring.event_log(settings)
     first = None
     deadline = time.monotonic() + timeout_s
@@ -119,8 +134,9 @@ def measure_group(settings, group: str, topic: str, target: int, procs: list[sub
             bar.refresh()
             now = time.monotonic()
             if first is None and done > 0:
-                first = (now, done)
+                first = (now, done, cpu_seconds([p.pid for p in procs]))
             if done >= target:
+                cpu = cpu_seconds([p.pid for p in procs]) - first[2]
                 break
             for p in procs:
                 if p.poll() is not None:
@@ -130,7 +146,8 @@ def measure_group(settings, group: str, topic: str, target: int, procs: list[sub
                 raise RuntimeError(f"{group}: timed out at {done}/{target}")
             time.sleep(0.25)
     log.close()
-    return (done - first[1]) / max(now - first[0], 1e-9)
+    events = max(done - first[1], 1)
+    return events / max(now - first[0], 1e-9), cpu / events * 1e6
 
 
 def env_for(settings, keyspace: str, group: str, topic: str) -> dict:
@@ -144,7 +161,16 @@ def env_for(settings, keyspace: str, group: str, topic: str) -> dict:
     return env
 
 
-def vahini_workers(settings, run: str, topic: str, total: int, workers: int) -> float:
+def decode_floor(payloads: list[bytes]) -> float:
+    """CPU-µs per event of decoding the messages alone, in this process."""
+    codec = AvroCodec(SchemaCatalog.default())
+    started = time.process_time()
+    for payload in payloads:
+        codec.decode(payload)
+    return (time.process_time() - started) / len(payloads) * 1e6
+
+
+def vahini_workers(settings, run: str, topic: str, total: int, workers: int) -> tuple[float, float]:
     keyspace, group = f"bench_w{workers}_{run}", f"bench-w{workers}-{run}"
     fresh_keyspace(settings, keyspace).close()
     env = env_for(settings, keyspace, group, topic)
@@ -165,7 +191,7 @@ def faust_baseline(settings, run: str, topic: str, events: int) -> float:
     proc = spawn([sys.executable, "-m", "benchmarks.faust_agent", "worker", "-l", "warn"],
                  env_for(settings, keyspace, group, topic), group)
     try:
-        return measure_group(settings, group, topic, events, [proc])
+        return measure_group(settings, group, topic, events, [proc])[0]
     finally:
         proc.kill()
         proc.wait(30)
@@ -177,6 +203,7 @@ def main() -> int:
     parser.add_argument("--partitions", type=int, default=8)
     parser.add_argument("--faust-events", type=int, default=60_000, help="faust is measured on this prefix")
     parser.add_argument("--raw-sample", type=int, default=60_000, help="rows per point of the per-row sweep")
+    parser.add_argument("--only-vahini", action="store_true", help="measure the workers alone (no baselines)")
     args = parser.parse_args()
     run = uuid.uuid4().hex[:8]
     settings = real_settings(run, "unused")
@@ -188,14 +215,23 @@ def main() -> int:
     data = synthesize(args.events)
     topic = f"bench-fu-{run}"
     load_topic(settings, topic, args.partitions, data)
-    rows = rows_of(data.payloads, registry)
+    rows = [] if args.only_vahini else rows_of(data.payloads, registry)
+
+    decode_us = decode_floor(data.payloads[:200_000])
+    one, one_cpu = vahini_workers(settings, run, topic, args.events, 1)
+    two, two_cpu = vahini_workers(settings, run, topic, args.events, 2)
+    cpu_rows = [["Vahini, 1 worker process", f"{one:,.0f}", f"{one_cpu:.1f}"],
+                ["Vahini, 2 worker processes", f"{two:,.0f}", f"{two_cpu:.1f}"],
+                ["bare Avro decode of the same messages (floor)", "", f"{decode_us:.1f}"]]
+    print(table(f"Worker CPU per event, {args.events:,} events ({os.cpu_count()} cores shared)",
+                ["configuration", "events/s", "worker CPU-µs/event"], cpu_rows))
+    if args.only_vahini:
+        return 0
 
     print("raw ceiling, per-row sweep:")
     raw_row, best_conc = raw_per_row(settings, run, rows, args.raw_sample)
     raw_batch = raw_batched(settings, run, rows, 5000)
     faust = faust_baseline(settings, run, topic, args.faust_events)
-    one = vahini_workers(settings, run, topic, args.events, 1)
-    two = vahini_workers(settings, run, topic, args.events, 2)
 
     results = [
         ["(a1) raw per-row INSERT, best concurrency", f"{raw_row:,.0f}", "1.00", f"concurrency {best_conc}"],

@@ -31,6 +31,7 @@ class CassandraOptions:
     request_timeout_s: float = 10.0
     credentials: tuple[str, str] | None = None
     tls: tuple | None = None  # (CA file, client certificate or None, its key or None): client-to-node TLS
+    compression: bool = False
 
 
 def _ssl_context(tls: tuple | None) -> ssl.SSLContext | None:
@@ -57,7 +58,8 @@ class CassandraSession:
         auth = PlainTextAuthProvider(*options.credentials) if options.credentials else None
         self.cluster = Cluster(list(options.hosts), port=options.port,
                                execution_profiles={EXEC_PROFILE_DEFAULT: profile}, connect_timeout=10,
-                               auth_provider=auth, ssl_context=_ssl_context(options.tls))
+                               auth_provider=auth, ssl_context=_ssl_context(options.tls),
+                               compression=options.compression)
         try:
             self.session = self.cluster.connect()
             if create_schema:
