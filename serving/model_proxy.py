@@ -196,8 +196,12 @@ class ModelExecutor:
         counts = {}
         now_ms = int(self._clock() * 1000)
         for c, (start, names) in zip(graph.columns, layout.spans):
-            block, status = self._block(request, c, now_ms)
-            values[:, start:start + len(names)] = block.reshape(n, len(names))
+            if _as_is(c, request):  # most columns: the value itself, cast into its slot
+                source, status, _ = _source(request, c.source)
+                values[:, start:start + len(names)] = source.reshape(n, len(names))
+            else:
+                block, status = self._block(request, c, now_ms)
+                values[:, start:start + len(names)] = block.reshape(n, len(names))
             if status is not None:
                 tally = np.bincount(status, minlength=len(STATUS_COUNTED) + 1)
                 if tally[PRESENT] < n:
@@ -235,6 +239,11 @@ class ModelExecutor:
             over_values, over_status, _ = _source(request, c.args[0])
             extra["over"] = (over_values, over_status == PRESENT)
         return transforms.scalar(c, values, status == PRESENT, **extra), status
+
+
+def _as_is(c: Column, request: _Request) -> bool:
+    """A feature column with no transform, default or dtype of its own: its values, unchanged."""
+    return not c.transform and c.default is None and c.dtype == "float32" and c.source not in request.sequences
 
 
 def _graph(registry: Registry, model: str, version: int) -> ModelGraph:
