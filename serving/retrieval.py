@@ -157,6 +157,8 @@ class FeatureReader:
         return {k: v for k, v in found.items() if v != _NO_ROW}
 
     def _from_lru(self, wanted: dict[Triple, FeatureGroup], found) -> dict[Triple, FeatureGroup]:
+        if not any(g.cache.lru_size > 0 for g in {id(g): g for g in wanted.values()}.values()):
+            return wanted  # no group of this read keeps an in-process copy
         left, hits, misses = {}, 0, 0
         for triple, g in wanted.items():
             lru = self._lru(g)
