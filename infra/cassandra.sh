@@ -23,13 +23,8 @@ fi
 make_tls() {
   [[ -f "$TLS_DIR/node.pem" ]] && return 0
   log "making a CA and a node certificate for client-to-node TLS in $TLS_DIR"
-  mkdir -p "$TLS_DIR"
-  (cd "$TLS_DIR" &&
-    openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 3650 -subj "/CN=vahini-test-cassandra-ca" &&
-    openssl req -newkey rsa:2048 -nodes -keyout node.key -out node.csr -subj "/CN=127.0.0.1" &&
-    printf "subjectAltName=IP:127.0.0.1,DNS:localhost\n" >node.ext &&
-    openssl x509 -req -in node.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out node.crt -days 3650 -extfile node.ext &&
-    cat node.key node.crt >node.pem) >/dev/null 2>&1 || die "openssl failed making $TLS_DIR"
+  loopback_tls "$TLS_DIR" node vahini-test-cassandra-ca
+  cat "$TLS_DIR/node.key" "$TLS_DIR/node.crt" >"$TLS_DIR/node.pem"
 }
 
 do_install() {

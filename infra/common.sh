@@ -80,6 +80,19 @@ maven_fetch() {
   cp "$INFRA_DIR/maven/$name/pom.xml" "$lib/.complete"
 }
 
+# loopback_tls DIR NAME CA_NAME: a CA of its own in DIR/ca.pem, and DIR/NAME.key and
+# DIR/NAME.crt signed by it for 127.0.0.1 and localhost (the services' test certificates).
+loopback_tls() {
+  local dir="$1" name="$2" ca_name="$3"
+  mkdir -p "$dir"
+  (cd "$dir" &&
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 3650 -subj "/CN=$ca_name" &&
+    openssl req -newkey rsa:2048 -nodes -keyout "$name.key" -out "$name.csr" -subj "/CN=127.0.0.1" &&
+    printf "subjectAltName=IP:127.0.0.1,DNS:localhost\n" >"$name.ext" &&
+    openssl x509 -req -in "$name.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -out "$name.crt" -days 3650 \
+      -extfile "$name.ext") >/dev/null 2>&1 || die "openssl failed making $dir"
+}
+
 dispatch() {
   case "${1:-}" in
     install) do_install ;;

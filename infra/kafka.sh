@@ -19,14 +19,8 @@ JAVA_ARGS=(-Xms512m -Xmx1g -XX:+UseG1GC -Djava.awt.headless=true
 make_tls() {
   [[ -f "$TLS_DIR/broker.pem" ]] && return 0
   log "making a CA and a broker certificate for the SASL_SSL listener in $TLS_DIR"
-  mkdir -p "$TLS_DIR"
-  (cd "$TLS_DIR" &&
-    openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 3650 -subj "/CN=vahini-test-kafka-ca" &&
-    openssl req -newkey rsa:2048 -nodes -keyout broker.key -out broker.csr -subj "/CN=127.0.0.1" &&
-    printf "subjectAltName=IP:127.0.0.1,DNS:localhost\n" >broker.ext &&
-    openssl x509 -req -in broker.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out broker.crt -days 3650 \
-      -extfile broker.ext &&
-    cat broker.key broker.crt ca.pem >broker.pem) >/dev/null 2>&1 || die "openssl failed making $TLS_DIR"
+  loopback_tls "$TLS_DIR" broker vahini-test-kafka-ca
+  cat "$TLS_DIR/broker.key" "$TLS_DIR/broker.crt" "$TLS_DIR/ca.pem" >"$TLS_DIR/broker.pem"
 }
 
 do_install() {
