@@ -36,16 +36,7 @@ def kafka_secure(kafka_bootstrap) -> tuple[str, str]:
     """(bootstrap, CA file) of the broker's SASL_SSL listener (SCRAM-SHA-512, ACLs), which
     infra/kafka.sh sets up beside the plaintext one; or VAHINI_TEST_KAFKA_SECURE and
     VAHINI_TEST_KAFKA_CA for a broker elsewhere."""
-    home = os.environ.get("VAHINI_INFRA_HOME", os.path.expanduser("~/.cache/vahini-infra"))
-    bootstrap = os.environ.get("VAHINI_TEST_KAFKA_SECURE", "127.0.0.1:9094")
-    ca = os.environ.get("VAHINI_TEST_KAFKA_CA", os.path.join(home, "kafka", "tls", "ca.pem"))
-    host, port = bootstrap.rsplit(":", 1)
-    if not services.port_open(host, int(port)) or not os.path.exists(ca):
-        message = f"no SASL_SSL Kafka listener at {bootstrap} with CA {ca} (make services-start)"
-        if _REQUIRE:
-            pytest.fail(message)
-        pytest.skip(message)
-    return bootstrap, ca
+    return _secured("VAHINI_TEST_KAFKA", "127.0.0.1:9094", ("kafka", "tls", "ca.pem"), "SASL_SSL Kafka listener")
 
 
 @pytest.fixture(scope="session")
@@ -53,12 +44,19 @@ def cassandra_secure() -> tuple[str, str]:
     """(host:port, CA file) of the secured profile's Cassandra (infra/cassandra-secure.sh):
     PasswordAuthenticator with the default superuser cassandra/cassandra, CassandraAuthorizer,
     TLS required; or VAHINI_TEST_CASSANDRA_SECURE and VAHINI_TEST_CASSANDRA_CA."""
+    return _secured("VAHINI_TEST_CASSANDRA", "127.0.0.1:9142", ("cassandra-secure", "tls", "ca.pem"),
+                    "TLS Cassandra")
+
+
+def _secured(env: str, default: str, ca_parts: tuple[str, ...], what: str) -> tuple[str, str]:
+    """(endpoint, CA file) from $<env>_SECURE and $<env>_CA, else where infra/ puts them;
+    fails under `make test` (skips otherwise) when the service or its CA is missing."""
     home = os.environ.get("VAHINI_INFRA_HOME", os.path.expanduser("~/.cache/vahini-infra"))
-    endpoint = os.environ.get("VAHINI_TEST_CASSANDRA_SECURE", "127.0.0.1:9142")
-    ca = os.environ.get("VAHINI_TEST_CASSANDRA_CA", os.path.join(home, "cassandra-secure", "tls", "ca.pem"))
+    endpoint = os.environ.get(f"{env}_SECURE", default)
+    ca = os.environ.get(f"{env}_CA", os.path.join(home, *ca_parts))
     host, port = endpoint.rsplit(":", 1)
     if not services.port_open(host, int(port)) or not os.path.exists(ca):
-        message = f"no TLS Cassandra at {endpoint} with CA {ca} (make services-start)"
+        message = f"no {what} at {endpoint} with CA {ca} (make services-start)"
         if _REQUIRE:
             pytest.fail(message)
         pytest.skip(message)
