@@ -112,7 +112,9 @@ class FeatureReader:
         registry = registry or self._registry()
         resolved = [self._check(registry, read) for read in reads]
         wanted = {(r.entity, k, g.name): g for r, groups in zip(reads, resolved) for g in groups for k in r.keys}
-        blobs = self._fetch(wanted, deadline)
+        # Whether any group keeps an in-process copy: decided per group, not per key.
+        with_lru = any(g.cache.lru_size > 0 for groups in resolved for g in groups)
+        blobs = self._fetch(wanted, deadline, with_lru)
         now_ms = int(self._clock() * 1000)
         results = [[self._assemble(registry, r.entity, g, r.keys, blobs, now_ms, (r.features or {}).get(g.name))
                     for g in groups] for r, groups in zip(reads, resolved)]
@@ -148,17 +150,17 @@ class FeatureReader:
 
     # -- tiers ---------------------------------------------------------------------
     # `wanted` maps (entity, key, group name) to the group; `found` holds the blobs.
-    def _fetch(self, wanted: dict[Triple, FeatureGroup], deadline: float | None) -> dict[Triple, bytes]:
+    def _fetch(self, wanted: dict[Triple, FeatureGroup], deadline: float | None,
+               with_lru: bool) -> dict[Triple, bytes]:
         found: dict[Triple, bytes] = {}
-        wanted = self._from_lru(wanted, found)
+        if with_lru:
+            wanted = self._from_lru(wanted, found)
         wanted = self._from_cache(wanted, found)
         if wanted:
             self._from_store(wanted, found, deadline)
         return {k: v for k, v in found.items() if v != _NO_ROW}
 
     def _from_lru(self, wanted: dict[Triple, FeatureGroup], found) -> dict[Triple, FeatureGroup]:
-        if not any(g.cache.lru_size > 0 for g in {id(g): g for g in wanted.values()}.values()):
-            return wanted  # no group of this read keeps an in-process copy
         left, hits, misses = {}, 0, 0
         for triple, g in wanted.items():
             lru = self._lru(g)

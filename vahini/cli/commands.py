@@ -199,12 +199,12 @@ def _remote(args, call: str, request, timeout_s: float = 10.0):
 
     from serving.client import connect
 
+    from serving.api.feature_service_pb2_grpc import FeatureServiceStub
+    from serving.api.interaction_service_pb2_grpc import InteractionServiceStub
+
     channel, metadata = connect(args.target, **_caller(args))
-    stub_name, method = call.split(".")
-    stubs = {"FeatureService": ("feature_service_pb2_grpc", "FeatureServiceStub"),
-             "InteractionService": ("interaction_service_pb2_grpc", "InteractionServiceStub")}
-    module, cls = stubs[stub_name]
-    stub = getattr(__import__(f"serving.api.{module}", fromlist=[cls]), cls)(channel)
+    service, method = call.split(".")
+    stub = {"FeatureService": FeatureServiceStub, "InteractionService": InteractionServiceStub}[service](channel)
     try:
         return getattr(stub, method)(request, timeout=timeout_s, metadata=metadata)
     except grpc.RpcError as exc:
