@@ -18,7 +18,8 @@ is_running() {
   [[ -f "$pf" ]] && kill -0 "$(cat "$pf")" 2>/dev/null
 }
 
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# port_open PORT [HOST]: something accepts connections there (HOST defaults to 127.0.0.1).
+port_open() { (exec 3<>"/dev/tcp/${2:-127.0.0.1}/$1") 2>/dev/null; }
 
 # wait_until SECONDS CMD...: poll CMD once a second until it succeeds.
 wait_until() {
