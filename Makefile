@@ -1,7 +1,8 @@
 # The two commands a new user needs (see README):
 #   make demo   set up .venv and run the pipeline on embedded adapters, no servers
 #   make test   set up, start Kafka/Cassandra/Redis/ZooKeeper on loopback, run every test, stop them
-.PHONY: demo test services-start services-stop bench bench-model-proxy proto lint
+#   make test-cluster  the same for the fault tests on three brokers and three Cassandra nodes
+.PHONY: demo test test-cluster cluster-start cluster-stop services-start services-stop bench bench-model-proxy proto lint
 
 demo:
 	@bash infra/bootstrap.sh
@@ -9,6 +10,15 @@ demo:
 
 test:
 	@bash infra/test.sh
+
+test-cluster:
+	@bash infra/test-cluster.sh
+
+cluster-start:
+	@bash infra/cluster.sh start
+
+cluster-stop:
+	@bash infra/cluster.sh stop
 
 services-start:
 	@bash infra/services.sh start

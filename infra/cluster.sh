@@ -5,6 +5,7 @@
 #   infra/cluster.sh install|start|health|stop [node ...]
 # Nodes: kafka-1 kafka-2 kafka-3 cassandra-1 cassandra-2 cassandra-3 (all when none is named).
 # Starting a single node (e.g. one a test killed) rejoins it to the running cluster.
+#   infra/cluster.sh controller   prints the node (kafka-N) whose controller leads the KRaft quorum
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 action="${1:?usage: $0 install|start|health|stop [kafka-N|cassandra-N ...]}"; shift
@@ -43,8 +44,18 @@ start() {
   return "$failed"
 }
 
+# Asks the quorum itself (any live controller answers); the leader's node id is N of kafka-N.
+controller() {
+  local home="${VAHINI_INFRA_HOME:-$HOME/.cache/vahini-infra}" out
+  out="$(java -cp "$home/kafka/lib/*" -Dlog4j2.configurationFile="$here/conf/kafka-log4j2.yaml" \
+    org.apache.kafka.tools.MetadataQuorumCommand \
+    --bootstrap-controller 127.0.0.2:9093,127.0.0.3:9093,127.0.0.4:9093 describe --status)"
+  echo "kafka-$(awk '/^LeaderId:/ {print $2}' <<<"$out")"
+}
+
 case "$action" in
   start) start ;;
+  controller) controller ;;
   install|health|stop) parallel "$action" "${nodes[@]}" ;;
-  *) echo "usage: $0 install|start|health|stop [node ...]" >&2; exit 2 ;;
+  *) echo "usage: $0 install|start|health|stop [node ...] | controller" >&2; exit 2 ;;
 esac

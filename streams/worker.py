@@ -34,6 +34,9 @@ from streams.retry import retry
 from vahini.validation import EventLimits
 
 log = get_logger(__name__)
+# A failed commit is most often a group coordinator moving to another broker: cheap to
+# retry, and every second of backoff after the move is a second of stalled ingest.
+_COMMIT_BACKOFF_MAX_S = 1.0
 
 
 @dataclass
@@ -171,7 +174,8 @@ class FeatureIngestWorker:
         done = written and not self._halted
         done = done and self._retry("dead_letter", lambda: self._dead_letter(prepared.invalid))
         done = done and self._retry("cache_fence", lambda: self._fence(prepared.rows))
-        done = done and self._retry("commit", lambda: self._consumer.commit(self._next_offsets(prepared.records)))
+        done = done and self._retry("commit", lambda: self._consumer.commit(self._next_offsets(prepared.records)),
+                                    backoff_max_s=_COMMIT_BACKOFF_MAX_S)
         if not done:
             self._halted = True  # nothing more is committed; a restart replays from the last commit
             return
@@ -183,8 +187,10 @@ class FeatureIngestWorker:
                 self._store.write(rows)
         return self._retry("store_write", write, stop)
 
-    def _retry(self, what: str, action: Callable[[], None], stop: threading.Event | None = None) -> bool:
-        return retry(what, action, stop or self._stop, self._settings.retry_backoff_max_s)
+    def _retry(self, what: str, action: Callable[[], None], stop: threading.Event | None = None,
+               backoff_max_s: float | None = None) -> bool:
+        backoff_max_s = min(backoff_max_s or self._settings.retry_backoff_max_s, self._settings.retry_backoff_max_s)
+        return retry(what, action, stop or self._stop, backoff_max_s)
 
     def _dead_letter(self, invalid: list[tuple[Record, InvalidEvent]]) -> None:
         """Send and flush every dead letter of the batch; a failed flush resends them all

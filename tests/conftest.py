@@ -11,6 +11,10 @@ import pytest
 from tests import services
 
 _REQUIRE = os.environ.get("VAHINI_REQUIRE_SERVICES") == "1"
+# The cluster profile's tests need three brokers and three Cassandra nodes: only
+# `make test-cluster` (infra/test-cluster.sh) collects them.
+if os.environ.get("VAHINI_CLUSTER_TESTS") != "1":
+    collect_ignore = ["cluster"]
 _skipped_real: list[str] = []
 
 

@@ -77,3 +77,15 @@ def test_the_make_test_guard_compares_with_every_real_service_test_under_tests(t
     assert ci_guard.main(str(report)) == 1
     report.write_text(json.dumps({"collected": exist, "selected": exist, "passed": exist}))
     assert ci_guard.main(str(report)) == 0
+
+
+def test_the_cluster_tests_are_counted_by_their_own_guard_not_by_make_tests(tmp_path):
+    from tests import ci_guard
+
+    cluster = ci_guard.real_service_tests_that_exist(ci_guard.CLUSTER)
+    assert cluster >= 5  # kills of a Cassandra node, the coordinator, the controller; the schema race; a flush
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps({"collected": cluster - 1, "selected": cluster - 1, "passed": cluster - 1}))
+    assert ci_guard.main(str(report), ci_guard.CLUSTER) == 1
+    report.write_text(json.dumps({"collected": cluster, "selected": cluster, "passed": cluster}))
+    assert ci_guard.main(str(report), ci_guard.CLUSTER) == 0

@@ -18,6 +18,9 @@ UNREADABLE_VALUES = Counter("vahini_unreadable_values_total",
 CONFIG_WATCH_ERRORS = Counter("vahini_config_watch_errors_total",
                               "Published config documents that could not be applied (the previous one stays)",
                               ["document"])
+PARTITION_MOVES = Counter("vahini_consumer_partition_moves_total",
+                          "Partitions this consumer was assigned, had revoked, or lost (its membership "
+                          "expired): every move is a rebalance the group went through", ["event"])
 COMMIT_FAILURES = Counter("vahini_commit_failures_total",
                           "Offset commits that failed: 'rebalance' (partition moved on; a replay) or 'error' (retried)",
                           ["kind"])

@@ -192,7 +192,13 @@ class Settings(BaseSettings):
     feature_store: str = "sqlite:///.vahini/features.db"
     hot_tier: str = "sqlite:///.vahini/hot.db"
     config_store: str = "file://.vahini/config"
-    kafka_session_timeout_ms: int = 10_000
+    kafka_session_timeout_ms: int = Field(15_000, ge=1000, description=(
+        "A worker unheard-of this long loses its partitions to the others. Keep it a few seconds above "
+        "the brokers' broker.session.timeout.ms: a group-coordinator failover then costs no rebalance "
+        "(docs/operations.md)"))
+    kafka_group_instance_id: str | None = Field(None, min_length=1, description=(
+        "Static group membership: an id stable across restarts and unique to this worker in its group, "
+        "e.g. the pod name. A restart within the session timeout keeps its partitions, no rebalance"))
     kafka: dict[str, str | int | float | bool | SecretStr] = Field(
         default_factory=dict,
         description="Extra librdkafka properties for every Kafka client, e.g. security.protocol, "

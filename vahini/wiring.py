@@ -48,7 +48,8 @@ def event_log(settings: Settings) -> EventLog:
     from vahini.adapters.kafka_event_log import KafkaEventLog
 
     return KafkaEventLog(urlparse(url).netloc, settings.topics.partitions, settings.topics.replication_factor,
-                         settings.kafka_session_timeout_ms, extra=settings.kafka_properties())
+                         settings.kafka_session_timeout_ms, extra=settings.kafka_properties(),
+                         group_instance_id=settings.kafka_group_instance_id)
 
 
 def feature_store(settings: Settings) -> FeatureStore:

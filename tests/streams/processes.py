@@ -18,7 +18,9 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "VAHINI_HOT_TIER": settings.hot_tier, "VAHINI_CONFIG_STORE": settings.config_store,
         "VAHINI_KAFKA_SESSION_TIMEOUT_MS": str(settings.kafka_session_timeout_ms),
     })
-    for section in ("topics", "ingest", "cache", "interactions", "redis", "zookeeper"):
+    if settings.kafka_group_instance_id:
+        env["VAHINI_KAFKA_GROUP_INSTANCE_ID"] = settings.kafka_group_instance_id
+    for section in ("topics", "ingest", "cassandra", "cache", "interactions", "redis", "zookeeper"):
         part = getattr(settings, section)
         for name in type(part).model_fields:
             value = getattr(part, name)
@@ -51,6 +53,7 @@ class WorkerProcess:
         """SIGTERM, wait for the drain, return the worker's final summary."""
         self.proc.send_signal(signal.SIGTERM)
         out, err = self.proc.communicate(timeout=timeout_s)
+        self.stderr = err
         assert self.proc.returncode == 0, err[-3000:]
         return json.loads(out.strip().splitlines()[-1])
 

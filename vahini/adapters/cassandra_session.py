@@ -17,6 +17,9 @@ from cassandra.connection import ConnectionException
 from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
 
 from vahini.errors import DeadlineExceeded, StoreUnavailable
+from vahini.logs import get_logger
+
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,7 @@ class CassandraOptions:
     credentials: tuple[str, str] | None = None
     tls: tuple | None = None  # (CA file, client certificate or None, its key or None): client-to-node TLS
     compression: bool = False
+    schema_timeout_s: float = 60.0  # how long start-up waits for the nodes to agree on the schema
 
 
 def _ssl_context(tls: tuple | None) -> ssl.SSLContext | None:
@@ -63,18 +67,49 @@ class CassandraSession:
         try:
             self.session = self.cluster.connect()
             if create_schema:
-                # Only when missing: with authorization on, CREATE KEYSPACE needs rights on every
-                # keyspace, even with IF NOT EXISTS, and an operator may have made it already.
-                if self.keyspace not in self.cluster.metadata.keyspaces:
-                    self.session.execute(
-                        f"CREATE KEYSPACE IF NOT EXISTS {self.keyspace} WITH replication = "
-                        f"{{'class': 'SimpleStrategy', 'replication_factor': {options.replication_factor}}}")
-                for table in tables:
-                    self.session.execute(table.format(ks=self.keyspace))
+                self._create_schema(tables)
         except (NoHostAvailable, DriverException, OSError) as exc:
             self.cluster.shutdown()
             raise StoreUnavailable(f"cannot connect to Cassandra/Scylla at {list(options.hosts)}:{options.port}: "
                                    f"{exc}") from exc
+
+    def _create_schema(self, tables: Sequence[str]) -> None:
+        """Workers start together and race to create the schema. Each waits until every
+        node agrees on it before preparing statements, and retries a failed attempt
+        (a node that has not heard of a table yet, agreement not reached in time)."""
+        deadline, delay = time.monotonic() + self.options.schema_timeout_s, 0.2
+        while True:
+            try:
+                self._apply_schema(tables)
+                return
+            except (NoHostAvailable, DriverException, OSError) as exc:
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.warning("cassandra_schema_retry", error=str(exc), retry_in_s=delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    def _replication(self) -> str:
+        """NetworkTopologyStrategy with replication_factor copies in the local data centre
+        (or in each one the driver sees, when none is set)."""
+        centres = [self.options.local_dc] if self.options.local_dc else \
+            sorted({h.datacenter for h in self.cluster.metadata.all_hosts() if h.datacenter})
+        factors = ", ".join(f"'{dc}': {self.options.replication_factor}" for dc in centres)
+        return f"{{'class': 'NetworkTopologyStrategy', {factors}}}"
+
+    def _apply_schema(self, tables: Sequence[str]) -> None:
+        # Every DDL goes through one coordinator, the lowest live address: IF NOT EXISTS
+        # then sees a racing process's table, instead of two nodes each creating one.
+        ddl_host = min((h for h in self.cluster.metadata.all_hosts() if h.is_up), key=lambda h: h.address,
+                       default=None)
+        # Only when missing: with authorization on, CREATE KEYSPACE needs rights on every
+        # keyspace, even with IF NOT EXISTS, and an operator may have made it already.
+        if self.keyspace not in self.cluster.metadata.keyspaces:
+            self.session.execute(f"CREATE KEYSPACE IF NOT EXISTS {self.keyspace} WITH replication = "
+                                 f"{self._replication()}", host=ddl_host)
+        for table in tables:
+            self.session.execute(table.format(ks=self.keyspace), host=ddl_host)
+        self.cluster.refresh_schema_metadata(max_schema_agreement_wait=self.options.schema_timeout_s)
 
     def prepare(self, cql: str, idempotent: bool = True):
         try:

@@ -11,7 +11,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from vahini.errors import BadSettings, NotAllowed, StoreUnavailable
-from vahini.metrics import COMMIT_FAILURES
+from vahini.metrics import COMMIT_FAILURES, PARTITION_MOVES
 from vahini.logs import get_logger
 from vahini.ports.event_log import Record, TopicPartition
 
@@ -43,7 +43,8 @@ _TRANSIENT = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILAB
 
 class KafkaEventLog:
     def __init__(self, bootstrap_servers: str, default_partitions: int = 8, replication_factor: int = 1,
-                 session_timeout_ms: int = 10_000, extra: Mapping[str, Any] | None = None):
+                 session_timeout_ms: int = 15_000, extra: Mapping[str, Any] | None = None,
+                 group_instance_id: str | None = None):
         self._base = {"bootstrap.servers": bootstrap_servers, **(extra or {})}
         self._refused: str | None = None
         try:
@@ -53,6 +54,7 @@ class KafkaEventLog:
         self.default_partitions = default_partitions
         self.replication_factor = replication_factor
         self.session_timeout_ms = session_timeout_ms
+        self.group_instance_id = group_instance_id
         self._meta: Consumer | None = None
         self._meta_lock = threading.Lock()
 
@@ -146,11 +148,16 @@ class KafkaEventLog:
     def consumer(self, group: str, topics: Sequence[str],
                  start_offsets: Mapping[TopicPartition, int] | None = None,
                  co_partitioned: bool = False) -> "KafkaLogConsumer":
+        # Cooperative-sticky moves only the partitions that must move; the others keep
+        # flowing through a rebalance. Co-partitioned topics need range: partition p of
+        # every topic to one member.
         config = {**self._base, "group.id": group, "enable.auto.commit": False,
                   "auto.offset.reset": "earliest", "session.timeout.ms": self.session_timeout_ms,
                   "heartbeat.interval.ms": max(500, self.session_timeout_ms // 5),
-                  "partition.assignment.strategy": "range" if co_partitioned else "roundrobin",
-                  "error_cb": _log_client_error}
+                  "partition.assignment.strategy": "range" if co_partitioned else "cooperative-sticky",
+                  "error_cb": _Quieted()}
+        if self.group_instance_id and start_offsets is None:
+            config["group.instance.id"] = self.group_instance_id
         for topic in topics:
             self.partitions(topic)  # make sure it exists before subscribing
         return KafkaLogConsumer(Consumer(config), list(topics), start_offsets)
@@ -166,13 +173,33 @@ _REFUSALS = {KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED,
              KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, KafkaError.GROUP_AUTHORIZATION_FAILED}
 
 
-def _log_client_error(err) -> None:
+class _Quieted:
+    """Logs a repeated client error once per `every_s`, with how many repeats it held
+    back: a dead broker is reported on every reconnect attempt of every connection."""
+
+    def __init__(self, every_s: float = 5.0):
+        self._every_s = every_s
+        self._last: dict[tuple[int, str], tuple[float, int]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, err) -> None:
+        key, now = (err.code(), err.str()), time.monotonic()
+        with self._lock:
+            logged_at, held_back = self._last.get(key, (-self._every_s, 0))
+            if now - logged_at < self._every_s:
+                self._last[key] = (logged_at, held_back + 1)
+                return
+            self._last[key] = (now, 0)
+        _log_client_error(err, held_back)
+
+
+def _log_client_error(err, repeats_held_back: int = 0) -> None:
     """Errors librdkafka reports outside any one call (served during consume): a refusal
     (credentials, ACLs) is logged as an error, with the broker's reason."""
     if err.code() in _REFUSALS:
-        log.error("kafka_consumer_refused", error=str(err))
+        log.error("kafka_consumer_refused", error=str(err), repeated_since_last_log=repeats_held_back)
     else:
-        log.warning("kafka_client_error", error=str(err))
+        log.warning("kafka_client_error", error=str(err), repeated_since_last_log=repeats_held_back)
 
 
 class KafkaLogProducer:
@@ -251,13 +278,24 @@ class KafkaLogProducer:
         self.flush()
 
 
+def _moved(event: str) -> Callable:
+    """A rebalance callback that only reports: librdkafka then (incrementally) assigns or
+    unassigns by itself, as the group's protocol requires."""
+    def report(_consumer, partitions) -> None:
+        if partitions:
+            PARTITION_MOVES.labels(event).inc(len(partitions))
+            log.info(f"kafka_partitions_{event}", partitions=sorted(f"{p.topic}[{p.partition}]" for p in partitions))
+    return report
+
+
 class KafkaLogConsumer:
     def __init__(self, consumer: Consumer, topics: list[str], start_offsets: Mapping[TopicPartition, int] | None):
         self._consumer = consumer
         if start_offsets is not None:
             consumer.assign([KTP(t, p, o) for (t, p), o in start_offsets.items()])
         else:
-            consumer.subscribe(topics)
+            consumer.subscribe(topics, on_assign=_moved("assigned"), on_revoke=_moved("revoked"),
+                               on_lost=_moved("lost"))
 
     def poll_batch(self, max_records: int, timeout_s: float) -> list[Record]:
         out = []

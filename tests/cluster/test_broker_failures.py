@@ -1,0 +1,52 @@
+"""Kafka broker failures under live ingest, on the three-broker cluster."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.cluster import nodes
+from tests.cluster.traffic import CommitProbe, SteadyProducer, metric, stored_event_times
+from tests.services import free_port
+from tests.streams.helpers import wait_for_commits
+from tests.streams.processes import WorkerProcess
+from tests.streams.test_worker_processes import wait_until
+
+pytestmark = [pytest.mark.real_service, pytest.mark.cluster, pytest.mark.slow]
+
+
+def ingest_through(settings, kill_node_of, what: str) -> None:
+    """Two workers ingest live traffic; kill a broker; every update must be stored, no
+    partition may move between them, and at most one batch per partition is re-read."""
+    ports = [free_port(), free_port()]
+    producer = SteadyProducer(settings)
+    workers = [WorkerProcess(settings.model_copy(update={"kafka_group_instance_id": f"worker-{i}"}),
+                             metrics_port=port) for i, port in enumerate(ports)]
+    wait_until(lambda: all((metric(port, "vahini_ingest_events_total") or 0) > 2000 for port in ports), 120,
+               "both workers to ingest")
+    moves_before = [metric(port, "vahini_consumer_partition_moves_total") for port in ports]
+    probe = CommitProbe(*ports)
+    victim = kill_node_of(settings)
+    killed_at = nodes.kill9(victim)
+    time.sleep(20)  # ingest goes on while the node is down
+    probe.stop()
+    moves_after = [metric(port, "vahini_consumer_partition_moves_total") for port in ports]
+    sent = producer.stop()
+    wait_for_commits(settings, 180)
+    consumed = sum(worker.terminate()["events"] for worker in workers)
+    stall = probe.longest_stall_after(killed_at)
+    duplicates = consumed - sent
+    print(f"{what} ({victim}) killed: longest stall {stall:.1f} s, {duplicates} events consumed twice, "
+          f"partition moves {moves_before} -> {moves_after}")
+    assert stored_event_times(settings, list(producer.newest)) == producer.newest
+    assert moves_after == moves_before, "the group rebalanced"
+    assert 0 <= duplicates <= settings.ingest.batch_size * settings.topics.partitions
+
+
+def test_killing_the_group_coordinator_mid_ingest_loses_nothing(settings):
+    ingest_through(settings, lambda s: nodes.group_coordinator(s.ingest.group), "group coordinator")
+
+
+def test_killing_the_active_kraft_controller_mid_ingest_loses_nothing(settings):
+    ingest_through(settings, lambda s: nodes.active_controller(), "active controller")
