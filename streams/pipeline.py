@@ -10,8 +10,8 @@ from vahini.errors import InvalidEvent, Reason
 from vahini.ports.event_log import Record
 from vahini.ports.feature_store import FeatureRow
 from vahini.registry.model import Registry
-from vahini.feature_rows import row_of
-from vahini.validation import EventLimits, validate_feature_update
+from vahini.row_plan import feature_row
+from vahini.validation import EventLimits
 
 
 @dataclass
@@ -29,7 +29,7 @@ def decode_batch(records: list[Record], codec: AvroCodec, registry: Registry, no
             name, event = codec.decode(record.value)
             if name != FEATURE_UPDATE:
                 raise InvalidEvent(Reason.WRONG_EVENT_TYPE, f"expected {FEATURE_UPDATE}, got {name}")
-            out.rows.append(row_of(validate_feature_update(event, registry, now_ms, limits)))
+            out.rows.append(feature_row(event, registry, now_ms, limits))
         except InvalidEvent as exc:
             exc.entity_key = exc.entity_key or _key_for_people(event)
             out.invalid.append((record, exc))

@@ -42,7 +42,8 @@ def _finite_number(f: Feature, v: Any) -> None:
         raise InvalidEvent(Reason.OUT_OF_RANGE, f"feature '{f.name}' value {v!r} is out of range for {f.type}")
 
 
-def _check_value(f: Feature, v: Any, limits: EventLimits) -> None:
+def check_value(f: Feature, v: Any, limits: EventLimits) -> None:
+    """Raise InvalidEvent (with its reason) unless `v` is a valid value of `f`."""
     t = f.type
     if t in INT_RANGES:
         if isinstance(v, bool) or not isinstance(v, int):
@@ -102,9 +103,8 @@ def _entity_key(keys: Any, columns: tuple[str, ...], entity: str, max_key_bytes:
     return KEY_SEPARATOR.join(keys[c] for c in columns)
 
 
-def validate_feature_update(event: dict, registry: Registry, now_ms: int,
-                            limits: EventLimits = EventLimits()) -> ValidUpdate:
-    """Check a decoded FeatureUpdate against the registry; raise InvalidEvent with its reason."""
+def identify(event: dict, registry: Registry, limits: EventLimits) -> tuple[str, str, FeatureGroup]:
+    """(entity, key, group) of a decoded FeatureUpdate, checked against the registry."""
     entity_name, group_name = event["entity"], event["group"]
     entity = registry.entities.get(entity_name)
     if entity is None:
@@ -115,22 +115,32 @@ def validate_feature_update(event: dict, registry: Registry, now_ms: int,
     if group.entity != entity_name:
         raise InvalidEvent(Reason.UNKNOWN_GROUP, f"group '{group_name}' belongs to entity '{group.entity}', "
                                                  f"not '{entity_name}'")
-    key = _entity_key(event["keys"], entity.keys, entity_name, limits.max_key_bytes)
-    values = event["values"]
-    for name, value in values.items():
-        feature = group.feature(name)
-        if feature is None:
-            raise InvalidEvent(Reason.UNKNOWN_FEATURE, f"group '{group_name}' has no feature '{name}'")
-        if value is not None:
-            _check_value(feature, value, limits)
-    event_time = event["event_time_ms"]
+    return entity_name, _entity_key(event["keys"], entity.keys, entity_name, limits.max_key_bytes), group
+
+
+def check_event_time(event_time: int, now_ms: int, limits: EventLimits) -> int:
     if event_time > now_ms + limits.max_future_skew_ms:
         raise InvalidEvent(Reason.FUTURE_EVENT_TIME,
                            f"event time {event_time} is {(event_time - now_ms) / 1000:.0f}s in the future "
                            f"(limit {limits.max_future_skew_ms / 1000:.0f}s)")
     if event_time < 0:
         raise InvalidEvent(Reason.OUT_OF_RANGE, f"event time {event_time} is before 1970")
-    return ValidUpdate(entity_name, key, group, event_time, values)
+    return event_time
+
+
+def validate_feature_update(event: dict, registry: Registry, now_ms: int,
+                            limits: EventLimits = EventLimits()) -> ValidUpdate:
+    """Check a decoded FeatureUpdate against the registry; raise InvalidEvent with its reason.
+    The ingest worker does the same checks fused with encoding (vahini/row_plan.py)."""
+    entity, key, group = identify(event, registry, limits)
+    values = event["values"]
+    for name, value in values.items():
+        feature = group.feature(name)
+        if feature is None:
+            raise InvalidEvent(Reason.UNKNOWN_FEATURE, f"group '{group.name}' has no feature '{name}'")
+        if value is not None:
+            check_value(feature, value, limits)
+    return ValidUpdate(entity, key, group, check_event_time(event["event_time_ms"], now_ms, limits), values)
 
 
 _ID_FIELDS = ("event_id", "user_id", "product_id", "category_id", "session_id")

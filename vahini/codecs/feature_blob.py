@@ -95,10 +95,16 @@ def encode(features: tuple[Feature, ...], version: int, event_time_ms: int, valu
             flat.extend(v)
         else:
             flat.append(v)
+    return pack(layout, version, event_time_ms, flat,
+                [f.default if (v := values.get(f.name)) is None else v for f in layout.strings])
+
+
+def pack(layout: Layout, version: int, event_time_ms: int, flat: list[Any], strings) -> bytes:
+    """The blob from its parts: `flat` is the presence bitmap then the fixed-width values
+    in storage order, `strings` the string values in declared order."""
     parts = [_HEADER.pack(MAGIC, FORMAT, version, event_time_ms), layout.fixed.pack(*flat)]
-    for f in layout.strings:
-        v = values.get(f.name)
-        raw = (f.default if v is None else v).encode()
+    for v in strings:
+        raw = v.encode()
         parts.append(_U32.pack(len(raw)))
         parts.append(raw)
     return b"".join(parts)
