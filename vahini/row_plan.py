@@ -19,6 +19,8 @@ from vahini.registry.loader import FLOAT32_MAX, INT_RANGES
 from vahini.registry.model import Feature, FeatureGroup, Registry
 from vahini.validation import EventLimits, check_event_time, check_value, identify
 
+_FLOATS = {float}
+
 # feature name -> (bit of the presence bitmap, first slot in the flat pack list,
 # slot count (vector dim; 0 for strings), the value check)
 _Slot = tuple[int, int, int, Callable[[Any], None]]
@@ -47,7 +49,15 @@ def _checker(f: Feature, limits: EventLimits) -> Callable[[Any], None]:
         def check(v: Any) -> None:
             if type(v) is not bool:
                 slow(v)
-    else:  # strings, vectors: validation's own check is already one pass
+    elif f.type == "vector":
+        dim = f.dim
+
+        def check(v: Any) -> None:
+            # float32-finite floats only; NaN fails the compares, ints and the rest go slow
+            if type(v) is not list or len(v) != dim or set(map(type, v)) != _FLOATS \
+                    or not -FLOAT32_MAX <= min(v) <= max(v) <= FLOAT32_MAX or sum(v) != sum(v):
+                slow(v)
+    else:  # strings: validation's own check is already one pass
         check = slow
     return check
 

@@ -85,7 +85,21 @@ def _check_vector(f: Feature, v: list | tuple) -> None:
         _finite_number(f, x)
 
 
+def _plain_key_part(value: Any, max_key_bytes: int) -> bool:
+    return type(value) is str and value != "" and KEY_SEPARATOR not in value and len(value) * 4 <= max_key_bytes
+
+
 def _entity_key(keys: Any, columns: tuple[str, ...], entity: str, max_key_bytes: int) -> str:
+    # Hot path: exactly the key columns, each a short plain string. Anything else takes
+    # the full checks below, which accept or name the problem.
+    if type(keys) is dict and len(keys) == len(columns):
+        parts = [keys.get(c) for c in columns]
+        if all(_plain_key_part(v, max_key_bytes) for v in parts):
+            return parts[0] if len(parts) == 1 else KEY_SEPARATOR.join(parts)
+    return _checked_entity_key(keys, columns, entity, max_key_bytes)
+
+
+def _checked_entity_key(keys: Any, columns: tuple[str, ...], entity: str, max_key_bytes: int) -> str:
     if not isinstance(keys, dict):
         raise InvalidEvent(Reason.MISSING_KEY, f"keys must be a mapping of {list(columns)}")
     for column in columns:
