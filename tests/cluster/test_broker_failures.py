@@ -39,7 +39,7 @@ def ingest_through(settings, kill_node_of, what: str) -> None:
     duplicates = consumed - sent
     print(f"{what} ({victim}) killed: longest stall {stall:.1f} s, {duplicates} events consumed twice, "
           f"partition moves {moves_before} -> {moves_after}")
-    assert stored_event_times(settings, list(producer.newest)) == producer.newest
+    assert stored_event_times(settings, list(producer.newest), attempts=3) == producer.newest
     assert moves_after == moves_before, "the group rebalanced"
     assert 0 <= duplicates <= settings.ingest.batch_size * settings.topics.partitions
 

@@ -99,12 +99,30 @@ class CommitProbe:
         return longest
 
 
-def stored_event_times(settings: Settings, users: list[str]) -> dict[str, int]:
+def stored_event_times(settings: Settings, users: list[str], attempts: int = 1) -> dict[str, int]:
     """user -> event time of its stored row, read straight from the feature store at the
-    settings' consistency (LOCAL_QUORUM)."""
+    settings' consistency (LOCAL_QUORUM), 500 keys a read. With `attempts` > 1 a read
+    that times out is tried again: for checking what was stored, on a machine whose two
+    cores also run six cluster JVMs, not for testing that reads work."""
     store = wiring.feature_store(settings)
+    out: dict[str, int] = {}
     try:
-        rows = store.read("user", users, ["user_activity"])
+        for start in range(0, len(users), 500):
+            out.update(_read(store, users[start:start + 500], attempts))
     finally:
         store.close()
-    return {user: row.event_time_ms for (user, _), row in rows.items()}
+    return out
+
+
+def _read(store, users: list[str], attempts: int) -> dict[str, int]:
+    from vahini.errors import StoreUnavailable
+
+    for attempt in range(attempts):
+        try:
+            rows = store.read("user", users, ["user_activity"])
+            return {user: row.event_time_ms for (user, _), row in rows.items()}
+        except StoreUnavailable:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(1)
+    return {}
