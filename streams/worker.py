@@ -189,8 +189,8 @@ class FeatureIngestWorker:
 
     def _retry(self, what: str, action: Callable[[], None], stop: threading.Event | None = None,
                backoff_max_s: float | None = None) -> bool:
-        backoff_max_s = min(backoff_max_s or self._settings.retry_backoff_max_s, self._settings.retry_backoff_max_s)
-        return retry(what, action, stop or self._stop, backoff_max_s)
+        limit = self._settings.retry_backoff_max_s
+        return retry(what, action, stop or self._stop, limit if backoff_max_s is None else min(backoff_max_s, limit))
 
     def _dead_letter(self, invalid: list[tuple[Record, InvalidEvent]]) -> None:
         """Send and flush every dead letter of the batch; a failed flush resends them all

@@ -53,7 +53,6 @@ class WorkerProcess:
         """SIGTERM, wait for the drain, return the worker's final summary."""
         self.proc.send_signal(signal.SIGTERM)
         out, err = self.proc.communicate(timeout=timeout_s)
-        self.stderr = err
         assert self.proc.returncode == 0, err[-3000:]
         return json.loads(out.strip().splitlines()[-1])
 

@@ -281,8 +281,8 @@ class KafkaLogProducer:
 
 
 def _moved(event: str) -> Callable:
-    """A rebalance callback that only reports: librdkafka then (incrementally) assigns or
-    unassigns by itself, as the group's protocol requires."""
+    """A rebalance callback that only reports: librdkafka then assigns or unassigns by
+    itself, as the group's protocol requires."""
     def report(_consumer, partitions) -> None:
         if partitions:
             PARTITION_MOVES.labels(event).inc(len(partitions))
