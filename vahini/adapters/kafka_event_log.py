@@ -148,15 +148,15 @@ class KafkaEventLog:
     def consumer(self, group: str, topics: Sequence[str],
                  start_offsets: Mapping[TopicPartition, int] | None = None,
                  co_partitioned: bool = False) -> "KafkaLogConsumer":
-        # Eager assignors, not cooperative-sticky: after a rebalance every partition is
-        # re-read from its last commit. Under cooperative-sticky a partition a member
-        # keeps is not, so a commit lost to the rebalance left that partition's
-        # committed offset behind until a restart (seen in benchmarks/ingest.py).
-        # Co-partitioned topics need range: partition p of every topic to one member.
+        # Cooperative-sticky: a rebalance moves only the partitions that change owner, so a
+        # coordinator failover or a member joining does not stop the whole group. A member
+        # keeps reading a partition it keeps from its position, not from the last commit,
+        # so KafkaLogConsumer re-sends a commit lost to the rebalance for the partitions it
+        # keeps. Co-partitioned topics need range: partition p of every topic to one member.
         config = {**self._base, "group.id": group, "enable.auto.commit": False,
                   "auto.offset.reset": "earliest", "session.timeout.ms": self.session_timeout_ms,
                   "heartbeat.interval.ms": max(500, self.session_timeout_ms // 5),
-                  "partition.assignment.strategy": "range" if co_partitioned else "roundrobin",
+                  "partition.assignment.strategy": "range" if co_partitioned else "cooperative-sticky",
                   "error_cb": _Quieted()}
         if self.group_instance_id and start_offsets is None:
             config["group.instance.id"] = self.group_instance_id
@@ -280,32 +280,50 @@ class KafkaLogProducer:
         self.flush()
 
 
-def _moved(event: str) -> Callable:
-    """A rebalance callback that only reports: librdkafka then assigns or unassigns by
-    itself, as the group's protocol requires."""
-    def report(_consumer, partitions) -> None:
-        if partitions:
-            PARTITION_MOVES.labels(event).inc(len(partitions))
-            log.info(f"kafka_partitions_{event}", partitions=sorted(f"{p.topic}[{p.partition}]" for p in partitions))
-    return report
+def _report_moves(event: str, partitions) -> None:
+    if partitions:
+        PARTITION_MOVES.labels(event).inc(len(partitions))
+        log.info(f"kafka_partitions_{event}", partitions=sorted(f"{p.topic}[{p.partition}]" for p in partitions))
 
 
 class KafkaLogConsumer:
+    # How often offsets held back by a lost commit are sent again while no new commit comes.
+    HELD_RETRY_S = 1.0
+
     def __init__(self, consumer: Consumer, topics: list[str], start_offsets: Mapping[TopicPartition, int] | None):
         self._consumer = consumer
+        # Offsets of a commit lost to a rebalance, for partitions this member still owns:
+        # the rows are durable, so they are committed with the next commit (or on their own).
+        self._held: dict[TopicPartition, int] = {}
+        self._held_retry_at = 0.0
         if start_offsets is not None:
             consumer.assign([KTP(t, p, o) for (t, p), o in start_offsets.items()])
         else:
-            consumer.subscribe(topics, on_assign=_moved("assigned"), on_revoke=_moved("revoked"),
-                               on_lost=_moved("lost"))
+            # The callbacks only report and forget: librdkafka then assigns or unassigns
+            # by itself, as the group's protocol requires.
+            consumer.subscribe(topics, on_assign=lambda _c, parts: _report_moves("assigned", parts),
+                               on_revoke=self._on_leaving("revoked"), on_lost=self._on_leaving("lost"))
+
+    def _on_leaving(self, event: str) -> Callable:
+        def leaving(_consumer, partitions) -> None:
+            # The partition's next owner reads from its last commit: nothing held is ours to send.
+            for p in partitions:
+                self._held.pop((p.topic, p.partition), None)
+            _report_moves(event, partitions)
+        return leaving
 
     def poll_batch(self, max_records: int, timeout_s: float) -> list[Record]:
+        if self._held and time.monotonic() >= self._held_retry_at:
+            self._commit_held()
         out = []
         for msg in self._consumer.consume(num_messages=max_records, timeout=timeout_s):
             err = msg.error()
             if err is not None:
                 if err.fatal():
                     raise StoreUnavailable(f"fatal Kafka consumer error: {err}")
+                if err.code() == KafkaError.INVALID_SESSION_TIMEOUT:  # would be refused on every join
+                    raise BadSettings(f"the broker refuses kafka_session_timeout_ms (outside its group.min/"
+                                      f"max.session.timeout.ms): {err.str()}")
                 if err.code() in _REFUSALS:  # retried on every poll; resumes once the broker allows it again
                     log.error("kafka_consumer_refused", error=str(err))
                 else:
@@ -315,23 +333,39 @@ class KafkaLogConsumer:
                               msg.timestamp()[1], tuple(msg.headers() or ())))
         return out
 
+    def _commit_held(self) -> None:
+        try:
+            self.commit({})
+        except StoreUnavailable:
+            self._held_retry_at = time.monotonic() + self.HELD_RETRY_S  # kept; sent again later
+
     def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
-        """A commit lost to a rebalance is logged and counted, not raised: the partition's
-        new owner re-reads from the last commit, and the rows are already durable, so it
-        is a replay, not a loss. Any other failure raises StoreUnavailable (retried)."""
-        if not offsets:
+        """Commit `offsets` with any held back by an earlier commit lost to a rebalance.
+        A commit lost to a rebalance is logged, counted and held, not raised: a partition
+        that moved is re-read by its new owner from the last commit (a replay, not a loss),
+        and one this member keeps gets the held offset with the next commit. Any other
+        failure raises StoreUnavailable (retried)."""
+        pending = {**self._held, **offsets}
+        if not pending:
             return
         try:
-            self._consumer.commit(offsets=[KTP(t, p, o) for (t, p), o in offsets.items()], asynchronous=False)
+            self._consumer.commit(offsets=[KTP(t, p, o) for (t, p), o in pending.items()], asynchronous=False)
         except KafkaException as exc:
             code = exc.args[0].code()
             if code in _REBALANCE:
                 COMMIT_FAILURES.labels("rebalance").inc()
-                log.warning("kafka_commit_lost_to_rebalance", error=str(exc))
+                log.warning("kafka_commit_lost_to_rebalance", error=str(exc), held=len(pending))
+                self._hold(pending)
                 return
             COMMIT_FAILURES.labels("error").inc()
             log.error("kafka_commit_failed", error=str(exc), retriable=exc.args[0].retriable())
             raise StoreUnavailable(f"Kafka offset commit failed: {exc}") from exc
+        self._held = {}
+
+    def _hold(self, offsets: Mapping[TopicPartition, int]) -> None:
+        owned = {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
+        self._held = {tp: o for tp, o in offsets.items() if tp in owned}
+        self._held_retry_at = time.monotonic() + self.HELD_RETRY_S
 
     def assignment(self) -> list[TopicPartition]:
         return sorted((tp.topic, tp.partition) for tp in self._consumer.assignment())
@@ -365,4 +399,6 @@ class KafkaLogConsumer:
         return out
 
     def close(self) -> None:
+        if self._held:
+            self._commit_held()  # spares the next owner a replay of what is already durable
         self._consumer.close()
