@@ -37,6 +37,11 @@ def _retrying(call, attempts: int = 50, delay_s: float = 0.1, refused: Callable[
 _REBALANCE = {KafkaError.UNKNOWN_MEMBER_ID, KafkaError.ILLEGAL_GENERATION, KafkaError.REBALANCE_IN_PROGRESS,
               KafkaError._ASSIGNMENT_LOST, KafkaError.FENCED_INSTANCE_ID}
 
+# The group's coordinator is moving to another broker (or being looked up again).
+_COORDINATOR_MOVING = {KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_NOT_AVAILABLE,
+                       KafkaError.COORDINATOR_LOAD_IN_PROGRESS, KafkaError._WAIT_COORD, KafkaError._TRANSPORT,
+                       KafkaError._TIMED_OUT, KafkaError.REQUEST_TIMED_OUT}
+
 _TRANSIENT = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
               KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._TIMED_OUT, KafkaError._TRANSPORT}
 
@@ -289,6 +294,9 @@ def _report_moves(event: str, partitions) -> None:
 class KafkaLogConsumer:
     # How often offsets held back by a lost commit are sent again while no new commit comes.
     HELD_RETRY_S = 1.0
+    # How long commits may fail while the group's coordinator moves before commit() raises
+    # (and the worker stops taking new batches): bounds what a crash would replay.
+    COORDINATOR_MOVE_MAX_S = 30.0
 
     def __init__(self, consumer: Consumer, topics: list[str], start_offsets: Mapping[TopicPartition, int] | None):
         self._consumer = consumer
@@ -296,6 +304,7 @@ class KafkaLogConsumer:
         # the rows are durable, so they are committed with the next commit (or on their own).
         self._held: dict[TopicPartition, int] = {}
         self._held_retry_at = 0.0
+        self._coordinator_lost_at: float | None = None
         if start_offsets is not None:
             consumer.assign([KTP(t, p, o) for (t, p), o in start_offsets.items()])
         else:
@@ -340,27 +349,42 @@ class KafkaLogConsumer:
             self._held_retry_at = time.monotonic() + self.HELD_RETRY_S  # kept; sent again later
 
     def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
-        """Commit `offsets` with any held back by an earlier commit lost to a rebalance.
-        A commit lost to a rebalance is logged, counted and held, not raised: a partition
-        that moved is re-read by its new owner from the last commit (a replay, not a loss),
-        and one this member keeps gets the held offset with the next commit. Any other
-        failure raises StoreUnavailable (retried)."""
+        """Commit `offsets` with any held back by an earlier commit that did not land.
+
+        The rows behind every offset are durable, so a commit that does not land is
+        held, not raised, when waiting costs at most a replay: one lost to a rebalance
+        (a partition that moved is re-read by its new owner from the last commit; one
+        this member keeps gets the held offset later), or one failing while the group's
+        coordinator moves to another broker, for up to COORDINATOR_MOVE_MAX_S. Held
+        offsets go with the next commit, or on their own within HELD_RETRY_S. Any other
+        failure raises StoreUnavailable (retried by the worker)."""
         pending = {**self._held, **offsets}
         if not pending:
             return
         try:
             self._consumer.commit(offsets=[KTP(t, p, o) for (t, p), o in pending.items()], asynchronous=False)
         except KafkaException as exc:
-            code = exc.args[0].code()
-            if code in _REBALANCE:
-                COMMIT_FAILURES.labels("rebalance").inc()
-                log.warning("kafka_commit_lost_to_rebalance", error=str(exc), held=len(pending))
+            self._commit_failed(exc.args[0], pending)
+            return
+        self._held, self._coordinator_lost_at = {}, None
+
+    def _commit_failed(self, error: KafkaError, pending: Mapping[TopicPartition, int]) -> None:
+        code = error.code()
+        if code in _REBALANCE:
+            COMMIT_FAILURES.labels("rebalance").inc()
+            log.warning("kafka_commit_lost_to_rebalance", error=str(error), held=len(pending))
+            self._hold(pending)
+            return
+        COMMIT_FAILURES.labels("error").inc()
+        if code in _COORDINATOR_MOVING:
+            lost_at = self._coordinator_lost_at = self._coordinator_lost_at or time.monotonic()
+            if time.monotonic() - lost_at < self.COORDINATOR_MOVE_MAX_S:
+                log.warning("kafka_commit_held_while_coordinator_moves", error=str(error), held=len(pending))
                 self._hold(pending)
                 return
-            COMMIT_FAILURES.labels("error").inc()
-            log.error("kafka_commit_failed", error=str(exc), retriable=exc.args[0].retriable())
-            raise StoreUnavailable(f"Kafka offset commit failed: {exc}") from exc
-        self._held = {}
+        self._hold(pending)  # kept for the worker's retry, which sends them again
+        log.error("kafka_commit_failed", error=str(error), retriable=error.retriable())
+        raise StoreUnavailable(f"Kafka offset commit failed: {error}")
 
     def _hold(self, offsets: Mapping[TopicPartition, int]) -> None:
         owned = {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
