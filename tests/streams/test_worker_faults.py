@@ -99,21 +99,25 @@ def test_a_dead_letter_topic_that_refuses_records_stalls_the_batch_and_loses_not
 
 
 @pytest.mark.real_service
-def test_a_commit_the_broker_rejects_is_store_unavailable_and_counted(request, unique):
+def test_a_commit_the_broker_rejects_is_counted_and_the_next_commit_raises(request, unique):
+    """Commits are asynchronous: the broker's refusal arrives with a later poll. From then
+    on commits are synchronous and raise StoreUnavailable (the worker retries) until one lands."""
     from vahini.settings import Settings
 
     log = wiring.event_log(Settings(event_log=f"kafka://{request.getfixturevalue('kafka_bootstrap')}",
                                     kafka_session_timeout_ms=6000))
-    topic = f"commit-{unique}"
+    topic, unknown = f"commit-{unique}", (f"no-such-topic-{unique}", 0)
     log.create_topic(topic, 1)
     consumer = log.consumer(f"g-{unique}", [topic])
     consumer.poll_batch(10, 3.0)
     errors = lambda: REGISTRY.get_sample_value("vahini_commit_failures_total", {"kind": "error"}) or 0  # noqa: E731
     before = errors()
+    consumer.commit({unknown: 1})
+    wait_for(lambda: consumer.poll_batch(10, 0.1) == [] and errors() == before + 1, 30, "the refusal to arrive")
     with pytest.raises(StoreUnavailable) as info:
-        consumer.commit({(f"no-such-topic-{unique}", 0): 1})
+        consumer.commit({unknown: 1})
     assert info.value.retriable and "Unknown topic or partition" in str(info.value)
-    assert errors() == before + 1
+    assert errors() == before + 2
     consumer.commit({(topic, 0): 0})  # the consumer is still usable
     assert log.committed(f"g-{unique}", topic) == {0: 0}
     consumer.close()
