@@ -35,7 +35,12 @@ def ingest_through(settings, kill_node_of, what: str) -> None:
     probe.stop()
     moves_after = [metric(port, "vahini_consumer_partition_moves_total") for port in ports]
     sent = producer.stop()
-    wait_for_commits(settings, 180)
+    try:
+        wait_for_commits(settings, 180)
+    except AssertionError:
+        for i, worker in enumerate(workers):
+            print(f"--- worker {i}, last log lines:\n" + "\n".join(worker.logs().splitlines()[-40:]))
+        raise
     consumed = sum(worker.terminate()["events"] for worker in workers)
     stall = probe.longest_stall_after(killed_at)
     duplicates = consumed - sent

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 
 from vahini.settings import Settings
 
@@ -42,8 +43,15 @@ class WorkerProcess:
         args = [sys.executable, "-m", "vahini.cli", "--json-logs", "ingest", "features", *extra]
         if metrics_port:
             args += ["--metrics-port", str(metrics_port)]
+        # Logs go to a file, not a pipe: a pipe nobody reads fills up during a long
+        # outage and blocks the worker on its next log line.
+        self.log_file = tempfile.TemporaryFile(mode="w+")
         self.proc = subprocess.Popen(args, env=settings_env(settings), stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True)
+                                     stderr=self.log_file, text=True)
+
+    def logs(self) -> str:
+        self.log_file.seek(0)
+        return self.log_file.read()
 
     def kill9(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
@@ -52,8 +60,8 @@ class WorkerProcess:
     def terminate(self, timeout_s: float = 60) -> dict:
         """SIGTERM, wait for the drain, return the worker's final summary."""
         self.proc.send_signal(signal.SIGTERM)
-        out, err = self.proc.communicate(timeout=timeout_s)
-        assert self.proc.returncode == 0, err[-3000:]
+        out, _ = self.proc.communicate(timeout=timeout_s)
+        assert self.proc.returncode == 0, self.logs()[-3000:]
         return json.loads(out.strip().splitlines()[-1])
 
     def alive(self) -> bool:

@@ -86,3 +86,38 @@ def test_a_commit_lost_to_a_rebalance_lands_for_the_partitions_the_member_keeps(
         member.close()
         producer.close()
         log.close()
+
+
+def test_a_fenced_static_member_rejoins_and_goes_on(kafka_bootstrap, unique):
+    """librdkafka ends a static member for good when another joins with its id (on a loaded
+    machine, its own rejoin can race a request sent with its old member id). The consumer
+    must rejoin with a new librdkafka handle and go on from the group's commits."""
+    log = wiring.event_log(Settings(event_log=f"kafka://{kafka_bootstrap}", kafka_session_timeout_ms=6000,
+                                    kafka_group_instance_id=f"worker-{unique}"))
+    topic, group = f"fenced-{unique}", f"g-{unique}"
+    log.create_topic(topic, 2)
+    producer = log.producer()
+    member = log.consumer(group, [topic])
+
+    def send(n: int) -> None:
+        for i in range(n):
+            producer.send(topic, b"x", key=f"k{i}".encode())
+        producer.flush()
+
+    def all_committed() -> bool:
+        read_and_commit(member)
+        return log.committed(group, topic) == log.end_offsets(topic)
+
+    try:
+        send(20)
+        wait_for(all_committed, 60, "the member to commit the first records", every_s=0.1)
+        impostor = log.consumer(group, [topic])  # the same static id: fences `member`
+        wait_for(lambda: impostor.poll_batch(100, 0.2) is not None and bool(impostor.assignment()), 60,
+                 "the impostor to take the partitions")
+        impostor.close()
+        send(20)
+        wait_for(all_committed, 90, "the fenced member to rejoin and commit the new records", every_s=0.1)
+    finally:
+        member.close()
+        producer.close()
+        log.close()

@@ -180,24 +180,37 @@ _REFUSALS = {KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED,
              KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, KafkaError.GROUP_AUTHORIZATION_FAILED}
 
 
+class _Throttle:
+    """Lets one log line per key through every `every_s`, and counts the ones held back."""
+
+    def __init__(self, every_s: float = 5.0):
+        self._every_s = every_s
+        self._last: dict[object, tuple[float, int]] = {}
+        self._lock = threading.Lock()
+
+    def allow(self, key: object) -> int | None:
+        """How many were held back since the last one let through; None: hold this one back."""
+        now = time.monotonic()
+        with self._lock:
+            logged_at, held_back = self._last.get(key, (-self._every_s, 0))
+            if now - logged_at < self._every_s:
+                self._last[key] = (logged_at, held_back + 1)
+                return None
+            self._last[key] = (now, 0)
+        return held_back
+
+
 class _Quieted:
     """Logs a repeated client error once per `every_s`, with how many repeats it held
     back: a dead broker is reported on every reconnect attempt of every connection."""
 
     def __init__(self, every_s: float = 5.0):
-        self._every_s = every_s
-        self._last: dict[tuple[int, str], tuple[float, int]] = {}
-        self._lock = threading.Lock()
+        self._throttle = _Throttle(every_s)
 
     def __call__(self, err) -> None:
-        key, now = (err.code(), err.str()), time.monotonic()
-        with self._lock:
-            logged_at, held_back = self._last.get(key, (-self._every_s, 0))
-            if now - logged_at < self._every_s:
-                self._last[key] = (logged_at, held_back + 1)
-                return
-            self._last[key] = (now, 0)
-        _log_client_error(err, held_back)
+        held_back = self._throttle.allow((err.code(), err.str()))
+        if held_back is not None:
+            _log_client_error(err, held_back)
 
 
 def _log_client_error(err, repeats_held_back: int = 0) -> None:
@@ -305,7 +318,9 @@ class KafkaLogConsumer:
 
     def __init__(self, config: Mapping[str, Any], topics: list[str],
                  start_offsets: Mapping[TopicPartition, int] | None):
-        self._consumer = Consumer({**config, "on_commit": self._on_commit})
+        self._config, self._topics = {**config, "on_commit": self._on_commit}, topics
+        self._consumer = Consumer(self._config)
+        self._fenced: str | None = None  # why librdkafka ended this consumer (a static member fenced)
         # Offsets of commits that did not land, for partitions this member still owns.
         self._held: dict[TopicPartition, int] = {}
         self._held_retry_at = 0.0
@@ -317,13 +332,31 @@ class KafkaLogConsumer:
         # Set by a failed commit that waiting does not fix: the next commit is synchronous
         # and raises if it fails too.
         self._failure: KafkaError | None = None
+        self._quiet = _Throttle()  # a commit fails with every batch while the coordinator moves
         if start_offsets is not None:
             self._consumer.assign([KTP(t, p, o) for (t, p), o in start_offsets.items()])
         else:
             # The callbacks only report and forget: librdkafka then assigns or unassigns
             # by itself, as the group's protocol requires.
-            self._consumer.subscribe(topics, on_assign=lambda _c, parts: _report_moves("assigned", parts),
-                                     on_revoke=self._on_leaving("revoked"), on_lost=self._on_leaving("lost"))
+            self._subscribe()
+
+    def _subscribe(self) -> None:
+        self._consumer.subscribe(self._topics, on_assign=lambda _c, parts: _report_moves("assigned", parts),
+                                 on_revoke=self._on_leaving("revoked"), on_lost=self._on_leaving("lost"))
+
+    def _rejoin(self) -> None:
+        """Replace a consumer librdkafka has ended. A static member is fenced when it
+        rejoins (e.g. after its session lapsed on a loaded machine) while a request with
+        its old member id is in flight; librdkafka makes that fatal. The new consumer
+        joins with the same id and resumes from the group's commits: a replay."""
+        log.error("kafka_consumer_rejoining", reason=self._fenced)
+        try:
+            self._consumer.close()
+        except (KafkaException, RuntimeError) as exc:
+            log.debug("kafka_consumer_close_failed", error=str(exc))
+        self._held, self._unconfirmed, self._fenced = {}, {}, None
+        self._consumer = Consumer(self._config)
+        self._subscribe()
 
     def _on_leaving(self, event: str) -> Callable:
         def leaving(_consumer, partitions) -> None:
@@ -335,14 +368,17 @@ class KafkaLogConsumer:
         return leaving
 
     def poll_batch(self, max_records: int, timeout_s: float) -> list[Record]:
+        if self._fenced is not None:
+            self._rejoin()
         if self._held and time.monotonic() >= self._held_retry_at:
             self._commit_held()
         out = []
         for msg in self._consumer.consume(num_messages=max_records, timeout=timeout_s):
             err = msg.error()
             if err is not None:
-                if err.fatal():
-                    raise StoreUnavailable(f"fatal Kafka consumer error: {err}")
+                if _ends_consumer(err):
+                    self._fenced = err.str()
+                    return out  # the next poll rejoins
                 if err.code() == KafkaError.INVALID_SESSION_TIMEOUT:  # would be refused on every join
                     raise BadSettings(f"the broker refuses kafka_session_timeout_ms (outside its group.min/"
                                       f"max.session.timeout.ms): {err.str()}")
@@ -372,7 +408,7 @@ class KafkaLogConsumer:
         other failure, or a coordinator gone longer, commits are synchronous and raise
         StoreUnavailable (retried by the worker) until one lands."""
         pending = {**self._held, **offsets}
-        if not pending:
+        if not pending or self._fenced is not None:  # a fenced member's partitions are replayed
             return
         if self._failure is not None:
             self._commit_now(pending)
@@ -416,15 +452,21 @@ class KafkaLogConsumer:
         """Hold what did not land; decide whether waiting fixes it."""
         self._hold(offsets)
         code = error.code()
-        if code in _REBALANCE:
+        if _ends_consumer(error):
+            self._fenced = error.str()  # the next poll rejoins; this member's offsets are replayed
+        if code in _REBALANCE or self._fenced is not None:
             COMMIT_FAILURES.labels("rebalance").inc()
-            log.warning("kafka_commit_lost_to_rebalance", error=str(error), held=len(self._held))
+            if (held_back := self._quiet.allow("rebalance")) is not None:
+                log.warning("kafka_commit_lost_to_rebalance", error=str(error), held=len(self._held),
+                            repeated_since_last_log=held_back)
             return
         COMMIT_FAILURES.labels("error").inc()
         if code in _COORDINATOR_MOVING:
             lost_at = self._coordinator_lost_at = self._coordinator_lost_at or time.monotonic()
             if time.monotonic() - lost_at < self.COORDINATOR_MOVE_MAX_S:
-                log.warning("kafka_commit_held_while_coordinator_moves", error=str(error), held=len(self._held))
+                if (held_back := self._quiet.allow("coordinator")) is not None:
+                    log.warning("kafka_commit_held_while_coordinator_moves", error=str(error),
+                                held=len(self._held), repeated_since_last_log=held_back)
                 return
         log.error("kafka_commit_failed", error=str(error), retriable=error.retriable())
         self._failure = error
@@ -483,6 +525,12 @@ class KafkaLogConsumer:
             except StoreUnavailable as exc:  # the next owner replays them: durable rows, no loss
                 log.warning("kafka_final_commit_failed", error=str(exc), partitions=len(last))
         self._consumer.close()
+
+
+def _ends_consumer(error: KafkaError) -> bool:
+    """librdkafka ends a consumer for good (a fatal error) when another member joins with
+    its static id: that is the only fatal error a consumer has."""
+    return error.code() in (KafkaError.FENCED_INSTANCE_ID, KafkaError._FATAL) or error.fatal()
 
 
 def _ktps(offsets: Mapping[TopicPartition, int]) -> list[KTP]:
