@@ -10,6 +10,7 @@ import urllib.request
 from tests.streams.helpers import CODEC, update
 from vahini import wiring
 from vahini.codecs.avro import FEATURE_UPDATE
+from vahini.errors import StoreUnavailable
 from vahini.settings import Settings
 
 
@@ -115,8 +116,6 @@ def stored_event_times(settings: Settings, users: list[str], attempts: int = 1) 
 
 
 def _read(store, users: list[str], attempts: int) -> dict[str, int]:
-    from vahini.errors import StoreUnavailable
-
     for attempt in range(attempts):
         try:
             rows = store.read("user", users, ["user_activity"])

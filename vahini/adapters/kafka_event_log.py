@@ -34,8 +34,9 @@ def _retrying(call, attempts: int = 50, delay_s: float = 0.1, refused: Callable[
 
 
 # The member lost its partitions (or the group moved on) before the commit landed.
+# (A static member fenced by its own id is `_ends_consumer`: the handle is finished.)
 _REBALANCE = {KafkaError.UNKNOWN_MEMBER_ID, KafkaError.ILLEGAL_GENERATION, KafkaError.REBALANCE_IN_PROGRESS,
-              KafkaError._ASSIGNMENT_LOST, KafkaError.FENCED_INSTANCE_ID}
+              KafkaError._ASSIGNMENT_LOST}
 
 # The group's coordinator is moving to another broker (or being looked up again).
 _COORDINATOR_MOVING = {KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_NOT_AVAILABLE,
