@@ -17,6 +17,11 @@ divided by the events committed in it; beside it, the bare Avro decode of the
 same messages in this process, as a floor.
 
     .venv/bin/python -m benchmarks.ingest --only-vahini --events 400000   # just the workers, quicker
+
+For an A/B against an earlier commit, run its workers from a checkout of it, back to back:
+
+    git worktree add /tmp/before <commit>
+    .venv/bin/python -m benchmarks.ingest --only-vahini --events 300000 --worker-tree /tmp/before
 """
 
 from __future__ import annotations
@@ -103,10 +108,10 @@ def committed(log, group: str, topic: str) -> int:
     return sum(log.committed(group, topic).values())
 
 
-def spawn(args: list[str], env: dict, name: str) -> subprocess.Popen:
+def spawn(args: list[str], env: dict, name: str, cwd: str | None = None) -> subprocess.Popen:
     """A consumer process whose stderr is kept in a log file for post-mortems."""
     log_path = os.path.join(tempfile.gettempdir(), f"{name}.log")
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=open(log_path, "w"))
+    proc = subprocess.Popen(args, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=open(log_path, "w"))
     proc.log_path = log_path  # type: ignore[attr-defined]
     return proc
 
@@ -170,11 +175,15 @@ def decode_floor(payloads: list[bytes]) -> float:
     return (time.process_time() - started) / len(payloads) * 1e6
 
 
-def vahini_workers(settings, run: str, topic: str, total: int, workers: int) -> tuple[float, float]:
+def vahini_workers(settings, run: str, topic: str, total: int, workers: int,
+                   worker_tree: str | None = None) -> tuple[float, float]:
     keyspace, group = f"bench_w{workers}_{run}", f"bench-w{workers}-{run}"
     fresh_keyspace(settings, keyspace).close()
     env = env_for(settings, keyspace, group, topic)
-    procs = [spawn([sys.executable, "-m", "vahini.cli", "ingest", "features"], env, f"{group}-{i}")
+    if worker_tree:  # run from there: `-m` puts the working directory first, ahead of the editable install
+        worker_tree = os.path.abspath(worker_tree)
+        env["PYTHONPATH"] = worker_tree
+    procs = [spawn([sys.executable, "-m", "vahini.cli", "ingest", "features"], env, f"{group}-{i}", worker_tree)
              for i in range(workers)]
     try:
         return measure_group(settings, group, topic, total, procs)
@@ -204,6 +213,8 @@ def main() -> int:
     parser.add_argument("--faust-events", type=int, default=60_000, help="faust is measured on this prefix")
     parser.add_argument("--raw-sample", type=int, default=60_000, help="rows per point of the per-row sweep")
     parser.add_argument("--only-vahini", action="store_true", help="measure the workers alone (no baselines)")
+    parser.add_argument("--worker-tree", metavar="PATH",
+                        help="run the worker processes from this checkout (an A/B against another commit)")
     args = parser.parse_args()
     run = uuid.uuid4().hex[:8]
     settings = real_settings(run, "unused")
@@ -218,8 +229,8 @@ def main() -> int:
     rows = [] if args.only_vahini else rows_of(data.payloads, registry)
 
     decode_us = decode_floor(data.payloads[:200_000])
-    one, one_cpu = vahini_workers(settings, run, topic, args.events, 1)
-    two, two_cpu = vahini_workers(settings, run, topic, args.events, 2)
+    one, one_cpu = vahini_workers(settings, run, topic, args.events, 1, args.worker_tree)
+    two, two_cpu = vahini_workers(settings, run, topic, args.events, 2, args.worker_tree)
     cpu_rows = [["Vahini, 1 worker process", f"{one:,.0f}", f"{one_cpu:.1f}"],
                 ["Vahini, 2 worker processes", f"{two:,.0f}", f"{two_cpu:.1f}"],
                 ["bare Avro decode of the same messages (floor)", "", f"{decode_us:.1f}"]]

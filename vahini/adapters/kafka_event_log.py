@@ -388,8 +388,9 @@ class KafkaLogConsumer:
                 else:
                     log.warning("kafka_consume_error", error=str(err))
                 continue
+            headers = msg.headers()
             out.append(Record(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value(),
-                              msg.timestamp()[1], tuple(msg.headers() or ())))
+                              msg.timestamp()[1], tuple(headers) if headers else ()))
         return out
 
     def _commit_held(self) -> None:

@@ -78,6 +78,9 @@ class AvroCodec:
 
     def __init__(self, catalog: SchemaCatalog):
         self.catalog = catalog
+        # fingerprint -> (name, writer schema, reader schema or None when they are the
+        # same): decoding is the worker's largest cost, so one lookup per message.
+        self._resolutions: dict[bytes, tuple[str, Any, Any]] = {}
 
     def encode(self, name: str, record: dict) -> bytes:
         schema = self.catalog.reader(name)
@@ -106,17 +109,24 @@ class AvroCodec:
             raise DecodeError(f"expected bytes, got {type(data).__name__}")
         if len(data) < HEADER_LEN or data[:2] != MAGIC:
             raise DecodeError("not Avro single-object encoded: missing C3 01 header")
-        writer = self.catalog.writer(bytes(data[2:HEADER_LEN]))
-        reader = self.catalog.reader_or_none(writer.name)
-        reader_schema = None if reader is None or reader is writer else reader.parsed
+        fp = bytes(data[2:HEADER_LEN])
+        resolved = self._resolutions.get(fp) or self._resolve(fp)
+        name = resolved[0]
         body = io.BytesIO(data[HEADER_LEN:])
         try:
-            record = fastavro.schemaless_reader(body, writer.parsed, reader_schema)
+            record = fastavro.schemaless_reader(body, resolved[1], resolved[2])
         except Exception as exc:  # fastavro raises many types for corrupt input
-            raise DecodeError(f"corrupt {writer.name} body: {type(exc).__name__}: {exc}") from None
+            raise DecodeError(f"corrupt {name} body: {type(exc).__name__}: {exc}") from None
         if body.tell() != len(data) - HEADER_LEN:
-            raise DecodeError(f"{len(data) - HEADER_LEN - body.tell()} trailing bytes after {writer.name}")
-        return writer.name, record
+            raise DecodeError(f"{len(data) - HEADER_LEN - body.tell()} trailing bytes after {name}")
+        return name, record
+
+    def _resolve(self, fp: bytes) -> tuple[str, Any, Any]:
+        writer = self.catalog.writer(fp)  # raises UnknownSchemaError; unknown prints are not cached
+        reader = self.catalog.reader_or_none(writer.name)
+        resolved = (writer.name, writer.parsed, None if reader is None or reader is writer else reader.parsed)
+        self._resolutions[fp] = resolved
+        return resolved
 
 
 FEATURE_UPDATE = "vahini.events.FeatureUpdate"
