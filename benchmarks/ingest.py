@@ -22,6 +22,12 @@ For an A/B against an earlier commit, run its workers from a checkout of it, bac
 
     git worktree add /tmp/before <commit>
     .venv/bin/python -m benchmarks.ingest --only-vahini --events 300000 --worker-tree /tmp/before
+
+or, better on a noisy machine, side by side: one worker of each checkout reads the same
+topic at the same time (own group, own keyspace), and both are measured over the same
+window, so drift in the machine's speed hits both alike:
+
+    .venv/bin/python -m benchmarks.ingest --paired-with /tmp/before --events 300000 --rounds 3
 """
 
 from __future__ import annotations
@@ -155,6 +161,70 @@ def measure_group(settings, group: str, topic: str, target: int, procs: list[sub
     return events / max(now - first[0], 1e-9), cpu / events * 1e6
 
 
+def paired(settings, run: str, topic: str, target: int, trees: dict[str, str | None]) -> dict[str, tuple]:
+    """One worker per checkout in `trees` (label -> path; None: this one), all on `topic`
+    at once, each in its own group and keyspace. Each one's (events/s, CPU-µs per event)
+    is taken over the same window: from when every group has committed to when the first
+    one reaches `target`."""
+    procs = {}
+    for label, tree in trees.items():
+        keyspace, group = f"bench_{label}_{run}", f"bench-{label}-{run}"
+        fresh_keyspace(settings, keyspace).close()
+        env = env_for(settings, keyspace, group, topic)
+        if tree:
+            env["PYTHONPATH"] = os.path.abspath(tree)
+        procs[label] = (group, spawn([sys.executable, "-m", "vahini.cli", "ingest", "features"], env,
+                                     group, os.path.abspath(tree) if tree else None))
+    log = wiring.event_log(settings)
+
+    def sample() -> dict[str, tuple[int, float]]:
+        return {label: (committed(log, group, topic), cpu_seconds([proc.pid])) for label, (group, proc) in procs.items()}
+    try:
+        first = last = None
+        while last is None:
+            time.sleep(0.25)
+            now, points = time.monotonic(), sample()
+            if first is None and all(done > 0 for done, _ in points.values()):
+                first = (now, points)
+            elif first is not None and any(done >= target for done, _ in points.values()):
+                last = (now, points)
+            for group, proc in procs.values():
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{group}: a consumer process exited early:\n{open(proc.log_path).read()[-3000:]}")
+    finally:
+        for _, proc in procs.values():
+            proc.send_signal(signal.SIGTERM)
+        for _, proc in procs.values():
+            proc.wait(60)
+        log.close()
+    span = last[0] - first[0]
+    out = {}
+    for label in procs:
+        events = max(last[1][label][0] - first[1][label][0], 1)
+        out[label] = (events / span, (last[1][label][1] - first[1][label][1]) / events * 1e6)
+    return out
+
+
+def paired_rounds(settings, run: str, args) -> int:
+    print(f"synthesizing {args.events:,} feature updates (realistic mix, 16-d vectors on ~45%)")
+    data = synthesize(args.events)
+    rows, ratios = [], []
+    for i in range(args.rounds):
+        topic = f"bench-fu-{run}-{i}"
+        load_topic(settings, topic, args.partitions, data)
+        got = paired(settings, f"{run}{i}", topic, args.events, {"this": None, "other": args.paired_with})
+        ratio = got["this"][1] / got["other"][1]
+        ratios.append(ratio)
+        rows.append([str(i + 1), f"{got['other'][0]:,.0f}", f"{got['other'][1]:.1f}", f"{got['this'][0]:,.0f}",
+                     f"{got['this'][1]:.1f}", f"{ratio:.2f}"])
+    rows.append(["median", "", "", "", "", f"{sorted(ratios)[len(ratios) // 2]:.2f}"])
+    print(table(f"Worker CPU per event, side by side: this checkout vs {args.paired_with}, {args.events:,} events, "
+                f"1 worker each ({os.cpu_count()} cores shared)",
+                ["round", "other events/s", "other CPU-µs/event", "this events/s", "this CPU-µs/event",
+                 "this / other"], rows))
+    return 0
+
+
 def env_for(settings, keyspace: str, group: str, topic: str) -> dict:
     env = dict(os.environ)
     env.update({"VAHINI_EVENT_LOG": settings.event_log, "VAHINI_FEATURE_STORE": f"cassandra://{CASSANDRA}/{keyspace}",
@@ -213,6 +283,10 @@ def main() -> int:
     parser.add_argument("--faust-events", type=int, default=60_000, help="faust is measured on this prefix")
     parser.add_argument("--raw-sample", type=int, default=60_000, help="rows per point of the per-row sweep")
     parser.add_argument("--only-vahini", action="store_true", help="measure the workers alone (no baselines)")
+    parser.add_argument("--paired-with", metavar="PATH",
+                        help="measure one worker of this checkout and one of PATH side by side (see above)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of --paired-with, each on a fresh topic")
+    parser.add_argument("--workers", default="1,2", help="worker process counts to measure, e.g. 1 or 1,2")
     parser.add_argument("--worker-tree", metavar="PATH",
                         help="run the worker processes from this checkout (an A/B against another commit)")
     args = parser.parse_args()
@@ -221,6 +295,8 @@ def main() -> int:
     store = wiring.config_store(settings)
     registry = publish.apply(SAMPLE_REGISTRY, store)
     store.close()
+    if args.paired_with:
+        return paired_rounds(settings, run, args)
 
     print(f"synthesizing {args.events:,} feature updates (realistic mix, 16-d vectors on ~45%)")
     data = synthesize(args.events)
@@ -229,11 +305,13 @@ def main() -> int:
     rows = [] if args.only_vahini else rows_of(data.payloads, registry)
 
     decode_us = decode_floor(data.payloads[:200_000])
-    one, one_cpu = vahini_workers(settings, run, topic, args.events, 1, args.worker_tree)
-    two, two_cpu = vahini_workers(settings, run, topic, args.events, 2, args.worker_tree)
-    cpu_rows = [["Vahini, 1 worker process", f"{one:,.0f}", f"{one_cpu:.1f}"],
-                ["Vahini, 2 worker processes", f"{two:,.0f}", f"{two_cpu:.1f}"],
-                ["bare Avro decode of the same messages (floor)", "", f"{decode_us:.1f}"]]
+    counts = [int(n) for n in args.workers.split(",")]
+    if not args.only_vahini:
+        counts = sorted({1, 2, *counts})  # the table of ratios below needs both
+    measured = {n: vahini_workers(settings, run, topic, args.events, n, args.worker_tree) for n in counts}
+    cpu_rows = [[f"Vahini, {n} worker process{'es' if n > 1 else ''}", f"{rate:,.0f}", f"{cpu:.1f}"]
+                for n, (rate, cpu) in measured.items()]
+    cpu_rows.append(["bare Avro decode of the same messages (floor)", "", f"{decode_us:.1f}"])
     print(table(f"Worker CPU per event, {args.events:,} events ({os.cpu_count()} cores shared)",
                 ["configuration", "events/s", "worker CPU-µs/event"], cpu_rows))
     if args.only_vahini:
@@ -242,6 +320,7 @@ def main() -> int:
     print("raw ceiling, per-row sweep:")
     raw_row, best_conc = raw_per_row(settings, run, rows, args.raw_sample)
     raw_batch = raw_batched(settings, run, rows, 5000)
+    one, two = measured[1][0], measured[2][0]
     faust = faust_baseline(settings, run, topic, args.faust_events)
 
     results = [

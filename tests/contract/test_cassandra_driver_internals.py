@@ -11,7 +11,7 @@ from importlib.metadata import version
 import pytest
 
 from vahini import wiring
-from vahini.adapters.cassandra_feature_store import insert_values, row_routing_key
+from vahini.adapters.cassandra_feature_store import RowSerializer
 from vahini.ports.feature_store import FeatureRow, write_timestamp_us
 from vahini.settings import Settings
 
@@ -21,7 +21,7 @@ PINNED = "3.29.12"  # pyproject.toml pins scylla-driver to this version
 def test_the_driver_is_the_version_the_fast_path_was_written_for():
     from cassandra.query import BatchStatement
 
-    assert version("scylla-driver") == PINNED, "re-check insert_values against bind() before moving the pin"
+    assert version("scylla-driver") == PINNED, "re-check RowSerializer against bind() before moving the pin"
     assert callable(getattr(BatchStatement, "_add_statement_and_params", None))
 
 
@@ -34,9 +34,37 @@ def test_values_and_routing_keys_are_byte_identical_to_the_drivers_bind(request,
     rows = [FeatureRow("user", "u1", "user_activity", now, b"\x01\x02blob"),
             FeatureRow("user_category", "ü|ÇAT", "user_category_affinity", now - 5, b""),
             FeatureRow("product", "p" * 300, "product_core", 0, bytes(range(256)))]
-    for r in rows:
+    serializer = RowSerializer()
+    for r in rows * 2:  # the second round reads the serializer's kept name encodings
         bound = store._insert.bind((r.entity, r.key, r.group, r.event_time_ms, r.blob,
                                     write_timestamp_us(r.event_time_ms, r.blob), ttl or 0))
-        assert insert_values(r, ttl) == list(bound.values)
-        assert row_routing_key(r.entity, r.key) == bound.routing_key
+        routing_key, values = serializer.serialize(r, ttl)
+        assert values == list(bound.values)
+        assert routing_key == bound.routing_key
+    store.close()
+
+
+@pytest.mark.real_service
+def test_batches_hold_every_live_row_once_with_its_ttl_and_replica(request):
+    """The one-pass batching: every live row in exactly one batch, its values those of
+    RowSerializer with the TTL left, each batch within its bounds and of one primary replica."""
+    endpoint, keyspace = request.getfixturevalue("cassandra_endpoint"), request.getfixturevalue("cassandra_keyspace")
+    store = wiring.feature_store(Settings(feature_store=f"cassandra://{endpoint}/{keyspace}",
+                                          cassandra={"batch_rows": 7, "batch_bytes": 2048}))
+    now = int(time.time() * 1000)
+    rows = [FeatureRow("user", f"u{i}", "user_activity", now - i * 1000, bytes(i % 200), ttl_s=(i % 4) * 3)
+            for i in range(300)]
+    live = [r for r in rows if r.ttl_left_s(now) is None or r.ttl_left_s(now) > 0]
+    assert 0 < len(live) < len(rows)
+    batches = store._batches(rows, now)
+    statements = [params for b in batches for _, _, params in b._statements_and_parameters]
+    expected = [RowSerializer().serialize(r, r.ttl_left_s(now))[1] for r in live]
+    assert sorted(statements) == sorted(expected)
+    metadata = store._cluster.metadata
+    for b in batches:
+        assert 0 < len(b) <= 7
+        assert sum(len(params[4]) + 64 for _, _, params in b._statements_and_parameters) <= 2048 or len(b) == 1
+        primaries = {metadata.get_replicas(keyspace, RowSerializer().serialize(
+            FeatureRow(p[0].decode(), p[1].decode(), "", 0, b""), None)[0])[0] for _, _, p in b._statements_and_parameters}
+        assert len(primaries) == 1
     store.close()

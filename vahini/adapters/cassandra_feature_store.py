@@ -37,17 +37,35 @@ _TEXT_PART = struct.Struct(">H")
 _BIGINT, _INT = struct.Struct(">q"), struct.Struct(">i")
 
 
-def row_routing_key(entity: str, key: str) -> bytes:
-    """The routing key of partition (entity, key): each part's length, bytes and a zero byte."""
-    e, k = entity.encode(), key.encode()
-    return b"".join((_TEXT_PART.pack(len(e)), e, b"\x00", _TEXT_PART.pack(len(k)), k, b"\x00"))
+class RowSerializer:
+    """A row's routing key and INSERT values, serialized as the native protocol sends
+    them: byte for byte what the driver's bind() makes, without a BoundStatement per row
+    (pinned driver; tests/contract/test_cassandra_driver_internals.py). The encodings of
+    entity and group names, which repeat on every row, are kept."""
 
+    def __init__(self) -> None:
+        self._entities: dict[str, tuple[bytes, bytes]] = {}  # name -> (encoded, routing key prefix)
+        self._groups: dict[str, bytes] = {}
 
-def insert_values(r: FeatureRow, ttl: int | None) -> list[bytes]:
-    """The INSERT's values serialized as the native protocol sends them, in statement order:
-    entity, key, grp (text), event_time_ms (bigint), blob, USING TIMESTAMP (bigint), TTL (int)."""
-    return [r.entity.encode(), r.key.encode(), r.group.encode(), _BIGINT.pack(r.event_time_ms), r.blob,
-            _BIGINT.pack(write_timestamp_us(r.event_time_ms, r.blob)), _INT.pack(ttl or 0)]
+    def serialize(self, r: FeatureRow, ttl: int | None) -> tuple[bytes, list[bytes]]:
+        """(routing key, values in statement order: entity, key, grp, event_time_ms, blob,
+        USING TIMESTAMP, TTL). The routing key of partition (entity, key) is each part's
+        length, bytes and a zero byte."""
+        entity = self._entities.get(r.entity)
+        if entity is None:
+            encoded = r.entity.encode()
+            entity = self._entities[r.entity] = (encoded, self._part(encoded))
+        group = self._groups.get(r.group)
+        if group is None:
+            group = self._groups[r.group] = r.group.encode()
+        key = r.key.encode()
+        values = [entity[0], key, group, _BIGINT.pack(r.event_time_ms), r.blob,
+                  _BIGINT.pack(write_timestamp_us(r.event_time_ms, r.blob)), _INT.pack(ttl or 0)]
+        return entity[1] + self._part(key), values
+
+    @staticmethod
+    def _part(encoded: bytes) -> bytes:
+        return _TEXT_PART.pack(len(encoded)) + encoded + b"\x00"
 
 
 class CassandraFeatureStore:
@@ -57,6 +75,7 @@ class CassandraFeatureStore:
         self._keyspace = connection.keyspace
         self._batch_rows = batch_rows
         self._batch_bytes = batch_bytes
+        self._serializer = RowSerializer()
         self._insert = connection.prepare(
             "INSERT INTO {ks}.feature_rows (entity, key, grp, event_time_ms, blob) "
             "VALUES (?, ?, ?, ?, ?) USING TIMESTAMP ? AND TTL ?")
@@ -65,34 +84,41 @@ class CassandraFeatureStore:
 
     def write(self, rows: Sequence[FeatureRow], timeout_s: float | None = None) -> None:
         # A replay of the same event rewrites the same timestamp and value: a no-op.
-        now_ms = int(time.time() * 1000)
-        live = [(r, ttl) for r in rows if (ttl := r.ttl_left_s(now_ms)) is None or ttl > 0]
-        if live:
-            self._connection.run([(batch, ()) for batch in self._batches(live)], timeout_s)
+        batches = self._batches(rows, int(time.time() * 1000))
+        if batches:
+            self._connection.run([(batch, ()) for batch in batches], timeout_s)
 
-    def _batches(self, rows: list[tuple[FeatureRow, int | None]]) -> list[BatchStatement]:
-        """Group by primary replica, then cut into batches bounded in rows and bytes."""
-        by_replica: dict[object, list] = {}
-        metadata, query_id = self._cluster.metadata, self._insert.query_id
-        for r, ttl in rows:
-            routing_key = row_routing_key(r.entity, r.key)
-            replicas = metadata.get_replicas(self._keyspace, routing_key)
-            by_replica.setdefault(replicas[0] if replicas else None, []).append(
-                (routing_key, insert_values(r, ttl), len(r.blob) + 64))
-        batches = []
-        for group in by_replica.values():
-            batch, size = None, 0
-            for routing_key, values, nbytes in group:
-                if batch is None or len(batch) >= self._batch_rows or size + nbytes > self._batch_bytes:
-                    batch, size = BatchStatement(BatchType.UNLOGGED), 0
-                    batch.is_idempotent = True
-                    batch.routing_key, batch.keyspace = routing_key, self._keyspace  # token-aware
-                    batches.append(batch)
-                # What BatchStatement.add(prepared, params) does after bind(), without a
-                # BoundStatement per row (see insert_values; pinned driver, contract-tested).
-                batch._add_statement_and_params(True, query_id, values)
-                size += nbytes
+    def _batches(self, rows: Sequence[FeatureRow], now_ms: int) -> list[BatchStatement]:
+        """The live rows grouped by primary replica into batches bounded in rows and bytes,
+        in one pass: this runs once per row of every ingested event."""
+        batches: list[BatchStatement] = []
+        filling: dict[object, list] = {}  # primary replica -> [its batch being filled, its bytes]
+        serialize, replicas_of = self._serializer.serialize, self._cluster.metadata.get_replicas
+        keyspace, query_id = self._keyspace, self._insert.query_id
+        for r in rows:
+            ttl = None
+            if r.ttl_s:  # whole seconds left, rounded up, as FeatureRow.ttl_left_s
+                ttl = -(-(r.event_time_ms + r.ttl_s * 1000 - now_ms) // 1000)
+                if ttl <= 0:
+                    continue
+            routing_key, values = serialize(r, ttl)
+            replicas = replicas_of(keyspace, routing_key)
+            replica, nbytes = replicas[0] if replicas else None, len(r.blob) + 64
+            slot = filling.get(replica)
+            if slot is None or len(slot[0]) >= self._batch_rows or slot[1] + nbytes > self._batch_bytes:
+                slot = filling[replica] = [self._new_batch(routing_key), 0]
+                batches.append(slot[0])
+            # What BatchStatement.add(prepared, params) does after bind(), without a
+            # BoundStatement per row (see RowSerializer; pinned driver, contract-tested).
+            slot[0]._add_statement_and_params(True, query_id, values)
+            slot[1] += nbytes
         return batches
+
+    def _new_batch(self, routing_key: bytes) -> BatchStatement:
+        batch = BatchStatement(BatchType.UNLOGGED)
+        batch.is_idempotent = True
+        batch.routing_key, batch.keyspace = routing_key, self._keyspace  # token-aware
+        return batch
 
     def read(self, entity: str, keys: Sequence[str], groups: Sequence[str],
              timeout_s: float | None = None) -> dict[tuple[str, str], FeatureRow]:
