@@ -122,6 +122,14 @@ def spawn(args: list[str], env: dict, name: str, cwd: str | None = None) -> subp
     return proc
 
 
+def spawn_worker(env: dict, name: str, tree: str | None = None) -> subprocess.Popen:
+    """`vahini ingest features`, from this checkout or from the checkout at `tree`."""
+    if tree:  # run from there: `-m` puts the working directory first, ahead of the editable install
+        tree = os.path.abspath(tree)
+        env = {**env, "PYTHONPATH": tree}
+    return spawn([sys.executable, "-m", "vahini.cli", "ingest", "features"], env, name, tree)
+
+
 def cpu_seconds(pids: list[int]) -> float:
     """User + system CPU time of these processes so far."""
     total = 0
@@ -170,11 +178,7 @@ def paired(settings, run: str, topic: str, target: int, trees: dict[str, str | N
     for label, tree in trees.items():
         keyspace, group = f"bench_{label}_{run}", f"bench-{label}-{run}"
         fresh_keyspace(settings, keyspace).close()
-        env = env_for(settings, keyspace, group, topic)
-        if tree:
-            env["PYTHONPATH"] = os.path.abspath(tree)
-        procs[label] = (group, spawn([sys.executable, "-m", "vahini.cli", "ingest", "features"], env,
-                                     group, os.path.abspath(tree) if tree else None))
+        procs[label] = (group, spawn_worker(env_for(settings, keyspace, group, topic), group, tree))
     log = wiring.event_log(settings)
 
     def sample() -> dict[str, tuple[int, float]]:
@@ -250,11 +254,7 @@ def vahini_workers(settings, run: str, topic: str, total: int, workers: int,
     keyspace, group = f"bench_w{workers}_{run}", f"bench-w{workers}-{run}"
     fresh_keyspace(settings, keyspace).close()
     env = env_for(settings, keyspace, group, topic)
-    if worker_tree:  # run from there: `-m` puts the working directory first, ahead of the editable install
-        worker_tree = os.path.abspath(worker_tree)
-        env["PYTHONPATH"] = worker_tree
-    procs = [spawn([sys.executable, "-m", "vahini.cli", "ingest", "features"], env, f"{group}-{i}", worker_tree)
-             for i in range(workers)]
+    procs = [spawn_worker(env, f"{group}-{i}", worker_tree) for i in range(workers)]
     try:
         return measure_group(settings, group, topic, total, procs)
     finally:

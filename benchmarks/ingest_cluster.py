@@ -23,7 +23,7 @@ import sys
 import uuid
 
 from benchmarks.common import KAFKA, CASSANDRA, real_settings, synthesize, table
-from benchmarks.ingest import load_topic, measure_group, spawn
+from benchmarks.ingest import load_topic, measure_group, spawn_worker
 from vahini import wiring
 from vahini.demo import SAMPLE_REGISTRY
 from vahini.registry import publish
@@ -57,7 +57,7 @@ def worker_env(settings, group: str) -> dict:
 
 def ingest(settings, name: str, data, events: int) -> tuple[float, float]:
     group = f"bench-{name}-{uuid.uuid4().hex[:6]}"
-    proc = spawn([sys.executable, "-m", "vahini.cli", "ingest", "features"], worker_env(settings, group), group)
+    proc = spawn_worker(worker_env(settings, group), group)
     try:
         return measure_group(settings, group, settings.topics.feature_updates, events, [proc])
     finally:
