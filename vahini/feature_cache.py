@@ -72,20 +72,20 @@ class FeatureCache:
         return self._breaker.is_open
 
     def key(self, entity: str, group: str, key: str) -> str:
-        return f"{self._key_prefix()}{entity}:{group}:{key}"
+        return self._keys([(entity, group, key)])[0]
 
-    def _key_prefix(self) -> str:
-        """Taken once per call that names many keys: one epoch for all of them, and no
-        attribute lookups per key on the ingest and read paths."""
-        return f"{self._settings.namespace}:{self._epoch}:"
+    def _keys(self, triples: Iterable[tuple[str, str, str]]) -> list[str]:
+        """Cache keys of (entity, group, key) triples, all under one epoch; the prefix is
+        taken once per call, not per key, on the ingest and read paths."""
+        prefix = f"{self._settings.namespace}:{self._epoch}:"
+        return [f"{prefix}{entity}:{group}:{key}" for entity, group, key in triples]
 
     # -- readers -----------------------------------------------------------------
     def lookup(self, wanted: Sequence[tuple[str, str, str]]) -> dict[tuple[str, str, str], bytes]:
         """Cached blobs of (entity, key, group) triples in one round trip, b"" where the store
         is known to have no row; misses and fences left out. Raises StoreUnavailable (at
         once while bypassed)."""
-        prefix = self._key_prefix()
-        values = self._breaker.call("get", self._tier.get_many, [f"{prefix}{e}:{g}:{k}" for e, k, g in wanted])
+        values = self._breaker.call("get", self._tier.get_many, self._keys((e, g, k) for e, k, g in wanted))
         found = {}
         for triple, value in zip(wanted, values):
             tag = value[VERSION_DIGITS:HEADER_LEN] if value is not None else None
@@ -100,11 +100,12 @@ class FeatureCache:
         if time.monotonic() - read_started > self._settings.fence_ttl_s / 2:
             return  # a writer's fence may have expired meanwhile: this value may be older than the store's
         by_ttl: dict[float, dict[str, bytes]] = {}
-        prefix = self._key_prefix()
-        for entity, key, group, row, ttl_s in items:
+        items = list(items)
+        keys = self._keys((entity, group, key) for entity, key, group, _, _ in items)
+        for cache_key, (_, _, _, row, ttl_s) in zip(keys, items):
             entry = (version_header(write_timestamp_us(row.event_time_ms, row.blob), VALUE) + row.blob
                      if row is not None else version_header(0, NO_ROW))
-            by_ttl.setdefault(ttl_s, {})[f"{prefix}{entity}:{group}:{key}"] = entry
+            by_ttl.setdefault(ttl_s, {})[cache_key] = entry
         for ttl_s, entries in by_ttl.items():
             try:  # ±10% jitter: entries filled together do not expire together
                 self._breaker.call("fill", self._tier.set_if_newer, entries, ttl_s * random.uniform(0.9, 1.1))
@@ -117,9 +118,8 @@ class FeatureCache:
         """After `rows` are durable: fence their entries so no older value can be filled.
         If the cache cannot be reached, start a new epoch and return False. Raises
         StoreUnavailable only when the epoch cannot be recorded either."""
-        prefix = self._key_prefix()
-        entries = {f"{prefix}{r.entity}:{r.group}:{r.key}": version_header(write_timestamp_us(r.event_time_ms, r.blob),
-                                                                          FENCE) for r in rows}
+        keys = self._keys((r.entity, r.group, r.key) for r in rows)
+        entries = dict(zip(keys, (version_header(write_timestamp_us(r.event_time_ms, r.blob), FENCE) for r in rows)))
         try:
             self._breaker.call("fence", self._tier.set_if_newer, entries, self._settings.fence_ttl_s)
             return True

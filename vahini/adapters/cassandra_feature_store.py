@@ -96,11 +96,9 @@ class CassandraFeatureStore:
         serialize, replicas_of = self._serializer.serialize, self._cluster.metadata.get_replicas
         keyspace, query_id = self._keyspace, self._insert.query_id
         for r in rows:
-            ttl = None
-            if r.ttl_s:  # whole seconds left, rounded up, as FeatureRow.ttl_left_s
-                ttl = -(-(r.event_time_ms + r.ttl_s * 1000 - now_ms) // 1000)
-                if ttl <= 0:
-                    continue
+            ttl = r.ttl_left_s(now_ms) if r.ttl_s else None  # the call only for rows with a TTL
+            if ttl is not None and ttl <= 0:
+                continue
             routing_key, values = serialize(r, ttl)
             replicas = replicas_of(keyspace, routing_key)
             replica, nbytes = replicas[0] if replicas else None, len(r.blob) + 64
