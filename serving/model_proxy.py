@@ -59,8 +59,10 @@ class _Fetched:
     """One lookup's result: `result` rows for the lookup's unique keys, `index[i]` the row
     of `result` for output row i (-1: the key could not be built, defaults)."""
 
+    group: str
     result: GroupResult | None
     index: np.ndarray
+    complete: bool = False  # every row has a key, and every value of it is present: nothing to count
 
 
 def levels(graph: ModelGraph) -> list[list[Lookup]]:
@@ -76,10 +78,39 @@ def levels(graph: ModelGraph) -> list[list[Lookup]]:
 
 
 @dataclass
-class _Layout:
+class _Plan:
+    """What executing a published graph needs that does not change between requests."""
+
+    levels: list[list[Lookup]]
+    features: dict[str, tuple[str, ...]]  # per lookup: the features the graph reads of it
     columns: list[str]
     dtypes: list[str]
-    spans: list[tuple[int, list[str]]]  # per graph column: (first matrix column, its names)
+    spans: list[tuple[int, int, list[str]]]  # per graph column: (first matrix column, width, names)
+    as_is: list[bool]  # per graph column: the source's values, cast into their slot
+
+
+def plan_of(graph: ModelGraph, registry: Registry) -> _Plan:
+    known = {lk.name: registry.groups[lk.group] for lk in graph.lookups}
+    sequences = {s.name: s for s in graph.sequences}
+    used: dict[str, dict[str, None]] = {lk.name: {} for lk in graph.lookups}
+    sources = [source for lk in graph.lookups for _, source in lk.keys]
+    for c in graph.columns:
+        sources.append(c.source)
+        if c.transform in ("ratio", "count_matching"):
+            sources.append(c.args[0])
+    for source in sources:
+        name, _, feature = source.partition(".")
+        if name in used:
+            used[name][feature] = None
+    plan = _Plan(levels(graph), {name: tuple(f) for name, f in used.items()}, [], [], [], [])
+    for c in graph.columns:
+        names = output_names(c, known, sequences)
+        plan.spans.append((len(plan.columns), len(names), names))
+        plan.columns.extend(names)
+        plan.dtypes.extend([c.dtype] * len(names))
+        plan.as_is.append(not c.transform and c.default is None and c.dtype == "float32"
+                          and c.source not in sequences)
+    return plan
 
 
 @dataclass
@@ -88,12 +119,14 @@ class _Request:
 
     registry: Registry
     graph: ModelGraph
+    plan: _Plan
     context: Mapping[str, Sequence[str]]
     rows: list[str]
     deadline: float | None
     fetched: dict[str, _Fetched] = field(default_factory=dict)
     sequences: dict[str, list[str]] = field(default_factory=dict)
     outages: list[str] = field(default_factory=list)
+    distinct_rows: bool = False  # no row id repeats: a row-keyed lookup needs no de-duplication
     sources: dict[str, tuple] = field(default_factory=dict)  # `<lookup>.<feature>` -> _source(), once
 
     def time_left(self) -> float | None:
@@ -108,16 +141,17 @@ class ModelExecutor:
         self._histories = histories
         self._scorer = scorer  # serving.scoring.Scorer: calls the graph's model nodes
         self._clock = clock
-        self._layouts: dict[int, tuple[ModelGraph, _Layout]] = {}
+        self._plans: dict[int, tuple[ModelGraph, _Plan]] = {}
 
     def run(self, model: str, context: Mapping[str, Sequence[str]], version: int = 0,
             timeout_s: float | None = None) -> FeatureMatrix:
         registry = self._registry()  # one snapshot for the whole request
         graph = _graph(registry, model, version)
         rows = _check_context(graph, context)
-        request = _Request(registry, graph, context, rows,
-                           None if timeout_s is None else time.monotonic() + timeout_s)
-        for level in levels(graph):
+        request = _Request(registry, graph, self._plan(graph, registry), context, rows,
+                           None if timeout_s is None else time.monotonic() + timeout_s,
+                           distinct_rows=len(set(rows)) == len(rows))
+        for level in request.plan.levels:
             self._fetch_level(request, level)
         self._read_sequences(request)
         matrix = self._assemble(request)
@@ -129,21 +163,25 @@ class ModelExecutor:
     # -- reading -----------------------------------------------------------------------------
     def _fetch_level(self, request: _Request, level: list[Lookup]) -> None:
         """All lookups of one level in one read across entities, keys de-duplicated per entity."""
-        by_entity: dict[str, list[tuple[Lookup, list[str | None]]]] = {}
+        by_entity: dict[str, list[tuple[Lookup, list[str], np.ndarray]]] = {}
         for lookup in level:
             entity = request.registry.groups[lookup.group].entity
-            by_entity.setdefault(entity, []).append((lookup, _keys(lookup, request)))
-        reads, positions = [], []
+            by_entity.setdefault(entity, []).append((lookup, *_keys(lookup, request)))
+        reads, indexes = [], []
         for entity, lookups in by_entity.items():
-            unique = list(dict.fromkeys(k for _, keys in lookups for k in keys if k is not None))
-            positions.append({k: i for i, k in enumerate(unique)})
-            reads.append(Read(entity, unique, list(dict.fromkeys(lookup.group for lookup, _ in lookups))))
+            unique, of_lookups = _merged(lookups)
+            features: dict[str, dict[str, None]] = {}
+            for lookup, _, _ in lookups:
+                features.setdefault(lookup.group, {}).update(dict.fromkeys(request.plan.features[lookup.name]))
+            reads.append(Read(entity, unique, list(features), {g: list(f) for g, f in features.items()}))
+            indexes.append(of_lookups)
         results = self._read(request, reads)
-        for (lookups, position, read, result) in zip(by_entity.values(), positions, reads, results):
+        for lookups, read, result, of_lookups in zip(by_entity.values(), reads, results, indexes):
             by_group = dict(zip(read.groups, result))
-            for lookup, keys in lookups:
-                index = np.fromiter((position[k] if k is not None else -1 for k in keys), np.int64, len(keys))
-                request.fetched[lookup.name] = _Fetched(by_group[lookup.group], index)
+            for (lookup, _, _), index in zip(lookups, of_lookups):
+                fetched = by_group[lookup.group]
+                complete = fetched is not None and fetched.complete and (not index.size or index.min() >= 0)
+                request.fetched[lookup.name] = _Fetched(lookup.group, fetched, index, complete)
 
     def _read(self, request: _Request, reads: list[Read]) -> list[list[GroupResult | None]]:
         """The reads' values; with on_outage: defaults, None (every row takes defaults)
@@ -190,43 +228,33 @@ class ModelExecutor:
 
     # -- assembling ------------------------------------------------------------------------------
     def _assemble(self, request: _Request) -> FeatureMatrix:
-        graph, n = request.graph, len(request.rows)
-        layout = self._layout(request)
-        values = np.empty((n, len(layout.columns)), np.float32)
+        graph, plan, n = request.graph, request.plan, len(request.rows)
+        values = np.empty((n, len(plan.columns)), np.float32)
         counts = {}
         now_ms = int(self._clock() * 1000)
-        for c, (start, names) in zip(graph.columns, layout.spans):
-            if _as_is(c, request):  # most columns: the value itself, cast into its slot
-                source, status, _ = _source(request, c.source)
-                values[:, start:start + len(names)] = source.reshape(n, len(names))
+        for c, (start, width, names), as_is in zip(graph.columns, plan.spans, plan.as_is):
+            if as_is:  # most columns: the value itself, cast into its slot
+                block, status, _ = _source(request, c.source)
             else:
                 block, status = self._block(request, c, now_ms)
-                values[:, start:start + len(names)] = block.reshape(n, len(names))
+            values[:, start:start + width] = block.reshape(n, width)
             if status is not None:
                 tally = np.bincount(status, minlength=len(STATUS_COUNTED) + 1)
                 if tally[PRESENT] < n:
                     counted = {label: int(tally[code]) for code, label in STATUS_COUNTED.items()}
                     counts.update((name, counted) for name in names)
-        return FeatureMatrix(graph.name, graph.version, layout.columns, layout.dtypes, request.rows, values, counts)
+        return FeatureMatrix(graph.name, graph.version, plan.columns, plan.dtypes, request.rows, values, counts)
 
-    def _layout(self, request: _Request) -> "_Layout":
-        """The graph's output columns, worked out once per published graph."""
-        graph = request.graph
-        cached = self._layouts.get(id(graph))
+    def _plan(self, graph: ModelGraph, registry: Registry) -> _Plan:
+        """The graph's plan, worked out once per published graph."""
+        cached = self._plans.get(id(graph))
         if cached is not None and cached[0] is graph:
             return cached[1]
-        known = {lk.name: request.registry.groups[lk.group] for lk in graph.lookups}
-        sequences = {s.name: s for s in graph.sequences}
-        layout = _Layout([], [], [])
-        for c in graph.columns:
-            names = output_names(c, known, sequences)
-            layout.spans.append((len(layout.columns), names))
-            layout.columns.extend(names)
-            layout.dtypes.extend([c.dtype] * len(names))
-        if len(self._layouts) > 64:  # old graphs are replaced by publishes; forget them
-            self._layouts.clear()
-        self._layouts[id(graph)] = (graph, layout)
-        return layout
+        plan = plan_of(graph, registry)
+        if len(self._plans) > 64:  # old graphs are replaced by publishes; forget them
+            self._plans.clear()
+        self._plans[id(graph)] = (graph, plan)
+        return plan
 
     def _block(self, request: _Request, c: Column, now_ms: int) -> tuple[np.ndarray, np.ndarray | None]:
         """The column's block, and the status of its source value in each row (None for a sequence)."""
@@ -237,13 +265,13 @@ class ModelExecutor:
         extra = {"now_ms": now_ms}
         if c.transform == "ratio":
             over_values, over_status, _ = _source(request, c.args[0])
-            extra["over"] = (over_values, over_status == PRESENT)
-        return transforms.scalar(c, values, status == PRESENT, **extra), status
+            extra["over"] = (over_values, _present(over_status, n))
+        return transforms.scalar(c, values, _present(status, n), **extra), status
 
 
-def _as_is(c: Column, request: _Request) -> bool:
-    """A feature column with no transform, default or dtype of its own: its values, unchanged."""
-    return not c.transform and c.default is None and c.dtype == "float32" and c.source not in request.sequences
+def _present(status: np.ndarray | None, n: int) -> np.ndarray:
+    """Rows whose value is present (a new array: transforms may narrow it)."""
+    return np.ones(n, bool) if status is None else status == PRESENT
 
 
 def _graph(registry: Registry, model: str, version: int) -> ModelGraph:
@@ -280,12 +308,12 @@ def _match_values(request: _Request, c: Column) -> list[str | None] | None:
         return None
     if c.args[0] == "row":
         return request.rows
-    values, status, _ = _source(request, c.args[0])
-    return [str(v) if s == PRESENT else None for v, s in zip(values.tolist(), status)]
+    return _key_part(request, c.args[0])
 
 
-def _keys(lookup: Lookup, request: _Request) -> list[str | None]:
-    """The storage key of `lookup` for each row; None where a part is unavailable."""
+def _keys(lookup: Lookup, request: _Request) -> tuple[list[str], np.ndarray]:
+    """The unique storage keys of `lookup`, and for each row the position of its key
+    among them (-1 where a part of the key is unavailable)."""
     n = len(request.rows)
     parts: list = []  # per key column: one value for every row (a context id), or a list, one per row
     for _, source in lookup.keys:
@@ -294,20 +322,55 @@ def _keys(lookup: Lookup, request: _Request) -> list[str | None]:
         elif source.startswith("context."):
             parts.append(request.context[source[len("context."):]][0])
         else:
-            values, status, _ = _source(request, source)
-            parts.append([str(v) if s == PRESENT else None for v, s in zip(values.tolist(), status.tolist())])
-    if all(isinstance(p, str) for p in parts):
-        return [KEY_SEPARATOR.join(parts)] * n
-    if len(parts) == 1:
-        return [v or None for v in parts[0]]
+            parts.append(_key_part(request, source))
+    if all(isinstance(p, str) for p in parts):  # keyed by context ids alone: one key, broadcast
+        return [KEY_SEPARATOR.join(parts)], np.zeros(n, np.int64)
+    if parts == [request.rows] and request.distinct_rows:  # keyed by the row id: every row its own key
+        return request.rows, np.arange(n, dtype=np.int64)
+    keys = _joined(parts, n)
+    position = {k: i for i, k in enumerate(dict.fromkeys(k for k in keys if k))}
+    return list(position), np.fromiter((position[k] if k else -1 for k in keys), np.int64, n)
+
+
+def _key_part(request: _Request, source: str) -> list[str | None]:
+    """A feature of an earlier lookup as an id, per row (a key part, or a value to
+    match): None where it has no value."""
+    values, status, _ = _source(request, source)
+    parts = values.tolist() if values.dtype == object else [str(v) for v in values.tolist()]
+    if status is not None and (status != PRESENT).any():
+        parts = [v if s == PRESENT else None for v, s in zip(parts, status.tolist())]
+    return parts
+
+
+def _joined(parts: list, n: int) -> list[str | None]:
+    """Per row, the key parts (a context id, or one value per row) joined; None where a part is missing."""
+    per_row = [p for p in parts if not isinstance(p, str)]
+    if len(per_row) == 1:  # the usual chained key, e.g. user_id (context) | category_id (per row)
+        at = parts.index(per_row[0])
+        before = "".join(p + KEY_SEPARATOR for p in parts[:at])
+        after = "".join(KEY_SEPARATOR + p for p in parts[at + 1:])
+        return [f"{before}{v}{after}" if v else None for v in per_row[0]]
     columns = [repeat(p, n) if isinstance(p, str) else p for p in parts]
     return [None if None in combo or "" in combo else KEY_SEPARATOR.join(combo) for combo in zip(*columns)]
 
 
-def _source(request: _Request, source: str) -> tuple[np.ndarray, np.ndarray, object]:
+def _merged(lookups: list[tuple[Lookup, list[str], np.ndarray]]) -> tuple[list[str], list[np.ndarray]]:
+    """One entity's lookups of a level read together: their keys de-duplicated, and each
+    lookup's row positions re-pointed into them (-1 stays -1)."""
+    first = lookups[0][1]
+    if all(keys == first for _, keys, _ in lookups[1:]):  # e.g. two groups keyed by the row id
+        return first, [index for _, _, index in lookups]
+    position = {k: i for i, k in enumerate(dict.fromkeys(k for _, keys, _ in lookups for k in keys))}
+    # The extra -1 at the end makes index -1 map to -1.
+    return list(position), [np.array([position[k] for k in keys] + [-1], np.int64)[index]
+                            for _, keys, index in lookups]
+
+
+def _source(request: _Request, source: str) -> tuple[np.ndarray, np.ndarray | None, object]:
     """(value for each row, status for each row, the feature) of `<lookup>.<feature>`;
-    the feature's default (status MISSING) where the row has no value. Callers must
-    not change the arrays: they are shared by every column of the same source."""
+    the feature's default (status MISSING) where the row has no value; status None when
+    every row's value is present. Callers must not change the arrays: they are shared
+    by every column of the same source."""
     if source not in request.sources:
         request.sources[source] = _read_source(request, source)
     return request.sources[source]
@@ -316,23 +379,26 @@ def _source(request: _Request, source: str) -> tuple[np.ndarray, np.ndarray, obj
 def _read_source(request: _Request, source: str) -> tuple[np.ndarray, np.ndarray, object]:
     name, _, feature_name = source.partition(".")
     f = request.fetched[name]
-    feature = request.registry.groups[next(lk.group for lk in request.graph.lookups if lk.name == name)] \
-        .feature(feature_name)
+    feature = request.registry.groups[f.group].feature(feature_name)
     n = len(request.rows)
-    default = _defaults(feature, n)
-    status = np.full(n, MISSING, np.int8)
     if f.result is None:
-        return default, status, feature
-    have = f.index >= 0
-    picked = f.index[have]
-    default[have] = f.result.values[feature_name][picked]
-    status[have] = f.result.status[picked, f.result.features.index(feature_name)]
-    return default, status, feature
+        return _defaults(feature, n), np.full(n, MISSING, np.int8), feature
+    values = f.result.values[feature_name]
+    if f.complete:
+        return values[f.index], None, feature
+    status = f.result.status[:, f.result.features.index(feature_name)]
+    if f.index.size and f.index.min() < 0:  # rows without a key: index -1 picks an appended default
+        values = np.concatenate([values, _defaults(feature, 1)])
+        status = np.append(status, np.int8(MISSING))
+    return values[f.index], status[f.index], feature
+
+
+# The dtype of a source's defaults: integers as int64, other scalars as float64.
+_SOURCE_DTYPES = {"int": np.int64, "int32": np.int64, "float": np.float64, "float32": np.float64,
+                  "bool": np.float64, "vector": np.float32, "string": object}
 
 
 def _defaults(feature, n: int) -> np.ndarray:
     if feature.type == "vector":
         return np.tile(np.asarray(feature.default, np.float32), (n, 1))
-    if feature.type == "string":
-        return np.full(n, feature.default, dtype=object)
-    return np.full(n, feature.default, np.int64 if feature.type in ("int", "int32") else np.float64)
+    return np.full(n, feature.default, _SOURCE_DTYPES[feature.type])

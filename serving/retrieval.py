@@ -39,13 +39,18 @@ def check_keys(entity: Entity, keys: Sequence[str]) -> None:
     wrong number of parts, or an empty part, can never have been written: reading it
     as a missing row would hide the caller's bug behind defaults."""
     n = len(entity.keys)
-    for key in keys:
-        parts = key.split(KEY_SEPARATOR)
-        if len(parts) != n or not all(parts):
-            problem = f"has {len(parts)} part(s)" if len(parts) != n else "has an empty part"
-            raise InvalidEvent(Reason.INVALID_KEY, (
-                f"key {key!r} of entity '{entity.name}' {problem}; it needs {n}: "
-                f"{KEY_SEPARATOR.join(entity.keys)}, in that order, joined by '{KEY_SEPARATOR}'"))
+    # String methods rather than split(): this runs for every key a server reads.
+    bad = [k for k in keys if k.count(KEY_SEPARATOR) != n - 1 or not k or (
+        n > 1 and (k[0] == KEY_SEPARATOR or k[-1] == KEY_SEPARATOR or _EMPTY_PART in k))]
+    if bad:
+        parts = bad[0].split(KEY_SEPARATOR)
+        problem = f"has {len(parts)} part(s)" if len(parts) != n else "has an empty part"
+        raise InvalidEvent(Reason.INVALID_KEY, (
+            f"key {bad[0]!r} of entity '{entity.name}' {problem}; it needs {n}: "
+            f"{KEY_SEPARATOR.join(entity.keys)}, in that order, joined by '{KEY_SEPARATOR}'"))
+
+
+_EMPTY_PART = KEY_SEPARATOR * 2
 
 
 Triple = tuple[str, str, str]  # (entity, key, group name)
@@ -77,6 +82,7 @@ class GroupResult:
     status: np.ndarray
     event_time_ms: np.ndarray  # 0 where no row was found
     definition: FeatureGroup
+    complete: bool = False  # True: every status is PRESENT (checked once, so readers may skip counting)
 
 
 def _empty_column(f: Feature, n: int) -> np.ndarray:
@@ -85,6 +91,20 @@ def _empty_column(f: Feature, n: int) -> np.ndarray:
     if f.type == "string":
         return np.full(n, f.default, dtype=object)
     return np.full(n, f.default, dtype=SCALAR_DTYPES[f.type])
+
+
+@dataclass
+class _Slot:
+    """One group of one read while it is fetched: `blobs[i]` is the blob of `keys[i]`,
+    None until a tier has it, b"" once the store is known to have no row."""
+
+    entity: str
+    group: FeatureGroup
+    keys: Sequence[str]
+    blobs: list[bytes | None]
+
+    def unfound(self) -> list[int]:
+        return [i for i, b in enumerate(self.blobs) if b is None]
 
 
 class FeatureReader:
@@ -110,14 +130,11 @@ class FeatureReader:
         started = time.perf_counter()
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         registry = registry or self._registry()
-        resolved = [self._check(registry, read) for read in reads]
-        wanted = {(r.entity, k, g.name): g for r, groups in zip(reads, resolved) for g in groups for k in r.keys}
-        # Whether any group keeps an in-process copy: decided per group, not per key.
-        with_lru = any(g.cache.lru_size > 0 for groups in resolved for g in groups)
-        blobs = self._fetch(wanted, deadline, with_lru)
+        slots = [[_Slot(r.entity, g, r.keys, [None] * len(r.keys)) for g in self._check(registry, r)] for r in reads]
+        self._fetch([s for of_read in slots for s in of_read], deadline)
         now_ms = int(self._clock() * 1000)
-        results = [[self._assemble(registry, r.entity, g, r.keys, blobs, now_ms, (r.features or {}).get(g.name))
-                    for g in groups] for r, groups in zip(reads, resolved)]
+        results = [[self._assemble(registry, s, now_ms, (r.features or {}).get(s.group.name)) for s in of_read]
+                   for r, of_read in zip(reads, slots)]
         for r in reads:
             metrics.RETRIEVE_KEYS.observe(len(r.keys))
         metrics.RETRIEVE_SECONDS.observe(time.perf_counter() - started)
@@ -149,32 +166,27 @@ class FeatureReader:
         return group
 
     # -- tiers ---------------------------------------------------------------------
-    # `wanted` maps (entity, key, group name) to the group; `found` holds the blobs.
-    def _fetch(self, wanted: dict[Triple, FeatureGroup], deadline: float | None,
-               with_lru: bool) -> dict[Triple, bytes]:
-        found: dict[Triple, bytes] = {}
-        if with_lru:
-            wanted = self._from_lru(wanted, found)
-        wanted = self._from_cache(wanted, found)
-        if wanted:
-            self._from_store(wanted, found, deadline)
-        return {k: v for k, v in found.items() if v != _NO_ROW}
+    def _fetch(self, slots: list[_Slot], deadline: float | None) -> None:
+        # Whether any group keeps an in-process copy: decided per group, not per key.
+        if any(s.group.cache.lru_size > 0 for s in slots):
+            self._from_lru(slots)
+        self._from_cache(slots)
+        unfound = [s for s in slots if None in s.blobs]
+        if unfound:
+            self._from_store(unfound, deadline)
 
-    def _from_lru(self, wanted: dict[Triple, FeatureGroup], found) -> dict[Triple, FeatureGroup]:
-        left, hits, misses = {}, 0, 0
-        for triple, g in wanted.items():
-            lru = self._lru(g)
-            entity, k, _ = triple
-            hit = lru.get(lru_key(entity, g.name, k)) if lru else None
-            if hit is None:
-                left[triple] = g
-                misses += lru is not None
-            else:
-                found[triple] = hit
-                hits += 1
+    def _from_lru(self, slots: list[_Slot]) -> None:
+        hits = misses = 0
+        for s in slots:
+            lru = self._lru(s.group)
+            if lru is None:
+                continue
+            for i, key in enumerate(s.keys):
+                s.blobs[i] = lru.get(lru_key(s.entity, s.group.name, key))
+                hits += s.blobs[i] is not None
+            misses += len(s.keys)
         metrics.CACHE_LOOKUPS.labels("lru", "hit").inc(hits)
-        metrics.CACHE_LOOKUPS.labels("lru", "miss").inc(misses)
-        return left
+        metrics.CACHE_LOOKUPS.labels("lru", "miss").inc(misses - hits)
 
     def _lru(self, g: FeatureGroup) -> TtlLru | None:
         if g.cache.lru_size <= 0:
@@ -184,69 +196,84 @@ class FeatureReader:
             lru = self._lrus[(g.name, g.version)] = TtlLru(g.cache.lru_size, g.cache.lru_ttl_s)
         return lru
 
-    def _from_cache(self, wanted: dict[Triple, FeatureGroup], found) -> dict[Triple, FeatureGroup]:
-        cacheable = [t for t, g in wanted.items() if g.cache.redis_ttl_s > 0]
-        if not cacheable or self._cache is None:
-            return wanted
-        try:
-            cached = self._cache.lookup(cacheable)
-        except StoreUnavailable as exc:  # a cache outage slows reads down; it must not fail them
+    def _from_cache(self, slots: list[_Slot]) -> None:
+        if self._cache is None:
+            return
+        asked = [(s, s.unfound()) for s in slots if s.group.cache.redis_ttl_s > 0]
+        asked = [(s, at) for s, at in asked if at]
+        if not asked:
+            return
+        try:  # a cache outage slows reads down; it must not fail them
+            found = self._cache.lookup_many([(s.entity, s.group.name, s.keys if len(at) == len(s.keys)
+                                              else [s.keys[i] for i in at]) for s, at in asked])
+        except StoreUnavailable as exc:
             log.debug("cache_read_skipped", error=str(exc))
-            return wanted
-        misses = {}
-        for triple, g in wanted.items():
-            value = cached.get(triple)
-            if value is None:
-                misses[triple] = g
+            return
+        hits = misses = 0
+        for (s, at), values in zip(asked, found):
+            if len(at) == len(s.keys):
+                s.blobs = values
             else:
-                found[triple] = value
-                self._remember_in_lru(triple, g, value)
-        metrics.CACHE_LOOKUPS.labels("redis", "hit").inc(len(cached))
-        metrics.CACHE_LOOKUPS.labels("redis", "miss").inc(len(cacheable) - len(cached))
-        return misses
+                for i, value in zip(at, values):
+                    s.blobs[i] = value
+            missed = values.count(None)
+            hits, misses = hits + len(values) - missed, misses + missed
+            if self._lru(s.group) is not None:
+                for i, value in zip(at, values):
+                    self._remember_in_lru(s, i, value)
+        _REDIS_HITS.inc(hits)
+        _REDIS_MISSES.inc(misses)
 
-    def _from_store(self, wanted: dict[Triple, FeatureGroup], found, deadline: float | None) -> None:
+    def _from_store(self, slots: list[_Slot], deadline: float | None) -> None:
         read_started = time.monotonic()
         to_cache = []
-        for entity in dict.fromkeys(e for e, _, _ in wanted):
-            mine = {t: g for t, g in wanted.items() if t[0] == entity}
-            rows = self._store.read(entity, list(dict.fromkeys(k for _, k, _ in mine)),
-                                    list(dict.fromkeys(g for _, _, g in mine)), timeout_s=_left(deadline))
-            to_cache += self._take_rows(mine, rows, found)
+        by_entity: dict[str, list[_Slot]] = {}
+        for s in slots:
+            by_entity.setdefault(s.entity, []).append(s)
+        for entity, mine in by_entity.items():
+            keys = list(dict.fromkeys(s.keys[i] for s in mine for i in s.unfound()))
+            rows = self._store.read(entity, keys, list(dict.fromkeys(s.group.name for s in mine)),
+                                    timeout_s=_left(deadline))
+            for s in mine:
+                to_cache += self._take_rows(s, rows)
         if to_cache and self._cache is not None:
             self._cache.fill(to_cache, read_started)
 
-    def _take_rows(self, wanted: dict[Triple, FeatureGroup], rows, found) -> list:
-        """Record a store read's rows (and its misses); return what to cache."""
-        now_ms, to_cache = self._clock() * 1000, []
-        for triple, g in wanted.items():
-            entity, k, _ = triple
-            row = rows.get((k, g.name))
-            found[triple] = row.blob if row is not None else _NO_ROW
+    def _take_rows(self, s: _Slot, rows) -> list:
+        """Record a store read's rows (and its misses) in the slot; return what to cache."""
+        now_ms, to_cache, g = self._clock() * 1000, [], s.group
+        for i in s.unfound():
+            row = rows.get((s.keys[i], g.name))
+            s.blobs[i] = row.blob if row is not None else _NO_ROW
             if g.cache.redis_ttl_s > 0:
                 ttl = g.cache.redis_ttl_s if row is not None else g.cache.negative_ttl_s
                 if row is not None and g.ttl_s:  # a cached copy never outlives the stored row
                     ttl = min(ttl, (row.event_time_ms + g.ttl_s * 1000 - now_ms) / 1000)
                 if ttl > 0:
-                    to_cache.append((entity, k, g.name, row, ttl))
-            if row is not None:
-                self._remember_in_lru(triple, g, row.blob)
+                    to_cache.append((s.entity, s.keys[i], g.name, row, ttl))
+            self._remember_in_lru(s, i, s.blobs[i])
         return to_cache
 
-    def _remember_in_lru(self, triple: Triple, g: FeatureGroup, blob: bytes) -> None:
-        lru = self._lru(g)
-        if lru is not None and blob != _NO_ROW:
-            entity, k, _ = triple
-            lru.put(lru_key(entity, g.name, k), blob)
+    def _remember_in_lru(self, s: _Slot, i: int, blob: bytes | None) -> None:
+        lru = self._lru(s.group)
+        if lru is not None and blob:
+            lru.put(lru_key(s.entity, s.group.name, s.keys[i]), blob)
 
     # -- decoding ---------------------------------------------------------------------
-    def _assemble(self, registry: Registry, entity: str, g: FeatureGroup, keys: Sequence[str], blobs,
-                  now_ms: int, only: Sequence[str] | None) -> GroupResult:
+    def _assemble(self, registry: Registry, s: _Slot, now_ms: int, only: Sequence[str] | None) -> GroupResult:
+        g = s.group
         wanted = list(only) if only else [f.name for f in g.features]
-        n = len(keys)
-        result = GroupResult(g.name, wanted, {name: _empty_column(g.feature(name), n) for name in wanted},
-                             np.full((n, len(wanted)), MISSING, dtype=np.int8), np.zeros(n, dtype=np.int64), g)
-        for version, items in self._by_version(entity, g, keys, blobs, result).items():
+        n = len(s.keys)
+        status = np.full((n, len(wanted)), MISSING, dtype=np.int8)
+        result = GroupResult(g.name, wanted, {}, status, np.zeros(n, dtype=np.int64), g)
+        rows = [i for i, b in enumerate(s.blobs) if b]  # b"" (no row) and None stay missing
+        blobs = s.blobs if len(rows) == n else [s.blobs[i] for i in rows]
+        decoded = _decode_current(blobs, g, wanted) if rows else None
+        if decoded is not None:  # the common case: every value written under the current version
+            self._fill_current(result, np.asarray(rows, dtype=np.int64), decoded, now_ms)
+            return result
+        result.values.update((name, _empty_column(g.feature(name), n)) for name in wanted)
+        for version, items in self._by_version(zip(rows, blobs), result).items():
             features = registry.features_of(g.name, version)
             if features is None:
                 self._unreadable(result, [i for i, _ in items], "unknown_version")
@@ -254,12 +281,32 @@ class FeatureReader:
                 self._fill_version(result, g, features, items, now_ms)
         return result
 
-    def _by_version(self, entity: str, g: FeatureGroup, keys: Sequence[str], blobs, result: GroupResult):
+    def _fill_current(self, result: GroupResult, rows: np.ndarray, decoded, now_ms: int) -> None:
+        """Values of the current schema version, column by column; the rows not found
+        keep their defaults, and so do expired ones."""
+        g, n = result.definition, len(result.event_time_ms)
+        result.event_time_ms[rows] = decoded.event_time_ms
+        live = (now_ms - decoded.event_time_ms <= g.ttl_s * 1000) if g.ttl_s else None
+        everything = len(rows) == n and (live is None or live.all())
+        taken = rows if live is None else rows[live]
+        positions = _positions(g)
+        sent = decoded.present[:, [positions[name] for name in result.features]]
+        if live is not None:
+            result.status[rows[~live], :] = EXPIRED
+            sent = sent[live]
+        result.status[taken] = np.where(sent, PRESENT, MISSING)
+        result.complete = everything and bool(sent.all())
+        for name in result.features:
+            column = decoded.columns[name]
+            if everything:
+                result.values[name] = column
+            else:
+                result.values[name] = _empty_column(g.feature(name), n)
+                result.values[name][taken] = column if live is None else column[live]
+
+    def _by_version(self, items, result: GroupResult) -> dict[int, list[tuple[int, bytes]]]:
         groups: dict[int, list[tuple[int, bytes]]] = {}
-        for i, key in enumerate(keys):
-            blob = blobs.get((entity, key, g.name))
-            if blob is None:
-                continue
+        for i, blob in items:
             try:
                 version, _ = feature_blob.read_header(blob)
             except InvalidEvent:
@@ -306,6 +353,29 @@ class FeatureReader:
                 continue
             result.values[name][rows[live]] = decoded.columns[name][live]
             result.status[rows[live], j] = np.where(decoded.present[live, position], PRESENT, MISSING)
+
+
+def _decode_current(blobs: list[bytes], g: FeatureGroup, wanted: Sequence[str]):
+    """Blobs decoded at once when all are well-formed blobs of the group's current version; else None."""
+    try:
+        return feature_blob.decode_version(blobs, g.features, g.version, wanted)
+    except InvalidEvent:  # a broken string section: the blobs are sorted out one by one
+        return None
+
+
+_REDIS_HITS = metrics.CACHE_LOOKUPS.labels("redis", "hit")
+_REDIS_MISSES = metrics.CACHE_LOOKUPS.labels("redis", "miss")
+_POSITIONS: dict[int, tuple[FeatureGroup, dict[str, int]]] = {}
+
+
+def _positions(g: FeatureGroup) -> dict[str, int]:
+    """Each feature's position in the group's declared order, worked out once per group definition."""
+    cached = _POSITIONS.get(id(g))
+    if cached is None or cached[0] is not g:
+        if len(_POSITIONS) > 4096:
+            _POSITIONS.clear()
+        cached = _POSITIONS[id(g)] = (g, {f.name: j for j, f in enumerate(g.features)})
+    return cached[1]
 
 
 def _left(deadline: float | None) -> float | None:

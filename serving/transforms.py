@@ -28,8 +28,10 @@ ZERO_WHEN_ABSENT = ("one_hot", "ratio", "age", "hash", "count_matching")
 
 
 def hash_bucket(ids: Sequence[str], buckets: int) -> np.ndarray:
-    """1..buckets for each id; 0 for an empty id."""
-    return np.fromiter((1 + zlib.crc32(i.encode()) % buckets if i else 0 for i in ids), np.float32, len(ids))
+    """1..buckets for each id; 0 for an empty id. Each distinct id is hashed once: a
+    context feature repeats on every row, and candidates share categories."""
+    bucket = {i: 1 + zlib.crc32(i.encode()) % buckets for i in set(ids) if i}
+    return np.fromiter((bucket.get(i, 0) for i in ids), np.float32, len(ids))
 
 
 def scalar(c: Column, values: np.ndarray, present: np.ndarray, **extra) -> np.ndarray:
@@ -67,7 +69,7 @@ def _bucketize(c: Column, values: np.ndarray, present: np.ndarray, **_) -> np.nd
 
 def _one_hot(c: Column, values: np.ndarray, present: np.ndarray, **_) -> np.ndarray:
     position = {str(v): i for i, v in enumerate(c.args[0])}
-    index = np.fromiter((position.get(str(v), -1) for v in values), np.int64, len(values))
+    index = np.fromiter((position.get(str(v), -1) for v in values.tolist()), np.int64, len(values))
     out = np.zeros((len(values), len(position)), np.float32)
     hit = (index >= 0) & present
     out[np.flatnonzero(hit), index[hit]] = 1.0
@@ -87,7 +89,7 @@ def _age(c: Column, values: np.ndarray, present: np.ndarray, *, now_ms: int = 0,
 
 
 def _hash(c: Column, values: np.ndarray, present: np.ndarray, **_) -> np.ndarray:
-    return hash_bucket([str(v) if p else "" for v, p in zip(values, present)], c.args[0])
+    return hash_bucket([str(v) if p else "" for v, p in zip(values.tolist(), present.tolist())], c.args[0])
 
 
 _TRANSFORMS = {"": _plain, "log1p": _log1p, "clip": _clip, "bucketize": _bucketize, "one_hot": _one_hot,

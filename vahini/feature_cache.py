@@ -44,6 +44,22 @@ EPOCH_ROW = ("__vahini", "cache", "epoch")  # (entity, key, group) of the epoch 
 _PROBE_KEY = "vf:probe"
 
 
+_VALUE_TAG, _NO_ROW_TAG = VALUE[0], NO_ROW[0]
+
+
+def _unwrapped(values: Sequence[bytes | None]) -> list[bytes | None]:
+    """Cache entries as lookups return them: the blob of a value, b"" for "no row", None
+    for a miss or a fence. Runs once per key on the read path: kept to a plain loop."""
+    out: list[bytes | None] = []
+    for v in values:
+        if v is None or len(v) < HEADER_LEN:
+            out.append(None)
+            continue
+        tag = v[VERSION_DIGITS]
+        out.append(v[HEADER_LEN:] if tag == _VALUE_TAG else b"" if tag == _NO_ROW_TAG else None)
+    return out
+
+
 def lru_key(entity: str, group: str, key: str) -> str:
     return f"{entity}:{group}:{key}"
 
@@ -85,15 +101,24 @@ class FeatureCache:
         """Cached blobs of (entity, key, group) triples in one round trip, b"" where the store
         is known to have no row; misses and fences left out. Raises StoreUnavailable (at
         once while bypassed)."""
-        values = self._breaker.call("get", self._tier.get_many, self._keys((e, g, k) for e, k, g in wanted))
-        found = {}
-        for triple, value in zip(wanted, values):
-            tag = value[VERSION_DIGITS:HEADER_LEN] if value is not None else None
-            if tag == VALUE:
-                found[triple] = value[HEADER_LEN:]
-            elif tag == NO_ROW:
-                found[triple] = b""
-        return found
+        found = self.lookup_many([(entity, group, [key]) for entity, key, group in wanted])
+        return {triple: value[0] for triple, value in zip(wanted, found) if value[0] is not None}
+
+    def lookup_many(self, batches: Sequence[tuple[str, str, Sequence[str]]]) -> list[list[bytes | None]]:
+        """For each (entity, group, keys): the cached blob of each key, b"" where the store
+        is known to have no row, None for a miss or a fence; all in one round trip.
+        Raises StoreUnavailable (at once while bypassed)."""
+        prefix = f"{self._settings.namespace}:{self._epoch}:"
+        keys: list[str] = []
+        for entity, group, of_group in batches:
+            group_prefix = f"{prefix}{entity}:{group}:"
+            keys += [group_prefix + k for k in of_group]
+        values = self._breaker.call("get", self._tier.get_many, keys)
+        out, start = [], 0
+        for _, _, of_group in batches:
+            out.append(_unwrapped(values[start:start + len(of_group)]))
+            start += len(of_group)
+        return out
 
     def fill(self, items: Iterable[tuple[str, str, str, FeatureRow | None, float]], read_started: float) -> None:
         """Cache what store reads returned: (entity, key, group, row or None, TTL s). Never fails the caller."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, Collection
 
 import numpy as np
 
@@ -29,6 +29,8 @@ _HEADER = struct.Struct("<2sBxIq")
 # Registry scalar type -> struct code, in storage order; numpy dtypes come from SCALAR_DTYPES.
 _SCALAR_ORDER = (("int", "q"), ("int32", "i"), ("float", "d"), ("float32", "f"), ("bool", "?"))
 _U32 = struct.Struct("<I")
+# Magic, format and the reserved zero byte of a blob's header, read as one little-endian u32.
+_HEAD = int.from_bytes(MAGIC + bytes([FORMAT, 0]), "little")
 
 
 @dataclass(frozen=True)
@@ -169,8 +171,8 @@ def decode(blob: bytes, features: tuple[Feature, ...]) -> DecodedGroup:
 def _row_dtype(features: tuple[Feature, ...]) -> np.dtype:
     """A packed numpy record type for the fixed-width prefix of a blob of these features."""
     layout = layout_of(features)
-    names, formats, offsets = ["version", "event_time_ms", "bitmap"], ["<u4", "<i8", (np.uint8, layout.bitmap_len)], \
-        [4, 8, _HEADER.size]
+    names, formats, offsets = ["head", "version", "event_time_ms", "bitmap"], \
+        ["<u4", "<u4", "<i8", (np.uint8, layout.bitmap_len)], [0, 4, 8, _HEADER.size]
     for ftype, dtype, offset, count in layout.sections:
         of_type = [f for f in layout.order if f.type == ftype]
         for i, f in enumerate(of_type[:count]):
@@ -195,26 +197,78 @@ class DecodedColumns:
     columns: dict[str, np.ndarray]     # feature name -> (blobs,) or (blobs, dim); strings: object array
 
 
-def decode_many(blobs: list[bytes], features: tuple[Feature, ...]) -> DecodedColumns:
+def decode_many(blobs: list[bytes], features: tuple[Feature, ...],
+                strings: Collection[str] | None = None) -> DecodedColumns:
     """Decode blobs written under the same schema version in one numpy pass over
-    their fixed-width prefixes; only string features are parsed one by one."""
-    layout, row = layout_of(features), _row_dtype(features)
+    their fixed-width prefixes; only string features are parsed one by one, and of
+    those only `strings` when given (the others are left out of `columns`)."""
+    row = _row_dtype(features)
     if any(len(b) < row.itemsize for b in blobs):
         raise DecodeError(f"feature blob shorter than its layout ({row.itemsize} bytes)")
-    records = np.frombuffer(b"".join(b[: row.itemsize] for b in blobs), dtype=row)
+    return _columns(_records(blobs, row), blobs, features, strings)
+
+
+def decode_version(blobs: list[bytes], features: tuple[Feature, ...], version: int,
+                   strings: Collection[str] | None = None) -> DecodedColumns | None:
+    """decode_many for blobs expected to be well-formed blobs of schema `version`
+    (`features` being its layout), checked for all of them at once; None if any is
+    not, and the caller sorts them out one by one. The read path's common case:
+    every value written under the group's current version."""
+    row = _row_dtype(features)
+    if not blobs or min(map(len, blobs)) < row.itemsize:
+        return None
+    records = _records(blobs, row)
+    if not ((records["head"] == _HEAD).all() and (records["version"] == version).all()):
+        return None
+    return _columns(records, blobs, features, strings)
+
+
+def _records(blobs: list[bytes], row: np.dtype) -> np.ndarray:
+    size = row.itemsize
+    return np.frombuffer(b"".join([b[:size] for b in blobs]), dtype=row)
+
+
+def _columns(records: np.ndarray, blobs: list[bytes], features: tuple[Feature, ...],
+             strings: Collection[str] | None) -> DecodedColumns:
+    layout = layout_of(features)
     present = np.unpackbits(records["bitmap"], axis=1, bitorder="little")[:, : len(features)].astype(bool)
     columns = {f.name: records[f.name] for f in layout.order}
-    if layout.strings:
-        values = [_strings_of(b, row.itemsize, len(layout.strings)) for b in blobs]
-        for j, f in enumerate(layout.strings):
-            columns[f.name] = np.array([v[j] for v in values], dtype=object)
+    wanted = [j for j, f in enumerate(layout.strings) if strings is None or f.name in strings]
+    if wanted:  # strings are read in order: up to the last wanted one
+        values = _string_columns(blobs, records.dtype.itemsize, wanted[-1] + 1)
+        for j in wanted:
+            columns[layout.strings[j].name] = np.array(values[j], dtype=object)
     return DecodedColumns(records["event_time_ms"].astype(np.int64), present, columns)
+
+
+def _string_columns(blobs: list[bytes], start: int, count: int) -> list[list[str]]:
+    """The first `count` strings of every blob, one list per string feature: a single
+    loop over all blobs, since this runs for every string-keyed row a server reads."""
+    columns: list[list[str]] = [[] for _ in range(count)]
+    unpack = _U32.unpack_from
+    try:
+        for blob in blobs:
+            offset = start
+            for column in columns:
+                end = offset + 4 + unpack(blob, offset)[0]
+                column.append(blob[offset + 4:end].decode())
+                offset = end
+            if offset > len(blob):
+                raise DecodeError(f"feature blob truncated: its strings need {offset} bytes, it has {len(blob)}")
+    except (struct.error, UnicodeDecodeError) as exc:
+        raise DecodeError(f"feature blob has an unreadable string: {exc}") from None
+    return columns
 
 
 def _strings_of(blob: bytes, offset: int, count: int) -> list[str]:
     out = []
-    for _ in range(count):
-        (n,) = _U32.unpack_from(blob, offset)
-        out.append(bytes(blob[offset + 4: offset + 4 + n]).decode())
-        offset += 4 + n
+    try:
+        for _ in range(count):
+            (n,) = _U32.unpack_from(blob, offset)
+            if offset + 4 + n > len(blob):
+                raise DecodeError(f"feature blob truncated: a string of {n} bytes runs past its end")
+            out.append(bytes(blob[offset + 4: offset + 4 + n]).decode())
+            offset += 4 + n
+    except (struct.error, UnicodeDecodeError) as exc:
+        raise DecodeError(f"feature blob has an unreadable string: {exc}") from None
     return out
