@@ -265,13 +265,13 @@ class ModelExecutor:
         extra = {"now_ms": now_ms}
         if c.transform == "ratio":
             over_values, over_status, _ = _source(request, c.args[0])
-            extra["over"] = (over_values, _present(over_status, n))
-        return transforms.scalar(c, values, _present(status, n), **extra), status
+            extra["over"] = (over_values, _present(over_status))
+        return transforms.scalar(c, values, _present(status), **extra), status
 
 
-def _present(status: np.ndarray | None, n: int) -> np.ndarray:
-    """Rows whose value is present (a new array: transforms may narrow it)."""
-    return np.ones(n, bool) if status is None else status == PRESENT
+def _present(status: np.ndarray | None) -> np.ndarray | None:
+    """Rows whose value is present (a new array: transforms may narrow it); None: all."""
+    return None if status is None else status == PRESENT
 
 
 def _graph(registry: Registry, model: str, version: int) -> ModelGraph:

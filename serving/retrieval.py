@@ -82,7 +82,7 @@ class GroupResult:
     status: np.ndarray
     event_time_ms: np.ndarray  # 0 where no row was found
     definition: FeatureGroup
-    complete: bool = False  # True: every status is PRESENT (checked once, so readers may skip counting)
+    complete: bool = False  # True: every status is PRESENT (known from the decoding: readers may skip counting)
 
 
 def _empty_column(f: Feature, n: int) -> np.ndarray:
@@ -264,12 +264,16 @@ class FeatureReader:
         g = s.group
         wanted = list(only) if only else [f.name for f in g.features]
         n = len(s.keys)
-        status = np.full((n, len(wanted)), MISSING, dtype=np.int8)
-        result = GroupResult(g.name, wanted, {}, status, np.zeros(n, dtype=np.int64), g)
         rows = [i for i, b in enumerate(s.blobs) if b]  # b"" (no row) and None stay missing
         blobs = s.blobs if len(rows) == n else [s.blobs[i] for i in rows]
         decoded = _decode_current(blobs, g, wanted) if rows else None
-        if decoded is not None:  # the common case: every value written under the current version
+        if decoded is not None and len(rows) == n:
+            complete = _complete(g, wanted, decoded, now_ms)
+            if complete is not None:
+                return complete
+        status = np.full((n, len(wanted)), MISSING, dtype=np.int8)
+        result = GroupResult(g.name, wanted, {}, status, np.zeros(n, dtype=np.int64), g)
+        if decoded is not None:  # every value written under the current version
             self._fill_current(result, np.asarray(rows, dtype=np.int64), decoded, now_ms)
             return result
         result.values.update((name, _empty_column(g.feature(name), n)) for name in wanted)
@@ -287,7 +291,6 @@ class FeatureReader:
         g, n = result.definition, len(result.event_time_ms)
         result.event_time_ms[rows] = decoded.event_time_ms
         live = (now_ms - decoded.event_time_ms <= g.ttl_s * 1000) if g.ttl_s else None
-        everything = len(rows) == n and (live is None or live.all())
         taken = rows if live is None else rows[live]
         positions = _positions(g)
         sent = decoded.present[:, [positions[name] for name in result.features]]
@@ -295,14 +298,10 @@ class FeatureReader:
             result.status[rows[~live], :] = EXPIRED
             sent = sent[live]
         result.status[taken] = np.where(sent, PRESENT, MISSING)
-        result.complete = everything and bool(sent.all())
         for name in result.features:
             column = decoded.columns[name]
-            if everything:
-                result.values[name] = column
-            else:
-                result.values[name] = _empty_column(g.feature(name), n)
-                result.values[name][taken] = column if live is None else column[live]
+            result.values[name] = _empty_column(g.feature(name), n)
+            result.values[name][taken] = column if live is None else column[live]
 
     def _by_version(self, items, result: GroupResult) -> dict[int, list[tuple[int, bytes]]]:
         groups: dict[int, list[tuple[int, bytes]]] = {}
@@ -353,6 +352,19 @@ class FeatureReader:
                 continue
             result.values[name][rows[live]] = decoded.columns[name][live]
             result.status[rows[live], j] = np.where(decoded.present[live, position], PRESENT, MISSING)
+
+
+def _complete(g: FeatureGroup, wanted: list[str], decoded, now_ms: int) -> GroupResult | None:
+    """The result when every key has a live row with every wanted feature sent (the
+    common case): the decoded columns as they are; None otherwise."""
+    if g.ttl_s and (now_ms - decoded.event_time_ms > g.ttl_s * 1000).any():
+        return None
+    positions = _positions(g)
+    if not decoded.all_sent([positions[name] for name in wanted]):
+        return None
+    n = len(decoded.event_time_ms)
+    return GroupResult(g.name, wanted, {name: decoded.columns[name] for name in wanted},
+                       np.zeros((n, len(wanted)), dtype=np.int8), decoded.event_time_ms, g, complete=True)  # PRESENT is 0
 
 
 def _decode_current(blobs: list[bytes], g: FeatureGroup, wanted: Sequence[str]):

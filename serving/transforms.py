@@ -1,8 +1,8 @@
 """The transforms a model graph can apply to a column, on whole columns at once.
 
 Each takes the source values of every row (defaults already in place where a
-value is absent) and a mask of the rows whose value is present, and returns a
-float32 block of shape (rows, width). Where the value is absent, a column's
+value is absent) and a mask of the rows whose value is present (None: every
+row's), and returns a float32 block of shape (rows, width). Where the value is absent, a column's
 `default` wins when it is set; otherwise log1p, clip and bucketize transform the
 feature's default, and the others give 0.
 
@@ -34,13 +34,16 @@ def hash_bucket(ids: Sequence[str], buckets: int) -> np.ndarray:
     return np.fromiter((bucket.get(i, 0) for i in ids), np.float32, len(ids))
 
 
-def scalar(c: Column, values: np.ndarray, present: np.ndarray, **extra) -> np.ndarray:
+def scalar(c: Column, values: np.ndarray, present: np.ndarray | None, **extra) -> np.ndarray:
     """The block of a column whose source is a lookup's feature (see the module doc)."""
+    if present is None and c.transform == "ratio":  # a zero denominator makes a row absent
+        present = np.ones(len(values), bool)
     block = _TRANSFORMS[c.transform](c, values, present, **extra)
     block = block.reshape(len(values), -1).astype(np.float32, copy=False)
-    absent = ~present
-    if absent.any() and (c.default is not None or c.transform in ZERO_WHEN_ABSENT):
-        block[absent] = 0.0 if c.default is None else c.default
+    if present is not None and (c.default is not None or c.transform in ZERO_WHEN_ABSENT):
+        absent = ~present
+        if absent.any():
+            block[absent] = 0.0 if c.default is None else c.default
     return as_dtype(c, block)
 
 
@@ -71,7 +74,7 @@ def _one_hot(c: Column, values: np.ndarray, present: np.ndarray, **_) -> np.ndar
     position = {str(v): i for i, v in enumerate(c.args[0])}
     index = np.fromiter((position.get(str(v), -1) for v in values.tolist()), np.int64, len(values))
     out = np.zeros((len(values), len(position)), np.float32)
-    hit = (index >= 0) & present
+    hit = index >= 0 if present is None else (index >= 0) & present
     out[np.flatnonzero(hit), index[hit]] = 1.0
     return out
 
@@ -79,7 +82,9 @@ def _one_hot(c: Column, values: np.ndarray, present: np.ndarray, **_) -> np.ndar
 def _ratio(c: Column, values: np.ndarray, present: np.ndarray, *, over=None, **_) -> np.ndarray:
     denominator, denominator_present = over
     a, b = values.astype(np.float64), denominator.astype(np.float64)
-    ok = present & denominator_present & (b != 0)
+    ok = present & (b != 0)
+    if denominator_present is not None:
+        ok &= denominator_present
     present &= ok  # a missing or zero denominator reads as an absent value: default
     return np.divide(a, b, out=np.zeros_like(a), where=ok)
 
@@ -88,8 +93,11 @@ def _age(c: Column, values: np.ndarray, present: np.ndarray, *, now_ms: int = 0,
     return (now_ms - values.astype(np.float64)) / AGE_UNITS_MS[c.args[0]]
 
 
-def _hash(c: Column, values: np.ndarray, present: np.ndarray, **_) -> np.ndarray:
-    return hash_bucket([str(v) if p else "" for v, p in zip(values.tolist(), present.tolist())], c.args[0])
+def _hash(c: Column, values: np.ndarray, present: np.ndarray | None, **_) -> np.ndarray:
+    ids = [str(v) for v in values.tolist()]
+    if present is not None:
+        ids = [i if p else "" for i, p in zip(ids, present.tolist())]
+    return hash_bucket(ids, c.args[0])
 
 
 _TRANSFORMS = {"": _plain, "log1p": _log1p, "clip": _clip, "bucketize": _bucketize, "one_hot": _one_hot,
@@ -101,7 +109,7 @@ def sequence(c: Column, ids: list[str], match: list[str | None] | None, rows: in
     `hash` gives one column per position, `count_matching` how many ids equal the
     row's `match` value."""
     if c.transform == "hash":
-        return np.broadcast_to(hash_bucket(ids, c.args[0]), (rows, len(ids))).copy()
+        return np.broadcast_to(hash_bucket(ids, c.args[0]), (rows, len(ids)))  # read-only: copied into the matrix
     counts = Counter(i for i in ids if i)
     block = np.fromiter((counts.get(m, 0) if m else 0 for m in match), np.float32, rows).reshape(rows, 1)
     return as_dtype(c, block)

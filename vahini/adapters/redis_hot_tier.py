@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
-import hiredis
 import redis
 
+from vahini.adapters.redis_wire import Wire
 from vahini.errors import StoreUnavailable
 from vahini.ports.hot_tier import VERSION_DIGITS
 
@@ -37,34 +37,15 @@ class RedisHotTier:
         """`options`: credentials and TLS files for redis.Redis.from_url (username, password, ssl_*)."""
         self._redis = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, **options)
         self._set_if_newer = self._redis.register_script(_SET_IF_NEWER)
+        self._wire = Wire(self._redis)
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
-        """One MGET, packed by hiredis straight from the keys: redis-py's own packing
-        encodes each argument in Python, which cost as much as the rest of a Model
-        Proxy request's cache read. A connection the server dropped (a restart) is
-        retried once on a new one; a timeout is not: a hung cache costs one timeout."""
         if not keys:
             return []
-        command = hiredis.pack_command(("MGET", *keys))
         try:
-            try:
-                return self._send(command)
-            except redis.ConnectionError:
-                return self._send(command)
+            return self._wire.call([("MGET", *keys)])[0]
         except redis.RedisError as exc:
             raise StoreUnavailable(f"Redis MGET failed: {exc}") from exc
-
-    def _send(self, command: bytes):
-        pool = self._redis.connection_pool
-        connection = pool.get_connection()
-        try:
-            connection.send_packed_command([command])
-            return connection.read_response()
-        except BaseException:
-            connection.disconnect()
-            raise
-        finally:
-            pool.release(connection)
 
     def set_many(self, items: Mapping[str, bytes], ttl_s: float) -> None:
         if not items:
@@ -82,7 +63,7 @@ class RedisHotTier:
         if not items:
             return
         try:
-            self._set_if_newer(keys=list(items), args=[max(1, int(ttl_s * 1000)), *items.values()])
+            self._wire.run_script(self._set_if_newer, list(items), [max(1, int(ttl_s * 1000)), *items.values()])
         except redis.RedisError as exc:
             raise StoreUnavailable(f"Redis conditional SET failed: {exc}") from exc
 
@@ -95,4 +76,5 @@ class RedisHotTier:
             raise StoreUnavailable(f"Redis UNLINK failed: {exc}") from exc
 
     def close(self) -> None:
+        self._wire.close()
         self._redis.close()

@@ -24,11 +24,12 @@ from typing import Mapping, Sequence
 import msgspec
 import redis
 
+from vahini.adapters.redis_wire import Wire
 from vahini.errors import HotTierLost, StoreUnavailable
-from vahini.ports.interaction_store import TYPES, HistoryQuery, OpenSession, StoredInteraction, newest_first
+from vahini.ports.interaction_store import (TYPES, HistoryQuery, OpenSession, StoredInteraction, decode_many,
+                                            newest_first)
 
 _LIST_ENCODE = msgspec.json.Encoder().encode
-_LIST_DECODE = msgspec.json.Decoder().decode
 
 # Evict only when nothing is dirty, in one step: a late append is never dropped.
 _EVICT = """
@@ -56,12 +57,7 @@ return 1
 
 
 def _encode_list(items: Sequence[StoredInteraction]) -> bytes:
-    return _LIST_ENCODE([(i.event_id, i.user_id, i.product_id, i.category_id, i.type, i.event_time_ms, i.attributes)
-                         for i in items])
-
-
-def _decode_list(blob: bytes) -> list[StoredInteraction]:
-    return [StoredInteraction(*row) for row in _LIST_DECODE(blob)]
+    return _LIST_ENCODE(list(items))
 
 
 class RedisInteractionTier:
@@ -71,6 +67,7 @@ class RedisInteractionTier:
         self._ns = namespace
         self._evict = self._redis.register_script(_EVICT)
         self._append = self._redis.register_script(_APPEND)
+        self._wire = Wire(self._redis)
 
     # -- keys ------------------------------------------------------------------
     def _user(self, user_id: str, part: str) -> str:
@@ -209,21 +206,23 @@ class RedisInteractionTier:
     def _held(self, wanted: Sequence[tuple[str, Sequence[str], HistoryQuery | None]]
               ) -> list[tuple[list[StoredInteraction] | None, list[StoredInteraction]]]:
         """Per (user, types, query or None for everything): (loaded history, appended
-        interactions) of those types, or (None, []) without a session. Two round trips."""
-        pipe = self._redis.pipeline(transaction=False)
+        interactions) of those types, or (None, []) without a session. Two round trips,
+        packed by hiredis (Wire): this is the Model Proxy's sequence read."""
+        commands: list[tuple] = []
         for user_id, types, query in wanted:
-            low = "-inf" if query is None or query.since_ms is None else query.since_ms
-            high = "+inf" if query is None or query.until_ms is None else f"({query.until_ms}"
-            pipe.exists(self._user(user_id, "s"))
+            commands.append(("EXISTS", self._user(user_id, "s")))
             for t in types:
-                pipe.get(self._user(user_id, f"h:{t}"))
+                commands.append(("GET", self._user(user_id, f"h:{t}")))
                 if query is None:
-                    pipe.zrevrange(self._user(user_id, f"t:{t}"), 0, -1)
+                    commands.append(("ZREVRANGE", self._user(user_id, f"t:{t}"), 0, -1))
                 else:
-                    pipe.zrevrangebyscore(self._user(user_id, f"t:{t}"), high, low, start=0, num=query.limit)
-        results = iter(self._call("read", pipe.execute))
+                    low = "-inf" if query.since_ms is None else query.since_ms
+                    high = "+inf" if query.until_ms is None else f"({query.until_ms}"
+                    commands.append(("ZREVRANGEBYSCORE", self._user(user_id, f"t:{t}"), high, low,
+                                     "LIMIT", 0, query.limit))
+        results = iter(self._call("read", lambda: self._wire.call(commands)))
         found: list = []
-        pipe = self._redis.pipeline(transaction=False)
+        bodies_of: list[tuple] = []
         for user_id, types, _ in wanted:
             open_ = next(results)
             per_type = [(next(results), next(results)) for _ in types]
@@ -231,10 +230,10 @@ class RedisInteractionTier:
                 found.append(None)
                 continue
             ids = [i for _, appended in per_type for i in appended]
-            found.append(([i for blob, _ in per_type if blob for i in _decode_list(blob)], bool(ids)))
+            found.append(([i for blob, _ in per_type if blob for i in decode_many(blob)], bool(ids)))
             if ids:
-                pipe.hmget(self._user(user_id, "d"), ids)
-        bodies = iter(self._call("HMGET", pipe.execute))
+                bodies_of.append(("HMGET", self._user(user_id, "d"), *ids))
+        bodies = iter(self._call("HMGET", lambda: self._wire.call(bodies_of)) if bodies_of else ())
         return [(None, []) if f is None else
                 (f[0], [StoredInteraction.from_json(b) for b in next(bodies) if b is not None] if f[1] else [])
                 for f in found]
@@ -263,4 +262,5 @@ class RedisInteractionTier:
         return value.decode() if value else ""
 
     def close(self) -> None:
+        self._wire.close()
         self._redis.close()

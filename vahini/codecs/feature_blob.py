@@ -16,7 +16,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Collection
+from typing import Any, Collection, Sequence
 
 import numpy as np
 
@@ -171,8 +171,8 @@ def decode(blob: bytes, features: tuple[Feature, ...]) -> DecodedGroup:
 def _row_dtype(features: tuple[Feature, ...]) -> np.dtype:
     """A packed numpy record type for the fixed-width prefix of a blob of these features."""
     layout = layout_of(features)
-    names, formats, offsets = ["head", "version", "event_time_ms", "bitmap"], \
-        ["<u4", "<u4", "<i8", (np.uint8, layout.bitmap_len)], [0, 4, 8, _HEADER.size]
+    names, formats, offsets = ["head", "version", "head_and_version", "event_time_ms", "bitmap"], \
+        ["<u4", "<u4", "<u8", "<i8", (np.uint8, layout.bitmap_len)], [0, 4, 0, 8, _HEADER.size]
     for ftype, dtype, offset, count in layout.sections:
         of_type = [f for f in layout.order if f.type == ftype]
         for i, f in enumerate(of_type[:count]):
@@ -188,13 +188,32 @@ def _row_dtype(features: tuple[Feature, ...]) -> np.dtype:
     return np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": offset})
 
 
-@dataclass(frozen=True)
 class DecodedColumns:
     """Many blobs of one schema version, decoded column by column."""
 
-    event_time_ms: np.ndarray          # int64 per blob
-    present: np.ndarray                # bool (blobs, features), declared order
-    columns: dict[str, np.ndarray]     # feature name -> (blobs,) or (blobs, dim); strings: object array
+    def __init__(self, event_time_ms: np.ndarray, bitmap: np.ndarray, columns: dict[str, np.ndarray],
+                 feature_count: int):
+        self.event_time_ms = event_time_ms  # int64 per blob
+        self.columns = columns  # feature name -> (blobs,) or (blobs, dim); strings: object array
+        self._bitmap = bitmap  # uint8 (blobs, bitmap bytes)
+        self._feature_count = feature_count
+        self._present: np.ndarray | None = None
+
+    @property
+    def present(self) -> np.ndarray:
+        """bool (blobs, features), declared order: whether each value was sent."""
+        if self._present is None:
+            bits = np.unpackbits(self._bitmap, axis=1, bitorder="little")
+            self._present = bits[:, : self._feature_count].astype(bool)
+        return self._present
+
+    def all_sent(self, positions: Sequence[int]) -> bool:
+        """Whether every blob has the features at these declared positions sent: one
+        comparison of the bitmaps, without unpacking them."""
+        mask = np.zeros(self._bitmap.shape[1], np.uint8)
+        for p in positions:
+            mask[p // 8] |= 1 << (p % 8)
+        return bool(((self._bitmap & mask) == mask).all())
 
 
 def decode_many(blobs: list[bytes], features: tuple[Feature, ...],
@@ -218,7 +237,7 @@ def decode_version(blobs: list[bytes], features: tuple[Feature, ...], version: i
     if not blobs or min(map(len, blobs)) < row.itemsize:
         return None
     records = _records(blobs, row)
-    if not ((records["head"] == _HEAD).all() and (records["version"] == version).all()):
+    if not (records["head_and_version"] == _HEAD | version << 32).all():
         return None
     return _columns(records, blobs, features, strings)
 
@@ -231,14 +250,13 @@ def _records(blobs: list[bytes], row: np.dtype) -> np.ndarray:
 def _columns(records: np.ndarray, blobs: list[bytes], features: tuple[Feature, ...],
              strings: Collection[str] | None) -> DecodedColumns:
     layout = layout_of(features)
-    present = np.unpackbits(records["bitmap"], axis=1, bitorder="little")[:, : len(features)].astype(bool)
     columns = {f.name: records[f.name] for f in layout.order}
     wanted = [j for j, f in enumerate(layout.strings) if strings is None or f.name in strings]
     if wanted:  # strings are read in order: up to the last wanted one
         values = _string_columns(blobs, records.dtype.itemsize, wanted[-1] + 1)
         for j in wanted:
             columns[layout.strings[j].name] = np.array(values[j], dtype=object)
-    return DecodedColumns(records["event_time_ms"].astype(np.int64), present, columns)
+    return DecodedColumns(records["event_time_ms"].astype(np.int64), records["bitmap"], columns, len(features))
 
 
 def _string_columns(blobs: list[bytes], start: int, count: int) -> list[list[str]]:

@@ -9,45 +9,54 @@ dirty: a worker never commits past an interaction that lives only in the hot tie
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Mapping, Protocol, Sequence
 
 import msgspec
 
 _ENCODE = msgspec.json.Encoder().encode
-_DECODE = msgspec.json.Decoder().decode
 
 TYPES = ("CLICK", "ORDER", "WISHLIST")
 
 
-@dataclass(frozen=True, slots=True)
-class StoredInteraction:
+class StoredInteraction(msgspec.Struct, frozen=True, array_like=True):
+    """One interaction as the tiers store it. A msgspec struct encoded as a JSON array
+    (the hot tier's format): lists of them decode straight from it, which is what a
+    session's history read costs on the Model Proxy's path."""
+
     event_id: str
     user_id: str
     product_id: str
     category_id: str | None
     type: str
     event_time_ms: int
-    attributes: Mapping[str, str] = field(default_factory=dict)
+    attributes: dict[str, str] = {}
 
     def newest_first_key(self) -> tuple[int, str]:
         """Sort key, descending: newest first, ties by event id (the same on every tier)."""
         return self.event_time_ms, self.event_id
 
     def to_json(self) -> bytes:
-        return _ENCODE((self.event_id, self.user_id, self.product_id, self.category_id, self.type,
-                        self.event_time_ms, self.attributes))
+        return _ENCODE(self)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> "StoredInteraction":
-        event_id, user_id, product_id, category_id, type_, time_ms, attributes = _DECODE(text)
-        return cls(event_id, user_id, product_id, category_id, type_, time_ms, attributes)
+        return _DECODE_ONE(text)
 
     @classmethod
     def of_event(cls, event: Mapping) -> "StoredInteraction":
         """From a decoded Interaction event."""
         return cls(event["event_id"], event["user_id"], event["product_id"], event.get("category_id"),
                    event["type"], event["event_time_ms"], dict(event.get("attributes") or {}))
+
+
+_DECODE_ONE = msgspec.json.Decoder(StoredInteraction).decode
+_DECODE_MANY = msgspec.json.Decoder(list[StoredInteraction]).decode
+
+
+def decode_many(blob: bytes) -> list[StoredInteraction]:
+    """A JSON array of interactions (each itself an array), as the hot tier stores a history."""
+    return _DECODE_MANY(blob)
 
 
 def newest_first(items: Sequence[StoredInteraction], limit: int | None = None) -> list[StoredInteraction]:

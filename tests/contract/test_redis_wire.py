@@ -1,0 +1,42 @@
+"""The Redis adapters' own packing (vahini.adapters.redis_wire) against a real redis-server:
+what redis-py's execute path did for them, it must still do."""
+
+import pytest
+import redis
+
+from tests.faults import PrivateRedis
+from vahini.adapters.redis_wire import Wire
+from vahini.adapters.redis_hot_tier import RedisHotTier
+from vahini.ports.hot_tier import version_header
+
+pytestmark = pytest.mark.real_service
+
+
+@pytest.fixture
+def private_redis():
+    server = PrivateRedis()
+    yield server
+    server.stop()
+
+
+def test_a_restarted_server_is_reached_on_the_next_call_with_its_scripts_reloaded(private_redis):
+    tier = RedisHotTier(private_redis.url, timeout_s=2.0)
+    tier.set_if_newer({"k": version_header(1, b"V") + b"one"}, ttl_s=30)
+    private_redis.restart_empty()  # the pooled connection is dead, and the server has no scripts
+    assert tier.get_many(["k"]) == [None]
+    tier.set_if_newer({"k": version_header(2, b"V") + b"two"}, ttl_s=30)
+    tier.set_if_newer({"k": version_header(1, b"V") + b"older"}, ttl_s=30)
+    assert tier.get_many(["k"]) == [version_header(2, b"V") + b"two"]
+    tier.close()
+
+
+def test_an_error_reply_is_raised_and_the_next_call_is_answered_in_order(private_redis):
+    client = redis.Redis.from_url(private_redis.url)
+    wire = Wire(client)
+    client.set("s", "text")
+    with pytest.raises(redis.ResponseError):
+        wire.call([("GET", "s"), ("INCR", "s"), ("GET", "s")])
+    assert wire.call([("SET", "n", 5), ("INCR", "n"), ("MGET", "s", "n", "none")]) == \
+        [b"OK", 6, [b"text", b"6", None]]
+    wire.close()
+    client.close()
