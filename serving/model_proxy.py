@@ -261,12 +261,15 @@ class ModelExecutor:
         n = len(request.rows)
         if c.source in request.sequences:
             return transforms.sequence(c, request.sequences[c.source], _match_values(request, c), n), None
-        values, status, _ = _source(request, c.source)
-        extra = {"now_ms": now_ms}
-        if c.transform == "ratio":
+        if c.transform == "ratio":  # two sources, maybe of two lookups: row by row
+            values, status, _ = _source(request, c.source)
             over_values, over_status, _ = _source(request, c.args[0])
-            extra["over"] = (over_values, _present(over_status))
-        return transforms.scalar(c, values, _present(status), **extra), status
+            extra = {"over": (over_values, _present(over_status))}
+            return transforms.scalar(c, values, _present(status), **extra), status
+        # Once per distinct key, then spread over the rows: a user's features are on every row.
+        values, status, _, index = _distinct(request, c.source)
+        block = transforms.scalar(c, values, _present(status), now_ms=now_ms)
+        return block[index], None if status is None else status[index]
 
 
 def _present(status: np.ndarray | None) -> np.ndarray | None:
@@ -376,21 +379,28 @@ def _source(request: _Request, source: str) -> tuple[np.ndarray, np.ndarray | No
     return request.sources[source]
 
 
-def _read_source(request: _Request, source: str) -> tuple[np.ndarray, np.ndarray, object]:
+def _read_source(request: _Request, source: str) -> tuple[np.ndarray, np.ndarray | None, object]:
+    values, status, feature, index = _distinct(request, source)
+    return values[index], None if status is None else status[index], feature
+
+
+def _distinct(request: _Request, source: str) -> tuple[np.ndarray, np.ndarray | None, object, np.ndarray]:
+    """The values of `<lookup>.<feature>` once per distinct key of the lookup (and a
+    default where a row has no key or the store could not be read), their status
+    (None: all present), the feature, and per row the position of its value."""
     name, _, feature_name = source.partition(".")
     f = request.fetched[name]
     feature = request.registry.groups[f.group].feature(feature_name)
-    n = len(request.rows)
     if f.result is None:
-        return _defaults(feature, n), np.full(n, MISSING, np.int8), feature
+        return _defaults(feature, 1), np.full(1, MISSING, np.int8), feature, np.zeros(len(request.rows), np.int64)
     values = f.result.values[feature_name]
     if f.complete:
-        return values[f.index], None, feature
+        return values, None, feature, f.index
     status = f.result.status[:, f.result.features.index(feature_name)]
     if f.index.size and f.index.min() < 0:  # rows without a key: index -1 picks an appended default
         values = np.concatenate([values, _defaults(feature, 1)])
         status = np.append(status, np.int8(MISSING))
-    return values[f.index], status[f.index], feature
+    return values, status, feature, f.index
 
 
 # The dtype of a source's defaults: integers as int64, other scalars as float64.

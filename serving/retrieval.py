@@ -360,7 +360,7 @@ def _complete(g: FeatureGroup, wanted: list[str], decoded, now_ms: int) -> Group
     if g.ttl_s and (now_ms - decoded.event_time_ms > g.ttl_s * 1000).any():
         return None
     positions = _positions(g)
-    if not decoded.all_sent([positions[name] for name in wanted]):
+    if not decoded.all_sent(tuple(positions[name] for name in wanted)):
         return None
     n = len(decoded.event_time_ms)
     return GroupResult(g.name, wanted, {name: decoded.columns[name] for name in wanted},

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import zlib
 from collections import Counter
+from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
@@ -71,12 +72,17 @@ def _bucketize(c: Column, values: np.ndarray, present: np.ndarray, **_) -> np.nd
 
 
 def _one_hot(c: Column, values: np.ndarray, present: np.ndarray, **_) -> np.ndarray:
-    position = {str(v): i for i, v in enumerate(c.args[0])}
+    position = _positions(c.args[0])
     index = np.fromiter((position.get(str(v), -1) for v in values.tolist()), np.int64, len(values))
     out = np.zeros((len(values), len(position)), np.float32)
     hit = index >= 0 if present is None else (index >= 0) & present
     out[np.flatnonzero(hit), index[hit]] = 1.0
     return out
+
+
+@lru_cache(maxsize=1024)
+def _positions(values: tuple) -> dict[str, int]:
+    return {str(v): i for i, v in enumerate(values)}
 
 
 def _ratio(c: Column, values: np.ndarray, present: np.ndarray, *, over=None, **_) -> np.ndarray:

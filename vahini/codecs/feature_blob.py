@@ -207,13 +207,19 @@ class DecodedColumns:
             self._present = bits[:, : self._feature_count].astype(bool)
         return self._present
 
-    def all_sent(self, positions: Sequence[int]) -> bool:
+    def all_sent(self, positions: tuple[int, ...]) -> bool:
         """Whether every blob has the features at these declared positions sent: one
         comparison of the bitmaps, without unpacking them."""
-        mask = np.zeros(self._bitmap.shape[1], np.uint8)
-        for p in positions:
-            mask[p // 8] |= 1 << (p % 8)
+        mask = _bitmap_mask(positions, self._bitmap.shape[1])
         return bool(((self._bitmap & mask) == mask).all())
+
+
+@lru_cache(maxsize=4096)
+def _bitmap_mask(positions: tuple[int, ...], length: int) -> np.ndarray:
+    mask = np.zeros(length, np.uint8)
+    for p in positions:
+        mask[p // 8] |= 1 << (p % 8)
+    return mask
 
 
 def decode_many(blobs: list[bytes], features: tuple[Feature, ...],
