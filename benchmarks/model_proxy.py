@@ -17,8 +17,10 @@ In the same run, on the same data:
   two calls, and it returns raw values: no transforms.
 
 Capacity is the highest open-loop rate at which one serving process (pinned to
-core 0, load from core 1) keeps its p99 under twice its idle p99, refusing
-under 1% of calls.
+core 0, load from core 1) keeps its p99 under twice its idle p99 (the sequential
+p99 above), refusing under 1% of calls. The run also reports the highest rate at
+which its p99 stays at or under Feast's p99, for the target's "10x Feast's
+requests/s at an equal or better p99".
 """
 
 from __future__ import annotations
@@ -332,9 +334,13 @@ def latencies(call, requests) -> np.ndarray:
     return np.asarray(out)
 
 
-def capacity(target: str, requests, idle_p99: float, seconds: float, start_rate: float) -> list[list]:
-    """Open-loop rates up from `start_rate` until the p99 passes twice the idle p99 at two
-    rates in a row (one noisy step on a shared machine does not end the search)."""
+def capacity(target: str, requests, idle_p99: float, ceiling_p99: float, seconds: float,
+             start_rate: float) -> list[list]:
+    """Open-loop rates up from `start_rate`, each step 1.25x the last, until two rates in
+    a row (one noisy step on a shared machine does not end the search) fail the looser
+    of the two bounds: p99 under twice the idle p99 (the issue's capacity), and p99 at
+    most `ceiling_p99` (Feast's, for "at an equal or better p99"); both with under 1% of
+    calls refused."""
     from benchmarks.model_proxy_load import open_loop
 
     rows, rate, failed = [], start_rate, 0
@@ -342,10 +348,11 @@ def capacity(target: str, requests, idle_p99: float, seconds: float, start_rate:
         result = open_loop(target, requests, rate, seconds, LOAD_CPUS)
         p99 = float(np.percentile(result["ok"], 99)) if len(result["ok"]) else float("inf")
         refused = result["refused"] / max(result["sent"], 1)
-        holds = p99 < 2 * idle_p99 and refused < 0.01 and not result["failed"]
+        served = refused < 0.01 and not result["failed"]
+        strict, loose = served and p99 < 2 * idle_p99, served and p99 <= ceiling_p99
         rows.append([f"{rate:.0f}", f"{np.percentile(result['ok'], 50):.2f}", f"{p99:.2f}",
-                     f"{p99 / idle_p99:.2f}x", f"{refused:.1%}", "yes" if holds else "no"])
-        failed = 0 if holds else failed + 1
+                     f"{p99 / idle_p99:.2f}x", f"{refused:.1%}", "yes" if strict else "no", "yes" if loose else "no"])
+        failed = 0 if loose else failed + 1
         if failed == 2 or rate > 2000:
             return rows
         rate *= 1.25
@@ -389,7 +396,9 @@ def main() -> int:
             results[size] = (raw_lat, vahini_lat, feast_lat, shape)
         requests = requests_of(100, 2000, seed=1)
         idle_p99 = float(np.percentile(results[100][1], 99))
-        steps = capacity(server.target, requests, idle_p99, args.seconds, start_rate=0.3 * 1000 / results[100][1].mean())
+        bound_p99 = float(np.percentile(results[100][2], 99)) if results[100][2] is not None else 4 * idle_p99
+        steps = capacity(server.target, requests, idle_p99, bound_p99, args.seconds,
+                         start_rate=0.3 * 1000 / results[100][1].mean())
     finally:
         client.close()
         server.stop()
@@ -404,14 +413,18 @@ def main() -> int:
             rows.append(summary_row("Feast 0.67 get_online_features x 2 (raw values)", feast_lat, raw_p99, feast_p99))
         print(table(f"1 user x {size} products, {shape[1]} columns ({len(raw_lat)} sequential requests, one thread)",
                     ["path", "p50 ms", "p99 ms", "req/s (1 thread)", "p99 vs raw", "p99 vs Feast"], rows))
+    bound = "Feast's p99" if results[100][2] is not None else "4x idle p99"
     print(table(f"One serving process (core 0) under open-loop load from core 1, 100 products; idle p99 "
-                f"{idle_p99:.2f} ms", ["req/s offered", "p50 ms", "p99 ms", "p99 vs idle", "refused",
-                                       "p99 < 2x idle"], steps))
-    held = [float(r[0]) for r in steps if r[-1] == "yes"]
+                f"{idle_p99:.2f} ms, {bound} {bound_p99:.2f} ms",
+                ["req/s offered", "p50 ms", "p99 ms", "p99 vs idle", "refused", "p99 < 2x idle",
+                 f"p99 <= {bound}"], steps))
+    strict = max((float(r[0]) for r in steps if r[-2] == "yes"), default=0.0)
+    loose = max((float(r[0]) for r in steps if r[-1] == "yes"), default=0.0)
     if results[100][2] is not None:
         feast_rps = 1000 / results[100][2].mean()
-        best = max(held, default=0.0)
-        print(f"highest rate with p99 < 2x idle: {best:.0f} req/s = {best / feast_rps:.1f}x Feast's "
+        print(f"highest rate with p99 < 2x idle: {strict:.0f} req/s = {strict / feast_rps:.1f}x Feast's "
+              f"{feast_rps:.0f} req/s on one thread")
+        print(f"highest rate with p99 <= Feast's p99: {loose:.0f} req/s = {loose / feast_rps:.1f}x Feast's "
               f"{feast_rps:.0f} req/s on one thread")
     return 0
 

@@ -45,6 +45,7 @@ _PROBE_KEY = "vf:probe"
 
 
 _VALUE_TAG, _NO_ROW_TAG = VALUE[0], NO_ROW[0]
+_FENCE_ENTRY = b"%0" + str(VERSION_DIGITS).encode() + b"d" + FENCE  # version_header(version, FENCE), formatted once per row
 
 
 def _unwrapped(values: Sequence[bytes | None]) -> list[bytes | None]:
@@ -143,8 +144,9 @@ class FeatureCache:
         """After `rows` are durable: fence their entries so no older value can be filled.
         If the cache cannot be reached, start a new epoch and return False. Raises
         StoreUnavailable only when the epoch cannot be recorded either."""
-        keys = self._keys((r.entity, r.group, r.key) for r in rows)
-        entries = dict(zip(keys, (version_header(write_timestamp_us(r.event_time_ms, r.blob), FENCE) for r in rows)))
+        # One formatting per row: the ingest worker fences every row it writes.
+        entries = dict(zip(self._keys((r.entity, r.group, r.key) for r in rows),
+                           [_FENCE_ENTRY % write_timestamp_us(r.event_time_ms, r.blob) for r in rows]))
         try:
             self._breaker.call("fence", self._tier.set_if_newer, entries, self._settings.fence_ttl_s)
             return True

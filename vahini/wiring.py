@@ -75,7 +75,8 @@ def _cassandra(settings: Settings, url: str, tables: list[str]):
     tls = (c.ca_file, c.cert_file, c.key_file) if c.ca_file else None
     return CassandraSession(CassandraOptions(hosts, port, parsed.path.strip("/") or "vahini", c.replication_factor,
                                              c.local_dc, c.consistency, settings.ingest.write_concurrency,
-                                             credentials=credentials, tls=tls, compression=c.compression), tables)
+                                             credentials=credentials, tls=tls, compression=c.compression,
+                                             protocol_version=c.protocol_version), tables)
 
 
 def hot_tier(settings: Settings) -> HotTier:

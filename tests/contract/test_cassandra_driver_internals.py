@@ -68,3 +68,28 @@ def test_batches_hold_every_live_row_once_with_its_ttl_and_replica(request):
             FeatureRow(p[0].decode(), p[1].decode(), "", 0, b""), None)[0])[0] for _, _, p in b._statements_and_parameters}
         assert len(primaries) == 1
     store.close()
+
+
+def primaries_agree_with_the_driver(settings: Settings, keys: int = 3000) -> int:
+    """PrimaryReplicas against Metadata.get_replicas(...)[0] for many partitions; the
+    number of distinct primaries seen."""
+    import random
+
+    store = wiring.feature_store(settings)
+    keyspace, metadata = store._keyspace, store._cluster.metadata
+    primary = store._primary.lookup()
+    rng, serializer, seen = random.Random(7), RowSerializer(), set()
+    for i in range(keys):
+        key = "".join(rng.choice("abcxyz0129|ü") for _ in range(rng.randrange(1, 30)))
+        routing_key, _ = serializer.serialize(FeatureRow(rng.choice(["user", "product"]), key, "g", 0, b""), None)
+        expected = metadata.get_replicas(keyspace, routing_key)
+        assert primary(routing_key) == (expected[0] if expected else None), key
+        seen.add(primary(routing_key))
+    store.close()
+    return len(seen)
+
+
+@pytest.mark.real_service
+def test_primary_replicas_are_the_drivers(request):
+    endpoint, keyspace = request.getfixturevalue("cassandra_endpoint"), request.getfixturevalue("cassandra_keyspace")
+    assert primaries_agree_with_the_driver(Settings(feature_store=f"cassandra://{endpoint}/{keyspace}")) == 1

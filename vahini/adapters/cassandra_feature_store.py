@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import struct
 import time
-from typing import Sequence
+from bisect import bisect_left
+from typing import Callable, Sequence
 
+from cassandra.metadata import NoMurmur3
 from cassandra.query import BatchStatement, BatchType
 
 from vahini.adapters.cassandra_session import CassandraSession
@@ -68,6 +70,51 @@ class RowSerializer:
         return _TEXT_PART.pack(len(encoded)) + encoded + b"\x00"
 
 
+class PrimaryReplicas:
+    """The primary replica of a partition, as `Metadata.get_replicas(keyspace, key)[0]`
+    gives it, from a table of the driver's token ring kept as plain ints: the driver
+    compares Token objects in Python on every bisection, which cost more than the rest
+    of batching a row. The table is rebuilt when the driver replaces its token map or
+    the keyspace's replica map (a topology or replication change)."""
+
+    def __init__(self, cluster, keyspace: str):
+        self._cluster, self._keyspace = cluster, keyspace
+        self._built_from: tuple = (None, None)
+        self._lookup: Callable[[bytes], object] = _no_replica
+
+    def lookup(self) -> Callable[[bytes], object]:
+        """A function from a routing key to its primary replica's Host (None when the
+        driver has no token map), valid for the current ring: take one per batch."""
+        token_map = self._cluster.metadata.token_map
+        if token_map is None:
+            return _no_replica
+        if (token_map, token_map.tokens_to_hosts_by_ks.get(self._keyspace)) != self._built_from:
+            self._lookup = self._build(token_map)
+        return self._lookup
+
+    def _build(self, token_map) -> Callable[[bytes], object]:
+        ring = token_map.ring
+        replicas = [token_map.get_replicas(self._keyspace, token) for token in ring]  # builds the replica map if absent
+        self._built_from = (token_map, token_map.tokens_to_hosts_by_ks.get(self._keyspace))
+        hash_of = token_map.token_class.hash_fn
+        try:
+            hash_of(b"")
+        except NoMurmur3:  # the driver then routes without tokens too
+            return _no_replica
+        if not ring or not all(replicas):
+            return _no_replica
+        tokens, owners = [token.value for token in ring], [hosts[0] for hosts in replicas]
+
+        def primary(routing_key: bytes):
+            at = bisect_left(tokens, hash_of(routing_key))
+            return owners[at if at < len(tokens) else 0]
+        return primary
+
+
+def _no_replica(_routing_key: bytes) -> None:
+    return None
+
+
 class CassandraFeatureStore:
     def __init__(self, connection: CassandraSession, batch_rows: int = 100, batch_bytes: int = 32 * 1024):
         self._connection = connection
@@ -76,6 +123,7 @@ class CassandraFeatureStore:
         self._batch_rows = batch_rows
         self._batch_bytes = batch_bytes
         self._serializer = RowSerializer()
+        self._primary = PrimaryReplicas(self._cluster, self._keyspace)
         self._insert = connection.prepare(
             "INSERT INTO {ks}.feature_rows (entity, key, grp, event_time_ms, blob) "
             "VALUES (?, ?, ?, ?, ?) USING TIMESTAMP ? AND TTL ?")
@@ -93,15 +141,13 @@ class CassandraFeatureStore:
         in one pass: this runs once per row of every ingested event."""
         batches: list[BatchStatement] = []
         filling: dict[object, list] = {}  # primary replica -> [its batch being filled, its bytes]
-        serialize, replicas_of = self._serializer.serialize, self._cluster.metadata.get_replicas
-        keyspace, query_id = self._keyspace, self._insert.query_id
+        serialize, primary_of, query_id = self._serializer.serialize, self._primary.lookup(), self._insert.query_id
         for r in rows:
             ttl = r.ttl_left_s(now_ms) if r.ttl_s else None  # the call only for rows with a TTL
             if ttl is not None and ttl <= 0:
                 continue
             routing_key, values = serialize(r, ttl)
-            replicas = replicas_of(keyspace, routing_key)
-            replica, nbytes = replicas[0] if replicas else None, len(r.blob) + 64
+            replica, nbytes = primary_of(routing_key), len(r.blob) + 64
             slot = filling.get(replica)
             if slot is None or len(slot[0]) >= self._batch_rows or slot[1] + nbytes > self._batch_bytes:
                 slot = filling[replica] = [self._new_batch(routing_key), 0]

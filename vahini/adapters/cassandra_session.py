@@ -36,6 +36,7 @@ class CassandraOptions:
     credentials: tuple[str, str] | None = None
     tls: tuple | None = None  # (CA file, client certificate or None, its key or None): client-to-node TLS
     compression: bool = False
+    protocol_version: int = 4
     schema_timeout_s: float = 60.0  # how long start-up waits for the nodes to agree on the schema
 
 
@@ -68,7 +69,7 @@ class CassandraSession:
         self.cluster = Cluster(list(options.hosts), port=options.port,
                                execution_profiles={EXEC_PROFILE_DEFAULT: profile}, connect_timeout=10,
                                auth_provider=auth, ssl_context=_ssl_context(options.tls),
-                               compression=options.compression)
+                               compression=options.compression, protocol_version=options.protocol_version)
         try:
             self.session = self.cluster.connect()
             if create_schema:
