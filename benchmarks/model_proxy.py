@@ -14,7 +14,10 @@ In the same run, on the same data:
 - Feast 0.67 (`feast[redis]`): the same features loaded by `feast materialize`
   into a Redis of its own and read with `get_online_features`, as a Feast user
   would. Feast cannot chain product -> category -> user x category, so it takes
-  two calls, and it returns raw values: no transforms.
+  two calls, and it returns raw values: no transforms;
+- gRPC floor: the same calls to a server pinned like Vahini's whose handler does no
+  work and answers with a reply of the same size (benchmarks/model_proxy_floor.py):
+  the transport's share of Vahini's latency, which the raw ceiling does not pay.
 
 Capacity is the highest open-loop rate at which one serving process (pinned to
 core 0, load from core 1) keeps its p99 under twice its idle p99 (the sequential
@@ -116,24 +119,33 @@ def requests_of(size: int, n: int, seed: int) -> list[tuple[str, list[str]]]:
 
 # -- Vahini ------------------------------------------------------------------------------------------
 class ServerProcess:
-    """`vahini serve` in its own process, pinned to core 0."""
+    """A gRPC server in its own process, pinned to core 0, serving on a free port."""
 
-    def __init__(self, settings):
+    def __init__(self, module_args: list[str], env: dict | None = None):
         self.port = free_port()
-        overrides = {k: v for k, v in os.environ.items() if k.startswith("VAHINI_SERVING__")}
-        env = {**settings_env(settings), **overrides, "VAHINI_LOG_LEVEL": "ERROR"}
-        self.proc = subprocess.Popen([sys.executable, "-m", "serving", "--port", str(self.port)], env=env,
+        self.proc = subprocess.Popen([sys.executable, "-m", *module_args, str(self.port)], env=env,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                      preexec_fn=lambda: os.sched_setaffinity(0, SERVER_CPUS))
         deadline = time.monotonic() + 60
         while not port_open("127.0.0.1", self.port):
-            assert time.monotonic() < deadline and self.proc.poll() is None, "server did not start"
+            assert time.monotonic() < deadline and self.proc.poll() is None, f"{module_args[0]} did not start"
             time.sleep(0.1)
         self.target = f"127.0.0.1:{self.port}"
 
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(30)
+
+
+def vahini_server(settings) -> ServerProcess:
+    """`vahini serve` (python -m serving), with this run's settings and any VAHINI_SERVING__ overrides."""
+    overrides = {k: v for k, v in os.environ.items() if k.startswith("VAHINI_SERVING__")}
+    return ServerProcess(["serving", "--port"], {**settings_env(settings), **overrides, "VAHINI_LOG_LEVEL": "ERROR"})
+
+
+def floor_server(columns: int) -> ServerProcess:
+    """benchmarks/model_proxy_floor.py: the same call answered by a handler that does no work."""
+    return ServerProcess(["benchmarks.model_proxy_floor", str(columns)])
 
 
 def vahini_call(client):
@@ -377,7 +389,7 @@ def main() -> int:
         hot_tier=REDIS, namespace=f"bench-ih-{run}")})
     print(f"loading {USERS} users, {PRODUCTS} products, {USERS * CATEGORIES} user x category rows ...", flush=True)
     load_vahini(settings)
-    server = ServerProcess(settings)
+    server = vahini_server(settings)
     client = VahiniClient(server.target, timeout_s=5.0)
     call = vahini_call(client)
     warm(call)
@@ -386,14 +398,18 @@ def main() -> int:
     raw = RawCeiling(settings, registry)
     gc.freeze()
     results = {}
+    floor = None
     try:
         for size in (100, 500):
             requests = requests_of(size, args.requests, seed=size)
             shape = call(requests[0]).shape
+            floor = floor or floor_server(shape[1])
+            with VahiniClient(floor.target, timeout_s=5.0) as floor_client:
+                floor_lat = latencies(vahini_call(floor_client), requests)
             raw_lat = latencies(raw, requests)
             vahini_lat = latencies(call, requests)
             feast_lat = latencies(feast, requests) if feast else None
-            results[size] = (raw_lat, vahini_lat, feast_lat, shape)
+            results[size] = (raw_lat, vahini_lat, feast_lat, shape, floor_lat)
         requests = requests_of(100, 2000, seed=1)
         idle_p99 = float(np.percentile(results[100][1], 99))
         bound_p99 = float(np.percentile(results[100][2], 99)) if results[100][2] is not None else 4 * idle_p99
@@ -402,12 +418,16 @@ def main() -> int:
     finally:
         client.close()
         server.stop()
+        if floor:
+            floor.stop()
         if feast:
             feast.close()
-    for size, (raw_lat, vahini_lat, feast_lat, shape) in results.items():
+    for size, (raw_lat, vahini_lat, feast_lat, shape, floor_lat) in results.items():
         raw_p99 = np.percentile(raw_lat, 99)
         feast_p99 = None if feast_lat is None else np.percentile(feast_lat, 99)
         rows = [summary_row("raw ceiling: one redis-py pipeline + numpy (baseline)", raw_lat, raw_p99, feast_p99),
+                summary_row("gRPC floor: the same call to a server that does no work", floor_lat, raw_p99,
+                            feast_p99),
                 summary_row("Vahini ModelProxy.GetFeatures (gRPC, one process)", vahini_lat, raw_p99, feast_p99)]
         if feast_lat is not None:
             rows.append(summary_row("Feast 0.67 get_online_features x 2 (raw values)", feast_lat, raw_p99, feast_p99))
