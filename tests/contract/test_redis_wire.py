@@ -1,6 +1,8 @@
 """The Redis adapters' own packing (vahini.adapters.redis_wire) against a real redis-server:
 what redis-py's execute path did for them, it must still do."""
 
+import threading
+
 import pytest
 import redis
 
@@ -38,5 +40,19 @@ def test_an_error_reply_is_raised_and_the_next_call_is_answered_in_order(private
         wire.call([("GET", "s"), ("INCR", "s"), ("GET", "s")])
     assert wire.call([("SET", "n", 5), ("INCR", "n"), ("MGET", "s", "n", "none")]) == \
         [b"OK", 6, [b"text", b"6", None]]
+    wire.close()
+    client.close()
+
+
+def test_after_a_restart_no_stale_idle_connection_is_tried_twice(private_redis):
+    client = redis.Redis.from_url(private_redis.url, socket_timeout=5)
+    wire = Wire(client)
+    blocked = [threading.Thread(target=wire.call, args=([("BLPOP", "nothing", "0.3")],)) for _ in range(3)]
+    for t in blocked:  # three calls at once: three connections, idle once they return
+        t.start()
+    for t in blocked:
+        t.join()
+    private_redis.restart_empty()
+    assert wire.call([("SET", "k", "v"), ("GET", "k")]) == [b"OK", b"v"]
     wire.close()
     client.close()

@@ -6,7 +6,7 @@ every checkout; for a Model Proxy request's 200-key MGET that cost as much as th
 rest of its cache read. `Wire` packs with hiredis in C, sends every command of a
 call in one write, reads the replies in order, and keeps its own idle connections
 (list pop and append are atomic). A connection the server dropped (a restart) is
-retried once on a new one; a timeout is not retried: a hung server costs one
+retried once on a new one, and the other idle ones are dropped with it; a timeout is not retried: a hung server costs one
 timeout, and the callers' circuit breakers take it from there."""
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ class Wire:
         packed = b"".join([hiredis.pack_command(tuple(c)) for c in commands])
         try:
             return self._send(packed, len(commands))
-        except redis.ConnectionError:
+        except redis.ConnectionError:  # the server dropped its connections: the idle ones are stale too
+            self.close()
             return self._send(packed, len(commands))
 
     def run_script(self, script, keys: Sequence[str], args: Sequence) -> object:
