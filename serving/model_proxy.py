@@ -82,6 +82,7 @@ class _Plan:
     """What executing a published graph needs that does not change between requests."""
 
     levels: list[list[Lookup]]
+    key_sources: dict[str, tuple[str, ...]]  # per lookup: the source of each key part, in the entity's key order
     features: dict[str, tuple[str, ...]]  # per lookup: the features the graph reads of it
     columns: list[str]
     dtypes: list[str]
@@ -102,7 +103,9 @@ def plan_of(graph: ModelGraph, registry: Registry) -> _Plan:
         name, _, feature = source.partition(".")
         if name in used:
             used[name][feature] = None
-    plan = _Plan(levels(graph), {name: tuple(f) for name, f in used.items()}, [], [], [], [])
+    key_sources = {lk.name: tuple(dict(lk.keys)[column] for column in registry.entities[known[lk.name].entity].keys)
+                   for lk in graph.lookups}
+    plan = _Plan(levels(graph), key_sources, {name: tuple(f) for name, f in used.items()}, [], [], [], [])
     for c in graph.columns:
         names = output_names(c, known, sequences)
         plan.spans.append((len(plan.columns), len(names), names))
@@ -173,7 +176,8 @@ class ModelExecutor:
             features: dict[str, dict[str, None]] = {}
             for lookup, _, _ in lookups:
                 features.setdefault(lookup.group, {}).update(dict.fromkeys(request.plan.features[lookup.name]))
-            reads.append(Read(entity, unique, list(features), {g: list(f) for g, f in features.items()}))
+            reads.append(Read(entity, unique, list(features), {g: list(f) for g, f in features.items()},
+                              keys_checked=True))
             indexes.append(of_lookups)
         results = self._read(request, reads)
         for lookups, read, result, of_lookups in zip(by_entity.values(), reads, results, indexes):
@@ -311,15 +315,16 @@ def _match_values(request: _Request, c: Column) -> list[str | None] | None:
         return None
     if c.args[0] == "row":
         return request.rows
-    return _key_part(request, c.args[0])
+    return _ids(request, c.args[0])
 
 
 def _keys(lookup: Lookup, request: _Request) -> tuple[list[str], np.ndarray]:
     """The unique storage keys of `lookup`, and for each row the position of its key
-    among them (-1 where a part of the key is unavailable)."""
+    among them (-1 where a part of the key is unavailable). Parts are checked (context
+    ids by _check_context, feature values by _key_part), so the keys are well-formed."""
     n = len(request.rows)
     parts: list = []  # per key column: one value for every row (a context id), or a list, one per row
-    for _, source in lookup.keys:
+    for source in request.plan.key_sources[lookup.name]:
         if source == "row":
             parts.append(request.rows)
         elif source.startswith("context."):
@@ -336,13 +341,21 @@ def _keys(lookup: Lookup, request: _Request) -> tuple[list[str], np.ndarray]:
 
 
 def _key_part(request: _Request, source: str) -> list[str | None]:
-    """A feature of an earlier lookup as an id, per row (a key part, or a value to
-    match): None where it has no value."""
-    values, status, _ = _source(request, source)
-    parts = values.tolist() if values.dtype == object else [str(v) for v in values.tolist()]
-    if status is not None and (status != PRESENT).any():
-        parts = [v if s == PRESENT else None for v, s in zip(parts, status.tolist())]
+    """A feature of an earlier lookup as a key part, per row: None where it has no
+    value, or one no stored key can hold (empty, or with the key separator in it)."""
+    parts = _ids(request, source)
+    if any(v and KEY_SEPARATOR in v for v in parts):
+        parts = [None if v and KEY_SEPARATOR in v else v for v in parts]
     return parts
+
+
+def _ids(request: _Request, source: str) -> list[str | None]:
+    """A feature of an earlier lookup as an id, per row: None where it has no value."""
+    values, status, _ = _source(request, source)
+    ids = values.tolist() if values.dtype == object else [str(v) for v in values.tolist()]
+    if status is not None and (status != PRESENT).any():
+        ids = [v if s == PRESENT else None for v, s in zip(ids, status.tolist())]
+    return ids
 
 
 def _joined(parts: list, n: int) -> list[str | None]:

@@ -64,6 +64,7 @@ class Read:
     keys: Sequence[str]
     groups: Sequence[str]
     features: dict[str, Sequence[str]] | None = None
+    keys_checked: bool = False  # built from parts the caller checked (the Model Proxy): check_keys is skipped
 
 
 @dataclass
@@ -143,7 +144,8 @@ class FeatureReader:
     def _check(self, registry: Registry, read: Read) -> list[FeatureGroup]:
         if read.entity not in registry.entities:
             raise NotFound(f"unknown entity '{read.entity}'")
-        check_keys(registry.entities[read.entity], read.keys)
+        if not read.keys_checked:
+            check_keys(registry.entities[read.entity], read.keys)
         resolved = [self._group(registry, read.entity, g) for g in read.groups]
         for g in resolved:
             for name in (read.features or {}).get(g.name) or ():

@@ -303,3 +303,33 @@ def test_each_level_of_the_graph_is_one_round_trip_to_the_cache(request, tmp_pat
         running.stop(0)
         client.close()
         cache.stop()
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_a_chained_key_is_built_in_the_entitys_key_order_and_a_value_that_cannot_be_a_key_part_is_missing(
+        stack, request, tmp_path, unique):
+    """The lookup's `keys` may name the entity's key columns in any order; a category id
+    holding the key separator cannot be part of a stored key: that row's user x category
+    values are missing (defaults, counted), and the request still succeeds."""
+    from tests.serving.test_model_scoring import publish_registry
+
+    settings = stack_settings(stack, request, tmp_path, unique)
+    publish_registry(settings, tmp_path, lambda text: text.replace(
+        "keys: {user_id: context.user_id, category_id: product.category_id}",
+        "keys: {category_id: product.category_id, user_id: context.user_id}", 1))
+    running = start_server(settings, port=0)
+    channel = grpc.insecure_channel(f"127.0.0.1:{running.port}")
+    features, proxy = pb_grpc.FeatureServiceStub(channel), mpb_grpc.ModelProxyStub(channel)
+    user, p1, p2 = f"u{unique}", f"p1{unique}", f"p2{unique}"
+    persist(features, "product", {"product_id": p1}, "product_core", {"category_id": value(string_value="shoes")})
+    persist(features, "product", {"product_id": p2}, "product_core", {"category_id": value(string_value="a|b")})
+    persist(features, "user_category", {"user_id": user, "category_id": "shoes"}, "user_category_affinity",
+            {"clicks_30d": value(int_value=5)})
+    try:
+        reply = proxy.GetFeatures(mpb.GetFeaturesRequest(model="home_ranker", context=context(user, [p1, p2])))
+    finally:
+        channel.close()
+        running.stop(0)
+    m = np.frombuffer(reply.matrix, "<f4").reshape(tuple(reply.shape))
+    assert m[:, list(reply.columns).index("user_cat.clicks_30d")].tolist() == [5, 0]
+    assert reply.counts["user_cat.clicks_30d"].missing == 1
