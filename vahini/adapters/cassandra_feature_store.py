@@ -88,7 +88,8 @@ class PrimaryReplicas:
         token_map = self._cluster.metadata.token_map
         if token_map is None:
             return _no_replica
-        if (token_map, token_map.tokens_to_hosts_by_ks.get(self._keyspace)) != self._built_from:
+        built_map, built_replicas = self._built_from
+        if token_map is not built_map or token_map.tokens_to_hosts_by_ks.get(self._keyspace) is not built_replicas:
             self._lookup = self._build(token_map)
         return self._lookup
 

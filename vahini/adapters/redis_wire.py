@@ -1,4 +1,5 @@
-"""Read-path Redis calls packed by hiredis straight from their arguments.
+"""Redis calls on the hot paths (the Model Proxy's reads, the ingest worker's
+fences), packed by hiredis straight from their arguments.
 
 redis-py packs each argument of a command in Python (an encoder call and several
 type checks per argument), and its pool takes a lock and polls the socket on
@@ -6,8 +7,9 @@ every checkout; for a Model Proxy request's 200-key MGET that cost as much as th
 rest of its cache read. `Wire` packs with hiredis in C, sends every command of a
 call in one write, reads the replies in order, and keeps its own idle connections
 (list pop and append are atomic). A connection the server dropped (a restart) is
-retried once on a new one, and the other idle ones are dropped with it; a timeout is not retried: a hung server costs one
-timeout, and the callers' circuit breakers take it from there."""
+retried once on a new one, and the other idle ones are dropped with it. A timeout
+is not retried: a hung server costs one timeout, and the callers' circuit
+breakers take it from there."""
 
 from __future__ import annotations
 
