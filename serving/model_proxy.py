@@ -26,7 +26,8 @@ import numpy as np
 
 from serving import transforms
 from serving.interactions import InteractionReader, last_ids
-from serving.retrieval import EXPIRED, MISSING, PRESENT, UNREADABLE, FeatureReader, GroupResult, Read
+from serving.retrieval import (EXPIRED, MISSING, PRESENT, UNREADABLE, FeatureReader, GroupResult, Read,
+                               empty_column)
 from vahini.errors import InvalidEvent, NotFound, Reason, StoreUnavailable
 from vahini.ports.interaction_store import HistoryQuery
 from vahini.registry.graphs import output_names
@@ -405,23 +406,12 @@ def _distinct(request: _Request, source: str) -> tuple[np.ndarray, np.ndarray | 
     f = request.fetched[name]
     feature = request.registry.groups[f.group].feature(feature_name)
     if f.result is None:
-        return _defaults(feature, 1), np.full(1, MISSING, np.int8), feature, np.zeros(len(request.rows), np.int64)
+        return empty_column(feature, 1), np.full(1, MISSING, np.int8), feature, np.zeros(len(request.rows), np.int64)
     values = f.result.values[feature_name]
     if f.complete:
         return values, None, feature, f.index
     status = f.result.status[:, f.result.features.index(feature_name)]
     if f.index.size and f.index.min() < 0:  # rows without a key: index -1 picks an appended default
-        values = np.concatenate([values, _defaults(feature, 1)])
+        values = np.concatenate([values, empty_column(feature, 1)])
         status = np.append(status, np.int8(MISSING))
     return values, status, feature, f.index
-
-
-# The dtype of a source's defaults: integers as int64, other scalars as float64.
-_SOURCE_DTYPES = {"int": np.int64, "int32": np.int64, "float": np.float64, "float32": np.float64,
-                  "bool": np.float64, "vector": np.float32, "string": object}
-
-
-def _defaults(feature, n: int) -> np.ndarray:
-    if feature.type == "vector":
-        return np.tile(np.asarray(feature.default, np.float32), (n, 1))
-    return np.full(n, feature.default, _SOURCE_DTYPES[feature.type])

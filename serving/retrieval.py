@@ -53,9 +53,6 @@ def check_keys(entity: Entity, keys: Sequence[str]) -> None:
 _EMPTY_PART = KEY_SEPARATOR * 2
 
 
-Triple = tuple[str, str, str]  # (entity, key, group name)
-
-
 @dataclass(frozen=True)
 class Read:
     """Keys of one entity, and the groups (optionally only some features) to read for them."""
@@ -86,7 +83,8 @@ class GroupResult:
     complete: bool = False  # True: every status is PRESENT (known from the decoding: readers may skip counting)
 
 
-def _empty_column(f: Feature, n: int) -> np.ndarray:
+def empty_column(f: Feature, n: int) -> np.ndarray:
+    """n copies of the feature's default, in its stored dtype."""
     if f.type == "vector":
         return np.tile(np.asarray(f.default, dtype=np.float32), (n, 1))
     if f.type == "string":
@@ -274,11 +272,11 @@ class FeatureReader:
             if complete is not None:
                 return complete
         status = np.full((n, len(wanted)), MISSING, dtype=np.int8)
-        result = GroupResult(g.name, wanted, {}, status, np.zeros(n, dtype=np.int64), g)
-        if decoded is not None:  # every value written under the current version
-            self._fill_current(result, np.asarray(rows, dtype=np.int64), decoded, now_ms)
+        result = GroupResult(g.name, wanted, {name: empty_column(g.feature(name), n) for name in wanted}, status,
+                             np.zeros(n, dtype=np.int64), g)
+        if decoded is not None:  # every value written under the current version, some missing or expired
+            self._fill(result, g, g.features, np.asarray(rows, dtype=np.int64), decoded, now_ms)
             return result
-        result.values.update((name, _empty_column(g.feature(name), n)) for name in wanted)
         for version, items in self._by_version(zip(rows, blobs), result).items():
             features = registry.features_of(g.name, version)
             if features is None:
@@ -286,24 +284,6 @@ class FeatureReader:
             else:
                 self._fill_version(result, g, features, items, now_ms)
         return result
-
-    def _fill_current(self, result: GroupResult, rows: np.ndarray, decoded, now_ms: int) -> None:
-        """Values of the current schema version, column by column; the rows not found
-        keep their defaults, and so do expired ones."""
-        g, n = result.definition, len(result.event_time_ms)
-        result.event_time_ms[rows] = decoded.event_time_ms
-        live = (now_ms - decoded.event_time_ms <= g.ttl_s * 1000) if g.ttl_s else None
-        taken = rows if live is None else rows[live]
-        positions = _positions(g)
-        sent = decoded.present[:, [positions[name] for name in result.features]]
-        if live is not None:
-            result.status[rows[~live], :] = EXPIRED
-            sent = sent[live]
-        result.status[taken] = np.where(sent, PRESENT, MISSING)
-        for name in result.features:
-            column = decoded.columns[name]
-            result.values[name] = _empty_column(g.feature(name), n)
-            result.values[name][taken] = column if live is None else column[live]
 
     def _by_version(self, items, result: GroupResult) -> dict[int, list[tuple[int, bytes]]]:
         groups: dict[int, list[tuple[int, bytes]]] = {}
@@ -319,7 +299,8 @@ class FeatureReader:
     def _fill_version(self, result: GroupResult, g: FeatureGroup, features, items, now_ms: int) -> None:
         """Decode one schema version's blobs column-wise; a blob that fails alone is unreadable."""
         try:
-            self._fill(result, g, features, items, feature_blob.decode_many([b for _, b in items], features), now_ms)
+            rows = np.fromiter((i for i, _ in items), dtype=np.int64, count=len(items))
+            self._fill(result, g, features, rows, feature_blob.decode_many([b for _, b in items], features), now_ms)
         except InvalidEvent:
             for item in items:
                 try:
@@ -327,7 +308,7 @@ class FeatureReader:
                 except InvalidEvent:
                     self._unreadable(result, [item[0]], "corrupt")
                     continue
-                self._fill(result, g, features, [item], decoded, now_ms)
+                self._fill(result, g, features, np.array([item[0]], dtype=np.int64), decoded, now_ms)
 
     @staticmethod
     def _unreadable(result: GroupResult, rows: list[int], reason: str, column: int | None = None) -> None:
@@ -338,9 +319,8 @@ class FeatureReader:
         core_metrics.UNREADABLE_VALUES.labels(result.group, reason).inc(len(rows))
         log.error("unreadable_feature_values", group=result.group, reason=reason, values=len(rows))
 
-    def _fill(self, result: GroupResult, g: FeatureGroup, features, items, decoded, now_ms: int) -> None:
-        """Copy one schema version's decoded columns into the result, all keys at once."""
-        rows = np.fromiter((i for i, _ in items), dtype=np.int64, count=len(items))
+    def _fill(self, result: GroupResult, g: FeatureGroup, features, rows: np.ndarray, decoded, now_ms: int) -> None:
+        """Copy one schema version's decoded columns into the result rows `rows`, all keys at once."""
         result.event_time_ms[rows] = decoded.event_time_ms
         live = (now_ms - decoded.event_time_ms <= g.ttl_s * 1000) if g.ttl_s else np.ones(len(rows), dtype=bool)
         result.status[rows[~live], :] = EXPIRED
@@ -361,8 +341,7 @@ def _complete(g: FeatureGroup, wanted: list[str], decoded, now_ms: int) -> Group
     common case): the decoded columns as they are; None otherwise."""
     if g.ttl_s and (now_ms - decoded.event_time_ms > g.ttl_s * 1000).any():
         return None
-    positions = _positions(g)
-    if not decoded.all_sent(tuple(positions[name] for name in wanted)):
+    if not decoded.all_sent(tuple(g.position(name) for name in wanted)):
         return None
     n = len(decoded.event_time_ms)
     return GroupResult(g.name, wanted, {name: decoded.columns[name] for name in wanted},
@@ -379,17 +358,6 @@ def _decode_current(blobs: list[bytes], g: FeatureGroup, wanted: Sequence[str]):
 
 _REDIS_HITS = metrics.CACHE_LOOKUPS.labels("redis", "hit")
 _REDIS_MISSES = metrics.CACHE_LOOKUPS.labels("redis", "miss")
-_POSITIONS: dict[int, tuple[FeatureGroup, dict[str, int]]] = {}
-
-
-def _positions(g: FeatureGroup) -> dict[str, int]:
-    """Each feature's position in the group's declared order, worked out once per group definition."""
-    cached = _POSITIONS.get(id(g))
-    if cached is None or cached[0] is not g:
-        if len(_POSITIONS) > 4096:
-            _POSITIONS.clear()
-        cached = _POSITIONS[id(g)] = (g, {f.name: j for j, f in enumerate(g.features)})
-    return cached[1]
 
 
 def _left(deadline: float | None) -> float | None:

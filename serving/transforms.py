@@ -72,7 +72,7 @@ def _bucketize(c: Column, values: np.ndarray, present: np.ndarray, **_) -> np.nd
 
 
 def _one_hot(c: Column, values: np.ndarray, present: np.ndarray, **_) -> np.ndarray:
-    position = _positions(c.args[0])
+    position = _one_hot_positions(c.args[0])
     index = np.fromiter((position.get(str(v), -1) for v in values.tolist()), np.int64, len(values))
     out = np.zeros((len(values), len(position)), np.float32)
     hit = index >= 0 if present is None else (index >= 0) & present
@@ -81,7 +81,7 @@ def _one_hot(c: Column, values: np.ndarray, present: np.ndarray, **_) -> np.ndar
 
 
 @lru_cache(maxsize=1024)
-def _positions(values: tuple) -> dict[str, int]:
+def _one_hot_positions(values: tuple) -> dict[str, int]:
     return {str(v): i for i, v in enumerate(values)}
 
 

@@ -109,10 +109,9 @@ class FeatureCache:
         """For each (entity, group, keys): the cached blob of each key, b"" where the store
         is known to have no row, None for a miss or a fence; all in one round trip.
         Raises StoreUnavailable (at once while bypassed)."""
-        prefix = f"{self._settings.namespace}:{self._epoch}:"
         keys: list[str] = []
-        for entity, group, of_group in batches:
-            group_prefix = f"{prefix}{entity}:{group}:"
+        # Each group's key prefix from _keys, where the key format lives: one epoch for the call.
+        for group_prefix, (_, _, of_group) in zip(self._keys((e, g, "") for e, g, _ in batches), batches):
             keys += [group_prefix + k for k in of_group]
         values = self._breaker.call("get", self._tier.get_many, keys)
         out, start = [], 0

@@ -29,7 +29,8 @@ _HEADER = struct.Struct("<2sBxIq")
 # Registry scalar type -> struct code, in storage order; numpy dtypes come from SCALAR_DTYPES.
 _SCALAR_ORDER = (("int", "q"), ("int32", "i"), ("float", "d"), ("float32", "f"), ("bool", "?"))
 _U32 = struct.Struct("<I")
-# Magic, format and the reserved zero byte of a blob's header, read as one little-endian u32.
+# Magic, format and the reserved zero byte of a blob's header, as the low half of the
+# little-endian u64 whose high half is the schema version.
 _HEAD = int.from_bytes(MAGIC + bytes([FORMAT, 0]), "little")
 
 
@@ -163,7 +164,7 @@ def decode(blob: bytes, features: tuple[Feature, ...]) -> DecodedGroup:
     for dim in layout.vector_dims:
         vectors.append(np.frombuffer(blob, "<f4", dim, off))
         off += 4 * dim
-    strings = _strings_of(blob, off, len(layout.strings))
+    strings = [column[0] for column in _string_columns([blob], off, len(layout.strings))]
     return DecodedGroup(version, event_time_ms, present, scalars, tuple(vectors), tuple(strings), layout)
 
 
@@ -171,8 +172,8 @@ def decode(blob: bytes, features: tuple[Feature, ...]) -> DecodedGroup:
 def _row_dtype(features: tuple[Feature, ...]) -> np.dtype:
     """A packed numpy record type for the fixed-width prefix of a blob of these features."""
     layout = layout_of(features)
-    names, formats, offsets = ["head", "version", "head_and_version", "event_time_ms", "bitmap"], \
-        ["<u4", "<u4", "<u8", "<i8", (np.uint8, layout.bitmap_len)], [0, 4, 0, 8, _HEADER.size]
+    names, formats, offsets = ["head_and_version", "event_time_ms", "bitmap"], \
+        ["<u8", "<i8", (np.uint8, layout.bitmap_len)], [0, 8, _HEADER.size]
     for ftype, dtype, offset, count in layout.sections:
         of_type = [f for f in layout.order if f.type == ftype]
         for i, f in enumerate(of_type[:count]):
@@ -282,17 +283,3 @@ def _string_columns(blobs: list[bytes], start: int, count: int) -> list[list[str
     except (struct.error, UnicodeDecodeError) as exc:
         raise DecodeError(f"feature blob has an unreadable string: {exc}") from None
     return columns
-
-
-def _strings_of(blob: bytes, offset: int, count: int) -> list[str]:
-    out = []
-    try:
-        for _ in range(count):
-            (n,) = _U32.unpack_from(blob, offset)
-            if offset + 4 + n > len(blob):
-                raise DecodeError(f"feature blob truncated: a string of {n} bytes runs past its end")
-            out.append(bytes(blob[offset + 4: offset + 4 + n]).decode())
-            offset += 4 + n
-    except (struct.error, UnicodeDecodeError) as exc:
-        raise DecodeError(f"feature blob has an unreadable string: {exc}") from None
-    return out

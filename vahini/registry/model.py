@@ -81,9 +81,14 @@ class FeatureGroup:
     def __post_init__(self) -> None:
         # Looked up for every value of every event: index once.
         object.__setattr__(self, "_by_name", {f.name: f for f in self.features})
+        object.__setattr__(self, "_positions", {f.name: j for j, f in enumerate(self.features)})
 
     def feature(self, name: str) -> Feature | None:
         return self._by_name.get(name)
+
+    def position(self, name: str) -> int:
+        """The feature's place in declared order (its bit in a stored blob's bitmap)."""
+        return self._positions[name]
 
 
 @dataclass(frozen=True)
