@@ -156,6 +156,10 @@ def count(role: str, env: dict, tree: Path) -> tuple[float, float, int]:
         if done.returncode != 0 or not units.exists():
             sys.exit(f"{role} in {tree} failed under callgrind:\n{done.stderr[-3000:]}")
         per_thread = [_totals(p) for p in sorted(Path(out).glob("cg.out-*"))]
+        keep = os.environ.get("VAHINI_INSTR_KEEP")  # a folder: keep the profiles, for callgrind_annotate
+        if keep:
+            for p in Path(out).glob("cg.out-*"):
+                shutil.copy(p, Path(keep) / f"{role}.{tree.name}.{p.name}")
         return per_thread[0], sum(per_thread), int(units.read_text())
 
 
