@@ -24,7 +24,7 @@ def row_of(update: ValidUpdate) -> FeatureRow:
 def newest_per_key(rows: Iterable[FeatureRow]) -> list[FeatureRow]:
     best: dict[tuple[str, str, str], FeatureRow] = {}
     for row in rows:
-        k = (row.entity, row.key, row.group)
+        k = row[:3]  # (entity, key, group)
         cur = best.get(k)
         if cur is None or row.event_time_ms > cur.event_time_ms or (
                 row.event_time_ms == cur.event_time_ms and row.precedence() > cur.precedence()):

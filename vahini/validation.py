@@ -93,9 +93,14 @@ def _entity_key(keys: Any, columns: tuple[str, ...], entity: str, max_key_bytes:
     # Hot path: exactly the key columns, each a short plain string. Anything else takes
     # the full checks below, which accept or name the problem.
     if type(keys) is dict and len(keys) == len(columns):
-        parts = [keys.get(c) for c in columns]
-        if all(_plain_key_part(v, max_key_bytes) for v in parts):
-            return parts[0] if len(parts) == 1 else KEY_SEPARATOR.join(parts)
+        if len(columns) == 1:
+            value = keys.get(columns[0])
+            if _plain_key_part(value, max_key_bytes):
+                return value
+        else:
+            parts = [keys.get(c) for c in columns]
+            if all(_plain_key_part(v, max_key_bytes) for v in parts):
+                return KEY_SEPARATOR.join(parts)
     return _checked_entity_key(keys, columns, entity, max_key_bytes)
 
 

@@ -29,6 +29,7 @@ SCHEMA = ('{"name":"vahini.events.FeatureUpdate","type":"record","fields":[{"nam
 _UNION_SIZE = 6  # null, boolean, long, double, string, array<float>
 _MASK64 = (1 << 64) - 1
 _MIN_LONG = -(1 << 63)
+_SHIFTS = tuple(range(0, 63, 7))  # the first nine bytes of a varint fit 64 bits as they are
 _DOUBLE = struct.Struct("<d").unpack_from
 _FLOAT_BLOCKS = {n: struct.Struct(f"<{n}f").unpack_from for n in range(1, 129)}
 
@@ -215,16 +216,15 @@ def _block_count(buf: bytes, pos: int) -> tuple[int, int]:
 
 
 def _varint(buf: bytes, pos: int) -> tuple[int, int]:
-    """A zig-zag varint of any length."""
-    n = shift = 0
-    while shift < 63:
+    """A zig-zag varint of any length (an event time takes 6 bytes)."""
+    n = 0
+    for shift in _SHIFTS:
         b = buf[pos]
         pos += 1
         n |= (b & 0x7F) << shift
         if b < 0x80:
             return (n >> 1) ^ -(n & 1), pos
-        shift += 7
-    return _overlong(buf, pos, n, shift)
+    return _overlong(buf, pos, n, 63)
 
 
 def _overlong(buf: bytes, pos: int, n: int, shift: int) -> tuple[int, int]:
