@@ -13,8 +13,9 @@ Loads synthetic FeatureUpdates into a fresh topic, then measures, in this run:
 Rates are events per second between the first commit and the last (startup and
 group join are excluded for every consumer alike). Worker CPU per event is the
 worker processes' own CPU time (user + system, from /proc) over the same span,
-divided by the events committed in it; beside it, the bare Avro decode of the
-same messages in this process, as a floor.
+divided by the events committed in it; beside it, decoding the same messages in
+this process alone: with fastavro (the floor issue 11 set) and with the worker's own
+FeatureUpdate reader.
 
     .venv/bin/python -m benchmarks.ingest --only-vahini --events 400000   # just the workers, quicker
 
@@ -33,6 +34,7 @@ window, so drift in the machine's speed hits both alike:
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import signal
 import subprocess
@@ -41,13 +43,14 @@ import tempfile
 import time
 import uuid
 
+import fastavro
 from cassandra.cluster import Cluster
 from cassandra.concurrent import execute_concurrent_with_args
 from tqdm import tqdm
 
 from benchmarks.common import CASSANDRA, KAFKA, real_settings, synthesize, table
 from vahini import wiring
-from vahini.codecs.avro import AvroCodec, SchemaCatalog
+from vahini.codecs.avro import FEATURE_UPDATE, HEADER_LEN, AvroCodec, SchemaCatalog
 from vahini.demo import SAMPLE_REGISTRY
 from vahini.feature_rows import row_of
 from vahini.registry import publish
@@ -240,12 +243,22 @@ def env_for(settings, keyspace: str, group: str, topic: str) -> dict:
     return env
 
 
-def decode_floor(payloads: list[bytes]) -> float:
-    """CPU-µs per event of decoding the messages alone, in this process."""
+def decode_floor(payloads: list[bytes]) -> tuple[float, float]:
+    """CPU-µs per event of decoding the messages alone, in this process: with fastavro's
+    public reader, and with the worker's codec (its own FeatureUpdate reader)."""
     codec = AvroCodec(SchemaCatalog.default())
+    schema = codec.catalog.reader(FEATURE_UPDATE).parsed
+
+    def with_fastavro(payload: bytes) -> None:
+        fastavro.schemaless_reader(io.BytesIO(payload[HEADER_LEN:]), schema, None)
+
+    return _cpu_us_per_call(with_fastavro, payloads), _cpu_us_per_call(codec.decode, payloads)
+
+
+def _cpu_us_per_call(decode, payloads: list[bytes]) -> float:
     started = time.process_time()
     for payload in payloads:
-        codec.decode(payload)
+        decode(payload)
     return (time.process_time() - started) / len(payloads) * 1e6
 
 
@@ -304,14 +317,16 @@ def main() -> int:
     load_topic(settings, topic, args.partitions, data)
     rows = [] if args.only_vahini else rows_of(data.payloads, registry)
 
-    decode_us = decode_floor(data.payloads[:200_000])
+    fastavro_us, codec_us = decode_floor(data.payloads[:200_000])
     counts = [int(n) for n in args.workers.split(",")]
     if not args.only_vahini:
         counts = sorted({1, 2, *counts})  # the table of ratios below needs both
     measured = {n: vahini_workers(settings, run, topic, args.events, n, args.worker_tree) for n in counts}
     cpu_rows = [[f"Vahini, {n} worker process{'es' if n > 1 else ''}", f"{rate:,.0f}", f"{cpu:.1f}"]
                 for n, (rate, cpu) in measured.items()]
-    cpu_rows.append(["bare Avro decode of the same messages (floor)", "", f"{decode_us:.1f}"])
+    cpu_rows.append(["bare fastavro decode of the same messages (floor)", "", f"{fastavro_us:.1f}"])
+    cpu_rows.append(["the worker's own decode of them (vahini/codecs/feature_update_reader.py)", "",
+                     f"{codec_us:.1f}"])
     print(table(f"Worker CPU per event, {args.events:,} events ({os.cpu_count()} cores shared)",
                 ["configuration", "events/s", "worker CPU-µs/event"], cpu_rows))
     if args.only_vahini:

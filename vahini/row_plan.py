@@ -20,6 +20,7 @@ from vahini.registry.model import Feature, FeatureGroup, Registry
 from vahini.validation import EventLimits, check_event_time, check_value, identify
 
 _FLOATS = {float}
+_new_tuple = tuple.__new__
 
 # feature name -> (bit of the presence bitmap, first slot in the flat pack list,
 # slot count (vector dim; 0 for strings), the value check)
@@ -128,4 +129,5 @@ def feature_row(event: dict, registry: Registry, now_ms: int, limits: EventLimit
     entity, key, group = identify(event, registry, limits)
     blob = plan_for(group, limits).encode(event["values"], event["event_time_ms"])
     event_time = check_event_time(event["event_time_ms"], now_ms, limits)
-    return FeatureRow(entity, key, group.name, event_time, blob, group.ttl_s)
+    # FeatureRow(...) less the named tuple's Python-level __new__: one per event
+    return _new_tuple(FeatureRow, (entity, key, group.name, event_time, blob, group.ttl_s))

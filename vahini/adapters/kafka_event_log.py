@@ -374,6 +374,7 @@ class KafkaLogConsumer:
         if self._held and time.monotonic() >= self._held_retry_at:
             self._commit_held()
         out = []
+        make = tuple.__new__  # Record(...) less the named tuple's Python-level __new__: one per event
         for msg in self._consumer.consume(num_messages=max_records, timeout=timeout_s):
             err = msg.error()
             if err is not None:
@@ -389,8 +390,8 @@ class KafkaLogConsumer:
                     log.warning("kafka_consume_error", error=str(err))
                 continue
             headers = msg.headers()
-            out.append(Record(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value(),
-                              msg.timestamp()[1], tuple(headers) if headers else ()))
+            out.append(make(Record, (msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value(),
+                                     msg.timestamp()[1], tuple(headers) if headers else ())))
         return out
 
     def _commit_held(self) -> None:

@@ -39,7 +39,7 @@ class Layout:
     features: tuple[Feature, ...]
     order: tuple[Feature, ...]      # fixed-width features in storage order
     strings: tuple[Feature, ...]
-    fixed: struct.Struct            # bitmap + scalars + vectors
+    head_and_fixed: struct.Struct   # header, then bitmap + scalars + vectors: one pack per blob
     bitmap_len: int
     sections: tuple[tuple[str, np.dtype, int, int], ...]   # (type, numpy dtype, offset, count)
     vector_offset: int
@@ -78,7 +78,7 @@ def _layout_of(features: tuple[Feature, ...]) -> Layout:
     fmt.append("".join(f"{f.dim}f" for f in vectors))
     order.extend(vectors)
     strings = tuple(f for f in features if f.type == "string")
-    return Layout(features, tuple(order), strings, struct.Struct("<" + "".join(fmt)), bitmap_len,
+    return Layout(features, tuple(order), strings, struct.Struct(_HEADER.format + "".join(fmt)), bitmap_len,
                   tuple(sections), offset, tuple(f.dim for f in vectors))
 
 
@@ -105,7 +105,10 @@ def encode(features: tuple[Feature, ...], version: int, event_time_ms: int, valu
 def pack(layout: Layout, version: int, event_time_ms: int, flat: list[Any], strings) -> bytes:
     """The blob from its parts: `flat` is the presence bitmap then the fixed-width values
     in storage order, `strings` the string values in declared order."""
-    parts = [_HEADER.pack(MAGIC, FORMAT, version, event_time_ms), layout.fixed.pack(*flat)]
+    head = layout.head_and_fixed.pack(MAGIC, FORMAT, version, event_time_ms, *flat)
+    if not layout.strings:
+        return head
+    parts = [head]
     for v in strings:
         raw = v.encode()
         parts.append(_U32.pack(len(raw)))
