@@ -93,3 +93,44 @@ def primaries_agree_with_the_driver(settings: Settings, keys: int = 3000) -> int
 def test_primary_replicas_are_the_drivers(request):
     endpoint, keyspace = request.getfixturevalue("cassandra_endpoint"), request.getfixturevalue("cassandra_keyspace")
     assert primaries_agree_with_the_driver(Settings(feature_store=f"cassandra://{endpoint}/{keyspace}")) == 1
+
+
+@pytest.mark.real_service
+@pytest.mark.parametrize("protocol_version", [4, 5])
+def test_a_batch_of_pre_encoded_statements_is_written_byte_for_byte_as_the_driver_writes_it(request,
+                                                                                            protocol_version):
+    """The store's batches carry each statement already encoded (EncodedStatements), and the
+    session writes them with PreEncodingProtocolHandler: the frame must be the driver's own."""
+    from cassandra import ConsistencyLevel
+    from cassandra.protocol import BatchMessage, ProtocolHandler
+
+    from vahini.adapters.cassandra_session import EncodedStatements, PreEncodingProtocolHandler
+
+    endpoint, keyspace = request.getfixturevalue("cassandra_endpoint"), request.getfixturevalue("cassandra_keyspace")
+    store = wiring.feature_store(Settings(feature_store=f"cassandra://{endpoint}/{keyspace}"))
+    assert store._connection.session.client_protocol_handler is PreEncodingProtocolHandler
+    now = int(time.time() * 1000)
+    rows = [FeatureRow(e, f"k{i}" * (1 + i % 90), g, now - i, bytes(range(i % 256)) * (1 + i % 3), ttl_s=(i % 3) * 900)
+            for i, (e, g) in enumerate([("user", "user_activity"), ("product", "product_core"),
+                                        ("user_category", "ü|ÇAT")] * 70)]
+    batches = store._batches(rows, now)
+    assert batches and all(type(b._statements_and_parameters) is EncodedStatements for b in batches)
+    options = [(None, None, None), (ConsistencyLevel.LOCAL_SERIAL, 1_700_000_000_000_000, None)]
+    if protocol_version >= 5:
+        options.append((None, None, keyspace))
+    for batch in batches:
+        statements = batch._statements_and_parameters
+        for serial, timestamp, ks in options:
+            def frame(handler, queries, compressor=None):
+                message = BatchMessage(batch.batch_type, queries, ConsistencyLevel.LOCAL_QUORUM, serial, timestamp, ks)
+                return handler.encode_message(message, 7, protocol_version, compressor=compressor,
+                                              allow_beta_protocol_version=False, protocol_features=None)
+            assert frame(PreEncodingProtocolHandler, statements) == frame(ProtocolHandler, list(statements))
+            reverse = lambda body: body[::-1]  # noqa: E731 - any compressor sees the same body
+            assert frame(PreEncodingProtocolHandler, statements, reverse) == frame(ProtocolHandler, list(statements),
+                                                                                   reverse)
+        tampered = EncodedStatements()
+        tampered.extend(statements)
+        tampered.encoded = [s[:-1] + b"\x00" for s in statements.encoded]
+        assert frame(PreEncodingProtocolHandler, tampered) != frame(ProtocolHandler, list(statements))  # encodings used
+    store.close()

@@ -24,7 +24,7 @@ from typing import Callable, Sequence
 from cassandra.metadata import NoMurmur3
 from cassandra.query import BatchStatement, BatchType
 
-from vahini.adapters.cassandra_session import CassandraSession
+from vahini.adapters.cassandra_session import CassandraSession, EncodedStatements
 from vahini.ports.feature_store import FeatureRow, write_timestamp_us
 
 TABLE = """
@@ -37,6 +37,7 @@ CREATE TABLE IF NOT EXISTS {ks}.feature_rows (
 
 _TEXT_PART = struct.Struct(">H")
 _BIGINT, _INT = struct.Struct(">q"), struct.Struct(">i")
+_LEN8, _LEN4 = _INT.pack(8), _INT.pack(4)  # a bigint's and an int's length, as a value is framed
 
 
 class RowSerializer:
@@ -46,24 +47,33 @@ class RowSerializer:
     entity and group names, which repeat on every row, are kept."""
 
     def __init__(self) -> None:
-        self._entities: dict[str, tuple[bytes, bytes]] = {}  # name -> (encoded, routing key prefix)
-        self._groups: dict[str, bytes] = {}
+        self._entities: dict[str, tuple[bytes, bytes, bytes]] = {}  # name -> (encoded, routing key prefix, framed)
+        self._groups: dict[str, tuple[bytes, bytes]] = {}  # name -> (encoded, framed)
 
     def serialize(self, r: FeatureRow, ttl: int | None) -> tuple[bytes, list[bytes]]:
         """(routing key, values in statement order: entity, key, grp, event_time_ms, blob,
         USING TIMESTAMP, TTL). The routing key of partition (entity, key) is each part's
         length, bytes and a zero byte."""
+        routing_key, values, _ = self.encode(r, ttl, b"")
+        return routing_key, values
+
+    def encode(self, r: FeatureRow, ttl: int | None, head: bytes) -> tuple[bytes, list[bytes], bytes]:
+        """serialize()'s routing key and values, and the statement as a BATCH body writes
+        it: `head` (kind, query id, value count), then each value after its length."""
         entity = self._entities.get(r.entity)
         if entity is None:
             encoded = r.entity.encode()
-            entity = self._entities[r.entity] = (encoded, self._part(encoded))
+            entity = self._entities[r.entity] = (encoded, self._part(encoded), _INT.pack(len(encoded)) + encoded)
         group = self._groups.get(r.group)
         if group is None:
-            group = self._groups[r.group] = r.group.encode()
-        key = r.key.encode()
-        values = [entity[0], key, group, _BIGINT.pack(r.event_time_ms), r.blob,
-                  _BIGINT.pack(write_timestamp_us(r.event_time_ms, r.blob)), _INT.pack(ttl or 0)]
-        return entity[1] + self._part(key), values
+            encoded = r.group.encode()
+            group = self._groups[r.group] = (encoded, _INT.pack(len(encoded)) + encoded)
+        key, blob = r.key.encode(), r.blob
+        event_time, timestamp = _BIGINT.pack(r.event_time_ms), _BIGINT.pack(write_timestamp_us(r.event_time_ms, blob))
+        ttl_value = _INT.pack(ttl or 0)
+        statement = b"".join((head, entity[2], _INT.pack(len(key)), key, group[1], _LEN8, event_time,
+                              _INT.pack(len(blob)), blob, _LEN8, timestamp, _LEN4, ttl_value))
+        return entity[1] + self._part(key), [entity[0], key, group[0], event_time, blob, timestamp, ttl_value], statement
 
     @staticmethod
     def _part(encoded: bytes) -> bytes:
@@ -128,6 +138,9 @@ class CassandraFeatureStore:
         self._insert = connection.prepare(
             "INSERT INTO {ks}.feature_rows (entity, key, grp, event_time_ms, blob) "
             "VALUES (?, ?, ?, ?, ?) USING TIMESTAMP ? AND TTL ?")
+        # What a BATCH body writes before a prepared statement's values: kind 1, its id, 7 values.
+        query_id = self._insert.query_id
+        self._statement_head = b"\x01" + _TEXT_PART.pack(len(query_id)) + query_id + _TEXT_PART.pack(7)
         self._select = connection.prepare(
             "SELECT key, grp, event_time_ms, blob FROM {ks}.feature_rows WHERE entity = ? AND key = ? AND grp IN ?")
 
@@ -142,25 +155,30 @@ class CassandraFeatureStore:
         in one pass: this runs once per row of every ingested event."""
         batches: list[BatchStatement] = []
         filling: dict[object, list] = {}  # primary replica -> [its batch being filled, its bytes]
-        serialize, primary_of, query_id = self._serializer.serialize, self._primary.lookup(), self._insert.query_id
+        encode, primary_of, query_id = self._serializer.encode, self._primary.lookup(), self._insert.query_id
+        head = self._statement_head
         for r in rows:
             ttl = r.ttl_left_s(now_ms) if r.ttl_s else None  # the call only for rows with a TTL
             if ttl is not None and ttl <= 0:
                 continue
-            routing_key, values = serialize(r, ttl)
+            routing_key, values, statement = encode(r, ttl, head)
             replica, nbytes = primary_of(routing_key), len(r.blob) + 64
             slot = filling.get(replica)
             if slot is None or len(slot[0]) >= self._batch_rows or slot[1] + nbytes > self._batch_bytes:
                 slot = filling[replica] = [self._new_batch(routing_key), 0]
                 batches.append(slot[0])
             # What BatchStatement.add(prepared, params) does after bind(), without a
-            # BoundStatement per row (see RowSerializer; pinned driver, contract-tested).
-            slot[0]._add_statement_and_params(True, query_id, values)
+            # BoundStatement per row (see RowSerializer; pinned driver, contract-tested),
+            # and the statement already encoded for the BATCH body (EncodedStatements).
+            statements = slot[0]._statements_and_parameters
+            statements.append((True, query_id, values))
+            statements.encoded.append(statement)
             slot[1] += nbytes
         return batches
 
     def _new_batch(self, routing_key: bytes) -> BatchStatement:
         batch = BatchStatement(BatchType.UNLOGGED)
+        batch._statements_and_parameters = EncodedStatements()  # written by PreEncodingProtocolHandler
         batch.is_idempotent = True
         batch.routing_key, batch.keyspace = routing_key, self._keyspace  # token-aware
         return batch

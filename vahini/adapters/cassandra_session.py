@@ -4,7 +4,9 @@ run with bounded concurrency, each within what is left of the caller's deadline.
 
 from __future__ import annotations
 
+import io
 import ssl
+import struct
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -15,6 +17,7 @@ from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable
 from cassandra.connection import ConnectionException
 from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
+from cassandra.protocol import BatchMessage, ProtocolHandler
 from cassandra.query import tuple_factory
 
 from vahini.errors import DeadlineExceeded, StoreUnavailable
@@ -51,6 +54,49 @@ def _ssl_context(tls: tuple | None) -> ssl.SSLContext | None:
     return context
 
 
+class EncodedStatements(list):
+    """A batch's statements as the driver keeps them, (prepared, query id, values), and
+    beside them in `encoded` each one as a BATCH body writes it (kind, id, values with
+    their lengths), made by the caller while it serializes the row. The driver writes
+    every value through Python calls of its own, which cost as much as the rest of
+    writing a row. Set as a BatchStatement's `_statements_and_parameters` (pinned driver,
+    tests/contract/test_cassandra_driver_internals.py)."""
+
+    __slots__ = ("encoded",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoded: list[bytes] = []
+
+
+class _PreEncodedBatch(BatchMessage):
+    def send_body(self, f, protocol_version, protocol_features=None):
+        options = io.BytesIO()  # the driver writes everything but the statements, as it would
+        BatchMessage(self.batch_type, (), self.consistency_level, self.serial_consistency_level, self.timestamp,
+                     self.keyspace).send_body(options, protocol_version, protocol_features)
+        written = options.getvalue()  # batch type (1 byte), 0 statements (2 bytes), the batch's options
+        f.write(written[:1])
+        f.write(_COUNT.pack(len(self.queries)))
+        f.write(b"".join(self.queries.encoded))
+        f.write(written[3:])
+
+
+_COUNT = struct.Struct(">H")
+
+
+class PreEncodingProtocolHandler(ProtocolHandler):
+    """The driver's ProtocolHandler, except that a BATCH of EncodedStatements is written
+    from their encodings: byte for byte the body the driver would write."""
+
+    @classmethod
+    def encode_message(cls, msg, *args, **kwargs):
+        if type(msg) is BatchMessage and type(msg.queries) is EncodedStatements:
+            pre_encoded = _PreEncodedBatch.__new__(_PreEncodedBatch)
+            pre_encoded.__dict__.update(msg.__dict__)
+            msg = pre_encoded
+        return super().encode_message(msg, *args, **kwargs)
+
+
 class CassandraSession:
     def __init__(self, options: CassandraOptions, tables: Sequence[str] = (), create_schema: bool = True):
         """Connect; with `create_schema`, create the keyspace and run each CREATE TABLE
@@ -72,6 +118,7 @@ class CassandraSession:
                                compression=options.compression, protocol_version=options.protocol_version)
         try:
             self.session = self.cluster.connect()
+            self.session.client_protocol_handler = PreEncodingProtocolHandler
             if create_schema:
                 self._create_schema(tables)
         except (NoHostAvailable, DriverException, OSError) as exc:
