@@ -152,7 +152,8 @@ UNUSUAL = {
                                        time=b"\x80" * 9 + b"\x03"),
     "union indexes counted from the end": _body(values=_varint(6) + b"".join(
         _text(f"i{i}") + _varint(-i) + payload for i, payload in
-        [(1, b"\x00"), (2, _text("s")), (3, struct.pack("<d", 2.0)), (4, _varint(5)), (5, b"\x07"), (6, b"")]) + b"\x00"),
+        [(1, b"\x00"), (2, _text("s")), (3, struct.pack("<d", 2.0)), (4, _varint(5)), (5, b"\x07"), (6, b"")])
+        + b"\x00"),
     "a union index past the end": _body(values=_varint(1) + _text("a") + _varint(-7) + b"\x00"),
     "a union index past the start": _body(values=_varint(1) + _text("a") + _varint(6) + b"\x00"),
     "a vector in three blocks": _body(values=_varint(1) + _text("v") + _varint(5) + _varint(2)

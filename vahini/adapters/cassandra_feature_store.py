@@ -73,7 +73,8 @@ class RowSerializer:
         ttl_value = _INT.pack(ttl or 0)
         statement = b"".join((head, entity[2], _INT.pack(len(key)), key, group[1], _LEN8, event_time,
                               _INT.pack(len(blob)), blob, _LEN8, timestamp, _LEN4, ttl_value))
-        return entity[1] + self._part(key), [entity[0], key, group[0], event_time, blob, timestamp, ttl_value], statement
+        values = [entity[0], key, group[0], event_time, blob, timestamp, ttl_value]
+        return entity[1] + self._part(key), values, statement
 
     @staticmethod
     def _part(encoded: bytes) -> bytes:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Collection, Sequence
+from typing import Any, Collection
 
 import numpy as np
 
