@@ -103,21 +103,10 @@ def _in_process_servicer(settings):
     """(call, close): GetFeatures as `vahini serve` wires it, called without gRPC, the reply
     serialized as gRPC would; and what closes its clients."""
     from serving.api import model_proxy_pb2 as mpb
-    from serving.interactions import InteractionReader
-    from serving.model_proxy import ModelExecutor
-    from serving.model_proxy_service import ModelProxyServicer
-    from serving.retrieval import FeatureReader
-    from vahini import wiring
-    from vahini.registry.publish import RegistryFollower
+    from serving.server import open_read_side
 
-    store = wiring.feature_store(settings)
-    follower = RegistryFollower(wiring.config_store(settings))
-    registry = lambda: follower.current  # noqa: E731
-    cache = wiring.feature_cache(settings, store)
-    reader = FeatureReader(store, cache, registry)
-    hot = wiring.interaction_hot_tier(settings, timeout_s=5)
-    histories = InteractionReader(hot, wiring.cold_interactions(settings), settings)
-    servicer = ModelProxyServicer(ModelExecutor(reader, registry, histories), settings.serving.max_keys_per_request)
+    side = open_read_side(settings)
+    servicer = side.model_proxy(settings)
 
     class Context:  # what GetFeatures asks of grpc.ServicerContext on success
         def time_remaining(self):
@@ -128,13 +117,7 @@ def _in_process_servicer(settings):
         message = mpb.GetFeaturesRequest(model="bench_ranker", context={
             "user_id": mpb.ContextIds(ids=[user]), "product_ids": mpb.ContextIds(ids=products)})
         return servicer.GetFeatures(message, Context()).SerializeToString()
-
-    def close() -> None:
-        histories.close()
-        follower.close()
-        cache.close()
-        store.close()
-    return call, close
+    return call, side.close
 
 
 def child_main(role: str) -> int:
@@ -211,6 +194,8 @@ def model_proxy(args) -> None:
     run = uuid.uuid4().hex[:8]
     settings = real_settings(run, f"bench_instr_{run}").model_copy(update={"interactions": InteractionSettings(
         hot_tier=REDIS, namespace=f"bench-ih-{run}")})
+    # Code runs 20-60x slower under callgrind: a 25 ms cache timeout could count a slow read as an outage.
+    settings = settings.model_copy(update={"cache": settings.cache.model_copy(update={"timeout_ms": 5000})})
     print(f"loading the data of benchmarks/model_proxy.py ({mp.USERS} users, {mp.PRODUCTS} products) ...", flush=True)
     mp.load_vahini(settings)
     call, close = _in_process_servicer(settings)

@@ -117,36 +117,55 @@ class RunningServer:
         self.close_backends()
 
 
-def start_server(settings: Settings, port: int | None = None) -> RunningServer:
-    """Start serving on settings.serving.host:port (port 0 picks a free port). A port
-    that another process already serves is refused (BadSettings), never shared."""
+@dataclass
+class ReadSide:
+    """What the servicers read through, wired from settings; `close` closes its clients."""
+
+    store: FeatureStore
+    cache: FeatureCache
+    registry: Callable[[], Registry]
+    reader: FeatureReader
+    histories: InteractionReader
+    scorer: Scorer
+    close: Callable[[], None]
+
+    def model_proxy(self, settings: Settings) -> ModelProxyServicer:
+        return ModelProxyServicer(ModelExecutor(self.reader, self.registry, self.histories, self.scorer),
+                                  settings.serving.max_keys_per_request)
+
+
+def open_read_side(settings: Settings) -> ReadSide:
     store = wiring.feature_store(settings)
     cache = wiring.feature_cache(settings, store)
     follower = RegistryFollower(wiring.config_store(settings))
     registry = lambda: follower.current  # noqa: E731
-    reader = FeatureReader(store, cache, registry)
     histories = InteractionReader(wiring.interaction_hot_tier(settings, timeout_s=settings.cache.timeout_ms / 1000),
                                   wiring.cold_interactions(settings), settings)
-
     scorer = Scorer(settings.serving.model_endpoints)
 
-    def close_backends() -> None:
+    def close() -> None:
         scorer.close()
         histories.close()
         follower.close()
         cache.close()
         store.close()
+    return ReadSide(store, cache, registry, FeatureReader(store, cache, registry), histories, scorer, close)
 
+
+def start_server(settings: Settings, port: int | None = None) -> RunningServer:
+    """Start serving on settings.serving.host:port (port 0 picks a free port). A port
+    that another process already serves is refused (BadSettings), never shared."""
+    side = open_read_side(settings)
+    close_backends = side.close
     try:
         server = _grpc_server(settings)
     except BadSettings:
         close_backends()
         raise
-    pb_grpc.add_FeatureServiceServicer_to_server(FeatureServicer(reader, store, cache, registry, settings), server)
-    ipb_grpc.add_InteractionServiceServicer_to_server(InteractionServicer(histories), server)
-    mpb_grpc.add_ModelProxyServicer_to_server(
-        ModelProxyServicer(ModelExecutor(reader, registry, histories, scorer), settings.serving.max_keys_per_request),
-        server)
+    pb_grpc.add_FeatureServiceServicer_to_server(
+        FeatureServicer(side.reader, side.store, side.cache, side.registry, settings), server)
+    ipb_grpc.add_InteractionServiceServicer_to_server(InteractionServicer(side.histories), server)
+    mpb_grpc.add_ModelProxyServicer_to_server(side.model_proxy(settings), server)
     health_servicer = _add_health_and_reflection(server)
     address = f"{settings.serving.host}:{settings.serving.port if port is None else port}"
     try:

@@ -171,9 +171,7 @@ class CassandraFeatureStore:
             # What BatchStatement.add(prepared, params) does after bind(), without a
             # BoundStatement per row (see RowSerializer; pinned driver, contract-tested),
             # and the statement already encoded for the BATCH body (EncodedStatements).
-            statements = slot[0]._statements_and_parameters
-            statements.append((True, query_id, values))
-            statements.encoded.append(statement)
+            slot[0]._statements_and_parameters.add(query_id, values, statement)
             slot[1] += nbytes
         return batches
 

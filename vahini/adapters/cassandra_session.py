@@ -68,6 +68,14 @@ class EncodedStatements(list):
         super().__init__()
         self.encoded: list[bytes] = []
 
+    def add(self, query_id: bytes, values: list[bytes], encoded: bytes) -> None:
+        """A prepared statement with its values, and the same as the BATCH body writes it."""
+        self.append((True, query_id, values))
+        self.encoded.append(encoded)
+
+
+_COUNT = struct.Struct(">H")
+
 
 class _PreEncodedBatch(BatchMessage):
     def send_body(self, f, protocol_version, protocol_features=None):
@@ -79,9 +87,6 @@ class _PreEncodedBatch(BatchMessage):
         f.write(_COUNT.pack(len(self.queries)))
         f.write(b"".join(self.queries.encoded))
         f.write(written[3:])
-
-
-_COUNT = struct.Struct(">H")
 
 
 class PreEncodingProtocolHandler(ProtocolHandler):
