@@ -1,6 +1,11 @@
 """Open-loop load on ModelProxy.GetFeatures from separate processes: requests are
 sent at a fixed rate whatever the answers, and each latency is measured from
-when its request was due, so a server that falls behind shows it."""
+when its request was due, so a server that falls behind shows it.
+
+The clients take turns: client c of C sends the requests due at (i * C + c) / rate,
+so the server sees one evenly spaced stream at the offered rate, as a constant-rate
+load tool (ghz, vegeta) sends it. Clients on the same schedule would send their
+requests in simultaneous bursts of C, which measures the burst, not the rate."""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ import numpy as np
 
 
 def _client(target: str, requests, rate: float, seconds: float, start_at: float, cpus, out) -> None:
+    """Send `requests` in turn at `rate` per second from `start_at` (epoch seconds)."""
     os.sched_setaffinity(0, cpus)
     from serving.api import model_proxy_pb2 as mpb
     from serving.api import model_proxy_pb2_grpc as mpb_grpc
@@ -56,8 +62,8 @@ def open_loop(target: str, requests, rate: float, seconds: float, cpus, clients:
     ctx = multiprocessing.get_context("spawn")
     out = ctx.Queue()
     start_at = time.time() + 3.0  # every client imported and connected
-    procs = [ctx.Process(target=_client, args=(target, requests[c::clients], rate / clients, seconds, start_at,
-                                               cpus, out)) for c in range(clients)]
+    procs = [ctx.Process(target=_client, args=(target, requests[c::clients], rate / clients, seconds,
+                                               start_at + c / rate, cpus, out)) for c in range(clients)]
     for p in procs:
         p.start()
     parts = [out.get(timeout=seconds + 120) for _ in procs]

@@ -5,7 +5,9 @@ from the cold tier, without what open sessions have not flushed yet."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from typing import Callable
 
 from vahini.circuit import CircuitBreaker
 from vahini.errors import InvalidEvent, Reason, StoreUnavailable
@@ -45,15 +47,32 @@ class InteractionReader:
                                                     f"until_ms {query.until_ms}")
 
     def history(self, query: HistoryQuery, timeout_s: float | None = None) -> History:
+        return self.start_history(query, timeout_s)()
+
+    def start_history(self, query: HistoryQuery, timeout_s: float | None = None) -> Callable[[], History]:
+        """`history` in two steps: the hot tier's read is sent now and taken when the
+        returned function is called, so the Model Proxy overlaps it with its feature
+        reads. The cold tier, when it answers instead, is read in the second step."""
         self.check(query)
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
         try:
-            hot = self._breaker.call("interactions_read", self._hot.read, query)
+            pending = self._breaker.call("interactions_read", self._hot.start_read, query)
         except StoreUnavailable as exc:
             log.debug("interaction_hot_tier_bypassed", error=str(exc))
+            pending = None
+
+        def finish() -> History:
             hot = None
-        if hot is not None:
-            return History(query.user_id, "hot", hot)
-        return History(query.user_id, "cold", self._cold.read(query, timeout_s))
+            if pending is not None:
+                try:
+                    hot = self._breaker.call("interactions_read", pending)
+                except StoreUnavailable as exc:
+                    log.debug("interaction_hot_tier_bypassed", error=str(exc))
+            if hot is not None:
+                return History(query.user_id, "hot", hot)
+            left = None if deadline is None else max(deadline - time.monotonic(), 0.001)
+            return History(query.user_id, "cold", self._cold.read(query, left))
+        return finish
 
     def close(self) -> None:
         """Stop probing and close both tiers."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import repeat
 from typing import Callable, Mapping, Sequence
 
@@ -155,9 +156,10 @@ class ModelExecutor:
         request = _Request(registry, graph, self._plan(graph, registry), context, rows,
                            None if timeout_s is None else time.monotonic() + timeout_s,
                            distinct_rows=len(set(rows)) == len(rows))
+        histories = self._start_histories(request)  # in flight while the levels are fetched
         for level in request.plan.levels:
             self._fetch_level(request, level)
-        self._read_sequences(request)
+        self._read_sequences(request, histories)
         matrix = self._assemble(request)
         if graph.score and self._scorer is not None:
             matrix.scores = self._scorer.score(graph, matrix, context, request.time_left(), request.outages)
@@ -205,31 +207,40 @@ class ModelExecutor:
             return nothing
         return [next(results) if r.keys else none for r, none in zip(reads, nothing)]
 
-    def _read_sequences(self, request: _Request) -> None:
-        """One history read per user and interaction type, however many sequences use it."""
+    def _start_histories(self, request: _Request) -> dict[tuple[str, str], Callable[[], list]]:
+        """One history read per user and interaction type, however many sequences use it,
+        sent before the feature reads: its round trip overlaps theirs."""
         wanted: dict[tuple[str, str], int] = {}
         for s in request.graph.sequences:
             key = (request.context[s.user.partition(".")[2]][0], s.type)
             wanted[key] = max(wanted.get(key, 0), s.length)
-        histories = {key: self._history_or_none(key[0], key[1], length, request) for key, length in wanted.items()}
+        return {key: self._start_history(key[0], key[1], length, request) for key, length in wanted.items()}
+
+    def _start_history(self, user: str, type_: str, length: int, request: _Request) -> Callable[[], list]:
+        if self._histories is None:
+            return partial(self._no_history, request, f"{type_} history of {user}: this server has no interaction store")
+        finish = self._histories.start_history(HistoryQuery(user, (type_,), length), timeout_s=request.time_left())
+        return partial(self._history_or_none, finish, user, type_, request)
+
+    def _read_sequences(self, request: _Request, histories: dict[tuple[str, str], Callable[[], list]]) -> None:
+        taken = {key: finish() for key, finish in histories.items()}
         for s in request.graph.sequences:
-            history = histories[(request.context[s.user.partition(".")[2]][0], s.type)]
+            history = taken[(request.context[s.user.partition(".")[2]][0], s.type)]
             request.sequences[s.name] = last_ids(history, s.field, s.length, "", s.type)
 
-    def _history_or_none(self, user: str, type_: str, length: int, request: _Request):
+    @staticmethod
+    def _history_or_none(finish: Callable, user: str, type_: str, request: _Request) -> list:
         try:
-            return self._history(user, type_, length, request)
+            return finish().interactions
         except StoreUnavailable as exc:
-            if request.graph.on_outage != "defaults":
-                raise
-            request.outages.append(f"{type_} history of {user}: {exc}")
-            return []
+            return ModelExecutor._no_history(request, f"{type_} history of {user}: {exc}")
 
-    def _history(self, user: str, type_: str, length: int, request: _Request):
-        if self._histories is None:
-            raise StoreUnavailable("this server has no interaction store")
-        query = HistoryQuery(user, (type_,), length)
-        return self._histories.history(query, timeout_s=request.time_left()).interactions
+    @staticmethod
+    def _no_history(request: _Request, why: str) -> list:
+        if request.graph.on_outage != "defaults":
+            raise StoreUnavailable(why)
+        request.outages.append(why)
+        return []
 
     # -- assembling ------------------------------------------------------------------------------
     def _assemble(self, request: _Request) -> FeatureMatrix:

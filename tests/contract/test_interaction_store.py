@@ -125,6 +125,20 @@ def test_hot_reads_filter_by_type_time_and_limit(interaction_hot_tier):
     assert [i.type for i in hot.read(HistoryQuery(u, ("WISHLIST",), 1))] == ["WISHLIST"]
 
 
+def test_hot_reads_in_two_steps_answer_as_one_and_see_appends_made_before_the_send(interaction_hot_tier):
+    hot, u, t = interaction_hot_tier, user(), now_ms()
+    hot.load(OpenSession(u, "s", 0, t), clicks(u, 3, t - 6000))
+    late = StoredInteraction(f"{u}-CLICK-3", u, "p3", "c0", "CLICK", t - 1000, {})
+    assert hot.append(u, [late], t, 0)  # appended since the load: a second round trip on Redis
+    query = HistoryQuery(u, ("CLICK",), 10)
+    pending, none_pending = hot.start_read(query), hot.start_read(HistoryQuery(user(), ("CLICK",), 10))
+    other = user()  # other calls may run while the reads are pending
+    hot.load(OpenSession(other, "s", 0, t), clicks(other, 1, t))
+    assert [i.event_id for i in pending()] == [f"{u}-CLICK-{k}" for k in (3, 2, 1, 0)] == \
+        [i.event_id for i in hot.read(query)]
+    assert none_pending() is None
+
+
 def test_hot_trim_keeps_dirty_interactions(interaction_hot_tier):
     hot, u, t = interaction_hot_tier, user(), now_ms()
     hot.load(OpenSession(u, "s", 0, t), clicks(u, 5, t - 60_000))

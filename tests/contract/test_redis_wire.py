@@ -56,3 +56,39 @@ def test_after_a_restart_no_stale_idle_connection_is_tried_twice(private_redis):
     assert wire.call([("SET", "k", "v"), ("GET", "k")]) == [b"OK", b"v"]
     wire.close()
     client.close()
+
+
+def test_sent_commands_are_answered_when_read_while_other_calls_run(private_redis):
+    client = redis.Redis.from_url(private_redis.url)
+    wire = Wire(client)
+    client.set("a", "1")
+    pending = wire.send([("GET", "a"), ("INCR", "a")])
+    assert wire.call([("GET", "a")]) in ([b"1"], [b"2"])  # another connection: the pending one is busy
+    assert pending() == [b"1", 2]
+    assert wire.call([("GET", "a")]) == [b"2"]
+    wire.close()
+    client.close()
+
+
+def test_a_reply_never_read_closes_its_connection_and_leaves_no_stray_answers(private_redis):
+    client = redis.Redis.from_url(private_redis.url)
+    wire = Wire(client)
+    wire.call([("SET", "k", "v")])  # one idle connection
+    before = len(client.client_list())
+    pending = wire.send([("GET", "k")])  # the idle connection, now with a reply nobody reads
+    del pending
+    assert wire.call([("SET", "k", "w"), ("GET", "k")]) == [b"OK", b"w"]  # a fresh connection, in step
+    assert len(client.client_list()) == before  # the dropped one was closed, the new one counted instead
+    wire.close()
+    client.close()
+
+
+def test_a_connection_the_server_dropped_after_the_send_is_retried_on_read(private_redis):
+    client = redis.Redis.from_url(private_redis.url, socket_timeout=5)
+    wire = Wire(client)
+    wire.call([("SET", "k", "v")])
+    private_redis.restart_empty()  # the idle connection is dead; its send may still succeed
+    pending = wire.send([("SET", "k", "v2"), ("GET", "k")])
+    assert pending() == [b"OK", b"v2"]
+    wire.close()
+    client.close()

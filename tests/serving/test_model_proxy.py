@@ -305,6 +305,51 @@ def test_each_level_of_the_graph_is_one_round_trip_to_the_cache(request, tmp_pat
         cache.stop()
 
 
+@pytest.mark.real_service
+def test_the_click_history_is_read_while_the_features_are(request, tmp_path, unique):
+    """The history's round trip overlaps the levels': its read reaches Redis first."""
+    import threading
+
+    import redis
+
+    from tests.faults import PrivateRedis
+    from vahini.ports.interaction_store import OpenSession, StoredInteraction
+    from vahini import wiring
+
+    shared = PrivateRedis()  # the feature cache and the session hot tier on one Redis: one command stream
+    settings = with_sample_registry(stack_settings("real", request, tmp_path, unique))
+    settings = settings.model_copy(update={"hot_tier": shared.url, "interactions": settings.interactions.model_copy(
+        update={"hot_tier": shared.url})})
+    user, now = f"u{unique}", int(time.time() * 1000)
+    hot = wiring.interaction_hot_tier(settings)
+    hot.load(OpenSession(user, "s", 0, now), [StoredInteraction(f"e-{unique}", user, "px", "c1", "CLICK", now)])
+    hot.close()
+    running = start_server(settings, port=0)
+    commands, watching = [], threading.Event()
+
+    def monitor() -> None:  # every command up to the first level's MGET
+        with redis.Redis.from_url(shared.url, socket_timeout=30).monitor() as m:
+            watching.set()
+            for event in m.listen():
+                commands.append(event["command"])
+                if event["command"].startswith("MGET"):
+                    return
+    watcher = threading.Thread(target=monitor, daemon=True)
+    watcher.start()
+    watching.wait(10)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            reply = mpb_grpc.ModelProxyStub(channel).GetFeatures(mpb.GetFeaturesRequest(
+                model="home_ranker", context=context(user, [f"x{unique}"])), timeout=30)
+        watcher.join(30)
+        matrix = np.frombuffer(reply.matrix, "<f4").reshape(tuple(reply.shape))
+        assert matrix[0, COLUMNS.index("recent_categories_0")] == bucket("c1")  # the click was read
+        assert commands[-1].startswith("MGET") and any(c.startswith(("EXISTS", "GET ")) for c in commands), commands
+    finally:
+        running.stop(0)
+        shared.stop()
+
+
 @pytest.mark.parametrize("stack", STACKS)
 def test_a_chained_key_is_built_in_the_entitys_key_order_and_a_value_that_cannot_be_a_key_part_is_missing(
         stack, request, tmp_path, unique):

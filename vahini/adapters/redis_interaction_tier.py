@@ -19,7 +19,7 @@ holds data that is not yet durable: run Redis with `maxmemory-policy noeviction`
 from __future__ import annotations
 
 import uuid
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import msgspec
 import redis
@@ -175,12 +175,20 @@ class RedisInteractionTier:
 
     # -- reads -----------------------------------------------------------------
     def read(self, query: HistoryQuery) -> list[StoredInteraction] | None:
-        return self.read_many([query])[0]
+        return self.start_read(query)()
+
+    def start_read(self, query: HistoryQuery) -> Callable[[], list[StoredInteraction] | None]:
+        finish = self._start_held([(query.user_id, query.types, query)])
+        return lambda: self._answers([query], finish())[0]
 
     def read_many(self, queries: Sequence[HistoryQuery]) -> list[list[StoredInteraction] | None]:
         """Every query in two round trips, however many users."""
+        return self._answers(queries, self._start_held([(q.user_id, q.types, q) for q in queries])())
+
+    @staticmethod
+    def _answers(queries: Sequence[HistoryQuery], held) -> list[list[StoredInteraction] | None]:
         return [None if loaded is None else newest_first([i for i in loaded if q.admits(i)] + appended, q.limit)
-                for q, (loaded, appended) in zip(queries, self._held([(q.user_id, q.types, q) for q in queries]))]
+                for q, (loaded, appended) in zip(queries, held)]
 
     def _timers(self, partition: int) -> str:
         return f"{self._ns}:windows:{partition}"
@@ -205,9 +213,15 @@ class RedisInteractionTier:
 
     def _held(self, wanted: Sequence[tuple[str, Sequence[str], HistoryQuery | None]]
               ) -> list[tuple[list[StoredInteraction] | None, list[StoredInteraction]]]:
+        return self._start_held(wanted)()
+
+    def _start_held(self, wanted: Sequence[tuple[str, Sequence[str], HistoryQuery | None]]
+                    ) -> Callable[[], list[tuple[list[StoredInteraction] | None, list[StoredInteraction]]]]:
         """Per (user, types, query or None for everything): (loaded history, appended
-        interactions) of those types, or (None, []) without a session. Two round trips,
-        packed by hiredis (Wire): this is the Model Proxy's sequence read."""
+        interactions) of those types, or (None, []) without a session, once the returned
+        function is called. The first round trip is sent at once (Wire.send), so the Model
+        Proxy overlaps it with its feature reads; a second follows only for users with
+        appended interactions."""
         commands: list[tuple] = []
         for user_id, types, query in wanted:
             commands.append(("EXISTS", self._user(user_id, "s")))
@@ -220,7 +234,11 @@ class RedisInteractionTier:
                     high = "+inf" if query.until_ms is None else f"({query.until_ms}"
                     commands.append(("ZREVRANGEBYSCORE", self._user(user_id, f"t:{t}"), high, low,
                                      "LIMIT", 0, query.limit))
-        results = iter(self._call("read", lambda: self._wire.call(commands)))
+        replies = self._call("read", lambda: self._wire.send(commands))
+        return lambda: self._held_from(wanted, self._call("read", replies))
+
+    def _held_from(self, wanted, replies: list) -> list[tuple[list[StoredInteraction] | None, list[StoredInteraction]]]:
+        results = iter(replies)
         found: list = []
         bodies_of: list[tuple] = []
         for user_id, types, _ in wanted:

@@ -13,7 +13,7 @@ breakers take it from there."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import hiredis
 import redis
@@ -29,14 +29,20 @@ class Wire:
     def call(self, commands: Sequence[Sequence]) -> list:
         """The raw replies of `commands` (each a tuple of str, bytes or int arguments), in
         order. Raises redis.RedisError (an error reply included) as redis-py would."""
+        return self.send(commands)()
+
+    def send(self, commands: Sequence[Sequence]) -> Callable[[], list]:
+        """`call` in two steps: the commands are written now, and their replies read when
+        the returned function is called (once), so a caller can wait on another peer
+        meanwhile. Dropping the function unread closes its connection."""
         if not commands:
-            return []
+            return list
         packed = b"".join([hiredis.pack_command(tuple(c)) for c in commands])
         try:
-            return self._send(packed, len(commands))
+            return _Pending(self, self._written(packed), packed, len(commands), retry=True)
         except redis.ConnectionError:  # the server dropped its connections: the idle ones are stale too
             self.close()
-            return self._send(packed, len(commands))
+            return _Pending(self, self._written(packed), packed, len(commands), retry=False)
 
     def run_script(self, script, keys: Sequence[str], args: Sequence) -> object:
         """EVALSHA of a script registered with client.register_script, loaded on first
@@ -52,16 +58,49 @@ class Wire:
         while self._idle:
             self._idle.pop().disconnect()
 
-    def _send(self, packed: bytes, replies: int) -> list:
+    def _written(self, packed: bytes):
+        """A connection (idle, else new) with `packed` written to it."""
         try:
             connection = self._idle.pop()
         except IndexError:
             connection = self._new_connection()
         try:
             connection.send_packed_command([packed], check_health=False)
-            out = [connection.read_response() for _ in range(replies)]
+        except BaseException:
+            connection.disconnect()
+            raise
+        return connection
+
+    def _replies(self, connection, count: int) -> list:
+        try:
+            out = [connection.read_response() for _ in range(count)]
         except BaseException:  # replies may be left unread (an error reply), or the socket is gone
             connection.disconnect()
             raise
         self._idle.append(connection)
         return out
+
+
+class _Pending:
+    """Replies not read yet, on a connection of their own until they are."""
+
+    __slots__ = ("_wire", "_connection", "_packed", "_count", "_retry")
+
+    def __init__(self, wire: Wire, connection, packed: bytes, count: int, retry: bool):
+        self._wire, self._connection, self._packed, self._count, self._retry = wire, connection, packed, count, retry
+
+    def __call__(self) -> list:
+        connection, self._connection = self._connection, None
+        try:
+            return self._wire._replies(connection, self._count)
+        except redis.ConnectionError:  # a connection the server dropped may only show when read
+            if not self._retry:
+                raise
+            self._wire.close()
+            return self._wire._replies(self._wire._written(self._packed), self._count)
+
+    def __del__(self) -> None:
+        # Unread replies would answer the next call on this connection: it is closed instead.
+        # The driver's connection sits in reference cycles: its own collection may come late.
+        if self._connection is not None:
+            self._connection.disconnect()

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import threading
 import uuid
-from typing import Mapping, Sequence
+from functools import partial
+from typing import Callable, Mapping, Sequence
 
 from vahini.adapters.sqlite_util import connect, transaction, unavailable
 from vahini.errors import HotTierLost
@@ -119,6 +120,9 @@ class SqliteInteractionTier:
             (query.user_id, *query.types, query.since_ms or 0,
              2**62 if query.until_ms is None else query.until_ms, query.limit))
         return newest_first([StoredInteraction.from_json(b) for (b,) in rows])
+
+    def start_read(self, query: HistoryQuery) -> Callable[[], list[StoredInteraction] | None]:
+        return partial(self.read, query)  # an embedded read: nothing to overlap, read when asked
 
     def read_many(self, queries: Sequence[HistoryQuery]) -> list[list[StoredInteraction] | None]:
         return [self.read(q) for q in queries]

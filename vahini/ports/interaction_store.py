@@ -10,7 +10,7 @@ dirty: a worker never commits past an interaction that lives only in the hot tie
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Protocol, Sequence
+from typing import Callable, Mapping, Protocol, Sequence
 
 import msgspec
 
@@ -161,6 +161,11 @@ class InteractionHotTier(Protocol):
 
     def read(self, query: HistoryQuery) -> list[StoredInteraction] | None:
         """The user's history if a session is open (newest first), else None."""
+        ...
+
+    def start_read(self, query: HistoryQuery) -> Callable[[], list[StoredInteraction] | None]:
+        """`read` in two steps: the read is sent now and its answer taken when the returned
+        function is called, so a caller can wait on its other reads meanwhile."""
         ...
 
     def read_many(self, queries: Sequence[HistoryQuery]) -> list[list[StoredInteraction] | None]:
