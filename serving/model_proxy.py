@@ -347,16 +347,19 @@ def _keys(lookup: Lookup, request: _Request) -> tuple[list[str], np.ndarray]:
         return [KEY_SEPARATOR.join(parts)], np.zeros(n, np.int64)
     if parts == [request.rows] and request.distinct_rows:  # keyed by the row id: every row its own key
         return request.rows, np.arange(n, dtype=np.int64)
-    keys = _joined(parts, n)
-    position = {k: i for i, k in enumerate(dict.fromkeys(k for k in keys if k))}
-    return list(position), np.fromiter((position[k] if k else -1 for k in keys), np.int64, n)
+    keys = _joined(parts, n)  # a key, or None where a part is missing
+    distinct = dict.fromkeys(keys)
+    distinct.pop(None, None)
+    position = dict(zip(distinct, range(len(distinct))))
+    position[None] = -1
+    return list(distinct), np.fromiter(map(position.__getitem__, keys), np.int64, n)
 
 
 def _key_part(request: _Request, source: str) -> list[str | None]:
     """A feature of an earlier lookup as a key part, per row: None where it has no
     value, or one no stored key can hold (empty, or with the key separator in it)."""
     parts = _ids(request, source)
-    if any(v and KEY_SEPARATOR in v for v in parts):
+    if KEY_SEPARATOR in "\0".join(filter(None, parts)):  # one scan, not one call per row
         parts = [None if v and KEY_SEPARATOR in v else v for v in parts]
     return parts
 

@@ -264,8 +264,9 @@ class FeatureReader:
         g = s.group
         wanted = list(only) if only else [f.name for f in g.features]
         n = len(s.keys)
-        rows = [i for i, b in enumerate(s.blobs) if b]  # b"" (no row) and None stay missing
-        blobs = s.blobs if len(rows) == n else [s.blobs[i] for i in rows]
+        everything = all(s.blobs)  # the common case, checked without a Python loop
+        rows = range(n) if everything else [i for i, b in enumerate(s.blobs) if b]  # b"" (no row), None: missing
+        blobs = s.blobs if everything else [s.blobs[i] for i in rows]
         decoded = _decode_current(blobs, g, wanted) if rows else None
         if decoded is not None and len(rows) == n:
             complete = _complete(g, wanted, decoded, now_ms)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import zlib
 from collections import Counter
 from functools import lru_cache
+from itertools import repeat
 from typing import Sequence
 
 import numpy as np
@@ -32,7 +33,7 @@ def hash_bucket(ids: Sequence[str], buckets: int) -> np.ndarray:
     """1..buckets for each id; 0 for an empty id. Each distinct id is hashed once: a
     context feature repeats on every row, and candidates share categories."""
     bucket = {i: 1 + zlib.crc32(i.encode()) % buckets for i in set(ids) if i}
-    return np.fromiter((bucket.get(i, 0) for i in ids), np.float32, len(ids))
+    return np.fromiter(map(bucket.get, ids, repeat(0)), np.float32, len(ids))  # map: no Python frame per id
 
 
 def scalar(c: Column, values: np.ndarray, present: np.ndarray | None, **extra) -> np.ndarray:
@@ -73,7 +74,8 @@ def _bucketize(c: Column, values: np.ndarray, present: np.ndarray, **_) -> np.nd
 
 def _one_hot(c: Column, values: np.ndarray, present: np.ndarray, **_) -> np.ndarray:
     position = _one_hot_positions(c.args[0])
-    index = np.fromiter((position.get(str(v), -1) for v in values.tolist()), np.int64, len(values))
+    labels = values.tolist() if values.dtype == object else map(str, values.tolist())  # strings as they are
+    index = np.fromiter(map(position.get, labels, repeat(-1)), np.int64, len(values))
     out = np.zeros((len(values), len(position)), np.float32)
     hit = index >= 0 if present is None else (index >= 0) & present
     out[np.flatnonzero(hit), index[hit]] = 1.0
@@ -100,7 +102,7 @@ def _age(c: Column, values: np.ndarray, present: np.ndarray, *, now_ms: int = 0,
 
 
 def _hash(c: Column, values: np.ndarray, present: np.ndarray | None, **_) -> np.ndarray:
-    ids = [str(v) for v in values.tolist()]
+    ids = values.tolist() if values.dtype == object else list(map(str, values.tolist()))
     if present is not None:
         ids = [i if p else "" for i, p in zip(ids, present.tolist())]
     return hash_bucket(ids, c.args[0])
@@ -116,6 +118,7 @@ def sequence(c: Column, ids: list[str], match: list[str | None] | None, rows: in
     row's `match` value."""
     if c.transform == "hash":
         return np.broadcast_to(hash_bucket(ids, c.args[0]), (rows, len(ids)))  # read-only: copied into the matrix
-    counts = Counter(i for i in ids if i)
-    block = np.fromiter((counts.get(m, 0) if m else 0 for m in match), np.float32, rows).reshape(rows, 1)
+    counts = Counter(ids)
+    counts.pop("", None)  # padding matches nothing
+    block = np.fromiter(map(counts.get, match, repeat(0)), np.float32, rows).reshape(rows, 1)
     return as_dtype(c, block)
