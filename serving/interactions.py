@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Callable
 
 from vahini.circuit import CircuitBreaker
@@ -88,7 +89,8 @@ def last_ids(history: list[StoredInteraction], field: str, n: int, pad: str = ""
     a fixed-length sequence for a model input."""
     if field not in ("product_id", "category_id"):
         raise ValueError(f"field must be product_id or category_id, not {field!r}")
-    ids = [getattr(i, field) or pad for i in history if type_ is None or i.type == type_][:n]
+    of_type = history if type_ is None else [i for i in history if i.type == type_]
+    ids = [v or pad for v in map(attrgetter(field), of_type[:n])]
     return ids + [pad] * (n - len(ids))
 
 

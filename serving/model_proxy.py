@@ -226,7 +226,7 @@ class ModelExecutor:
         taken = {key: finish() for key, finish in histories.items()}
         for s in request.graph.sequences:
             history = taken[(request.context[s.user.partition(".")[2]][0], s.type)]
-            request.sequences[s.name] = last_ids(history, s.field, s.length, "", s.type)
+            request.sequences[s.name] = last_ids(history, s.field, s.length, "")  # read of s.type only
 
     @staticmethod
     def _history_or_none(finish: Callable, user: str, type_: str, request: _Request) -> list:

@@ -187,7 +187,11 @@ class RedisInteractionTier:
 
     @staticmethod
     def _answers(queries: Sequence[HistoryQuery], held) -> list[list[StoredInteraction] | None]:
-        return [None if loaded is None else newest_first([i for i in loaded if q.admits(i)] + appended, q.limit)
+        """Each query's answer from what was held. Loaded and appended items are of the
+        query's types already (one key per type), and appended ones of its time range."""
+        return [None if loaded is None else newest_first(
+                    (loaded if q.since_ms is None and q.until_ms is None else [i for i in loaded if q.admits(i)])
+                    + appended, q.limit)
                 for q, (loaded, appended) in zip(queries, held)]
 
     def _timers(self, partition: int) -> str:
