@@ -2,7 +2,7 @@
 shared machine whose speed drifts by 2x within the hour, where CPU time does not.
 
     .venv/bin/python -m benchmarks.instructions ingest [--events 15000] [--baseline-tree PATH]
-    .venv/bin/python -m benchmarks.instructions model-proxy [--size 100] [--requests 50]
+    .venv/bin/python -m benchmarks.instructions model-proxy [--size 100] [--requests 50] [--grpc]
     .venv-bench/bin/python -m benchmarks.instructions model-proxy --feast
 
 Needs valgrind (Debian: `apt-get install valgrind`) and the real services (make
@@ -21,6 +21,10 @@ only around the measured calls, after a warm-up, with the cyclic GC off meanwhil
   benchmarks/model_proxy.py; the main thread is counted. In the same run: the raw
   ceiling (one redis-py pipeline decoded into numpy) and, with `--feast` from
   .venv-bench (make bench-model-proxy), Feast's two `get_online_features` calls.
+  With `--grpc`, also whole servers called over gRPC, every thread of theirs counted:
+  `vahini serve` and the benchmark's gRPC floor (benchmarks/model_proxy_floor.py, a
+  handler that does no work): what one request costs a serving process, transport
+  included, and the transport's share of it.
 
 Code runs 20-60x slower under callgrind than natively: keep the counts small. The same
 subject counted twice agrees within 1% here, so a difference of a few percent between
@@ -52,9 +56,9 @@ def _counted(work) -> None:
     gc.collect()
     gc.freeze()
     gc.disable()
-    subprocess.run(["callgrind_control", "-i", "on", str(os.getpid())], check=True, stdout=subprocess.DEVNULL)
+    _control("-i", "on", os.getpid())
     work()
-    subprocess.run(["callgrind_control", "-i", "off", str(os.getpid())], check=True, stdout=subprocess.DEVNULL)
+    _control("-i", "off", os.getpid())
 
 
 def _child_ingest() -> int:
@@ -215,6 +219,61 @@ def model_proxy(args) -> None:
         rows.append([name, f"{per / 1e6:.2f}", f"{per / base:.2f}"])
     print(table(f"One request of 1 user x {args.size} products, main thread, {args.requests} requests (callgrind)",
                 ["path", "M instructions / request", "vs raw ceiling"], rows))
+    if args.grpc:
+        _count_servers(args, env)
+
+
+def _count_servers(args, env: dict) -> None:
+    from benchmarks import model_proxy as mp
+    from benchmarks.common import table
+
+    requests = mp.requests_of(args.size, args.requests + 10, seed=args.size)
+    print("counting vahini serve over gRPC ...", flush=True)
+    served, columns = count_server(["serving", "--port"], env, requests)
+    print("counting the gRPC floor ...", flush=True)
+    floor, _ = count_server(["benchmarks.model_proxy_floor", str(columns)], env, requests)  # as wide a reply
+    rows = [["vahini serve: GetFeatures over gRPC", f"{served / 1e6:.2f}", "1.00"],
+            ["gRPC floor: a handler that does no work", f"{floor / 1e6:.2f}", f"{floor / served:.2f}"]]
+    print(table(f"One request of 1 user x {args.size} products, whole server process, every thread, "
+                f"{args.requests} requests (callgrind)", ["server", "M instructions / request", "share"], rows))
+
+
+def count_server(module_args: list[str], env: dict, requests, warm: int = 10) -> tuple[float, int]:
+    """(instructions per request of a gRPC server process, every thread; columns of its
+    matrix), the server called from here."""
+    from benchmarks import model_proxy as mp
+    from serving.client import VahiniClient
+    from tests.services import free_port, port_open
+
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="vahini-instr-") as out:
+        cmd = ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--separate-threads=yes",
+               f"--callgrind-out-file={out}/cg.out", sys.executable, "-m", *module_args, str(port)]
+        server = subprocess.Popen(cmd, env={**env, "VAHINI_LOG_LEVEL": "ERROR"}, cwd=TREE,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 300
+            while not port_open("127.0.0.1", port):
+                if server.poll() is not None or time.monotonic() > deadline:
+                    sys.exit(f"{module_args[0]} did not start under callgrind")
+                time.sleep(0.5)
+            with VahiniClient(f"127.0.0.1:{port}", timeout_s=120.0) as client:
+                call = mp.vahini_call(client)
+                columns = [call(r).shape[1] for r in requests[:warm]][-1]
+                _control("-i", "on", server.pid)
+                for r in requests[warm:]:
+                    call(r)
+                _control("-i", "off", server.pid)
+                _control("--dump", server.pid)  # written now: a graceful stop takes minutes under callgrind
+        finally:
+            server.kill()
+            server.wait(60)
+        return sum(_totals(p) for p in Path(out).glob("cg.out*")) / (len(requests) - warm), columns
+
+
+def _control(*args) -> None:
+    subprocess.run(["callgrind_control", *map(str, args)], check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
 
 
 def _commit(tree: Path) -> str:
@@ -236,6 +295,8 @@ def main() -> int:
     m.add_argument("--size", type=int, default=100, help="candidate products per request")
     m.add_argument("--requests", type=int, default=50, help="requests counted (10 more warm up)")
     m.add_argument("--feast", action="store_true", help="count Feast too (run from .venv-bench)")
+    m.add_argument("--grpc", action="store_true", help="also count whole servers called over gRPC: vahini serve "
+                   "and the gRPC floor, every thread")
     args = parser.parse_args()
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         sys.exit("needs valgrind and callgrind_control on PATH (Debian: apt-get install valgrind)")
