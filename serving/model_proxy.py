@@ -218,7 +218,8 @@ class ModelExecutor:
 
     def _start_history(self, user: str, type_: str, length: int, request: _Request) -> Callable[[], list]:
         if self._histories is None:
-            return partial(self._no_history, request, f"{type_} history of {user}: this server has no interaction store")
+            why = f"{type_} history of {user}: this server has no interaction store"
+            return partial(self._no_history, request, why)
         finish = self._histories.start_history(HistoryQuery(user, (type_,), length), timeout_s=request.time_left())
         return partial(self._history_or_none, finish, user, type_, request)
 
