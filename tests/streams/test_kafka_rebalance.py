@@ -121,3 +121,46 @@ def test_a_fenced_static_member_rejoins_and_goes_on(kafka_bootstrap, unique):
         member.close()
         producer.close()
         log.close()
+
+
+def test_a_fenced_static_member_does_not_replay_what_it_read_and_could_not_commit(kafka_bootstrap, unique):
+    """A member fenced after reading a batch (made durable) cannot commit it. Its
+    replacement starts where that batch ends and commits it, rather than reading it again
+    from the group's last commit."""
+    log = wiring.event_log(Settings(event_log=f"kafka://{kafka_bootstrap}", kafka_session_timeout_ms=6000,
+                                    kafka_group_instance_id=f"worker-{unique}"))
+    topic, group = f"fenced-carry-{unique}", f"g-{unique}"
+    log.create_topic(topic, 2)
+    producer = log.producer()
+    member = log.consumer(group, [topic])
+    try:
+        for i in range(20):
+            producer.send(topic, f"first-{i}".encode(), key=f"k{i}".encode())
+        producer.flush()
+        first: list = []
+        wait_for(lambda: first.extend(member.poll_batch(100, 0.2)) or len(first) >= 20, 60,
+                 "the member to read the first 20 records")
+        impostor = log.consumer(group, [topic])  # the same static id: fences `member`
+        wait_for(lambda: impostor.poll_batch(100, 0.2) is not None and bool(impostor.assignment()), 60,
+                 "the impostor to take the partitions")
+        impostor.close()  # read nothing it committed: the group has no commit yet
+        assert log.committed(group, topic) != log.end_offsets(topic)
+        member.commit({(r.topic, r.partition): r.offset + 1 for r in first})  # durable; cannot land
+        for i in range(5):
+            producer.send(topic, f"second-{i}".encode(), key=f"k{i}".encode())
+        producer.flush()
+        read_after: list = []
+
+        def second_batch_read() -> bool:
+            read_after.extend(member.poll_batch(100, 0.2))
+            return sum(r.value.startswith(b"second-") for r in read_after) >= 5
+
+        wait_for(second_batch_read, 90, "the fenced member to rejoin and read the new records")
+        assert [r.value for r in read_after if r.value.startswith(b"first-")] == []
+        member.commit({(r.topic, r.partition): r.offset + 1 for r in read_after})
+        wait_for(lambda: read_and_commit(member) or log.committed(group, topic) == log.end_offsets(topic), 60,
+                 "the group's commits to reach the log end")
+    finally:
+        member.close()
+        producer.close()
+        log.close()

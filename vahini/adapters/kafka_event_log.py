@@ -322,6 +322,8 @@ class KafkaLogConsumer:
         self._config, self._topics = {**config, "on_commit": self._on_commit}, topics
         self._consumer = Consumer(self._config)
         self._fenced: str | None = None  # why librdkafka ended this consumer (a static member fenced)
+        # Offsets a fenced consumer had made durable and not committed, for its replacement.
+        self._carried: dict[TopicPartition, int] = {}
         # Offsets of commits that did not land, for partitions this member still owns.
         self._held: dict[TopicPartition, int] = {}
         self._held_retry_at = 0.0
@@ -342,22 +344,41 @@ class KafkaLogConsumer:
             self._subscribe()
 
     def _subscribe(self) -> None:
-        self._consumer.subscribe(self._topics, on_assign=lambda _c, parts: _report_moves("assigned", parts),
+        self._consumer.subscribe(self._topics, on_assign=self._on_assigned,
                                  on_revoke=self._on_leaving("revoked"), on_lost=self._on_leaving("lost"))
 
     def _rejoin(self) -> None:
         """Replace a consumer librdkafka has ended. A static member is fenced when it
         rejoins (e.g. after its session lapsed on a loaded machine) while a request with
         its old member id is in flight; librdkafka makes that fatal. The new consumer
-        joins with the same id and resumes from the group's commits: a replay."""
-        log.error("kafka_consumer_rejoining", reason=self._fenced)
+        joins with the same id. The offsets the old one had made durable and could not
+        commit (its last commits fail once it is fenced) are carried over: where the new
+        one is assigned those partitions again, it starts there and commits them, instead
+        of replaying from the group's last commit."""
+        carried = dict(self._unconfirmed)  # taken first: closing may report the partitions lost
+        for tp, offset in self._held.items():
+            carried[tp] = max(offset, carried.get(tp, -1))
+        log.error("kafka_consumer_rejoining", reason=self._fenced, carried_partitions=len(carried))
         try:
             self._consumer.close()
         except (KafkaException, RuntimeError) as exc:
             log.debug("kafka_consumer_close_failed", error=str(exc))
-        self._held, self._unconfirmed, self._fenced = {}, {}, None
+        self._held, self._unconfirmed, self._fenced, self._carried = {}, {}, None, carried
         self._consumer = Consumer(self._config)
         self._subscribe()
+
+    def _on_assigned(self, consumer: Consumer, partitions) -> None:
+        _report_moves("assigned", partitions)
+        carried, self._carried = self._carried, {}
+        if not any((p.topic, p.partition) in carried for p in partitions):
+            return  # librdkafka assigns them from the group's commits
+        # An assignment made here replaces librdkafka's: every partition is assigned, the
+        # carried ones at their carried offsets (rows before them are durable).
+        consumer.incremental_assign([KTP(p.topic, p.partition, carried.get((p.topic, p.partition), p.offset))
+                                     for p in partitions])
+        self._held.update({(p.topic, p.partition): carried[(p.topic, p.partition)]
+                           for p in partitions if (p.topic, p.partition) in carried})
+        self._held_retry_at = 0.0  # committed on the next poll, whether or not a batch comes
 
     def _on_leaving(self, event: str) -> Callable:
         def leaving(_consumer, partitions) -> None:
@@ -411,7 +432,11 @@ class KafkaLogConsumer:
         other failure, or a coordinator gone longer, commits are synchronous and raise
         StoreUnavailable (retried by the worker) until one lands."""
         pending = {**self._held, **offsets}
-        if not pending or self._fenced is not None:  # a fenced member's partitions are replayed
+        if not pending:
+            return
+        if self._fenced is not None:  # no commit can land: held, for the consumer that replaces this one
+            for tp, offset in offsets.items():
+                self._held[tp] = max(offset, self._held.get(tp, -1))
             return
         if self._failure is not None:
             self._commit_now(pending)
@@ -422,7 +447,10 @@ class KafkaLogConsumer:
             self._failed(exc.args[0], pending)
             self._raise_if_failed()
             return
+        # Held offsets are sent now: held again only if this commit fails. Left held, a
+        # retry could send them after this newer commit, and land after it.
         self._unconfirmed.update(pending)
+        self._held = {}
 
     def _commit_now(self, pending: Mapping[TopicPartition, int]) -> None:
         try:
@@ -453,10 +481,10 @@ class KafkaLogConsumer:
 
     def _failed(self, error: KafkaError, offsets: Mapping[TopicPartition, int]) -> None:
         """Hold what did not land; decide whether waiting fixes it."""
-        self._hold(offsets)
         code = error.code()
         if _ends_consumer(error):
-            self._fenced = error.str()  # the next poll rejoins; this member's offsets are replayed
+            self._fenced = error.str()  # the next poll rejoins, carrying what is held
+        self._hold(offsets)
         if code in _REBALANCE or self._fenced is not None:
             COMMIT_FAILURES.labels("rebalance").inc()
             if (held_back := self._quiet.allow("rebalance")) is not None:
@@ -479,11 +507,12 @@ class KafkaLogConsumer:
             raise StoreUnavailable(f"Kafka offset commit failed: {self._failure}")
 
     def _hold(self, offsets: Mapping[TopicPartition, int]) -> None:
-        owned = {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
+        # A fenced consumer's assignment is void; its replacement uses what it is assigned again.
+        owned = None if self._fenced is not None else {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
         for tp, offset in offsets.items():
             newer_sent_or_landed = max(self._confirmed.get(tp, -1) + 1, self._unconfirmed.get(tp, -1),
                                        self._held.get(tp, -1) + 1)
-            if tp in owned and offset >= newer_sent_or_landed:
+            if (owned is None or tp in owned) and offset >= newer_sent_or_landed:
                 self._held[tp] = offset
         self._held_retry_at = time.monotonic() + self.HELD_RETRY_S
 
