@@ -55,6 +55,23 @@ def read_and_commit(member, linger_s: float = 0.2) -> None:
     member.commit(offsets)
 
 
+def static_member(kafka_bootstrap: str, unique: str, topic: str):
+    """(log, group, producer, member): a member with a static id on a fresh 2-partition topic."""
+    log = wiring.event_log(Settings(event_log=f"kafka://{kafka_bootstrap}", kafka_session_timeout_ms=6000,
+                                    kafka_group_instance_id=f"worker-{unique}"))
+    group = f"g-{unique}"
+    log.create_topic(topic, 2)
+    return log, group, log.producer(), log.consumer(group, [topic])
+
+
+def fence(log, group: str, topic: str) -> None:
+    """Join with the static id of the group's member, which fences it, then leave."""
+    impostor = log.consumer(group, [topic])
+    wait_for(lambda: impostor.poll_batch(100, 0.2) is not None and bool(impostor.assignment()), 60,
+             "the impostor to take the partitions")
+    impostor.close()
+
+
 def test_a_commit_lost_to_a_rebalance_lands_for_the_partitions_the_member_keeps(kafka_bootstrap, unique):
     log = wiring.event_log(Settings(event_log=f"kafka://{kafka_bootstrap}", kafka_session_timeout_ms=6000))
     topic, group = f"rebalance-{unique}", f"g-{unique}"
@@ -92,12 +109,8 @@ def test_a_fenced_static_member_rejoins_and_goes_on(kafka_bootstrap, unique):
     """librdkafka ends a static member for good when another joins with its id (on a loaded
     machine, its own rejoin can race a request sent with its old member id). The consumer
     must rejoin with a new librdkafka handle and go on from the group's commits."""
-    log = wiring.event_log(Settings(event_log=f"kafka://{kafka_bootstrap}", kafka_session_timeout_ms=6000,
-                                    kafka_group_instance_id=f"worker-{unique}"))
-    topic, group = f"fenced-{unique}", f"g-{unique}"
-    log.create_topic(topic, 2)
-    producer = log.producer()
-    member = log.consumer(group, [topic])
+    topic = f"fenced-{unique}"
+    log, group, producer, member = static_member(kafka_bootstrap, unique, topic)
 
     def send(n: int) -> None:
         for i in range(n):
@@ -111,10 +124,7 @@ def test_a_fenced_static_member_rejoins_and_goes_on(kafka_bootstrap, unique):
     try:
         send(20)
         wait_for(all_committed, 60, "the member to commit the first records", every_s=0.1)
-        impostor = log.consumer(group, [topic])  # the same static id: fences `member`
-        wait_for(lambda: impostor.poll_batch(100, 0.2) is not None and bool(impostor.assignment()), 60,
-                 "the impostor to take the partitions")
-        impostor.close()
+        fence(log, group, topic)
         send(20)
         wait_for(all_committed, 90, "the fenced member to rejoin and commit the new records", every_s=0.1)
     finally:
@@ -127,12 +137,8 @@ def test_a_fenced_static_member_does_not_replay_what_it_read_and_could_not_commi
     """A member fenced after reading a batch (made durable) cannot commit it. Its
     replacement starts where that batch ends and commits it, rather than reading it again
     from the group's last commit."""
-    log = wiring.event_log(Settings(event_log=f"kafka://{kafka_bootstrap}", kafka_session_timeout_ms=6000,
-                                    kafka_group_instance_id=f"worker-{unique}"))
-    topic, group = f"fenced-carry-{unique}", f"g-{unique}"
-    log.create_topic(topic, 2)
-    producer = log.producer()
-    member = log.consumer(group, [topic])
+    topic = f"fenced-carry-{unique}"
+    log, group, producer, member = static_member(kafka_bootstrap, unique, topic)
     try:
         for i in range(20):
             producer.send(topic, f"first-{i}".encode(), key=f"k{i}".encode())
@@ -140,10 +146,7 @@ def test_a_fenced_static_member_does_not_replay_what_it_read_and_could_not_commi
         first: list = []
         wait_for(lambda: first.extend(member.poll_batch(100, 0.2)) or len(first) >= 20, 60,
                  "the member to read the first 20 records")
-        impostor = log.consumer(group, [topic])  # the same static id: fences `member`
-        wait_for(lambda: impostor.poll_batch(100, 0.2) is not None and bool(impostor.assignment()), 60,
-                 "the impostor to take the partitions")
-        impostor.close()  # read nothing it committed: the group has no commit yet
+        fence(log, group, topic)  # the impostor commits nothing: the group has no commit yet
         assert log.committed(group, topic) != log.end_offsets(topic)
         member.commit({(r.topic, r.partition): r.offset + 1 for r in first})  # durable; cannot land
         for i in range(5):
