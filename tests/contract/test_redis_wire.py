@@ -9,7 +9,9 @@ import redis
 from tests.faults import PrivateRedis
 from vahini.adapters.redis_wire import Wire
 from vahini.adapters.redis_hot_tier import RedisHotTier
+from vahini.adapters.redis_interaction_tier import RedisInteractionTier
 from vahini.ports.hot_tier import version_header
+from vahini.ports.interaction_store import HistoryQuery, OpenSession, StoredInteraction
 
 pytestmark = pytest.mark.real_service
 
@@ -92,3 +94,36 @@ def test_a_connection_the_server_dropped_after_the_send_is_retried_on_read(priva
     assert pending() == [b"OK", b"v2"]
     wire.close()
     client.close()
+
+
+def _click(user: str, i: int, t: int) -> StoredInteraction:
+    return StoredInteraction(f"{user}-{i}", user, f"p{i}", "c1", "CLICK", t + i, {})
+
+
+def test_a_history_read_is_one_snapshot_taken_when_it_is_sent(private_redis):
+    """Loaded and appended interactions come from one script call sent at once: a user
+    flushed and evicted before the answer is read still reads whole, appends included
+    (when the appended bodies took a second round trip, they were gone by then)."""
+    tier = RedisInteractionTier(private_redis.url, namespace="snap")
+    tier.load(OpenSession("u1", "s", 0, 1000), [_click("u1", 0, 1000), _click("u1", 1, 1000)])
+    tier.append("u1", [_click("u1", 2, 1000)], 2000, 0)
+    query = HistoryQuery("u1", ("CLICK",), 10)
+    assert [i.event_id for i in tier.read(query)] == ["u1-2", "u1-1", "u1-0"]  # the script is loaded now
+    pending = tier.start_read(query)
+    tier.mark_flushed({"u1": ["u1-2"]})
+    assert tier.evict(["u1"]) == {"u1"} and tier.read(query) is None
+    assert [i.event_id for i in pending()] == ["u1-2", "u1-1", "u1-0"]
+    tier.close()
+
+
+def test_a_history_read_loads_its_script_again_on_a_restarted_server(private_redis):
+    tier = RedisInteractionTier(private_redis.url, namespace="restart")
+    tier.load(OpenSession("u1", "s", 0, 1000), [_click("u1", 0, 1000)])
+    tier.append("u1", [_click("u1", 1, 1000)], 2000, 0)
+    query = HistoryQuery("u1", ("CLICK",), 10)
+    assert [i.event_id for i in tier.read(query)] == ["u1-1", "u1-0"]
+    private_redis.restart_empty()  # no scripts, no sessions, the pooled connections dead
+    assert tier.read(query) is None
+    tier.load(OpenSession("u1", "s", 0, 3000), [_click("u1", 5, 1000)])
+    assert [i.event_id for i in tier.read_many([query, HistoryQuery("u2")])[0]] == ["u1-5"]
+    tier.close()

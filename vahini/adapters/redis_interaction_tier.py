@@ -11,6 +11,9 @@ user readable in a handful of commands; reads merge it with what was appended.
 and per partition {ns}:open:{p}, a ZSET of users with an open session scored by
 last seen, so a worker that takes over a partition finds its sessions.
 
+A read is one script call per user (`_READ`): one round trip and one snapshot,
+however much was appended.
+
 Appends are ZADD/HSET/SADD in one MULTI: atomic, idempotent, and never a
 read-modify-write, so two writers cannot lose each other's appends. This tier
 holds data that is not yet durable: run Redis with `maxmemory-policy noeviction`.
@@ -56,6 +59,33 @@ return 1
 """
 
 
+# One user's history in one step: a snapshot, and one round trip however much was appended.
+# KEYS: session, data, then per type its loaded history and its appended ids.
+# ARGV: highest score, lowest score, limit ('' for every appended id).
+# Returns false without a session; else per type the loaded history and the appended
+# bodies, newest first (HMGET in chunks: unpack has a stack limit).
+_READ = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+local out = {}
+for i = 3, #KEYS, 2 do
+  local ids
+  if ARGV[3] == '' then
+    ids = redis.call('ZREVRANGE', KEYS[i + 1], 0, -1)
+  else
+    ids = redis.call('ZREVRANGEBYSCORE', KEYS[i + 1], ARGV[1], ARGV[2], 'LIMIT', 0, ARGV[3])
+  end
+  local bodies = {}
+  for j = 1, #ids, 1000 do
+    local part = redis.call('HMGET', KEYS[2], unpack(ids, j, math.min(j + 999, #ids)))
+    for k = 1, #part do bodies[#bodies + 1] = part[k] end
+  end
+  out[#out + 1] = redis.call('GET', KEYS[i])
+  out[#out + 1] = bodies
+end
+return out
+"""
+
+
 def _encode_list(items: Sequence[StoredInteraction]) -> bytes:
     return _LIST_ENCODE(list(items))
 
@@ -67,6 +97,7 @@ class RedisInteractionTier:
         self._ns = namespace
         self._evict = self._redis.register_script(_EVICT)
         self._append = self._redis.register_script(_APPEND)
+        self._read = self._redis.register_script(_READ)
         self._wire = Wire(self._redis)
 
     # -- keys ------------------------------------------------------------------
@@ -223,42 +254,41 @@ class RedisInteractionTier:
                     ) -> Callable[[], list[tuple[list[StoredInteraction] | None, list[StoredInteraction]]]]:
         """Per (user, types, query or None for everything): (loaded history, appended
         interactions) of those types, or (None, []) without a session, once the returned
-        function is called. The first round trip is sent at once (Wire.send), so the Model
-        Proxy overlaps it with its feature reads; a second follows only for users with
-        appended interactions."""
-        commands: list[tuple] = []
-        for user_id, types, query in wanted:
-            commands.append(("EXISTS", self._user(user_id, "s")))
-            for t in types:
-                commands.append(("GET", self._user(user_id, f"h:{t}")))
-                if query is None:
-                    commands.append(("ZREVRANGE", self._user(user_id, f"t:{t}"), 0, -1))
-                else:
-                    low = "-inf" if query.since_ms is None else query.since_ms
-                    high = "+inf" if query.until_ms is None else f"({query.until_ms}"
-                    commands.append(("ZREVRANGEBYSCORE", self._user(user_id, f"t:{t}"), high, low,
-                                     "LIMIT", 0, query.limit))
-        replies = self._call("read", lambda: self._wire.send(commands))
-        return lambda: self._held_from(wanted, self._call("read", replies))
+        function is called. Each user is one script call, read in one round trip sent at
+        once (Wire.send), so the Model Proxy overlaps it with its feature reads."""
+        commands = [self._read_command(user_id, types, query) for user_id, types, query in wanted]
+        pending = self._call("read", lambda: self._wire.send(commands))
+        return lambda: self._held_from(self._call("read", lambda: self._replies(pending, commands)))
 
-    def _held_from(self, wanted, replies: list) -> list[tuple[list[StoredInteraction] | None, list[StoredInteraction]]]:
-        results = iter(replies)
-        found: list = []
-        bodies_of: list[tuple] = []
-        for user_id, types, _ in wanted:
-            open_ = next(results)
-            per_type = [(next(results), next(results)) for _ in types]
-            if not open_:
-                found.append(None)
+    def _read_command(self, user_id: str, types: Sequence[str], query: HistoryQuery | None) -> tuple:
+        keys = [self._user(user_id, "s"), self._user(user_id, "d")]
+        for t in types:
+            keys += [self._user(user_id, f"h:{t}"), self._user(user_id, f"t:{t}")]
+        if query is None:
+            args: tuple = ("+inf", "-inf", "")
+        else:
+            args = ("+inf" if query.until_ms is None else f"({query.until_ms}",
+                    "-inf" if query.since_ms is None else query.since_ms, query.limit)
+        return ("EVALSHA", self._read.sha, len(keys), *keys, *args)
+
+    def _replies(self, pending: Callable[[], list], commands: list[tuple]) -> list:
+        try:
+            return pending()
+        except redis.exceptions.NoScriptError:  # first use, or Redis restarted since: load it, ask again
+            self._redis.script_load(_READ)
+            return self._wire.call(commands)
+
+    @staticmethod
+    def _held_from(replies: list) -> list[tuple[list[StoredInteraction] | None, list[StoredInteraction]]]:
+        out: list = []
+        for reply in replies:
+            if reply is None:
+                out.append((None, []))
                 continue
-            ids = [i for _, appended in per_type for i in appended]
-            found.append(([i for blob, _ in per_type if blob for i in decode_many(blob)], bool(ids)))
-            if ids:
-                bodies_of.append(("HMGET", self._user(user_id, "d"), *ids))
-        bodies = iter(self._call("HMGET", lambda: self._wire.call(bodies_of)) if bodies_of else ())
-        return [(None, []) if f is None else
-                (f[0], [StoredInteraction.from_json(b) for b in next(bodies) if b is not None] if f[1] else [])
-                for f in found]
+            loaded = [i for blob in reply[0::2] if blob for i in decode_many(blob)]
+            out.append((loaded, [StoredInteraction.from_json(b) for bodies in reply[1::2] for b in bodies
+                                 if b is not None]))
+        return out
 
     def trim(self, user_id: str, type_: str, keep_newest: int) -> None:
         ((loaded, appended),) = self._held([(user_id, (type_,), None)])
