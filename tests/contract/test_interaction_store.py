@@ -129,7 +129,7 @@ def test_hot_reads_in_two_steps_answer_as_one_and_see_appends_made_before_the_se
     hot, u, t = interaction_hot_tier, user(), now_ms()
     hot.load(OpenSession(u, "s", 0, t), clicks(u, 3, t - 6000))
     late = StoredInteraction(f"{u}-CLICK-3", u, "p3", "c0", "CLICK", t - 1000, {})
-    assert hot.append(u, [late], t, 0)  # appended since the load: a second round trip on Redis
+    assert hot.append(u, [late], t, 0)  # appended since the load: read with the loaded history
     query = HistoryQuery(u, ("CLICK",), 10)
     pending, none_pending = hot.start_read(query), hot.start_read(HistoryQuery(user(), ("CLICK",), 10))
     other = user()  # other calls may run while the reads are pending

@@ -213,7 +213,7 @@ class RedisInteractionTier:
         return lambda: self._answers([query], finish())[0]
 
     def read_many(self, queries: Sequence[HistoryQuery]) -> list[list[StoredInteraction] | None]:
-        """Every query in two round trips, however many users."""
+        """Every query in one round trip, however many users."""
         return self._answers(queries, self._start_held([(q.user_id, q.types, q) for q in queries])())
 
     @staticmethod
