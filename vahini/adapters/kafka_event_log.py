@@ -435,8 +435,7 @@ class KafkaLogConsumer:
         if not pending:
             return
         if self._fenced is not None:  # no commit can land: held, for the consumer that replaces this one
-            for tp, offset in offsets.items():
-                self._held[tp] = max(offset, self._held.get(tp, -1))
+            self._hold(offsets)
             return
         if self._failure is not None:
             self._commit_now(pending)

@@ -255,28 +255,20 @@ class RedisInteractionTier:
         """Per (user, types, query or None for everything): (loaded history, appended
         interactions) of those types, or (None, []) without a session, once the returned
         function is called. Each user is one script call, read in one round trip sent at
-        once (Wire.send), so the Model Proxy overlaps it with its feature reads."""
-        commands = [self._read_command(user_id, types, query) for user_id, types, query in wanted]
-        pending = self._call("read", lambda: self._wire.send(commands))
-        return lambda: self._held_from(self._call("read", lambda: self._replies(pending, commands)))
+        once (Wire.send_script), so the Model Proxy overlaps it with its feature reads."""
+        calls = [self._read_call(user_id, types, query) for user_id, types, query in wanted]
+        pending = self._call("read", lambda: self._wire.send_script(self._read, calls))
+        return lambda: self._held_from(self._call("read", pending))
 
-    def _read_command(self, user_id: str, types: Sequence[str], query: HistoryQuery | None) -> tuple:
+    def _read_call(self, user_id: str, types: Sequence[str], query: HistoryQuery | None) -> tuple[list, tuple]:
+        """(keys, args) of _READ for one user."""
         keys = [self._user(user_id, "s"), self._user(user_id, "d")]
         for t in types:
             keys += [self._user(user_id, f"h:{t}"), self._user(user_id, f"t:{t}")]
         if query is None:
-            args: tuple = ("+inf", "-inf", "")
-        else:
-            args = ("+inf" if query.until_ms is None else f"({query.until_ms}",
-                    "-inf" if query.since_ms is None else query.since_ms, query.limit)
-        return ("EVALSHA", self._read.sha, len(keys), *keys, *args)
-
-    def _replies(self, pending: Callable[[], list], commands: list[tuple]) -> list:
-        try:
-            return pending()
-        except redis.exceptions.NoScriptError:  # first use, or Redis restarted since: load it, ask again
-            self._redis.script_load(_READ)
-            return self._wire.call(commands)
+            return keys, ("+inf", "-inf", "")
+        return keys, ("+inf" if query.until_ms is None else f"({query.until_ms}",
+                      "-inf" if query.since_ms is None else query.since_ms, query.limit)
 
     @staticmethod
     def _held_from(replies: list) -> list[tuple[list[StoredInteraction] | None, list[StoredInteraction]]]:

@@ -47,12 +47,22 @@ class Wire:
     def run_script(self, script, keys: Sequence[str], args: Sequence) -> object:
         """EVALSHA of a script registered with client.register_script, loaded on first
         use: the write path fences thousands of keys a call."""
-        command = ("EVALSHA", script.sha, len(keys), *keys, *args)
-        try:
-            return self.call([command])[0]
-        except redis.exceptions.NoScriptError:
-            self._client.script_load(script.script)
-            return self.call([command])[0]
+        return self.send_script(script, [(keys, args)])()[0]
+
+    def send_script(self, script, calls: Sequence[tuple[Sequence[str], Sequence]]) -> Callable[[], list]:
+        """`send` of one EVALSHA of `script` per (keys, args). The server may not have the
+        script (first use, or restarted empty): then it is loaded when the replies are
+        read, and the calls are made again."""
+        commands = [("EVALSHA", script.sha, len(keys), *keys, *args) for keys, args in calls]
+        pending = self.send(commands)
+
+        def replies() -> list:
+            try:
+                return pending()
+            except redis.exceptions.NoScriptError:
+                self._client.script_load(script.script)
+                return self.call(commands)
+        return replies
 
     def close(self) -> None:
         while self._idle:
