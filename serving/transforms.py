@@ -21,6 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
+from vahini.codecs.loops import compiled
 from vahini.registry.model import AGE_UNITS_MS, Column
 
 INT32_LIMIT = 2**31 - 1
@@ -30,8 +31,25 @@ ZERO_WHEN_ABSENT = ("one_hot", "ratio", "age", "hash", "count_matching")
 
 
 def hash_bucket(ids: Sequence[str], buckets: int) -> np.ndarray:
-    """1..buckets for each id; 0 for an empty id. Each distinct id is hashed once: a
-    context feature repeats on every row, and candidates share categories."""
+    """1..buckets for each id; 0 for an empty id."""
+    if compiled is not None:
+        out = np.empty(len(ids), np.float32)
+        if len(_CRCS) > _CRCS_KEPT:
+            _CRCS.clear()
+        compiled.hash_buckets(ids, buckets, _CRCS, out)
+        return out
+    return _hash_bucket_in_python(ids, buckets)
+
+
+# The CRC of each id hashed lately: the same products, categories and brands come back
+# request after request. Bounded by starting over.
+_CRCS: dict[str, int] = {}
+_CRCS_KEPT = 200_000
+
+
+def _hash_bucket_in_python(ids: Sequence[str], buckets: int) -> np.ndarray:
+    """Each distinct id is hashed once: a context feature repeats on every row, and
+    candidates share categories."""
     bucket = {i: 1 + zlib.crc32(i.encode()) % buckets for i in set(ids) if i}
     return np.fromiter(map(bucket.get, ids, repeat(0)), np.float32, len(ids))  # map: no Python frame per id
 

@@ -31,6 +31,7 @@ from typing import Iterable, Sequence
 
 from vahini import metrics
 from vahini.circuit import CircuitBreaker
+from vahini.codecs.loops import compiled
 from vahini.errors import StoreUnavailable, VahiniError
 from vahini.logs import get_logger
 from vahini.ports.feature_store import FeatureRow, FeatureStore, write_timestamp_us
@@ -48,9 +49,15 @@ _VALUE_TAG, _NO_ROW_TAG = VALUE[0], NO_ROW[0]
 _FENCE_ENTRY = b"%0" + str(VERSION_DIGITS).encode() + b"d" + FENCE  # version_header(version, FENCE), formatted once per row
 
 
-def _unwrapped(values: Sequence[bytes | None]) -> list[bytes | None]:
+def _unwrapped(values: list[bytes | None]) -> list[bytes | None]:
     """Cache entries as lookups return them: the blob of a value, b"" for "no row", None
-    for a miss or a fence. Runs once per key on the read path: kept to a plain loop."""
+    for a miss or a fence. Runs once per key on the read path: compiled where it can be."""
+    if compiled is not None:
+        return compiled.unwrap_entries(values, HEADER_LEN, VERSION_DIGITS, _VALUE_TAG, _NO_ROW_TAG)
+    return _unwrapped_in_python(values)
+
+
+def _unwrapped_in_python(values: Sequence[bytes | None]) -> list[bytes | None]:
     out: list[bytes | None] = []
     for v in values:
         if v is None or len(v) < HEADER_LEN:

@@ -20,6 +20,7 @@ from typing import Any, Collection
 
 import numpy as np
 
+from vahini.codecs.loops import compiled
 from vahini.errors import DecodeError
 from vahini.registry.model import SCALAR_DTYPES, Feature
 
@@ -52,14 +53,18 @@ _LAYOUTS: dict[int, tuple[tuple[Feature, ...], Layout]] = {}
 def layout_of(features: tuple[Feature, ...]) -> Layout:
     """The layout of a feature tuple, cached by identity: registries are long-lived and
     hashing a tuple of dataclasses on every event costs more than encoding it."""
-    entry = _LAYOUTS.get(id(features))
+    return _by_identity(_LAYOUTS, features, _layout_of)
+
+
+def _by_identity(cache: dict[int, tuple[tuple[Feature, ...], Any]], features: tuple[Feature, ...], make) -> Any:
+    entry = cache.get(id(features))
     if entry is not None and entry[0] is features:
         return entry[1]
-    layout = _layout_of(features)
-    if len(_LAYOUTS) > 4096:
-        _LAYOUTS.clear()
-    _LAYOUTS[id(features)] = (features, layout)  # holding `features` keeps its id from being reused
-    return layout
+    made = make(features)
+    if len(cache) > 4096:
+        cache.clear()
+    cache[id(features)] = (features, made)  # holding `features` keeps its id from being reused
+    return made
 
 
 @lru_cache(maxsize=4096)
@@ -171,9 +176,15 @@ def decode(blob: bytes, features: tuple[Feature, ...]) -> DecodedGroup:
     return DecodedGroup(version, event_time_ms, present, scalars, tuple(vectors), tuple(strings), layout)
 
 
-@lru_cache(maxsize=4096)
 def _row_dtype(features: tuple[Feature, ...]) -> np.dtype:
     """A packed numpy record type for the fixed-width prefix of a blob of these features."""
+    return _by_identity(_ROW_DTYPES, features, _row_dtype_of)
+
+
+_ROW_DTYPES: dict[int, tuple[tuple[Feature, ...], np.dtype]] = {}
+
+
+def _row_dtype_of(features: tuple[Feature, ...]) -> np.dtype:
     layout = layout_of(features)
     names, formats, offsets = ["head_and_version", "event_time_ms", "bitmap"], \
         ["<u8", "<i8", (np.uint8, layout.bitmap_len)], [0, 8, _HEADER.size]
@@ -244,12 +255,23 @@ def decode_version(blobs: list[bytes], features: tuple[Feature, ...], version: i
     not, and the caller sorts them out one by one. The read path's common case:
     every value written under the group's current version."""
     row = _row_dtype(features)
-    if not blobs or min(map(len, blobs)) < row.itemsize:
+    if not blobs:
+        return None
+    if compiled is not None:
+        prefixes = compiled.fixed_prefixes(blobs, row.itemsize, _head_of(version))
+        return None if prefixes is None else _columns(np.frombuffer(prefixes, row), blobs, features, strings)
+    if min(map(len, blobs)) < row.itemsize:
         return None
     records = _records(blobs, row)
     if not (records["head_and_version"] == _HEAD | version << 32).all():
         return None
     return _columns(records, blobs, features, strings)
+
+
+@lru_cache(maxsize=1024)
+def _head_of(version: int) -> bytes:
+    """The first 8 bytes of every blob of schema `version`."""
+    return (_HEAD | version << 32).to_bytes(8, "little")
 
 
 def _records(blobs: list[bytes], row: np.dtype) -> np.ndarray:
@@ -272,6 +294,10 @@ def _columns(records: np.ndarray, blobs: list[bytes], features: tuple[Feature, .
 def _string_columns(blobs: list[bytes], start: int, count: int) -> list[list[str]]:
     """The first `count` strings of every blob, one list per string feature: a single
     loop over all blobs, since this runs for every string-keyed row a server reads."""
+    if compiled is not None:
+        columns = compiled.string_columns(blobs, start, count)
+        if columns is not None:
+            return columns  # else a blob is malformed: the loop below says how
     columns: list[list[str]] = [[] for _ in range(count)]
     unpack = _U32.unpack_from
     try:

@@ -1,0 +1,126 @@
+"""The compiled read-path loops (vahini.codecs._loops) against the Python loops they
+stand in for, on the same inputs, well-formed and not: the same results, and None
+from the compiled loop exactly where the Python one raises (the caller then runs the
+Python loop for its error)."""
+
+import random
+import zlib
+
+import numpy as np
+import pytest
+
+from serving import transforms
+from vahini import feature_cache
+from vahini.codecs import feature_blob
+from vahini.codecs.loops import compiled
+from vahini.errors import DecodeError
+from vahini.ports.hot_tier import HEADER_LEN, version_header
+from vahini.registry.model import Feature
+
+FEATURES = (
+    Feature("age", "int", 0), Feature("city", "string", "unknown"), Feature("ctr", "float32", 0.0),
+    Feature("emb", "vector", (0.0, 0.0), dim=2), Feature("brand", "string", ""),
+)
+WORDS = ["", "a", "Pune ✓", "東京", "x" * 300, "acme|globex"]
+
+
+def test_the_compiled_loops_are_built():
+    # `make test` installs with a C compiler at hand: a missing module means the build failed quietly.
+    assert compiled is not None, "vahini.codecs._loops was not built: see the pip install output for its error"
+
+
+def _entries(rng: random.Random) -> list:
+    blob = feature_blob.encode(FEATURES, 1, 5, {"age": 3, "city": rng.choice(WORDS)})
+    return [None, b"", b"123", version_header(7, b"V") + blob, version_header(0, b"N"),
+            version_header(9, b"F"), version_header(4, b"V"), version_header(4, b"N") + b"trailing",
+            bytearray(version_header(3, b"V") + b"abc"), version_header(1, b"V")[:HEADER_LEN - 1]]
+
+
+def test_unwrapping_cache_entries_matches_the_python_loop():
+    rng = random.Random(7)
+    for _ in range(200):
+        entries = rng.sample(_entries(rng), rng.randint(0, 10))
+        assert feature_cache._unwrapped(entries) == feature_cache._unwrapped_in_python(entries)
+    assert feature_cache._unwrapped((version_header(1, b"V") + b"x",)) == [b"x"]  # any sequence
+
+
+def _blob(rng: random.Random, version: int = 1) -> bytes:
+    values = {"age": rng.randint(-2**40, 2**40), "city": rng.choice(WORDS), "brand": rng.choice(WORDS),
+              "ctr": rng.random(), "emb": [rng.random(), rng.random()]}
+    sent = dict(rng.sample(list(values.items()), rng.randint(0, 5)))
+    return feature_blob.encode(FEATURES, version, rng.randint(0, 2**50), sent)
+
+
+def _damaged(rng: random.Random, blob: bytes) -> bytes:
+    strings = feature_blob._row_dtype(FEATURES).itemsize  # where the first string's length is
+    cut = rng.choice([lambda b: b[:rng.randint(0, len(b))],  # truncated anywhere
+                      lambda b: b + b"\xff",
+                      lambda b: b[:-1] + b"\xff",  # the last string's last byte no longer UTF-8
+                      lambda b: b[:strings] + b"\xff\xff\xff\x7f" + b[strings + 4:]])  # a length past the end
+    return cut(blob)
+
+
+def _decoded(monkeypatch, use_compiled: bool, blobs, version: int):
+    monkeypatch.setattr(feature_blob, "compiled", compiled if use_compiled else None)
+    try:
+        got = feature_blob.decode_version(blobs, FEATURES, version, None)
+    except DecodeError as exc:
+        return ("error", str(exc))
+    if got is None:
+        return None
+    return ({k: v.tolist() for k, v in got.columns.items()}, got.event_time_ms.tolist(), got.present.tolist())
+
+
+def test_decoding_blobs_matches_the_python_loops_for_well_formed_and_damaged_blobs(monkeypatch):
+    rng = random.Random(11)
+    outcomes = set()
+    for _ in range(300):
+        blobs = [_blob(rng, version=rng.choice([1, 1, 1, 2])) for _ in range(rng.randint(1, 6))]
+        if rng.random() < 0.5:
+            at = rng.randrange(len(blobs))
+            blobs[at] = _damaged(rng, blobs[at])
+        fast, slow = _decoded(monkeypatch, True, blobs, 1), _decoded(monkeypatch, False, blobs, 1)
+        assert fast == slow
+        outcomes.add("none" if fast is None else fast[0] if fast[0] == "error" else "decoded")
+    assert outcomes == {"none", "error", "decoded"}  # every path was taken
+
+
+def test_string_columns_give_none_exactly_where_the_python_loop_raises():
+    rng = random.Random(3)
+    start = feature_blob._row_dtype(FEATURES).itemsize
+    failed = 0
+    for _ in range(300):
+        blobs = [_blob(rng) for _ in range(rng.randint(1, 4))]
+        if rng.random() < 0.6:
+            at = rng.randrange(len(blobs))
+            blobs[at] = _damaged(rng, blobs[at])
+        got = compiled.string_columns(blobs, start, 2)
+        try:
+            expected = _python_string_columns(blobs, start, 2)
+        except DecodeError:
+            assert got is None
+            failed += 1
+        else:
+            assert got == expected
+    assert 0 < failed < 300
+
+
+def _python_string_columns(blobs, start, count):
+    saved = feature_blob.compiled
+    feature_blob.compiled = None
+    try:
+        return feature_blob._string_columns(blobs, start, count)
+    finally:
+        feature_blob.compiled = saved
+
+
+def test_hash_buckets_match_the_python_loop_and_crc32():
+    rng = random.Random(5)
+    ids = [rng.choice(WORDS + [f"p{i}" for i in range(50)]) for _ in range(500)]
+    for buckets in (1, 7, 1000, 100_000):
+        assert transforms.hash_bucket(ids, buckets).tolist() == transforms._hash_bucket_in_python(ids, buckets).tolist()
+    assert transforms.hash_bucket(["东", ""], 10).tolist() == [1 + zlib.crc32("东".encode()) % 10, 0]
+    with pytest.raises(TypeError):
+        compiled.hash_buckets([3], 10, {}, np.zeros(1, np.float32))  # ids are str, as the Python loop needs
+    with pytest.raises(ValueError, match="slots"):
+        compiled.hash_buckets(["a"], 10, {}, np.zeros(2, np.float32))
