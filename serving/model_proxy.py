@@ -29,6 +29,7 @@ from serving import transforms
 from serving.interactions import InteractionReader, last_ids
 from serving.retrieval import (EXPIRED, MISSING, PRESENT, UNREADABLE, FeatureReader, GroupResult, Read,
                                empty_column)
+from vahini.codecs.loops import looked_up
 from vahini.errors import InvalidEvent, NotFound, Reason, StoreUnavailable
 from vahini.ports.interaction_store import HistoryQuery
 from vahini.registry.graphs import output_names
@@ -352,8 +353,7 @@ def _keys(lookup: Lookup, request: _Request) -> tuple[list[str], np.ndarray]:
     distinct = dict.fromkeys(keys)
     distinct.pop(None, None)
     position = dict(zip(distinct, range(len(distinct))))
-    position[None] = -1
-    return list(distinct), np.fromiter(map(position.__getitem__, keys), np.int64, n)
+    return list(distinct), looked_up(keys, position, -1)  # a None key: -1
 
 
 def _key_part(request: _Request, source: str) -> list[str | None]:

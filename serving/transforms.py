@@ -21,7 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
-from vahini.codecs.loops import compiled
+from vahini.codecs.loops import compiled, looked_up
 from vahini.registry.model import AGE_UNITS_MS, Column
 
 INT32_LIMIT = 2**31 - 1
@@ -92,8 +92,8 @@ def _bucketize(c: Column, values: np.ndarray, present: np.ndarray, **_) -> np.nd
 
 def _one_hot(c: Column, values: np.ndarray, present: np.ndarray, **_) -> np.ndarray:
     position = _one_hot_positions(c.args[0])
-    labels = values.tolist() if values.dtype == object else map(str, values.tolist())  # strings as they are
-    index = np.fromiter(map(position.get, labels, repeat(-1)), np.int64, len(values))
+    labels = values.tolist() if values.dtype == object else list(map(str, values.tolist()))  # strings as they are
+    index = looked_up(labels, position, -1)
     out = np.zeros((len(values), len(position)), np.float32)
     hit = index >= 0 if present is None else (index >= 0) & present
     out[np.flatnonzero(hit), index[hit]] = 1.0
@@ -136,7 +136,7 @@ def sequence(c: Column, ids: list[str], match: list[str | None] | None, rows: in
     row's `match` value."""
     if c.transform == "hash":
         return np.broadcast_to(hash_bucket(ids, c.args[0]), (rows, len(ids)))  # read-only: copied into the matrix
-    counts = Counter(ids)
+    counts = dict(Counter(ids))
     counts.pop("", None)  # padding matches nothing
-    block = np.fromiter(map(counts.get, match, repeat(0)), np.float32, rows).reshape(rows, 1)
+    block = looked_up(match, counts, 0).astype(np.float32).reshape(rows, 1)
     return as_dtype(c, block)

@@ -124,3 +124,33 @@ def test_hash_buckets_match_the_python_loop_and_crc32():
         compiled.hash_buckets([3], 10, {}, np.zeros(1, np.float32))  # ids are str, as the Python loop needs
     with pytest.raises(ValueError, match="slots"):
         compiled.hash_buckets(["a"], 10, {}, np.zeros(2, np.float32))
+
+
+def test_redis_commands_are_packed_as_hiredis_packs_them():
+    import hiredis
+    rng = random.Random(9)
+    for _ in range(200):
+        args = [rng.choice(["MGET", "k✓", b"\x00\xff\r\n", b"", "", 0, -12, 10**20, "x" * rng.randint(0, 70000)])
+                for _ in range(rng.randint(1, 12))]
+        before = list(args)
+        assert compiled.redis_command(args) == hiredis.pack_command(tuple(args))
+        assert args == before  # ints are formatted into a copy, not into the caller's list
+    assert compiled.redis_command(("SET", "k", 1.5)) is None  # other types: hiredis packs them
+    assert compiled.redis_command(("SET", "k", True)) is None
+    assert compiled.redis_command(()) is None
+
+
+def test_looking_up_ints_matches_fromiter_over_dict_get(monkeypatch):
+    from vahini.codecs import loops
+    rng = random.Random(4)
+    mapping = {f"k{i}": rng.randint(-2**40, 2**40) for i in range(30)} | {None: -1}
+    items = [rng.choice(list(mapping) + ["absent", ""]) for _ in range(300)]
+    expected = [mapping.get(i, 99) for i in items]
+    assert loops.looked_up(items, mapping, 99).tolist() == expected
+    monkeypatch.setattr(loops, "compiled", None)
+    assert loops.looked_up(items, mapping, 99).tolist() == expected
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match="slots"):
+        compiled.lookup_into(items, mapping, 0, np.zeros(3, np.int64))
+    with pytest.raises(TypeError):
+        compiled.lookup_into([["unhashable"]], mapping, 0, np.zeros(1, np.int64))

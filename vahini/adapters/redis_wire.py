@@ -18,6 +18,8 @@ from typing import Callable, Sequence
 import hiredis
 import redis
 
+from vahini.codecs.loops import compiled
+
 
 class Wire:
     def __init__(self, client: redis.Redis):
@@ -37,7 +39,7 @@ class Wire:
         meanwhile. Dropping the function unread closes its connection."""
         if not commands:
             return list
-        packed = b"".join([hiredis.pack_command(tuple(c)) for c in commands])
+        packed = b"".join([_packed(c) for c in commands])
         try:
             return _Pending(self, self._written(packed), packed, len(commands), retry=True)
         except redis.ConnectionError:  # the server dropped its connections: the idle ones are stale too
@@ -89,6 +91,14 @@ class Wire:
             raise
         self._idle.append(connection)
         return out
+
+
+def _packed(command: Sequence) -> bytes:
+    if compiled is not None:  # hiredis formats each argument's length with sprintf: 6% of a Model Proxy request
+        packed = compiled.redis_command(command)
+        if packed is not None:
+            return packed
+    return hiredis.pack_command(tuple(command))
 
 
 class _Pending:

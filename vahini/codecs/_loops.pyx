@@ -1,12 +1,12 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
-"""The read path's per-value loops, compiled: the same results as the Python loops
+"""The hot paths' per-value loops, compiled: the same results as the Python loops
 they stand in for (vahini.codecs.loops picks one or the other), without a Python
 step per key, string or id. Each returns None where its input is anything but the
 common well-formed case; the caller then runs the Python loop, which raises the
 precise error."""
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
-from cpython.unicode cimport PyUnicode_DecodeUTF8
+from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_DecodeUTF8
 from libc.string cimport memcmp, memcpy
 from zlib import crc32
 
@@ -116,3 +116,75 @@ def hash_buckets(of_ids, unsigned long buckets, dict crcs, float[::1] out):
         if crc is None:
             crc = crcs[key] = crc32((<str?>key).encode())
         out[i] = 1 + (<unsigned long>crc) % buckets
+
+
+cdef inline Py_ssize_t _decimal_len(Py_ssize_t v) noexcept nogil:
+    cdef Py_ssize_t digits = 1
+    while v >= 10:
+        v //= 10
+        digits += 1
+    return digits
+
+
+cdef inline char* _put_header(char* at, char kind, Py_ssize_t v) noexcept nogil:
+    """`kind`, the decimal digits of v (>= 0), CRLF; returns where the next byte goes."""
+    cdef Py_ssize_t digits = _decimal_len(v), i
+    at[0] = kind
+    for i in range(digits, 0, -1):
+        at[i] = <char>(48 + v % 10)
+        v //= 10
+    at[digits + 1] = 13
+    at[digits + 2] = 10
+    return at + digits + 3
+
+
+def redis_command(args):
+    """A Redis command as RESP: an array of bulk strings, str arguments as UTF-8 and ints in
+    decimal (what hiredis.pack_command writes, without its sprintf per argument); None
+    if an argument is of any other type."""
+    cdef list parts = _as_list(args)
+    cdef Py_ssize_t i, n = len(parts), size, total = 3 + _decimal_len(n)
+    cdef const char* data
+    if n == 0:
+        return None
+    for i in range(n):
+        part = parts[i]
+        if type(part) is str:
+            PyUnicode_AsUTF8AndSize(part, &size)  # cached on the str: read again below
+        elif type(part) is bytes:
+            size = PyBytes_GET_SIZE(part)
+        elif type(part) is int:
+            if parts is args:  # the caller's list stays as it was
+                parts = list(parts)
+            part = parts[i] = str(part).encode()
+            size = PyBytes_GET_SIZE(part)
+        else:
+            return None
+        total += 3 + _decimal_len(size) + size + 2
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, total)
+    cdef char* at = _put_header(PyBytes_AS_STRING(out), 42, n)  # '*'
+    for i in range(n):
+        part = parts[i]
+        if type(part) is str:
+            data = PyUnicode_AsUTF8AndSize(part, &size)
+        else:
+            data = PyBytes_AS_STRING(part)
+            size = PyBytes_GET_SIZE(part)
+        at = _put_header(at, 36, size)  # '$'
+        memcpy(at, data, size)
+        at[size] = 13
+        at[size + 1] = 10
+        at += size + 2
+    return out
+
+
+def lookup_into(of_items, dict mapping, long long default, long long[::1] out):
+    """out[i] = mapping.get(items[i], default), for int values: np.fromiter over
+    map(mapping.get, ...) packs each item through numpy's generic path."""
+    cdef list items = _as_list(of_items)
+    cdef Py_ssize_t i, n = len(items)
+    if out.shape[0] != n:
+        raise ValueError(f"out has {out.shape[0]} slots for {n} items")
+    for i in range(n):
+        found = mapping.get(items[i])
+        out[i] = default if found is None else <long long>found

@@ -1,9 +1,25 @@
-"""The compiled read-path loops (vahini.codecs._loops), or None where they were not
+"""The compiled hot-path loops (vahini.codecs._loops), or None where they were not
 built: pip builds them from _loops.pyx when a C compiler is at hand, and every
 caller keeps the Python loop they stand in for. tests/codecs/test_loops.py checks
 that both give the same results, and that CI runs the compiled ones."""
+
+from __future__ import annotations
+
+from itertools import repeat
+from typing import Sequence
+
+import numpy as np
 
 try:
     from vahini.codecs import _loops as compiled
 except ImportError:  # installed without a C compiler: the Python loops serve alone
     compiled = None
+
+
+def looked_up(items: Sequence, mapping: dict, default: int) -> np.ndarray:
+    """int64 array of mapping.get(item, default) for each item (a plain dict of ints)."""
+    if compiled is not None:
+        out = np.empty(len(items), np.int64)
+        compiled.lookup_into(items, mapping, default, out)
+        return out
+    return np.fromiter(map(mapping.get, items, repeat(default)), np.int64, len(items))
