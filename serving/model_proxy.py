@@ -29,7 +29,7 @@ from serving import transforms
 from serving.interactions import InteractionReader, last_ids
 from serving.retrieval import (EXPIRED, MISSING, PRESENT, UNREADABLE, FeatureReader, GroupResult, Read,
                                empty_column)
-from vahini.codecs.loops import looked_up
+from vahini.codecs.loops import looked_up, take_rows_into
 from vahini.errors import InvalidEvent, NotFound, Reason, StoreUnavailable
 from vahini.ports.interaction_store import HistoryQuery
 from vahini.registry.graphs import output_names
@@ -134,6 +134,13 @@ class _Request:
     outages: list[str] = field(default_factory=list)
     distinct_rows: bool = False  # no row id repeats: a row-keyed lookup needs no de-duplication
     sources: dict[str, tuple] = field(default_factory=dict)  # `<lookup>.<feature>` -> _source(), once
+    _row_positions: np.ndarray | None = None
+
+    def row_positions(self) -> np.ndarray:
+        """0..rows-1: the index of a block that has a row per output row."""
+        if self._row_positions is None:
+            self._row_positions = np.arange(len(self.rows), dtype=np.int64)
+        return self._row_positions
 
     def time_left(self) -> float | None:
         return None if self.deadline is None else max(self.deadline - time.monotonic(), 0.001)
@@ -252,12 +259,12 @@ class ModelExecutor:
         now_ms = int(self._clock() * 1000)
         for c, (start, width, names), as_is in zip(graph.columns, plan.spans, plan.as_is):
             if as_is:  # most columns: the value itself, cast into its slot
-                block, status, _ = _source(request, c.source)
+                block, status, _, index = _distinct(request, c.source)
             else:
-                block, status = self._block(request, c, now_ms)
-            values[:, start:start + width] = block.reshape(n, width)
+                block, status, index = self._block(request, c, now_ms)
+            take_rows_into(values, start, block, index)
             if status is not None:
-                tally = np.bincount(status, minlength=len(STATUS_COUNTED) + 1)
+                tally = np.bincount(status[index], minlength=len(STATUS_COUNTED) + 1)
                 if tally[PRESENT] < n:
                     counted = {label: int(tally[code]) for code, label in STATUS_COUNTED.items()}
                     counts.update((name, counted) for name in names)
@@ -274,20 +281,21 @@ class ModelExecutor:
         self._plans[id(graph)] = (graph, plan)
         return plan
 
-    def _block(self, request: _Request, c: Column, now_ms: int) -> tuple[np.ndarray, np.ndarray | None]:
-        """The column's block, and the status of its source value in each row (None for a sequence)."""
+    def _block(self, request: _Request, c: Column, now_ms: int) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        """The column's block, the status of its source values (None for a sequence, or when
+        all are present), and per row the position of its values in both."""
         n = len(request.rows)
         if c.source in request.sequences:
-            return transforms.sequence(c, request.sequences[c.source], _match_values(request, c), n), None
+            block = transforms.sequence(c, request.sequences[c.source], _match_values(request, c), n)
+            return block, None, request.row_positions()
         if c.transform == "ratio":  # two sources, maybe of two lookups: row by row
             values, status, _ = _source(request, c.source)
             over_values, over_status, _ = _source(request, c.args[0])
             extra = {"over": (over_values, _present(over_status))}
-            return transforms.scalar(c, values, _present(status), **extra), status
+            return transforms.scalar(c, values, _present(status), **extra), status, request.row_positions()
         # Once per distinct key, then spread over the rows: a user's features are on every row.
         values, status, _, index = _distinct(request, c.source)
-        block = transforms.scalar(c, values, _present(status), now_ms=now_ms)
-        return block[index], None if status is None else status[index]
+        return transforms.scalar(c, values, _present(status), now_ms=now_ms), status, index
 
 
 def _present(status: np.ndarray | None) -> np.ndarray | None:

@@ -154,3 +154,46 @@ def test_looking_up_ints_matches_fromiter_over_dict_get(monkeypatch):
         compiled.lookup_into(items, mapping, 0, np.zeros(3, np.int64))
     with pytest.raises(TypeError):
         compiled.lookup_into([["unhashable"]], mapping, 0, np.zeros(1, np.int64))
+
+
+def _sources(rng: np.random.Generator, keys: int):
+    records = np.zeros(keys, np.dtype([("a", "<i8"), ("b", "<f4"), ("v", "<f4", (3,)), ("flag", "?")]))
+    records["a"] = rng.integers(-2**40, 2**40, keys)
+    records["b"] = rng.normal(size=keys)
+    records["v"] = rng.normal(size=(keys, 3))
+    records["flag"] = rng.integers(0, 2, keys).astype(bool)
+    yield from (records["a"], records["b"], records["v"], records["flag"])  # strided views into records
+    yield from (rng.normal(size=keys), rng.integers(-5, 5, keys).astype(np.int32), rng.normal(size=(keys, 4)),
+                np.broadcast_to(np.arange(2, dtype=np.float32), (keys, 2)))
+
+
+def test_taking_rows_into_a_matrix_matches_numpy_fancy_indexing(monkeypatch):
+    from vahini.codecs import loops
+    rng = np.random.default_rng(8)
+    for keys in (1, 5, 40):
+        for source in _sources(rng, keys):
+            index = rng.integers(-keys, keys, 25)  # negative: from the end, as numpy reads it
+            width = source.shape[1] if source.ndim == 2 else 1
+            expected = np.full((25, 9), -1.0, np.float32)
+            expected[:, 2:2 + width] = source.reshape(keys, width)[index]
+            for use_compiled in (True, False):
+                monkeypatch.setattr(loops, "compiled", compiled if use_compiled else None)
+                out = np.full((25, 9), -1.0, np.float32)
+                loops.take_rows_into(out, 2, source, index)
+                np.testing.assert_array_equal(out, expected)
+
+
+def test_taking_rows_rejects_what_it_cannot_read():
+    out = np.zeros((3, 4), np.float32)
+    assert compiled.take_rows_into(out, 0, np.arange(3, dtype=np.uint16), np.zeros(3, np.int64)) is False
+    assert not out.any()  # nothing written: the caller falls back to numpy
+    with pytest.raises(IndexError, match="out of range"):
+        compiled.take_rows_into(out, 0, np.arange(3.0), np.array([0, 3, 1]))
+    with pytest.raises(ValueError, match="columns"):
+        compiled.take_rows_into(out, 3, np.zeros((3, 2)), np.zeros(3, np.int64))
+    with pytest.raises(ValueError, match="index"):
+        compiled.take_rows_into(out, 0, np.arange(3.0), np.zeros(2, np.int64))
+    with pytest.raises(ValueError, match="float32 matrix"):
+        compiled.take_rows_into(np.zeros((3, 4)), 0, np.arange(3.0), np.zeros(3, np.int64))
+    with pytest.raises(ValueError, match="float32 matrix"):
+        compiled.take_rows_into(out[:, 1:], 0, np.arange(3.0), np.zeros(3, np.int64))

@@ -5,6 +5,7 @@ step per key, string or id. Each returns None where its input is anything but th
 common well-formed case; the caller then runs the Python loop, which raises the
 precise error."""
 
+from cpython.buffer cimport PyBUF_RECORDS, PyBUF_RECORDS_RO, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_DecodeUTF8
 from libc.string cimport memcmp, memcpy
@@ -188,3 +189,86 @@ def lookup_into(of_items, dict mapping, long long default, long long[::1] out):
     for i in range(n):
         found = mapping.get(items[i])
         out[i] = default if found is None else <long long>found
+
+
+cdef inline char _kind(const char* fmt) noexcept nogil:
+    """The struct code of a native or little-endian buffer format ('d', 'f', 'q', ...), else 0."""
+    if fmt == NULL:
+        return 66  # 'B': unsigned bytes, as the buffer protocol means by no format
+    if fmt[0] == 60 or fmt[0] == 61 or fmt[0] == 64:  # '<', '=', '@'
+        fmt += 1
+    return fmt[0] if fmt[0] != 0 and fmt[1] == 0 else 0
+
+
+cdef inline Py_ssize_t _itemsize(char kind) noexcept nogil:
+    """The item size of the kinds take_rows_into reads; 0 for any other."""
+    if kind == 100 or kind == 113 or kind == 108:  # 'd', 'q', 'l'
+        return 8
+    if kind == 102 or kind == 105:  # 'f', 'i'
+        return 4
+    return 1 if kind == 63 else 0  # '?'
+
+
+cdef inline float _as_float(const char* at, char kind) noexcept nogil:
+    if kind == 100:  # 'd'
+        return <float>(<const double*>at)[0]
+    if kind == 102:  # 'f'
+        return (<const float*>at)[0]
+    if kind == 113 or kind == 108:  # 'q', 'l': int64 (itemsize checked by the caller)
+        return <float>(<const long long*>at)[0]
+    if kind == 105:  # 'i'
+        return <float>(<const int*>at)[0]
+    return 1.0 if at[0] else 0.0  # '?'
+
+
+def take_rows_into(out, Py_ssize_t first, source, index):
+    """out[i, first + k] = source[index[i], k] as float32, for every row i of `out` (a
+    C-contiguous float32 matrix): a column's values, gathered by row and cast into
+    its slot in one pass. `source` is (keys,) or (keys, width) of float64, float32,
+    int64, int32 or bool, strided as it may be; `index` int64. Returns False, having
+    written nothing, for any other kind of source."""
+    cdef Py_buffer o, s, x
+    PyObject_GetBuffer(out, &o, PyBUF_RECORDS)
+    try:
+        PyObject_GetBuffer(source, &s, PyBUF_RECORDS_RO)
+        try:
+            PyObject_GetBuffer(index, &x, PyBUF_RECORDS_RO)
+            try:
+                return _take(&o, first, &s, &x)
+            finally:
+                PyBuffer_Release(&x)
+        finally:
+            PyBuffer_Release(&s)
+    finally:
+        PyBuffer_Release(&o)
+
+
+cdef bint _take(Py_buffer* o, Py_ssize_t first, Py_buffer* s, Py_buffer* x) except -1:
+    cdef char kind = _kind(s.format)
+    cdef Py_ssize_t width = s.shape[1] if s.ndim == 2 else 1
+    cdef Py_ssize_t i, k, row, rows = o.shape[0] if o.ndim == 2 else 0
+    if o.ndim != 2 or _kind(o.format) != 102 or o.strides[1] != 4 or o.strides[0] != 4 * o.shape[1]:
+        raise ValueError("out must be a C-contiguous float32 matrix")
+    if x.ndim != 1 or x.itemsize != 8 or _kind(x.format) not in (113, 108) or x.shape[0] != rows:
+        raise ValueError(f"index must be int64 with one entry per row of out ({rows})")
+    if first < 0 or first + width > o.shape[1]:
+        raise ValueError(f"columns {first}..{first + width - 1} are not all in out")
+    if s.ndim not in (1, 2) or s.itemsize != _itemsize(kind):
+        return False
+    cdef const char* base = <const char*>s.buf
+    cdef const char* at
+    cdef Py_ssize_t row_stride = s.strides[0], item_stride = s.strides[1] if s.ndim == 2 else 0
+    cdef float* dst
+    for i in range(rows):
+        row = (<const long long*>(<const char*>x.buf + i * x.strides[0]))[0]
+        if row < -s.shape[0] or row >= s.shape[0]:
+            raise IndexError(f"index {row} is out of range for a source of {s.shape[0]} rows")
+    for i in range(rows):
+        row = (<const long long*>(<const char*>x.buf + i * x.strides[0]))[0]
+        if row < 0:  # from the end, as numpy reads it
+            row += s.shape[0]
+        at = base + row * row_stride
+        dst = <float*>o.buf + i * o.shape[1] + first
+        for k in range(width):
+            dst[k] = _as_float(at + k * item_stride, kind)
+    return True

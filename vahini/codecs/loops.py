@@ -23,3 +23,14 @@ def looked_up(items: Sequence, mapping: dict, default: int) -> np.ndarray:
         compiled.lookup_into(items, mapping, default, out)
         return out
     return np.fromiter(map(mapping.get, items, repeat(default)), np.int64, len(items))
+
+
+def take_rows_into(out: np.ndarray, first: int, source: np.ndarray, index: np.ndarray) -> None:
+    """out[i, first:first + width] = source[index[i]] for every row i of `out` (float32):
+    a column gathered by row and cast into its slot, without the temporaries of numpy's
+    fancy indexing. `source` is (keys,) or (keys, width); `index` int64 (numpy's
+    negative indexes included)."""
+    if compiled is not None and compiled.take_rows_into(out, first, source, index):
+        return
+    width = source.shape[1] if source.ndim == 2 else 1
+    out[:, first:first + width] = source.reshape(len(source), width)[index]
