@@ -287,7 +287,7 @@ class ModelExecutor:
         n = len(request.rows)
         if c.source in request.sequences:
             block = transforms.sequence(c, request.sequences[c.source], _match_values(request, c), n)
-            return block, None, request.row_positions()
+            return block, None, request.row_positions() if len(block) == n else np.zeros(n, np.int64)
         if c.transform == "ratio":  # two sources, maybe of two lookups: row by row
             values, status, _ = _source(request, c.source)
             over_values, over_status, _ = _source(request, c.args[0])

@@ -342,11 +342,27 @@ def _complete(g: FeatureGroup, wanted: list[str], decoded, now_ms: int) -> Group
     common case): the decoded columns as they are; None otherwise."""
     if g.ttl_s and (now_ms - decoded.event_time_ms > g.ttl_s * 1000).any():
         return None
-    if not decoded.all_sent(tuple(g.position(name) for name in wanted)):
+    if not decoded.all_sent(_positions(g, tuple(wanted))):
         return None
     n = len(decoded.event_time_ms)
     return GroupResult(g.name, wanted, {name: decoded.columns[name] for name in wanted},
                        np.zeros((n, len(wanted)), dtype=np.int8), decoded.event_time_ms, g, complete=True)  # PRESENT is 0
+
+
+_POSITIONS: dict[tuple[int, tuple[str, ...]], tuple[FeatureGroup, tuple[int, ...]]] = {}
+
+
+def _positions(g: FeatureGroup, names: tuple[str, ...]) -> tuple[int, ...]:
+    """The declared positions of `names` in `g`, worked out once per group and names
+    (by the group's identity: a registry's groups live until it is replaced)."""
+    entry = _POSITIONS.get((id(g), names))
+    if entry is not None and entry[0] is g:
+        return entry[1]
+    if len(_POSITIONS) > 4096:
+        _POSITIONS.clear()
+    positions = tuple(g.position(name) for name in names)
+    _POSITIONS[(id(g), names)] = (g, positions)  # holding `g` keeps its id from being reused
+    return positions
 
 
 def _decode_current(blobs: list[bytes], g: FeatureGroup, wanted: Sequence[str]):

@@ -132,10 +132,10 @@ _TRANSFORMS = {"": _plain, "log1p": _log1p, "clip": _clip, "bucketize": _bucketi
 
 def sequence(c: Column, ids: list[str], match: list[str | None] | None, rows: int) -> np.ndarray:
     """The block of a column whose source is a sequence (the same ids for every row):
-    `hash` gives one column per position, `count_matching` how many ids equal the
-    row's `match` value."""
+    `hash` gives one column per position, in a single row that every row shares;
+    `count_matching` how many ids equal each row's `match` value, a row per row."""
     if c.transform == "hash":
-        return np.broadcast_to(hash_bucket(ids, c.args[0]), (rows, len(ids)))  # read-only: copied into the matrix
+        return hash_bucket(ids, c.args[0]).reshape(1, len(ids))
     counts = dict(Counter(ids))
     counts.pop("", None)  # padding matches nothing
     block = looked_up(match, counts, 0).astype(np.float32).reshape(rows, 1)

@@ -197,3 +197,19 @@ def test_taking_rows_rejects_what_it_cannot_read():
         compiled.take_rows_into(np.zeros((3, 4)), 0, np.arange(3.0), np.zeros(3, np.int64))
     with pytest.raises(ValueError, match="float32 matrix"):
         compiled.take_rows_into(out[:, 1:], 0, np.arange(3.0), np.zeros(3, np.int64))
+
+
+def test_bitmap_checks_match_numpy(monkeypatch):
+    rng = random.Random(6)
+    for _ in range(100):
+        blobs = [_blob(rng) for _ in range(rng.randint(1, 6))]
+        positions = tuple(rng.sample(range(len(FEATURES)), rng.randint(0, len(FEATURES))))
+        answers = set()
+        for use_compiled in (True, False):
+            monkeypatch.setattr(feature_blob, "compiled", compiled if use_compiled else None)
+            decoded = feature_blob.decode_many(blobs, FEATURES)
+            answers.add(decoded.all_sent(positions))
+            assert decoded.all_sent(positions) == bool(decoded.present[:, list(positions)].all())
+        assert len(answers) == 1
+    with pytest.raises(ValueError, match="uint8 matrix"):
+        compiled.all_bits_set(np.zeros((2, 3), np.uint8), b"\x01")

@@ -54,11 +54,11 @@ def test_hash_is_crc32_of_the_utf8_id_into_1_to_buckets_with_0_for_absent_ids():
     assert transforms.hash_bucket(["", "a"], 7).tolist() == [0, 1 + zlib.crc32(b"a") % 7]
 
 
-def test_int32_columns_are_rounded_and_sequences_broadcast_to_every_row():
+def test_int32_columns_are_rounded_and_hashed_sequences_are_one_row_for_every_row():
     assert run(Column("x", "a.x", dtype="int32"), [1.4, 2.6, -0.6], np.ones(3, bool)) == [[1.0], [3.0], [-1.0]]
     seq = ["shoes", "hats", "shoes", ""]
     hashed = transforms.sequence(Column("s", "seq", "hash", (10,)), seq, None, 2)
-    assert hashed.shape == (2, 4) and hashed[0].tolist() == hashed[1].tolist()
+    assert hashed.shape == (1, 4)  # the executor puts it on every row (test_model_proxy checks the matrix)
     assert hashed[0, 3] == 0 and hashed[0, 0] == hashed[0, 2] != hashed[0, 1]
     counted = transforms.sequence(Column("c", "seq", "count_matching", ("row",)), seq, ["shoes", "bags", None], 3)
     assert counted.ravel().tolist() == [2, 0, 0]

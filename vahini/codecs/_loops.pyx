@@ -272,3 +272,24 @@ cdef bint _take(Py_buffer* o, Py_ssize_t first, Py_buffer* s, Py_buffer* x) exce
         for k in range(width):
             dst[k] = _as_float(at + k * item_stride, kind)
     return True
+
+
+def all_bits_set(rows, bytes mask):
+    """Whether every row of `rows` (a uint8 matrix, strided as it may be) has every bit of
+    `mask` set: each blob's presence bitmap against the features a reader wants."""
+    cdef Py_buffer b
+    cdef Py_ssize_t i, k, width = PyBytes_GET_SIZE(mask)
+    cdef const unsigned char* wanted = <const unsigned char*>PyBytes_AS_STRING(mask)
+    cdef const unsigned char* row
+    PyObject_GetBuffer(rows, &b, PyBUF_RECORDS_RO)
+    try:
+        if b.ndim != 2 or b.itemsize != 1 or b.shape[1] != width:
+            raise ValueError(f"rows must be a uint8 matrix of {width} columns")
+        for i in range(b.shape[0]):
+            row = <const unsigned char*>b.buf + i * b.strides[0]
+            for k in range(width):
+                if row[k * b.strides[1]] & wanted[k] != wanted[k]:
+                    return False
+        return True
+    finally:
+        PyBuffer_Release(&b)

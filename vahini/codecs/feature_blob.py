@@ -226,15 +226,18 @@ class DecodedColumns:
         """Whether every blob has the features at these declared positions sent: one
         comparison of the bitmaps, without unpacking them."""
         mask = _bitmap_mask(positions, self._bitmap.shape[1])
-        return bool(((self._bitmap & mask) == mask).all())
+        if compiled is not None:
+            return compiled.all_bits_set(self._bitmap, mask)
+        wanted = np.frombuffer(mask, np.uint8)
+        return bool(((self._bitmap & wanted) == wanted).all())
 
 
 @lru_cache(maxsize=4096)
-def _bitmap_mask(positions: tuple[int, ...], length: int) -> np.ndarray:
-    mask = np.zeros(length, np.uint8)
+def _bitmap_mask(positions: tuple[int, ...], length: int) -> bytes:
+    mask = bytearray(length)
     for p in positions:
         mask[p // 8] |= 1 << (p % 8)
-    return mask
+    return bytes(mask)
 
 
 def decode_many(blobs: list[bytes], features: tuple[Feature, ...],
