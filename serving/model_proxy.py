@@ -177,7 +177,7 @@ class ModelExecutor:
     # -- reading -----------------------------------------------------------------------------
     def _fetch_level(self, request: _Request, level: list[Lookup]) -> None:
         """All lookups of one level in one read across entities, keys de-duplicated per entity."""
-        by_entity: dict[str, list[tuple[Lookup, list[str], np.ndarray]]] = {}
+        by_entity: dict[str, list[tuple[Lookup, list[str], np.ndarray, bool]]] = {}
         for lookup in level:
             entity = request.registry.groups[lookup.group].entity
             by_entity.setdefault(entity, []).append((lookup, *_keys(lookup, request)))
@@ -185,17 +185,17 @@ class ModelExecutor:
         for entity, lookups in by_entity.items():
             unique, of_lookups = _merged(lookups)
             features: dict[str, dict[str, None]] = {}
-            for lookup, _, _ in lookups:
+            for lookup, *_ in lookups:
                 features.setdefault(lookup.group, {}).update(dict.fromkeys(request.plan.features[lookup.name]))
             reads.append(Read(entity, unique, list(features), {g: list(f) for g, f in features.items()},
-                              keys_checked=True))
+                              checked=True))
             indexes.append(of_lookups)
         results = self._read(request, reads)
         for lookups, read, result, of_lookups in zip(by_entity.values(), reads, results, indexes):
             by_group = dict(zip(read.groups, result))
-            for (lookup, _, _), index in zip(lookups, of_lookups):
+            for (lookup, _, _, every_row_keyed), index in zip(lookups, of_lookups):
                 fetched = by_group[lookup.group]
-                complete = fetched is not None and fetched.complete and (not index.size or index.min() >= 0)
+                complete = every_row_keyed and fetched is not None and fetched.complete
                 request.fetched[lookup.name] = _Fetched(lookup.group, fetched, index, complete)
 
     def _read(self, request: _Request, reads: list[Read]) -> list[list[GroupResult | None]]:
@@ -340,10 +340,11 @@ def _match_values(request: _Request, c: Column) -> list[str | None] | None:
     return _ids(request, c.args[0])
 
 
-def _keys(lookup: Lookup, request: _Request) -> tuple[list[str], np.ndarray]:
-    """The unique storage keys of `lookup`, and for each row the position of its key
-    among them (-1 where a part of the key is unavailable). Parts are checked (context
-    ids by _check_context, feature values by _key_part), so the keys are well-formed."""
+def _keys(lookup: Lookup, request: _Request) -> tuple[list[str], np.ndarray, bool]:
+    """The unique storage keys of `lookup`, for each row the position of its key among
+    them (-1 where a part of the key is unavailable), and whether every row has a key.
+    Parts are checked (context ids by _check_context, feature values by _key_part), so
+    the keys are well-formed."""
     n = len(request.rows)
     parts: list = []  # per key column: one value for every row (a context id), or a list, one per row
     for source in request.plan.key_sources[lookup.name]:
@@ -354,14 +355,14 @@ def _keys(lookup: Lookup, request: _Request) -> tuple[list[str], np.ndarray]:
         else:
             parts.append(_key_part(request, source))
     if all(isinstance(p, str) for p in parts):  # keyed by context ids alone: one key, broadcast
-        return [KEY_SEPARATOR.join(parts)], np.zeros(n, np.int64)
+        return [KEY_SEPARATOR.join(parts)], np.zeros(n, np.int64), True
     if parts == [request.rows] and request.distinct_rows:  # keyed by the row id: every row its own key
-        return request.rows, np.arange(n, dtype=np.int64)
+        return request.rows, request.row_positions(), True
     keys = _joined(parts, n)  # a key, or None where a part is missing
     distinct = dict.fromkeys(keys)
-    distinct.pop(None, None)
+    unkeyed = distinct.pop(None, False) is None
     position = dict(zip(distinct, range(len(distinct))))
-    return list(distinct), looked_up(keys, position, -1)  # a None key: -1
+    return list(distinct), looked_up(keys, position, -1), not unkeyed  # a None key: -1
 
 
 def _key_part(request: _Request, source: str) -> list[str | None]:
@@ -394,16 +395,16 @@ def _joined(parts: list, n: int) -> list[str | None]:
     return [None if None in combo or "" in combo else KEY_SEPARATOR.join(combo) for combo in zip(*columns)]
 
 
-def _merged(lookups: list[tuple[Lookup, list[str], np.ndarray]]) -> tuple[list[str], list[np.ndarray]]:
+def _merged(lookups: list[tuple[Lookup, list[str], np.ndarray, bool]]) -> tuple[list[str], list[np.ndarray]]:
     """One entity's lookups of a level read together: their keys de-duplicated, and each
     lookup's row positions re-pointed into them (-1 stays -1)."""
     first = lookups[0][1]
-    if all(keys == first for _, keys, _ in lookups[1:]):  # e.g. two groups keyed by the row id
-        return first, [index for _, _, index in lookups]
-    position = {k: i for i, k in enumerate(dict.fromkeys(k for _, keys, _ in lookups for k in keys))}
+    if all(keys == first for _, keys, _, _ in lookups[1:]):  # e.g. two groups keyed by the row id
+        return first, [index for _, _, index, _ in lookups]
+    position = {k: i for i, k in enumerate(dict.fromkeys(k for _, keys, _, _ in lookups for k in keys))}
     # The extra -1 at the end makes index -1 map to -1.
     return list(position), [np.array([position[k] for k in keys] + [-1], np.int64)[index]
-                            for _, keys, index in lookups]
+                            for _, keys, index, _ in lookups]
 
 
 def _source(request: _Request, source: str) -> tuple[np.ndarray, np.ndarray | None, object]:

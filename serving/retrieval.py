@@ -61,7 +61,9 @@ class Read:
     keys: Sequence[str]
     groups: Sequence[str]
     features: dict[str, Sequence[str]] | None = None
-    keys_checked: bool = False  # built from parts the caller checked (the Model Proxy): check_keys is skipped
+    # Built from a graph validated against the same registry snapshot (the Model Proxy), of
+    # parts it checked: the keys are well-formed and the features exist, so neither is checked.
+    checked: bool = False
 
 
 @dataclass
@@ -102,7 +104,9 @@ class _Slot:
     keys: Sequence[str]
     blobs: list[bytes | None]
 
-    def unfound(self) -> list[int]:
+    def unfound(self) -> Sequence[int]:
+        if self.blobs.count(None) == len(self.blobs):  # no tier has had any yet: no loop in Python
+            return range(len(self.blobs))
         return [i for i, b in enumerate(self.blobs) if b is None]
 
 
@@ -134,17 +138,18 @@ class FeatureReader:
         now_ms = int(self._clock() * 1000)
         results = [[self._assemble(registry, s, now_ms, (r.features or {}).get(s.group.name)) for s in of_read]
                    for r, of_read in zip(reads, slots)]
-        for r in reads:
-            metrics.RETRIEVE_KEYS.observe(len(r.keys))
+        metrics.RETRIEVE_KEYS.observe(sum(len(r.keys) for r in reads))
         metrics.RETRIEVE_SECONDS.observe(time.perf_counter() - started)
         return results
 
     def _check(self, registry: Registry, read: Read) -> list[FeatureGroup]:
         if read.entity not in registry.entities:
             raise NotFound(f"unknown entity '{read.entity}'")
-        if not read.keys_checked:
+        if not read.checked:
             check_keys(registry.entities[read.entity], read.keys)
         resolved = [self._group(registry, read.entity, g) for g in read.groups]
+        if read.checked:
+            return resolved
         for g in resolved:
             for name in (read.features or {}).get(g.name) or ():
                 if g.feature(name) is None:
