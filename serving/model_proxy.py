@@ -80,11 +80,21 @@ def levels(graph: ModelGraph) -> list[list[Lookup]]:
     return out
 
 
+@dataclass(frozen=True)
+class _EntityRead:
+    """The lookups of one level that read one entity: one Read, keys merged."""
+
+    entity: str
+    lookups: list[Lookup]
+    groups: list[str]
+    features: dict[str, list[str]]  # per group: the features the graph reads of it
+
+
 @dataclass
 class _Plan:
     """What executing a published graph needs that does not change between requests."""
 
-    levels: list[list[Lookup]]
+    levels: list[list[_EntityRead]]
     key_sources: dict[str, tuple[str, ...]]  # per lookup: the source of each key part, in the entity's key order
     features: dict[str, tuple[str, ...]]  # per lookup: the features the graph reads of it
     columns: list[str]
@@ -108,7 +118,9 @@ def plan_of(graph: ModelGraph, registry: Registry) -> _Plan:
             used[name][feature] = None
     key_sources = {lk.name: tuple(dict(lk.keys)[column] for column in registry.entities[known[lk.name].entity].keys)
                    for lk in graph.lookups}
-    plan = _Plan(levels(graph), key_sources, {name: tuple(f) for name, f in used.items()}, [], [], [], [])
+    features = {name: tuple(f) for name, f in used.items()}
+    plan = _Plan([_entity_reads(level, registry, features) for level in levels(graph)], key_sources, features,
+                 [], [], [], [])
     for c in graph.columns:
         names = output_names(c, known, sequences)
         plan.spans.append((len(plan.columns), len(names), names))
@@ -117,6 +129,19 @@ def plan_of(graph: ModelGraph, registry: Registry) -> _Plan:
         plan.as_is.append(not c.transform and c.default is None and c.dtype == "float32"
                           and c.source not in sequences)
     return plan
+
+
+def _entity_reads(level: list[Lookup], registry: Registry, features: dict[str, tuple[str, ...]]) -> list[_EntityRead]:
+    by_entity: dict[str, list[Lookup]] = {}
+    for lookup in level:
+        by_entity.setdefault(registry.groups[lookup.group].entity, []).append(lookup)
+    reads = []
+    for entity, lookups in by_entity.items():
+        of_groups: dict[str, dict[str, None]] = {}
+        for lookup in lookups:
+            of_groups.setdefault(lookup.group, {}).update(dict.fromkeys(features[lookup.name]))
+        reads.append(_EntityRead(entity, lookups, list(of_groups), {g: list(f) for g, f in of_groups.items()}))
+    return reads
 
 
 @dataclass
@@ -175,23 +200,17 @@ class ModelExecutor:
         return matrix
 
     # -- reading -----------------------------------------------------------------------------
-    def _fetch_level(self, request: _Request, level: list[Lookup]) -> None:
+    def _fetch_level(self, request: _Request, level: list[_EntityRead]) -> None:
         """All lookups of one level in one read across entities, keys de-duplicated per entity."""
-        by_entity: dict[str, list[tuple[Lookup, list[str], np.ndarray, bool]]] = {}
-        for lookup in level:
-            entity = request.registry.groups[lookup.group].entity
-            by_entity.setdefault(entity, []).append((lookup, *_keys(lookup, request)))
-        reads, indexes = [], []
-        for entity, lookups in by_entity.items():
+        reads, indexes, keyed = [], [], []
+        for planned in level:
+            lookups = [(lookup, *_keys(lookup, request)) for lookup in planned.lookups]
             unique, of_lookups = _merged(lookups)
-            features: dict[str, dict[str, None]] = {}
-            for lookup, *_ in lookups:
-                features.setdefault(lookup.group, {}).update(dict.fromkeys(request.plan.features[lookup.name]))
-            reads.append(Read(entity, unique, list(features), {g: list(f) for g, f in features.items()},
-                              checked=True))
+            reads.append(Read(planned.entity, unique, planned.groups, planned.features, checked=True))
             indexes.append(of_lookups)
+            keyed.append(lookups)
         results = self._read(request, reads)
-        for lookups, read, result, of_lookups in zip(by_entity.values(), reads, results, indexes):
+        for lookups, read, result, of_lookups in zip(keyed, reads, results, indexes):
             by_group = dict(zip(read.groups, result))
             for (lookup, _, _, every_row_keyed), index in zip(lookups, of_lookups):
                 fetched = by_group[lookup.group]
@@ -259,7 +278,7 @@ class ModelExecutor:
         now_ms = int(self._clock() * 1000)
         for c, (start, width, names), as_is in zip(graph.columns, plan.spans, plan.as_is):
             if as_is:  # most columns: the value itself, cast into its slot
-                block, status, _, index = _distinct(request, c.source)
+                block, status, index = _distinct(request, c.source)
             else:
                 block, status, index = self._block(request, c, now_ms)
             take_rows_into(values, start, block, index)
@@ -289,12 +308,12 @@ class ModelExecutor:
             block = transforms.sequence(c, request.sequences[c.source], _match_values(request, c), n)
             return block, None, request.row_positions() if len(block) == n else np.zeros(n, np.int64)
         if c.transform == "ratio":  # two sources, maybe of two lookups: row by row
-            values, status, _ = _source(request, c.source)
-            over_values, over_status, _ = _source(request, c.args[0])
+            values, status = _source(request, c.source)
+            over_values, over_status = _source(request, c.args[0])
             extra = {"over": (over_values, _present(over_status))}
             return transforms.scalar(c, values, _present(status), **extra), status, request.row_positions()
         # Once per distinct key, then spread over the rows: a user's features are on every row.
-        values, status, _, index = _distinct(request, c.source)
+        values, status, index = _distinct(request, c.source)
         return transforms.scalar(c, values, _present(status), now_ms=now_ms), status, index
 
 
@@ -376,7 +395,7 @@ def _key_part(request: _Request, source: str) -> list[str | None]:
 
 def _ids(request: _Request, source: str) -> list[str | None]:
     """A feature of an earlier lookup as an id, per row: None where it has no value."""
-    values, status, _ = _source(request, source)
+    values, status = _source(request, source)
     ids = values.tolist() if values.dtype == object else [str(v) for v in values.tolist()]
     if status is not None and (status != PRESENT).any():
         ids = [v if s == PRESENT else None for v, s in zip(ids, status.tolist())]
@@ -407,35 +426,31 @@ def _merged(lookups: list[tuple[Lookup, list[str], np.ndarray, bool]]) -> tuple[
                             for _, keys, index, _ in lookups]
 
 
-def _source(request: _Request, source: str) -> tuple[np.ndarray, np.ndarray | None, object]:
-    """(value for each row, status for each row, the feature) of `<lookup>.<feature>`;
-    the feature's default (status MISSING) where the row has no value; status None when
-    every row's value is present. Callers must not change the arrays: they are shared
-    by every column of the same source."""
+def _source(request: _Request, source: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """(value for each row, status for each row) of `<lookup>.<feature>`: the feature's
+    default (status MISSING) where the row has no value; status None when every row's
+    value is present. Callers must not change the arrays: they are shared by every
+    column of the same source."""
     if source not in request.sources:
-        request.sources[source] = _read_source(request, source)
+        values, status, index = _distinct(request, source)
+        request.sources[source] = values[index], None if status is None else status[index]
     return request.sources[source]
 
 
-def _read_source(request: _Request, source: str) -> tuple[np.ndarray, np.ndarray | None, object]:
-    values, status, feature, index = _distinct(request, source)
-    return values[index], None if status is None else status[index], feature
-
-
-def _distinct(request: _Request, source: str) -> tuple[np.ndarray, np.ndarray | None, object, np.ndarray]:
+def _distinct(request: _Request, source: str) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """The values of `<lookup>.<feature>` once per distinct key of the lookup (and a
     default where a row has no key or the store could not be read), their status
-    (None: all present), the feature, and per row the position of its value."""
+    (None: all present), and per row the position of its value."""
     name, _, feature_name = source.partition(".")
     f = request.fetched[name]
+    if f.complete:  # the common case: the decoded values as they are
+        return f.result.values[feature_name], None, f.index
     feature = request.registry.groups[f.group].feature(feature_name)
     if f.result is None:
-        return empty_column(feature, 1), np.full(1, MISSING, np.int8), feature, np.zeros(len(request.rows), np.int64)
+        return empty_column(feature, 1), np.full(1, MISSING, np.int8), np.zeros(len(request.rows), np.int64)
     values = f.result.values[feature_name]
-    if f.complete:
-        return values, None, feature, f.index
     status = f.result.status[:, f.result.features.index(feature_name)]
     if f.index.size and f.index.min() < 0:  # rows without a key: index -1 picks an appended default
         values = np.concatenate([values, empty_column(feature, 1)])
         status = np.append(status, np.int8(MISSING))
-    return values, status, feature, f.index
+    return values, status, f.index
