@@ -43,28 +43,42 @@ class ErrorMapping(grpc.ServerInterceptor):
     """Turns exceptions from unary handlers into a status with a readable message,
     and counts every call by method and status code."""
 
+    def __init__(self):
+        # gRPC asks interceptors for every call: each method's guarded handler is built once.
+        self._guarded: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+
     def intercept_service(self, continuation, handler_call_details):
         handler = continuation(handler_call_details)
         if handler is None or handler.unary_unary is None:
             return handler
-        inner, method = handler.unary_unary, handler_call_details.method
-        name = method.rsplit("/", 1)[-1]
+        method = handler_call_details.method
+        cached = self._guarded.get(method)
+        if cached is None or cached[0] is not handler:
+            cached = self._guarded[method] = (handler, _guarded(handler, method))
+        return cached[1]
 
-        def guarded(request, context):
-            started, code = time.perf_counter(), grpc.StatusCode.OK
-            try:
-                return inner(request, context)
-            except Exception as exc:  # noqa: BLE001 - every error must become a status
-                code = status_of(exc)
-                if code == grpc.StatusCode.INTERNAL:
-                    log.exception("grpc_internal_error", method=method)
-                context.abort(code, str(exc) if code != grpc.StatusCode.INTERNAL else f"internal error: {exc}")
-            finally:
-                metrics.GRPC_REQUESTS.labels(name, code.name).inc()
-                metrics.GRPC_SECONDS.labels(name).observe(time.perf_counter() - started)
 
-        return grpc.unary_unary_rpc_method_handler(guarded, request_deserializer=handler.request_deserializer,
-                                                   response_serializer=handler.response_serializer)
+def _guarded(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+    inner, name = handler.unary_unary, method.rsplit("/", 1)[-1]
+    succeeded, seconds = metrics.GRPC_REQUESTS.labels(name, grpc.StatusCode.OK.name), metrics.GRPC_SECONDS.labels(name)
+
+    def guarded(request, context):
+        started = time.perf_counter()
+        try:
+            response = inner(request, context)
+        except Exception as exc:  # noqa: BLE001 - every error must become a status
+            code = status_of(exc)
+            metrics.GRPC_REQUESTS.labels(name, code.name).inc()
+            if code == grpc.StatusCode.INTERNAL:
+                log.exception("grpc_internal_error", method=method)
+            context.abort(code, str(exc) if code != grpc.StatusCode.INTERNAL else f"internal error: {exc}")
+        finally:
+            seconds.observe(time.perf_counter() - started)
+        succeeded.inc()
+        return response
+
+    return grpc.unary_unary_rpc_method_handler(guarded, request_deserializer=handler.request_deserializer,
+                                               response_serializer=handler.response_serializer)
 
 
 def time_left(context: grpc.ServicerContext) -> float | None:
