@@ -56,6 +56,10 @@ def _hash_bucket_in_python(ids: Sequence[str], buckets: int) -> np.ndarray:
 
 def scalar(c: Column, values: np.ndarray, present: np.ndarray | None, **extra) -> np.ndarray:
     """The block of a column whose source is a lookup's feature (see the module doc)."""
+    if compiled is not None and c.transform in compiled.TRANSFORM_KINDS:
+        block = _compiled_scalar(c, values, present, **extra)
+        if block is not None:
+            return block
     if present is None and c.transform == "ratio":  # a zero denominator makes a row absent
         present = np.ones(len(values), bool)
     block = _TRANSFORMS[c.transform](c, values, present, **extra)
@@ -65,6 +69,32 @@ def scalar(c: Column, values: np.ndarray, present: np.ndarray | None, **extra) -
         if absent.any():
             block[absent] = 0.0 if c.default is None else c.default
     return as_dtype(c, block)
+
+
+def _compiled_scalar(c: Column, values: np.ndarray, present: np.ndarray | None, *, now_ms: int = 0,
+                     over=None) -> np.ndarray | None:
+    """scalar() in one compiled pass for the numeric transforms; None where it cannot
+    read the values (a vector, strings), and the numpy path runs."""
+    over_values, over_present = over if over is not None else (None, None)
+    lo, hi = (c.args[0], c.args[1]) if c.transform == "clip" else \
+        (now_ms, AGE_UNITS_MS[c.args[0]]) if c.transform == "age" else (0.0, 1.0)
+    fills = (present is not None or c.transform == "ratio") and (
+        c.default is not None or c.transform in ZERO_WHEN_ABSENT)
+    out = np.empty(len(values), np.float32)
+    if not compiled.scalar_into(compiled.TRANSFORM_KINDS[c.transform], values, present, over_values, over_present,
+                                lo, hi, _boundaries(c), 0.0 if c.default is None else c.default, fills,
+                                c.dtype == "int32", out):
+        return None
+    return out.reshape(len(values), 1)
+
+
+def _boundaries(c: Column) -> np.ndarray | None:
+    return _float64s(c.args[0]) if c.transform == "bucketize" else None
+
+
+@lru_cache(maxsize=1024)
+def _float64s(values: tuple) -> np.ndarray:
+    return np.asarray(values, np.float64)
 
 
 def as_dtype(c: Column, block: np.ndarray) -> np.ndarray:
@@ -87,7 +117,7 @@ def _clip(c: Column, values: np.ndarray, present: np.ndarray, **_) -> np.ndarray
 
 def _bucketize(c: Column, values: np.ndarray, present: np.ndarray, **_) -> np.ndarray:
     """0 below the first boundary, i for boundaries[i-1] <= x < boundaries[i]."""
-    return np.searchsorted(np.asarray(c.args[0], np.float64), values.astype(np.float64), side="right")
+    return np.searchsorted(_float64s(c.args[0]), values.astype(np.float64), side="right")
 
 
 def _one_hot(c: Column, values: np.ndarray, present: np.ndarray, **_) -> np.ndarray:

@@ -213,3 +213,49 @@ def test_bitmap_checks_match_numpy(monkeypatch):
         assert len(answers) == 1
     with pytest.raises(ValueError, match="uint8 matrix"):
         compiled.all_bits_set(np.zeros((2, 3), np.uint8), b"\x01")
+
+
+def _transform_columns(rng: random.Random):
+    from vahini.registry.model import Column
+    for transform, args in [("", ()), ("log1p", ()), ("clip", (-1.0, 2.5)), ("clip", (0, 0)),
+                            ("bucketize", ((-1.0, 0.0, 0.5, 10.0),)), ("bucketize", ((3,),)), ("age", ("h",)),
+                            ("age", ("d",)), ("ratio", ("a.y",))]:
+        for default in (None, -7.25):
+            for dtype in ("float32", "int32"):
+                yield Column("c", "a.x", transform, args, dtype, default)
+
+
+def _column_values(rng: np.random.Generator, n: int):
+    yield rng.normal(scale=1e3, size=n)
+    yield rng.normal(size=n).astype(np.float32)
+    yield rng.integers(-2**40, 2**60, n)
+    yield rng.integers(-5, 5, n).astype(np.int32)
+    yield rng.integers(0, 2, n).astype(bool)
+    yield np.array([np.nan, -0.0, 0.0, np.inf, -np.inf, 0.5, 2.5, 3.5][:n] + [1.0] * max(0, n - 8))
+    records = np.zeros(n, np.dtype([("t", "<i8"), ("x", "<f4")]))
+    records["x"] = rng.normal(size=n)
+    yield records["x"]  # strided
+
+
+def test_scalar_transforms_compiled_match_the_numpy_path(monkeypatch):
+    from serving import transforms
+    rng, gen = random.Random(12), np.random.default_rng(12)
+    compared = 0
+    for c in _transform_columns(rng):
+        for values in _column_values(gen, 9):
+            present = None if rng.random() < 0.4 else gen.integers(0, 2, 9).astype(bool)
+            extra = {"now_ms": 1_764_979_200_000}
+            if c.transform == "ratio":
+                denominator = gen.choice([0.0, 1.5, -2.0, 4.0], 9)
+                extra = {"over": (denominator, None if rng.random() < 0.5 else gen.integers(0, 2, 9).astype(bool))}
+            blocks = []
+            for use_compiled in (True, False):
+                monkeypatch.setattr(transforms, "compiled", compiled if use_compiled else None)
+                if use_compiled:  # no quiet fallback to numpy
+                    assert transforms._compiled_scalar(c, values, present, **extra) is not None
+                blocks.append(transforms.scalar(c, values, None if present is None else present.copy(), **extra))
+            with np.errstate(all="ignore"):
+                np.testing.assert_array_equal(blocks[0], blocks[1], err_msg=f"{c} on {values.dtype}")
+            assert blocks[0].dtype == blocks[1].dtype == np.float32 and blocks[0].shape == blocks[1].shape
+            compared += 1
+    assert compared == 36 * 7

@@ -8,6 +8,7 @@ precise error."""
 from cpython.buffer cimport PyBUF_RECORDS, PyBUF_RECORDS_RO, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_DecodeUTF8
+from libc.math cimport log1p, rintf
 from libc.string cimport memcmp, memcpy
 from zlib import crc32
 
@@ -293,3 +294,115 @@ def all_bits_set(rows, bytes mask):
         return True
     finally:
         PyBuffer_Release(&b)
+
+
+# The transforms scalar_into computes, as serving.transforms names them.
+TRANSFORM_KINDS = {"": 0, "log1p": 1, "clip": 2, "bucketize": 3, "age": 4, "ratio": 5}
+
+
+cdef inline double _as_double(const char* at, char kind) noexcept nogil:
+    if kind == 100:  # 'd'
+        return (<const double*>at)[0]
+    if kind == 102:  # 'f'
+        return (<const float*>at)[0]
+    if kind == 113 or kind == 108:  # 'q', 'l'
+        return <double>(<const long long*>at)[0]
+    if kind == 105:  # 'i'
+        return <double>(<const int*>at)[0]
+    return 1.0 if at[0] else 0.0  # '?'
+
+
+cdef inline double _bucket(double x, const double* bounds, Py_ssize_t n) noexcept nogil:
+    """How many boundaries are <= x (numpy's searchsorted, side="right"; NaN after all)."""
+    cdef Py_ssize_t lo = 0, hi = n, mid
+    if x != x:
+        return <double>n
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if bounds[mid] <= x:
+            lo = mid + 1
+        else:
+            hi = mid
+    return <double>lo
+
+
+cdef class _Vector:
+    """A 1-D buffer of one of the kinds _as_double reads, held for one call."""
+    cdef Py_buffer view
+    cdef bint held
+    cdef char kind
+
+    def __cinit__(self, source):
+        self.held = False
+        if source is None:
+            return
+        PyObject_GetBuffer(source, &self.view, PyBUF_RECORDS_RO)
+        self.held = True
+        self.kind = _kind(self.view.format)
+
+    def __dealloc__(self):
+        if self.held:
+            PyBuffer_Release(&self.view)
+
+    cdef bint readable(self, Py_ssize_t n):
+        return self.view.ndim == 1 and self.view.shape[0] == n and self.view.itemsize == _itemsize(self.kind)
+
+    cdef inline const char* at(self, Py_ssize_t i) noexcept nogil:
+        return <const char*>self.view.buf + i * self.view.strides[0]
+
+
+def scalar_into(int kind, values, present, over, over_present, double lo, double hi, bounds, double fill,
+                bint fills, bint as_int32, float[::1] out):
+    """One scalar transform of serving.transforms over a column's values, into `out`
+    (float32), as its Python path computes it: in float64, cast to float32, `fill` where
+    the value is absent (when `fills`), rounded and clipped to int32 (when `as_int32`).
+    `lo`, `hi`: clip's bounds, or age's now (ms) and unit (ms). Returns False, having
+    written nothing, when an input is not a 1-D buffer of one value per row."""
+    cdef Py_ssize_t i, n = out.shape[0], nbounds = 0
+    cdef _Vector x = _Vector(values), p = _Vector(present), y = _Vector(over), q = _Vector(over_present)
+    cdef _Vector b = _Vector(bounds)
+    cdef double v, d
+    cdef float f
+    cdef bint absent
+    cdef const double* edges = NULL
+    if not x.readable(n) or (p.held and (not p.readable(n) or p.kind != 63)):
+        return False
+    if kind == 5 and not (y.readable(n) and (not q.held or (q.readable(n) and q.kind == 63))):
+        return False
+    if kind == 3:
+        if not (b.readable(b.view.shape[0] if b.held else -1) and b.kind == 100 and b.view.strides[0] == 8):
+            return False
+        edges, nbounds = <const double*>b.view.buf, b.view.shape[0]
+    for i in range(n):
+        absent = p.held and not p.at(i)[0]
+        if kind == 0:
+            f = _as_float(x.at(i), x.kind)
+        else:
+            v = _as_double(x.at(i), x.kind)
+            if kind == 1:
+                v = log1p(v if (v >= 0 or v != v) else 0.0)
+            elif kind == 2:
+                v = lo if v < lo else v
+                v = hi if v > hi else v
+            elif kind == 3:
+                v = _bucket(v, edges, nbounds)
+            elif kind == 4:
+                v = (lo - v) / hi
+            else:
+                d = _as_double(y.at(i), y.kind)
+                if d == 0 or (q.held and not q.at(i)[0]):
+                    absent = True
+                v = 0.0 if absent else v / d
+            f = <float>v
+        if fills and absent:
+            f = <float>fill
+        if as_int32:
+            f = rintf(f)
+            f = _INT32_LOW if f < _INT32_LOW else f
+            f = _INT32_HIGH if f > _INT32_HIGH else f
+        out[i] = f
+    return True
+
+
+cdef float _INT32_HIGH = <float>2147483647.0
+cdef float _INT32_LOW = <float>-2147483647.0
