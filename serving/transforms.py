@@ -56,8 +56,9 @@ def _hash_bucket_in_python(ids: Sequence[str], buckets: int) -> np.ndarray:
 
 def scalar(c: Column, values: np.ndarray, present: np.ndarray | None, **extra) -> np.ndarray:
     """The block of a column whose source is a lookup's feature (see the module doc)."""
-    if compiled is not None and c.transform in compiled.TRANSFORM_KINDS:
-        block = _compiled_scalar(c, values, present, **extra)
+    if compiled is not None and values.ndim == 1:
+        block = _compiled_one_hot(c, values, present) if c.transform == "one_hot" else \
+            _compiled_scalar(c, values, present, **extra) if c.transform in compiled.TRANSFORM_KINDS else None
         if block is not None:
             return block
     if present is None and c.transform == "ratio":  # a zero denominator makes a row absent
@@ -86,6 +87,14 @@ def _compiled_scalar(c: Column, values: np.ndarray, present: np.ndarray | None, 
                                 c.dtype == "int32", out):
         return None
     return out.reshape(len(values), 1)
+
+
+def _compiled_one_hot(c: Column, values: np.ndarray, present: np.ndarray | None) -> np.ndarray | None:
+    position = _one_hot_positions(c.args[0])
+    labels = values.tolist() if values.dtype == object else list(map(str, values.tolist()))  # strings as they are
+    fill = 0.0 if c.default is None else float(as_dtype(c, np.full(1, c.default, np.float32))[0])
+    out = np.zeros((len(values), len(position)), np.float32)
+    return out if compiled.one_hot_into(labels, position, present, fill, present is not None, out) else None
 
 
 def _boundaries(c: Column) -> np.ndarray | None:

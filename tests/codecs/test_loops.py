@@ -259,3 +259,24 @@ def test_scalar_transforms_compiled_match_the_numpy_path(monkeypatch):
             assert blocks[0].dtype == blocks[1].dtype == np.float32 and blocks[0].shape == blocks[1].shape
             compared += 1
     assert compared == 36 * 7
+
+
+def test_one_hot_compiled_matches_the_numpy_path(monkeypatch):
+    from serving import transforms
+    from vahini.registry.model import Column
+    gen = np.random.default_rng(13)
+    cases = [(("acme", "globex", "東京"), np.array(["acme", "zeta", "東京", "globex", "", "acme"], dtype=object)),
+             ((1, 3, 7), np.array([3, 1, 2, 7, 7, 0])), ((True,), np.array([True, False, True, True, False, True]))]
+    for values_, labels in cases:
+        for default in (None, 2.6):
+            for dtype in ("float32", "int32"):
+                c = Column("o", "p.b", "one_hot", (values_,), dtype, default)
+                for present in (None, gen.integers(0, 2, 6).astype(bool)):
+                    blocks = []
+                    for use_compiled in (True, False):
+                        monkeypatch.setattr(transforms, "compiled", compiled if use_compiled else None)
+                        if use_compiled:
+                            assert transforms._compiled_one_hot(c, labels, present) is not None
+                        blocks.append(transforms.scalar(c, labels, None if present is None else present.copy()))
+                    np.testing.assert_array_equal(blocks[0], blocks[1], err_msg=f"{c} {present}")
+                    assert blocks[0].dtype == blocks[1].dtype and blocks[0].any()

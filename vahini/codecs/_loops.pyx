@@ -406,3 +406,29 @@ def scalar_into(int kind, values, present, over, over_present, double lo, double
 
 cdef float _INT32_HIGH = <float>2147483647.0
 cdef float _INT32_LOW = <float>-2147483647.0
+
+
+def one_hot_into(labels, dict position, present, float fill, bint fills, float[:, ::1] out):
+    """out[i, position[labels[i]]] = 1 for each row whose value is present, `out` being
+    zeros (float32, rows x values); a label not in `position` marks nothing, and a row
+    whose value is absent is all `fill` when `fills`. Returns False, having written
+    nothing, when `present` is not one bool per row."""
+    cdef list of_rows = _as_list(labels)
+    cdef Py_ssize_t i, k, n = len(of_rows), width = out.shape[1]
+    cdef _Vector p = _Vector(present)
+    if out.shape[0] != n:
+        raise ValueError(f"out has {out.shape[0]} rows for {n} labels")
+    if p.held and not (p.readable(n) and p.kind == 63):
+        return False
+    for i in range(n):
+        if p.held and not p.at(i)[0]:
+            if fills:
+                for k in range(width):
+                    out[i, k] = fill
+            continue
+        found = position.get(of_rows[i])
+        if found is not None:
+            k = <Py_ssize_t>found
+            if 0 <= k < width:
+                out[i, k] = 1.0
+    return True
