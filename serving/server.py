@@ -17,6 +17,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
 from vahini import wiring
+from vahini.codecs.loops import compiled
 from vahini.errors import BadSettings, InvalidEvent
 from vahini.feature_cache import FeatureCache
 from vahini.feature_rows import newest_per_key, row_of, unexpired
@@ -221,7 +222,11 @@ def run_server(settings: Settings) -> None:
     sys.setswitchinterval(settings.serving.gil_switch_interval_ms / 1000)
     running = start_server(settings)
     tune_gc_for_throughput()
-    log.info("serving", address=f"{settings.serving.host}:{running.port}", metrics_port=settings.metrics_port)
+    log.info("serving", address=f"{settings.serving.host}:{running.port}", metrics_port=settings.metrics_port,
+             compiled_loops=compiled is not None)
+    if compiled is None:
+        log.warning("compiled_loops_missing", detail="vahini.codecs._loops was not built (no C compiler when "
+                    "Vahini was installed): reads run the same loops in Python, at about 1.7x the CPU per request")
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
