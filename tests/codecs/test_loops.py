@@ -164,7 +164,8 @@ def _sources(rng: np.random.Generator, keys: int):
     records["flag"] = rng.integers(0, 2, keys).astype(bool)
     yield from (records["a"], records["b"], records["v"], records["flag"])  # strided views into records
     yield from (rng.normal(size=keys), rng.integers(-5, 5, keys).astype(np.int32), rng.normal(size=(keys, 4)),
-                np.broadcast_to(np.arange(2, dtype=np.float32), (keys, 2)))
+                np.broadcast_to(np.arange(2, dtype=np.float32), (keys, 2)),
+                rng.integers(0, 256, keys).astype(np.uint8).view(bool))  # a bool byte other than 0 and 1 reads 1
 
 
 def test_taking_rows_into_a_matrix_matches_numpy_fancy_indexing(monkeypatch):

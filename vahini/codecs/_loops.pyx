@@ -256,23 +256,50 @@ cdef bint _take(Py_buffer* o, Py_ssize_t first, Py_buffer* s, Py_buffer* x) exce
         raise ValueError(f"columns {first}..{first + width - 1} are not all in out")
     if s.ndim not in (1, 2) or s.itemsize != _itemsize(kind):
         return False
-    cdef const char* base = <const char*>s.buf
-    cdef const char* at
-    cdef Py_ssize_t row_stride = s.strides[0], item_stride = s.strides[1] if s.ndim == 2 else 0
-    cdef float* dst
     for i in range(rows):
         row = (<const long long*>(<const char*>x.buf + i * x.strides[0]))[0]
         if row < -s.shape[0] or row >= s.shape[0]:
             raise IndexError(f"index {row} is out of range for a source of {s.shape[0]} rows")
+    # One loop per kind, chosen here, not one choice per value.
+    if kind == 100:
+        _gather(s, width, x, rows, <float*>o.buf + first, o.shape[1], <const double*>NULL)
+    elif kind == 102:
+        _gather(s, width, x, rows, <float*>o.buf + first, o.shape[1], <const float*>NULL)
+    elif kind == 105:
+        _gather(s, width, x, rows, <float*>o.buf + first, o.shape[1], <const int*>NULL)
+    elif kind == 63:
+        _gather(s, width, x, rows, <float*>o.buf + first, o.shape[1], <const unsigned char*>NULL)
+    else:
+        _gather(s, width, x, rows, <float*>o.buf + first, o.shape[1], <const long long*>NULL)
+    return True
+
+
+ctypedef fused _number:
+    double
+    float
+    int
+    long long
+    unsigned char
+
+
+cdef void _gather(Py_buffer* s, Py_ssize_t width, Py_buffer* x, Py_ssize_t rows, float* out, Py_ssize_t out_width,
+                  const _number* kind) noexcept nogil:
+    """out[i * out_width + k] = source[index[i], k], for a source of `_number` (indexes checked)."""
+    cdef Py_ssize_t i, k, row
+    cdef Py_ssize_t row_stride = s.strides[0], item_stride = s.strides[1] if s.ndim == 2 else 0
+    cdef const char* at
+    cdef float* dst
     for i in range(rows):
         row = (<const long long*>(<const char*>x.buf + i * x.strides[0]))[0]
         if row < 0:  # from the end, as numpy reads it
             row += s.shape[0]
-        at = base + row * row_stride
-        dst = <float*>o.buf + i * o.shape[1] + first
+        at = <const char*>s.buf + row * row_stride
+        dst = out + i * out_width
         for k in range(width):
-            dst[k] = _as_float(at + k * item_stride, kind)
-    return True
+            if _number is uchar:
+                dst[k] = 1.0 if (<const _number*>(at + k * item_stride))[0] else 0.0
+            else:
+                dst[k] = <float>(<const _number*>(at + k * item_stride))[0]
 
 
 def all_bits_set(rows, bytes mask):
