@@ -1,10 +1,12 @@
-"""The one compiled module, vahini.codecs._loops: the read path's per-value loops.
-It is optional: where no C compiler is found the install still succeeds, and
-vahini.codecs.loops falls back to the same loops in Python."""
+"""The one compiled module, vahini.codecs._loops: the hot paths' per-value loops.
+It is optional: where no C compiler is found the install still succeeds (with a
+warning), and vahini.codecs.loops falls back to the same loops in Python."""
 
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-setup(ext_modules=cythonize(
-    [Extension("vahini.codecs._loops", ["vahini/codecs/_loops.pyx"], optional=True)],
-    compiler_directives={"language_level": 3}))
+extensions = cythonize([Extension("vahini.codecs._loops", ["vahini/codecs/_loops.pyx"])],
+                       compiler_directives={"language_level": 3})
+for extension in extensions:
+    extension.optional = True  # cythonize builds new Extension objects without it
+setup(ext_modules=extensions)
