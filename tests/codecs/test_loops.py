@@ -45,6 +45,8 @@ def test_unwrapping_cache_entries_matches_the_python_loop():
         entries = rng.sample(_entries(rng), rng.randint(0, 10))
         assert feature_cache._unwrapped(entries) == feature_cache._unwrapped_in_python(entries)
     assert feature_cache._unwrapped((version_header(1, b"V") + b"x",)) == [b"x"]  # any sequence
+    with pytest.raises(ValueError, match="header"):
+        compiled.unwrap_entries([b"x" * 30], HEADER_LEN, HEADER_LEN, ord("V"), ord("N"))
 
 
 def _blob(rng: random.Random, version: int = 1) -> bytes:

@@ -1,9 +1,10 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
 """The hot paths' per-value loops, compiled: the same results as the Python loops
 they stand in for (vahini.codecs.loops picks one or the other), without a Python
-step per key, string or id. Each returns None where its input is anything but the
-common well-formed case; the caller then runs the Python loop, which raises the
-precise error."""
+step per key, value or id. Where an input is not the common well-formed case (a
+damaged blob, a type the loop does not read), a loop says so with None or False
+and the caller runs the Python loop, which gives the precise error; arguments no
+caller sends (mismatched lengths, a bad offset) raise."""
 
 from cpython.buffer cimport PyBUF_RECORDS, PyBUF_RECORDS_RO, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
@@ -28,6 +29,8 @@ def unwrap_entries(entries, Py_ssize_t header_len, Py_ssize_t tag_at, unsigned c
     cdef list out = [None] * n
     cdef const char* p
     cdef unsigned char tag
+    if not 0 <= tag_at < header_len:
+        raise ValueError(f"the tag at {tag_at} is not within the {header_len}-byte header")
     for i in range(n):
         v = values[i]
         if v is None:
@@ -372,7 +375,9 @@ cdef class _Vector:
             PyBuffer_Release(&self.view)
 
     cdef bint readable(self, Py_ssize_t n):
-        return self.view.ndim == 1 and self.view.shape[0] == n and self.view.itemsize == _itemsize(self.kind)
+        """Held, one-dimensional, of n values of a kind _as_double reads."""
+        return self.held and self.view.ndim == 1 and self.view.shape[0] == n and \
+            self.view.itemsize == _itemsize(self.kind)
 
     cdef inline const char* at(self, Py_ssize_t i) noexcept nogil:
         return <const char*>self.view.buf + i * self.view.strides[0]
@@ -397,8 +402,8 @@ def scalar_into(int kind, values, present, over, over_present, double lo, double
     if kind == 5 and not (y.readable(n) and (not q.held or (q.readable(n) and q.kind == 63))):
         return False
     if kind == 3:
-        if not (b.readable(b.view.shape[0] if b.held else -1) and b.kind == 100 and b.view.strides[0] == 8):
-            return False
+        if not (b.held and b.view.ndim == 1 and b.kind == 100 and b.view.strides[0] == 8):
+            return False  # boundaries: contiguous float64
         edges, nbounds = <const double*>b.view.buf, b.view.shape[0]
     for i in range(n):
         absent = p.held and not p.at(i)[0]
