@@ -8,8 +8,10 @@ after it. All lookups of a level are fetched together, keys de-duplicated: one
 round trip to the cache for the level, then one store read per entity for what
 the cache lacked. A context-keyed lookup is fetched once and broadcast to every
 row. Sequences come from the interaction store, one read per user and type.
-Columns are assembled with numpy, a column at a time; a missing, expired or
-unreadable value takes its column's default, and is counted per column.
+The matrix is a numpy array filled a column at a time: a transform runs once per
+distinct key, and each column is gathered by row into its slot in one compiled
+pass (vahini.codecs.loops); a missing, expired or unreadable value takes its
+column's default, and is counted per column.
 
 One request reads one registry snapshot from start to end, so a publish in the
 middle of it never mixes two versions of a graph.
