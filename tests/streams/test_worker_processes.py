@@ -90,7 +90,11 @@ def test_two_workers_share_partitions_through_a_rebalance_without_loss(settings)
     summary_a = a.terminate()  # B must take A's partitions over
     third = [update(f"w{u}", 9, int(time.time() * 1000) - 10) for u in range(500)]
     send_updates(settings, third)
-    wait_for_commits(settings, 180)
+    try:
+        wait_for_commits(settings, 180)
+    except AssertionError as exc:  # the workers' own account of the rebalance, for whoever reads the failure
+        raise AssertionError(f"{exc}\n--- worker A's log, last lines ---\n{a.logs()[-4000:]}"
+                             f"\n--- worker B's log, last lines ---\n{b.logs()[-8000:]}") from None
     summary_b = b.terminate()
     total = len(first) + len(second) + len(third)
     assert summary_a["events"] > 0 and summary_b["events"] > 0
