@@ -398,7 +398,7 @@ def _key_part(request: _Request, source: str) -> list[str | None]:
 def _ids(request: _Request, source: str) -> list[str | None]:
     """A feature of an earlier lookup as an id, per row: None where it has no value."""
     values, status = _source(request, source)
-    ids = values.tolist() if values.dtype == object else [str(v) for v in values.tolist()]
+    ids = transforms.as_strings(values)
     if status is not None and (status != PRESENT).any():
         ids = [v if s == PRESENT else None for v, s in zip(ids, status.tolist())]
     return ids

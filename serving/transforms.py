@@ -65,10 +65,10 @@ def scalar(c: Column, values: np.ndarray, present: np.ndarray | None, **extra) -
         present = np.ones(len(values), bool)
     block = _TRANSFORMS[c.transform](c, values, present, **extra)
     block = block.reshape(len(values), -1).astype(np.float32, copy=False)
-    if present is not None and (c.default is not None or c.transform in ZERO_WHEN_ABSENT):
+    if _fills_absent(c, present):
         absent = ~present
         if absent.any():
-            block[absent] = 0.0 if c.default is None else c.default
+            block[absent] = _fill(c)
     return as_dtype(c, block)
 
 
@@ -79,22 +79,35 @@ def _compiled_scalar(c: Column, values: np.ndarray, present: np.ndarray | None, 
     over_values, over_present = over if over is not None else (None, None)
     lo, hi = (c.args[0], c.args[1]) if c.transform == "clip" else \
         (now_ms, AGE_UNITS_MS[c.args[0]]) if c.transform == "age" else (0.0, 1.0)
-    fills = (present is not None or c.transform == "ratio") and (
-        c.default is not None or c.transform in ZERO_WHEN_ABSENT)
+    fills = c.transform == "ratio" or _fills_absent(c, present)  # ratio: a zero denominator makes a row absent
     out = np.empty(len(values), np.float32)
     if not compiled.scalar_into(compiled.TRANSFORM_KINDS[c.transform], values, present, over_values, over_present,
-                                lo, hi, _boundaries(c), 0.0 if c.default is None else c.default, fills,
-                                c.dtype == "int32", out):
+                                lo, hi, _boundaries(c), _fill(c), fills, c.dtype == "int32", out):
         return None
     return out.reshape(len(values), 1)
 
 
 def _compiled_one_hot(c: Column, values: np.ndarray, present: np.ndarray | None) -> np.ndarray | None:
     position = _one_hot_positions(c.args[0])
-    labels = values.tolist() if values.dtype == object else list(map(str, values.tolist()))  # strings as they are
-    fill = 0.0 if c.default is None else float(as_dtype(c, np.full(1, c.default, np.float32))[0])
+    labels = as_strings(values)
+    fill = float(as_dtype(c, np.full(1, _fill(c), np.float32))[0])
     out = np.zeros((len(values), len(position)), np.float32)
     return out if compiled.one_hot_into(labels, position, present, fill, present is not None, out) else None
+
+
+def _fills_absent(c: Column, present) -> bool:
+    """Whether rows whose value is absent take the column's default (or 0), rather than
+    the transform of the feature's default."""
+    return present is not None and (c.default is not None or c.transform in ZERO_WHEN_ABSENT)
+
+
+def _fill(c: Column) -> float:
+    return 0.0 if c.default is None else c.default
+
+
+def as_strings(values: np.ndarray) -> list[str]:
+    """Strings as they are; other values as str() gives them (what one-hot values and hashed ids match)."""
+    return values.tolist() if values.dtype == object else list(map(str, values.tolist()))
 
 
 def _boundaries(c: Column) -> np.ndarray | None:
@@ -131,8 +144,7 @@ def _bucketize(c: Column, values: np.ndarray, present: np.ndarray, **_) -> np.nd
 
 def _one_hot(c: Column, values: np.ndarray, present: np.ndarray, **_) -> np.ndarray:
     position = _one_hot_positions(c.args[0])
-    labels = values.tolist() if values.dtype == object else list(map(str, values.tolist()))  # strings as they are
-    index = looked_up(labels, position, -1)
+    index = looked_up(as_strings(values), position, -1)
     out = np.zeros((len(values), len(position)), np.float32)
     hit = index >= 0 if present is None else (index >= 0) & present
     out[np.flatnonzero(hit), index[hit]] = 1.0
@@ -159,7 +171,7 @@ def _age(c: Column, values: np.ndarray, present: np.ndarray, *, now_ms: int = 0,
 
 
 def _hash(c: Column, values: np.ndarray, present: np.ndarray | None, **_) -> np.ndarray:
-    ids = values.tolist() if values.dtype == object else list(map(str, values.tolist()))
+    ids = as_strings(values)
     if present is not None:
         ids = [i if p else "" for i, p in zip(ids, present.tolist())]
     return hash_bucket(ids, c.args[0])
