@@ -6,8 +6,11 @@ The graph's lookups are resolved into levels: a lookup keyed by the row id or a
 context id is in the first level; one keyed by a feature of another lookup comes
 after it. All lookups of a level are fetched together, keys de-duplicated: one
 round trip to the cache for the level, then one store read per entity for what
-the cache lacked. A context-keyed lookup is fetched once and broadcast to every
-row. Sequences come from the interaction store, one read per user and type.
+the cache lacked. A level's round trip goes out as soon as the groups its keys
+are built from are decoded, while the earlier level's other groups still wait
+to be. A context-keyed lookup is fetched once and broadcast to every row.
+Sequences come from the interaction store, one read per user and type, sent
+before the first level and taken while it is in flight.
 The matrix is a numpy array filled a column at a time: a transform runs once per
 distinct key, and each column is gathered by row into its slot in one compiled
 pass (vahini.codecs.loops); a missing, expired or unreadable value takes its
@@ -29,8 +32,8 @@ import numpy as np
 
 from serving import transforms
 from serving.interactions import InteractionReader, last_ids
-from serving.retrieval import (EXPIRED, MISSING, PRESENT, UNREADABLE, FeatureReader, GroupResult, Read,
-                               empty_column)
+from serving.retrieval import (EXPIRED, MISSING, PRESENT, UNREADABLE, FeatureReader, GroupResult, PendingReads,
+                               Read, empty_column)
 from vahini.codecs.loops import looked_up, take_rows_into
 from vahini.errors import InvalidEvent, NotFound, Reason, StoreUnavailable
 from vahini.ports.interaction_store import HistoryQuery
@@ -70,6 +73,18 @@ class _Fetched:
     complete: bool = False  # every row has a key, and every value of it is present: nothing to count
 
 
+@dataclass
+class _LevelRead:
+    """One level's reads in flight. Per planned read: its lookups with their row
+    positions into its keys, and its position among the reads sent (None: no keys)."""
+
+    planned: list[_GroupRead]
+    keyed: list[list[tuple[Lookup, np.ndarray, bool]]] = field(default_factory=list)
+    positions: list[int | None] = field(default_factory=list)
+    pending: PendingReads | None = None
+    failed: bool = False  # the store was down: every read of the level takes defaults
+
+
 def levels(graph: ModelGraph) -> list[list[Lookup]]:
     """Lookups in dependency order; each level needs only the levels before it."""
     placed: dict[str, int] = {}
@@ -83,20 +98,21 @@ def levels(graph: ModelGraph) -> list[list[Lookup]]:
 
 
 @dataclass(frozen=True)
-class _EntityRead:
-    """The lookups of one level that read one entity: one Read, keys merged."""
+class _GroupRead:
+    """The lookups of one level that read one feature group: one Read, keys merged."""
 
     entity: str
+    group: str
     lookups: list[Lookup]
-    groups: list[str]
-    features: dict[str, list[str]]  # per group: the features the graph reads of it
+    features: list[str]  # the features the graph reads of the group
+    feeds_later: bool  # a later level's keys are built from these lookups' values
 
 
 @dataclass
 class _Plan:
     """What executing a published graph needs that does not change between requests."""
 
-    levels: list[list[_EntityRead]]
+    levels: list[list[_GroupRead]]
     key_sources: dict[str, tuple[str, ...]]  # per lookup: the source of each key part, in the entity's key order
     features: dict[str, tuple[str, ...]]  # per lookup: the features the graph reads of it
     columns: list[str]
@@ -121,8 +137,9 @@ def plan_of(graph: ModelGraph, registry: Registry) -> _Plan:
     key_sources = {lk.name: tuple(dict(lk.keys)[column] for column in registry.entities[known[lk.name].entity].keys)
                    for lk in graph.lookups}
     features = {name: tuple(f) for name, f in used.items()}
-    plan = _Plan([_entity_reads(level, registry, features) for level in levels(graph)], key_sources, features,
-                 [], [], [], [])
+    feeders = {source.partition(".")[0] for lk in graph.lookups for _, source in lk.keys}
+    plan = _Plan([_group_reads(level, registry, features, feeders) for level in levels(graph)], key_sources,
+                 features, [], [], [], [])
     for c in graph.columns:
         names = output_names(c, known, sequences)
         plan.spans.append((len(plan.columns), len(names), names))
@@ -133,17 +150,15 @@ def plan_of(graph: ModelGraph, registry: Registry) -> _Plan:
     return plan
 
 
-def _entity_reads(level: list[Lookup], registry: Registry, features: dict[str, tuple[str, ...]]) -> list[_EntityRead]:
-    by_entity: dict[str, list[Lookup]] = {}
+def _group_reads(level: list[Lookup], registry: Registry, features: dict[str, tuple[str, ...]],
+                 feeders: set[str]) -> list[_GroupRead]:
+    by_group: dict[str, list[Lookup]] = {}
     for lookup in level:
-        by_entity.setdefault(registry.groups[lookup.group].entity, []).append(lookup)
-    reads = []
-    for entity, lookups in by_entity.items():
-        of_groups: dict[str, dict[str, None]] = {}
-        for lookup in lookups:
-            of_groups.setdefault(lookup.group, {}).update(dict.fromkeys(features[lookup.name]))
-        reads.append(_EntityRead(entity, lookups, list(of_groups), {g: list(f) for g, f in of_groups.items()}))
-    return reads
+        by_group.setdefault(lookup.group, []).append(lookup)
+    return [_GroupRead(registry.groups[group].entity, group, lookups,
+                       list(dict.fromkeys(f for lookup in lookups for f in features[lookup.name])),
+                       any(lookup.name in feeders for lookup in lookups))
+            for group, lookups in by_group.items()]
 
 
 @dataclass
@@ -191,10 +206,15 @@ class ModelExecutor:
         request = _Request(registry, graph, self._plan(graph, registry), context, rows,
                            None if timeout_s is None else time.monotonic() + timeout_s,
                            distinct_rows=len(set(rows)) == len(rows))
-        histories = self._start_histories(request)  # in flight while the levels are fetched
-        for level in request.plan.levels:
-            self._fetch_level(request, level)
+        histories = self._start_histories(request)  # sent first: answered while the first level is in flight
+        in_flight = self._start_level(request, 0)
         self._read_sequences(request, histories)
+        for k in range(len(request.plan.levels)):
+            # A level's next round trip waits only on the groups its keys are built from.
+            self._take_level(request, in_flight, feeding=True)
+            in_flight_next = self._start_level(request, k + 1)
+            self._take_level(request, in_flight, feeding=False)
+            in_flight = in_flight_next
         matrix = self._assemble(request)
         if graph.score and self._scorer is not None:
             matrix.scores = self._scorer.score(graph, matrix, context, request.time_left(), request.outages)
@@ -202,39 +222,50 @@ class ModelExecutor:
         return matrix
 
     # -- reading -----------------------------------------------------------------------------
-    def _fetch_level(self, request: _Request, level: list[_EntityRead]) -> None:
-        """All lookups of one level in one read across entities, keys de-duplicated per entity."""
-        reads, indexes, keyed = [], [], []
-        for planned in level:
+    def _start_level(self, request: _Request, k: int) -> _LevelRead | None:
+        """Level k's reads, sent in one read across groups (None past the last level)."""
+        if k == len(request.plan.levels):
+            return None
+        level = _LevelRead(request.plan.levels[k])
+        reads = []
+        for planned in level.planned:
             lookups = [(lookup, *_keys(lookup, request)) for lookup in planned.lookups]
             unique, of_lookups = _merged(lookups)
-            reads.append(Read(planned.entity, unique, planned.groups, planned.features, checked=True))
-            indexes.append(of_lookups)
-            keyed.append(lookups)
-        results = self._read(request, reads)
-        for lookups, read, result, of_lookups in zip(keyed, reads, results, indexes):
-            by_group = dict(zip(read.groups, result))
-            for (lookup, _, _, every_row_keyed), index in zip(lookups, of_lookups):
-                fetched = by_group[lookup.group]
-                complete = every_row_keyed and fetched is not None and fetched.complete
-                request.fetched[lookup.name] = _Fetched(lookup.group, fetched, index, complete)
+            level.keyed.append([(lookup, index, every_row_keyed)
+                                for (lookup, _, _, every_row_keyed), index in zip(lookups, of_lookups)])
+            level.positions.append(len(reads) if unique else None)
+            if unique:
+                reads.append(Read(planned.entity, unique, (planned.group,), {planned.group: planned.features},
+                                  checked=True))
+        if reads:
+            level.pending = self._reader.start_many(reads, timeout_s=request.time_left(), registry=request.registry)
+        return level
 
-    def _read(self, request: _Request, reads: list[Read]) -> list[list[GroupResult | None]]:
-        """The reads' values; with on_outage: defaults, None (every row takes defaults)
-        when the store is down, and the outage is noted for the response."""
-        nothing = [[None] * len(r.groups) for r in reads]
-        wanted = [r for r in reads if r.keys]
-        if not wanted:
-            return nothing
+    def _take_level(self, request: _Request, level: _LevelRead, feeding: bool) -> None:
+        """The results of the level's reads that feed a later level (`feeding`), or of the others."""
+        for planned, keyed, at in zip(level.planned, level.keyed, level.positions):
+            if planned.feeds_later != feeding:
+                continue
+            result = None if at is None else self._result(request, level, at)
+            for lookup, index, every_row_keyed in keyed:
+                complete = every_row_keyed and result is not None and result.complete
+                request.fetched[lookup.name] = _Fetched(planned.group, result, index, complete)
+
+    @staticmethod
+    def _result(request: _Request, level: _LevelRead, at: int) -> GroupResult | None:
+        """One read's values; with on_outage: defaults, None (every row takes defaults)
+        when the store is down, and the outage is noted for the response, once a level."""
+        if level.failed:
+            return None
         try:
-            results = iter(self._reader.retrieve_many(wanted, timeout_s=request.time_left(),
-                                                      registry=request.registry))
+            return level.pending.results(at)[0]
         except StoreUnavailable as exc:
             if request.graph.on_outage != "defaults":
                 raise
-            request.outages.append(f"{', '.join(g for r in wanted for g in r.groups)}: {exc}")
-            return nothing
-        return [next(results) if r.keys else none for r, none in zip(reads, nothing)]
+            level.failed = True
+            read = [p.group for p, position in zip(level.planned, level.positions) if position is not None]
+            request.outages.append(f"{', '.join(read)}: {exc}")
+            return None
 
     def _start_histories(self, request: _Request) -> dict[tuple[str, str], Callable[[], list]]:
         """One history read per user and interaction type, however many sequences use it,
@@ -417,7 +448,7 @@ def _joined(parts: list, n: int) -> list[str | None]:
 
 
 def _merged(lookups: list[tuple[Lookup, list[str], np.ndarray, bool]]) -> tuple[list[str], list[np.ndarray]]:
-    """One entity's lookups of a level read together: their keys de-duplicated, and each
+    """One group's lookups of a level read together: their keys de-duplicated, and each
     lookup's row positions re-pointed into them (-1 stays -1)."""
     first = lookups[0][1]
     if all(keys == first for _, keys, _, _ in lookups[1:]):  # e.g. two groups keyed by the row id

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable, Sequence
 
 import numpy as np
@@ -130,17 +131,25 @@ class FeatureReader:
                       registry: Registry | None = None) -> list[list[GroupResult]]:
         """Several reads, of any entities, together: one cache round trip for all of
         them, then one store read per entity for what the cache did not have."""
+        pending = self.start_many(reads, timeout_s, registry)
+        return [pending.results(i) for i in range(len(reads))]
+
+    def start_many(self, reads: Sequence[Read], timeout_s: float | None = None,
+                   registry: Registry | None = None) -> PendingReads:
+        """`retrieve_many` in steps: the cache lookup is sent now, and each read's results
+        are taken from the returned PendingReads, in any order, so a caller can use one
+        read's results (start a read keyed by them) before the others are decoded."""
         started = time.perf_counter()
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         registry = registry or self._registry()
         slots = [[_Slot(r.entity, g, r.keys, [None] * len(r.keys)) for g in self._check(registry, r)] for r in reads]
-        self._fetch([s for of_read in slots for s in of_read], deadline)
-        now_ms = int(self._clock() * 1000)
-        results = [[self._assemble(registry, s, now_ms, (r.features or {}).get(s.group.name)) for s in of_read]
-                   for r, of_read in zip(reads, slots)]
+        every_slot = [s for of_read in slots for s in of_read]
+        if any(s.group.cache.lru_size > 0 for s in every_slot):  # decided per group, not per key
+            self._from_lru(every_slot)
+        from_cache = self._start_cache(every_slot)
         metrics.RETRIEVE_KEYS.observe(sum(len(r.keys) for r in reads))
-        metrics.RETRIEVE_SECONDS.observe(time.perf_counter() - started)
-        return results
+        return PendingReads(self, registry, reads, slots, partial(self._fetched, every_slot, from_cache, deadline),
+                            started)
 
     def _check(self, registry: Registry, read: Read) -> list[FeatureGroup]:
         if read.entity not in registry.entities:
@@ -171,11 +180,9 @@ class FeatureReader:
         return group
 
     # -- tiers ---------------------------------------------------------------------
-    def _fetch(self, slots: list[_Slot], deadline: float | None) -> None:
-        # Whether any group keeps an in-process copy: decided per group, not per key.
-        if any(s.group.cache.lru_size > 0 for s in slots):
-            self._from_lru(slots)
-        self._from_cache(slots)
+    def _fetched(self, slots: list[_Slot], from_cache: Callable[[], None], deadline: float | None) -> None:
+        """The slots filled: the cache's answer taken, the store read for what it lacked."""
+        from_cache()
         unfound = [s for s in slots if None in s.blobs]
         if unfound:
             self._from_store(unfound, deadline)
@@ -201,21 +208,31 @@ class FeatureReader:
             lru = self._lrus[(g.name, g.version)] = TtlLru(g.cache.lru_size, g.cache.lru_ttl_s)
         return lru
 
-    def _from_cache(self, slots: list[_Slot]) -> None:
+    def _start_cache(self, slots: list[_Slot]) -> Callable[[], None]:
+        """The cache lookup of what no earlier tier had, sent; the function returned takes
+        its answer into the slots. A cache outage slows reads down; it must not fail them."""
         if self._cache is None:
-            return
+            return _nothing
         asked = [(s, s.unfound()) for s in slots if s.group.cache.redis_ttl_s > 0]
         asked = [(s, at) for s, at in asked if at]
         if not asked:
-            return
-        try:  # a cache outage slows reads down; it must not fail them
-            found = self._cache.lookup_many([(s.entity, s.group.name, s.keys if len(at) == len(s.keys)
-                                              else [s.keys[i] for i in at]) for s, at in asked])
+            return _nothing
+        try:
+            found = self._cache.start_lookup_many([(s.entity, s.group.name, s.keys if len(at) == len(s.keys)
+                                                    else [s.keys[i] for i in at]) for s, at in asked])
+        except StoreUnavailable as exc:
+            log.debug("cache_read_skipped", error=str(exc))
+            return _nothing
+        return partial(self._from_cache, asked, found)
+
+    def _from_cache(self, asked: list[tuple[_Slot, Sequence[int]]], found: Callable[[], list]) -> None:
+        try:
+            answer = found()
         except StoreUnavailable as exc:
             log.debug("cache_read_skipped", error=str(exc))
             return
         hits = misses = 0
-        for (s, at), values in zip(asked, found):
+        for (s, at), values in zip(asked, answer):
             if len(at) == len(s.keys):
                 s.blobs = values
             else:
@@ -376,6 +393,44 @@ def _decode_current(blobs: list[bytes], g: FeatureGroup, wanted: Sequence[str]):
         return feature_blob.decode_version(blobs, g.features, g.version, wanted)
     except InvalidEvent:  # a broken string section: the blobs are sorted out one by one
         return None
+
+
+class PendingReads:
+    """Reads whose cache lookup is in flight. The first `results` call waits for it and
+    reads from the store what no tier had, for every read; each call then decodes
+    its own read. A failure of that fetch is raised by every call."""
+
+    def __init__(self, reader: FeatureReader, registry: Registry, reads: Sequence[Read], slots: list[list[_Slot]],
+                 fetch: Callable[[], None], started: float):
+        self._reader, self._registry, self._reads, self._slots = reader, registry, reads, slots
+        self._fetch: Callable[[], None] | None = fetch
+        self._failure: Exception | None = None
+        self._now_ms = 0
+        self._started, self._left = started, len(reads)
+
+    def results(self, i: int) -> list[GroupResult]:
+        """Read i's results, one per group, in the read's group order."""
+        if self._fetch is not None:
+            fetch, self._fetch = self._fetch, None
+            try:
+                fetch()
+            except Exception as exc:
+                self._failure = exc
+                raise
+            self._now_ms = int(self._reader._clock() * 1000)
+        if self._failure is not None:
+            raise self._failure
+        read = self._reads[i]
+        results = [self._reader._assemble(self._registry, s, self._now_ms, (read.features or {}).get(s.group.name))
+                   for s in self._slots[i]]
+        self._left -= 1
+        if self._left == 0:
+            metrics.RETRIEVE_SECONDS.observe(time.perf_counter() - self._started)
+        return results
+
+
+def _nothing() -> None:
+    pass
 
 
 _REDIS_HITS = metrics.CACHE_LOOKUPS.labels("redis", "hit")

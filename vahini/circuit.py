@@ -48,6 +48,19 @@ class CircuitBreaker:
             self.trip(str(exc))
             raise
 
+    def call_in_two_steps(self, operation: str, start: Callable[..., Callable[[], T]], *args) -> Callable[[], T]:
+        """`call` of a call made in two steps (`start` sends, the function it returns
+        answers): a failure of either step opens the breaker."""
+        finish = self.call(operation, start, *args)
+
+        def answer() -> T:
+            try:
+                return finish()
+            except StoreUnavailable as exc:
+                self.trip(str(exc))
+                raise
+        return answer
+
     def trip(self, reason: str) -> None:
         with self._lock:
             if self._open.is_set() or self._closed_for_good.is_set():

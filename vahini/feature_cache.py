@@ -27,7 +27,8 @@ from __future__ import annotations
 import random
 import threading
 import time
-from typing import Iterable, Sequence
+from functools import partial
+from typing import Callable, Iterable, Sequence
 
 from vahini import metrics
 from vahini.circuit import CircuitBreaker
@@ -65,6 +66,15 @@ def _unwrapped_in_python(values: Sequence[bytes | None]) -> list[bytes | None]:
             continue
         tag = v[VERSION_DIGITS]
         out.append(v[HEADER_LEN:] if tag == _VALUE_TAG else b"" if tag == _NO_ROW_TAG else None)
+    return out
+
+
+def _by_batch(values: Callable[[], list[bytes | None]], sizes: list[int]) -> list[list[bytes | None]]:
+    """A lookup's entries, unwrapped, cut back into the batches they were asked in."""
+    found, out, start = values(), [], 0
+    for size in sizes:
+        out.append(_unwrapped(found[start:start + size]))
+        start += size
     return out
 
 
@@ -116,16 +126,18 @@ class FeatureCache:
         """For each (entity, group, keys): the cached blob of each key, b"" where the store
         is known to have no row, None for a miss or a fence; all in one round trip.
         Raises StoreUnavailable (at once while bypassed)."""
+        return self.start_lookup_many(batches)()
+
+    def start_lookup_many(self, batches: Sequence[tuple[str, str, Sequence[str]]]
+                          ) -> Callable[[], list[list[bytes | None]]]:
+        """`lookup_many` in two steps: the lookup is sent now, and its answer taken when the
+        returned function is called (once). Either step raises StoreUnavailable."""
         keys: list[str] = []
         # Each group's key prefix from _keys, where the key format lives: one epoch for the call.
         for group_prefix, (_, _, of_group) in zip(self._keys((e, g, "") for e, g, _ in batches), batches):
             keys += [group_prefix + k for k in of_group]
-        values = self._breaker.call("get", self._tier.get_many, keys)
-        out, start = [], 0
-        for _, _, of_group in batches:
-            out.append(_unwrapped(values[start:start + len(of_group)]))
-            start += len(of_group)
-        return out
+        values = self._breaker.call_in_two_steps("get", self._tier.start_get_many, keys)
+        return partial(_by_batch, values, [len(of_group) for _, _, of_group in batches])
 
     def fill(self, items: Iterable[tuple[str, str, str, FeatureRow | None, float]], read_started: float) -> None:
         """Cache what store reads returned: (entity, key, group, row or None, TTL s). Never fails the caller."""

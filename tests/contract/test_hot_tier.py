@@ -88,3 +88,14 @@ def test_concurrent_conditional_writers_leave_the_highest_version(hot_tier, uniq
     for t in threads:
         t.join()
     assert hot_tier.get_many(keys) == [versioned(200, b"V")] * len(keys)
+
+
+def test_a_read_in_two_steps_answers_as_get_many_even_with_another_read_in_flight(hot_tier, unique):
+    k = lambda name: f"{unique}:{name}"  # noqa: E731
+    hot_tier.set_many({k("a"): b"1", k("b"): b"2"}, ttl_s=30)
+    first = hot_tier.start_get_many([k("a"), k("missing")])
+    second = hot_tier.start_get_many([k("b"), k("a")])  # sent before the first is answered
+    assert second() == [b"2", b"1"]
+    assert first() == [b"1", None]
+    assert hot_tier.start_get_many([])() == []
+    assert hot_tier.get_many([k("a")]) == [b"1"]  # nothing left unread on a reused connection

@@ -352,6 +352,63 @@ def test_the_click_history_is_read_while_the_features_are(request, tmp_path, uni
 
 
 @pytest.mark.parametrize("stack", STACKS)
+def test_the_next_level_is_sent_as_soon_as_the_groups_its_keys_come_from_are_read(stack, request, tmp_path, unique):
+    """product_core's category ids key the user x category read: that read goes out
+    right after product_core is taken, while the first level's other groups wait to
+    be decoded, and the matrix is the same as reading level by level would give."""
+    from serving.model_proxy import ModelExecutor
+    from serving.retrieval import FeatureReader
+    from serving.server import open_read_side
+    from vahini.feature_rows import row_of
+    from vahini.validation import EventLimits, validate_feature_update
+
+    events = []
+
+    class Recorded:  # the reader's pending reads, recording which read is taken when
+        def __init__(self, pending, reads):
+            self._pending, self._reads = pending, reads
+
+        def results(self, i):
+            events.append(("take", self._reads[i].groups[0]))
+            return self._pending.results(i)
+
+    class RecordingReader(FeatureReader):
+        def start_many(self, reads, timeout_s=None, registry=None):
+            events.append(("send", sorted(r.groups[0] for r in reads)))
+            return Recorded(super().start_many(reads, timeout_s, registry), reads)
+
+    settings = with_sample_registry(stack_settings(stack, request, tmp_path, unique))
+    side = open_read_side(settings)
+    user, products, now = f"u{unique}", [f"p{i}-{unique}" for i in range(3)], int(time.time() * 1000)
+    updates = [("product", {"product_id": p}, "product_core", {"category_id": f"c{i}", "price": 10.0 * (i + 1)})
+               for i, p in enumerate(products)]
+    updates += [("user_category", {"user_id": user, "category_id": "c1"}, "user_category_affinity",
+                 {"clicks_30d": 7})]
+    registry = side.registry()
+    side.store.write([row_of(validate_feature_update({"entity": e, "keys": k, "group": g, "values": v,
+                                                      "event_time_ms": now - 1000}, registry, now, EventLimits()))
+                      for e, k, g, v in updates])
+    try:
+        recording = ModelExecutor(RecordingReader(side.store, side.cache, side.registry), side.registry,
+                                  side.histories)
+        matrix = recording.run("home_ranker", {"user_id": [user], "product_ids": products})
+        plain = ModelExecutor(side.reader, side.registry, side.histories).run(
+            "home_ranker", {"user_id": [user], "product_ids": products})
+    finally:
+        side.close()
+    assert events[0] == ("send", ["product_core", "product_stats", "user_profile"])
+    assert events[1] == ("take", "product_core")
+    assert events[2] == ("send", ["user_category_affinity"])
+    assert sorted(events[3:5]) == [("take", "product_stats"), ("take", "user_profile")]
+    assert events[5:] == [("take", "user_category_affinity")]
+    clicks_at = matrix.columns.index("user_cat.clicks_30d")
+    assert matrix.values[:, clicks_at].tolist() == [0, 7, 0]
+    assert matrix.values[:, matrix.columns.index("product.price")].tolist() == [10, 20, 30]
+    np.testing.assert_array_equal(matrix.values, plain.values)
+    assert matrix.counts == plain.counts
+
+
+@pytest.mark.parametrize("stack", STACKS)
 def test_a_chained_key_is_built_in_the_entitys_key_order_and_a_value_that_cannot_be_a_key_part_is_missing(
         stack, request, tmp_path, unique):
     """The lookup's `keys` may name the entity's key columns in any order; a category id

@@ -6,7 +6,8 @@ so a hung server costs one timeout, after which the circuit breaker
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from functools import partial
+from typing import Callable, Mapping, Sequence
 
 import redis
 
@@ -40,12 +41,16 @@ class RedisHotTier:
         self._wire = Wire(self._redis)
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        return self.start_get_many(keys)()
+
+    def start_get_many(self, keys: Sequence[str]) -> Callable[[], list[bytes | None]]:
         if not keys:
-            return []
+            return list
         try:
-            return self._wire.call([("MGET", *keys)])[0]
+            replies = self._wire.send([("MGET", *keys)])
         except redis.RedisError as exc:
             raise StoreUnavailable(f"Redis MGET failed: {exc}") from exc
+        return partial(_first_reply, replies)
 
     def set_many(self, items: Mapping[str, bytes], ttl_s: float) -> None:
         if not items:
@@ -78,3 +83,10 @@ class RedisHotTier:
     def close(self) -> None:
         self._wire.close()
         self._redis.close()
+
+
+def _first_reply(replies: Callable[[], list]) -> list[bytes | None]:
+    try:
+        return replies()[0]
+    except redis.RedisError as exc:
+        raise StoreUnavailable(f"Redis MGET failed: {exc}") from exc

@@ -9,7 +9,7 @@ can never put back a value older than one written after it.
 
 from __future__ import annotations
 
-from typing import Mapping, Protocol, Sequence
+from typing import Callable, Mapping, Protocol, Sequence
 
 VERSION_DIGITS = 20
 HEADER_LEN = VERSION_DIGITS + 1
@@ -27,6 +27,10 @@ def version_of(value: bytes) -> tuple[int, int]:
 class HotTier(Protocol):
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         """Values in the order of `keys`; None where absent or expired."""
+
+    def start_get_many(self, keys: Sequence[str]) -> Callable[[], list[bytes | None]]:
+        """`get_many` in two steps: the read is sent now, and its values taken when the
+        returned function is called (once), so a caller can work meanwhile."""
 
     def set_many(self, items: Mapping[str, bytes], ttl_s: float) -> None:
         """Set every item with the same TTL in seconds (> 0)."""
