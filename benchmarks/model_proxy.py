@@ -1,7 +1,7 @@
 """Model Proxy: GetFeatures latency and capacity against a raw Redis ceiling and Feast.
 
     make bench-model-proxy          # creates .venv-bench with the `bench` extra (feast[redis])
-    .venv-bench/bin/python -m benchmarks.model_proxy [--requests 300] [--seconds 8]
+    .venv-bench/bin/python -m benchmarks.model_proxy [--requests 2000] [--rounds 20] [--seconds 8]
 
 Needs the real services (Cassandra, Redis, ZooKeeper: make services-start). The
 request: one user and 100 candidate products (then 500), 100 columns across user,
@@ -18,6 +18,12 @@ In the same run, on the same data:
 - gRPC floor: the same calls to a server whose handler does no work and answers with
   a reply of the same size (benchmarks/model_proxy_floor.py): the transport's share of
   Vahini's latency, which the raw ceiling does not pay.
+
+The raw ceiling, the gRPC floor and Vahini take the same sequential requests in turns
+(`--rounds` slices, each run by the three one after another): the shared machine's
+speed drifts by up to 2x within the hour, and a path measured alone would take the
+speed of its own minute. 2,000 requests each make p99 the 20th slowest, not the 3rd.
+Feast, at ~15 ms a request, takes `--feast-requests` of them on its own.
 
 The sequential latencies are measured with every process free to run on either core,
 as the raw ceiling and Feast run: a server pinned to one core waits whenever another
@@ -347,12 +353,31 @@ def _feast_matrix(values: dict, rows: int) -> np.ndarray:
 def latencies(call, requests) -> np.ndarray:
     for r in requests[:10]:
         call(r)
+    return np.asarray(_timed(call, requests))
+
+
+def _timed(call, requests) -> list[float]:
     out = []
     for r in requests:
         started = time.perf_counter()
         call(r)
         out.append((time.perf_counter() - started) * 1000)
-    return np.asarray(out)
+    return out
+
+
+def in_turns(calls: dict, requests, rounds: int) -> dict[str, np.ndarray]:
+    """Latencies of each call on the same requests, taken in turns: the requests cut into
+    `rounds` slices, each slice run by every call one after another (who goes first
+    rotating), so a drift of the shared machine's speed, which reaches 2x within the
+    hour, falls on every path alike instead of on whichever ran during it."""
+    for call in calls.values():
+        for r in requests[:10]:
+            call(r)
+    names, out = list(calls), {name: [] for name in calls}
+    for k, chunk in enumerate(np.array_split(np.arange(len(requests)), rounds)):
+        for name in names[k % len(names):] + names[:k % len(names)]:
+            out[name] += _timed(calls[name], [requests[i] for i in chunk])
+    return {name: np.asarray(v) for name, v in out.items()}
 
 
 def capacity(target: str, requests, idle_p99: float, ceiling_p99: float, seconds: float,
@@ -403,7 +428,10 @@ def summary_row(name: str, lat: np.ndarray, raw_p99: float, feast_p99: float | N
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--requests", type=int, default=300, help="sequential requests per latency row")
+    parser.add_argument("--requests", type=int, default=2000,
+                        help="sequential requests per latency row (raw ceiling, gRPC floor, Vahini), in turns")
+    parser.add_argument("--rounds", type=int, default=20, help="turns the latency rows take on the machine")
+    parser.add_argument("--feast-requests", type=int, default=300, help="sequential requests of the Feast row")
     parser.add_argument("--seconds", type=float, default=8.0, help="length of each open-loop step")
     parser.add_argument("--no-feast", action="store_true", help="skip the Feast baseline")
     args = parser.parse_args()
@@ -430,11 +458,10 @@ def main() -> int:
             shape = call(requests[0]).shape
             floor = floor or floor_server(shape[1])
             with VahiniClient(floor.target, timeout_s=5.0) as floor_client:
-                floor_lat = latencies(vahini_call(floor_client), requests)
-            raw_lat = latencies(raw, requests)
-            vahini_lat = latencies(call, requests)
-            feast_lat = latencies(feast, requests) if feast else None
-            results[size] = (raw_lat, vahini_lat, feast_lat, shape, floor_lat)
+                lat = in_turns({"raw": raw, "floor": vahini_call(floor_client), "vahini": call}, requests,
+                               args.rounds)
+            feast_lat = latencies(feast, requests[:args.feast_requests]) if feast else None
+            results[size] = (lat["raw"], lat["vahini"], feast_lat, shape, lat["floor"])
         server.pin(SERVER_CPUS)  # capacity is per core: one serving process on core 0, the load on core 1
         pinned_idle = latencies(call, requests_of(100, args.requests, seed=100))
         idle_p99 = float(np.percentile(pinned_idle, 99))
@@ -457,7 +484,9 @@ def main() -> int:
                 summary_row("Vahini ModelProxy.GetFeatures (gRPC, one process)", vahini_lat, raw_p99, feast_p99)]
         if feast_lat is not None:
             rows.append(summary_row("Feast 0.67 get_online_features x 2 (raw values)", feast_lat, raw_p99, feast_p99))
-        print(table(f"1 user x {size} products, {shape[1]} columns ({len(raw_lat)} sequential requests, one thread)",
+        feast_note = "" if feast_lat is None else f", Feast {len(feast_lat)}"
+        print(table(f"1 user x {size} products, {shape[1]} columns ({len(raw_lat)} sequential requests each, in "
+                    f"{args.rounds} turns{feast_note}; one thread)",
                     ["path", "p50 ms", "p99 ms", "req/s (1 thread)", "p99 vs raw", "p99 vs Feast"], rows))
     bound = "Feast's p99" if results[100][2] is not None else "4x idle p99"
     print(table(f"One serving process pinned to core 0 under open-loop load from core 1, 100 products; idle p99 "
