@@ -19,19 +19,22 @@ In the same run, on the same data:
   a reply of the same size (benchmarks/model_proxy_floor.py): the transport's share of
   Vahini's latency, which the raw ceiling does not pay.
 
-The raw ceiling, the gRPC floor and Vahini take the same sequential requests in turns
-(`--rounds` slices, each run by the three one after another): the shared machine's
+The raw ceiling, the gRPC floor and Vahini (both processes) take the same sequential
+requests in turns (`--rounds` slices, each run by all of them one after another): the shared machine's
 speed drifts by up to 2x within the hour, and a path measured alone would take the
 speed of its own minute. 2,000 requests each make p99 the 20th slowest, not the 3rd.
 Feast, at ~15 ms a request, takes `--feast-requests` of them on its own.
 
-The sequential latencies are measured with every process free to run on either core,
-as the raw ceiling and Feast run: a server pinned to one core waits whenever another
-process (the services' JVMs) runs there, which the unpinned baselines never do.
+Vahini is measured twice, by two serving processes on the same data: one free to run
+on either core, as the raw ceiling and Feast run, and one pinned to core 0 by its own
+setting (`serving.cpus = [0]`), as a production serving process runs, one per core.
+Pinned, gRPC's threads and the handler hand each call over on one core; they also wait
+whenever another process (the services' JVMs) runs there, which the unpinned baselines
+never do.
 
-Capacity is the highest open-loop rate at which one serving process, then pinned to
-core 0 with the load on core 1, keeps its p99 under twice its idle p99 (sequential,
-measured pinned just before), refusing under 1% of calls. The run also reports the
+Capacity is the highest open-loop rate at which the pinned serving process, with the
+load on core 1, keeps its p99 under twice its idle p99 (sequential, measured just
+before), refusing under 1% of calls. The run also reports the
 highest rate at which its p99 stays at or under Feast's p99, for the target's "10x
 Feast's requests/s at an equal or better p99".
 """
@@ -40,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
 import random
 import subprocess
@@ -129,8 +133,7 @@ def requests_of(size: int, n: int, seed: int) -> list[tuple[str, list[str]]]:
 
 # -- Vahini ------------------------------------------------------------------------------------------
 class ServerProcess:
-    """A gRPC server in its own process, serving on a free port; free to run on any core
-    until `pin` confines it."""
+    """A gRPC server in its own process, serving on a free port."""
 
     def __init__(self, module_args: list[str], env: dict | None = None):
         self.port = free_port()
@@ -142,19 +145,17 @@ class ServerProcess:
             time.sleep(0.1)
         self.target = f"127.0.0.1:{self.port}"
 
-    def pin(self, cpus: set[int]) -> None:
-        """Confine every thread of the server to `cpus` (a thread's affinity is its own)."""
-        for thread in os.listdir(f"/proc/{self.proc.pid}/task"):
-            os.sched_setaffinity(int(thread), cpus)
-
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(30)
 
 
-def vahini_server(settings) -> ServerProcess:
-    """`vahini serve` (python -m serving), with this run's settings and any VAHINI_SERVING__ overrides."""
+def vahini_server(settings, cpus: set[int] | None = None) -> ServerProcess:
+    """`vahini serve` (python -m serving), with this run's settings and any VAHINI_SERVING__ overrides;
+    pinned to `cpus` by `serving.cpus` if given."""
     overrides = {k: v for k, v in os.environ.items() if k.startswith("VAHINI_SERVING__")}
+    if cpus:
+        overrides["VAHINI_SERVING__CPUS"] = json.dumps(sorted(cpus))
     return ServerProcess(["serving", "--port"], {**settings_env(settings), **overrides, "VAHINI_LOG_LEVEL": "ERROR"})
 
 
@@ -442,10 +443,11 @@ def main() -> int:
         hot_tier=REDIS, namespace=f"bench-ih-{run}")})
     print(f"loading {USERS} users, {PRODUCTS} products, {USERS * CATEGORIES} user x category rows ...", flush=True)
     load_vahini(settings)
-    server = vahini_server(settings)
-    client = VahiniClient(server.target, timeout_s=5.0)
-    call = vahini_call(client)
+    server, pinned = vahini_server(settings), vahini_server(settings, SERVER_CPUS)
+    client, pinned_client = VahiniClient(server.target, timeout_s=5.0), VahiniClient(pinned.target, timeout_s=5.0)
+    call, pinned_call = vahini_call(client), vahini_call(pinned_client)
     warm(call)
+    warm(pinned_call)
     feast = None if args.no_feast else Feast()
     registry = publish.read_published(wiring.config_store(settings))
     raw = RawCeiling(settings, registry)
@@ -458,30 +460,33 @@ def main() -> int:
             shape = call(requests[0]).shape
             floor = floor or floor_server(shape[1])
             with VahiniClient(floor.target, timeout_s=5.0) as floor_client:
-                lat = in_turns({"raw": raw, "floor": vahini_call(floor_client), "vahini": call}, requests,
-                               args.rounds)
+                lat = in_turns({"raw": raw, "floor": vahini_call(floor_client), "vahini": call,
+                                "pinned": pinned_call}, requests, args.rounds)
             feast_lat = latencies(feast, requests[:args.feast_requests]) if feast else None
-            results[size] = (lat["raw"], lat["vahini"], feast_lat, shape, lat["floor"])
-        server.pin(SERVER_CPUS)  # capacity is per core: one serving process on core 0, the load on core 1
-        pinned_idle = latencies(call, requests_of(100, args.requests, seed=100))
+            results[size] = (lat["raw"], lat["vahini"], feast_lat, shape, lat["floor"], lat["pinned"])
+        # capacity is per core: the pinned serving process on core 0, the load on core 1
+        pinned_idle = latencies(pinned_call, requests_of(100, args.requests, seed=100))
         idle_p99 = float(np.percentile(pinned_idle, 99))
         bound_p99 = float(np.percentile(results[100][2], 99)) if results[100][2] is not None else 4 * idle_p99
-        steps = capacity(server.target, requests_of(100, 2000, seed=1), idle_p99, bound_p99, args.seconds,
+        steps = capacity(pinned.target, requests_of(100, 2000, seed=1), idle_p99, bound_p99, args.seconds,
                          start_rate=0.3 * 1000 / pinned_idle.mean())
     finally:
         client.close()
+        pinned_client.close()
         server.stop()
+        pinned.stop()
         if floor:
             floor.stop()
         if feast:
             feast.close()
-    for size, (raw_lat, vahini_lat, feast_lat, shape, floor_lat) in results.items():
+    for size, (raw_lat, vahini_lat, feast_lat, shape, floor_lat, pinned_lat) in results.items():
         raw_p99 = np.percentile(raw_lat, 99)
         feast_p99 = None if feast_lat is None else np.percentile(feast_lat, 99)
         rows = [summary_row("raw ceiling: one redis-py pipeline + numpy (baseline)", raw_lat, raw_p99, feast_p99),
                 summary_row("gRPC floor: the same call to a server that does no work", floor_lat, raw_p99,
                             feast_p99),
-                summary_row("Vahini ModelProxy.GetFeatures (gRPC, one process)", vahini_lat, raw_p99, feast_p99)]
+                summary_row("Vahini ModelProxy.GetFeatures (gRPC, one process)", vahini_lat, raw_p99, feast_p99),
+                summary_row("Vahini, that process pinned to core 0 (serving.cpus)", pinned_lat, raw_p99, feast_p99)]
         if feast_lat is not None:
             rows.append(summary_row("Feast 0.67 get_online_features x 2 (raw values)", feast_lat, raw_p99, feast_p99))
         feast_note = "" if feast_lat is None else f", Feast {len(feast_lat)}"

@@ -3,6 +3,7 @@ health checking and reflection."""
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -22,7 +23,7 @@ from vahini.errors import BadSettings, InvalidEvent
 from vahini.feature_cache import FeatureCache
 from vahini.feature_rows import newest_per_key, row_of, unexpired
 from vahini.logs import get_logger
-from vahini.runtime import tune_gc_for_throughput
+from vahini.runtime import pin_to_cpus, tune_gc_for_throughput
 from vahini.ports.feature_store import FeatureStore
 from vahini.registry.model import Registry
 from vahini.registry.publish import RegistryFollower
@@ -220,10 +221,12 @@ def run_server(settings: Settings) -> None:
     # gRPC's poller is a Python thread: it must get the GIL quickly to refuse excess
     # calls, or they queue unseen in front of the in-flight limit.
     sys.setswitchinterval(settings.serving.gil_switch_interval_ms / 1000)
+    if settings.serving.cpus:
+        pin_to_cpus(settings.serving.cpus, "serving.cpus")
     running = start_server(settings)
     tune_gc_for_throughput()
     log.info("serving", address=f"{settings.serving.host}:{running.port}", metrics_port=settings.metrics_port,
-             compiled_loops=compiled is not None)
+             compiled_loops=compiled is not None, cpus=sorted(os.sched_getaffinity(0)))
     if compiled is None:
         log.warning("compiled_loops_missing", detail="vahini.codecs._loops was not built (no C compiler when "
                     "Vahini was installed): reads run the same loops in Python, at about 1.7x the CPU per request")

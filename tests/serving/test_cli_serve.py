@@ -59,6 +59,41 @@ def test_serve_answers_exposes_metrics_and_stops_cleanly_on_sigterm(settings):
     assert out["nobody"]["user_activity"]["event_time_ms"] is None
 
 
+def test_serve_pins_every_thread_to_the_cpus_it_is_given(settings):
+    import os
+
+    cpu = max(os.sched_getaffinity(0))  # one this test may use (of two or more: the highest, not the default set)
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "serving", "--port", str(port), "--cpus", str(cpu)],
+                            env=settings_env(settings), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            grpc.channel_ready_future(channel).result(timeout=30)
+            pb_grpc.FeatureServiceStub(channel).Retrieve(pb.RetrieveRequest(
+                entity="user", keys=["pinned"], groups=[pb.GroupSelector(group="user_activity")]))
+        threads = os.listdir(f"/proc/{proc.pid}/task")  # gRPC's, the clients', the handlers': all started by now
+        assert len(threads) > 5
+        assert {tid: os.sched_getaffinity(int(tid)) for tid in threads} == {tid: {cpu} for tid in threads}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    started = next(json.loads(line) for line in err.splitlines() if '"event": "serving"' in line)
+    assert started["cpus"] == [cpu]
+
+
+@pytest.mark.parametrize("cpus, message", [
+    ("4096", "serving.cpus: CPU(s) 4096 not available to this process (it may use "),
+    ("0,x", "--cpus: '0,x' is not a comma-separated list of CPU numbers"),
+])
+def test_serve_refuses_cpus_it_cannot_have_in_one_line(request, tmp_path, unique, cpus, message):
+    settings = with_sample_registry(stack_settings("embedded", request, tmp_path, unique))
+    got = subprocess.run([sys.executable, "-m", "serving", "--port", str(free_port()), "--cpus", cpus],
+                         env=settings_env(settings), capture_output=True, text=True, timeout=60)
+    assert got.returncode == 2
+    assert got.stderr.startswith(f"vahini serve: {message}") and "Traceback" not in got.stderr, got.stderr
+
+
 def _get(settings, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "vahini.cli", "get", *args], env=settings_env(settings),
                           capture_output=True, text=True, timeout=60)

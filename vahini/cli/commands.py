@@ -291,11 +291,18 @@ def serve(args) -> int:
     from serving.server import run_server
 
     settings = _settings(args, metrics_port=args.metrics_port)
-    serving = settings.serving.model_copy(update={k: v for k, v in {"host": args.host, "port": args.port}.items()
-                                                  if v is not None})
+    given = {"host": args.host, "port": args.port, "cpus": _cpus(args.cpus) if args.cpus else None}
+    serving = settings.serving.model_copy(update={k: v for k, v in given.items() if v is not None})
     _published_registry_required(settings)
     run_server(settings.model_copy(update={"serving": serving}))
     return 0
+
+
+def _cpus(text: str) -> list[int]:
+    try:
+        return [int(c) for c in text.split(",")]
+    except ValueError:
+        raise UserError(f"--cpus: {text!r} is not a comma-separated list of CPU numbers, e.g. 0 or 2,3") from None
 
 
 def get(args) -> int:
