@@ -146,8 +146,9 @@ class ServerProcess:
         self.target = f"127.0.0.1:{self.port}"
 
     def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(30)
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(30)
 
 
 def vahini_server(settings, cpus: set[int] | None = None) -> ServerProcess:
@@ -464,7 +465,9 @@ def main() -> int:
                                 "pinned": pinned_call}, requests, args.rounds)
             feast_lat = latencies(feast, requests[:args.feast_requests]) if feast else None
             results[size] = (lat["raw"], lat["vahini"], feast_lat, shape, lat["floor"], lat["pinned"])
-        # capacity is per core: the pinned serving process on core 0, the load on core 1
+        # capacity is per core: the pinned serving process on core 0, the load on core 1, nothing else of ours
+        server.stop()
+        floor.stop()
         pinned_idle = latencies(pinned_call, requests_of(100, args.requests, seed=100))
         idle_p99 = float(np.percentile(pinned_idle, 99))
         bound_p99 = float(np.percentile(results[100][2], 99)) if results[100][2] is not None else 4 * idle_p99
