@@ -451,7 +451,7 @@ def _merged(lookups: list[tuple[Lookup, list[str], np.ndarray, bool]]) -> tuple[
     """One group's lookups of a level read together: their keys de-duplicated, and each
     lookup's row positions re-pointed into them (-1 stays -1)."""
     first = lookups[0][1]
-    if all(keys == first for _, keys, _, _ in lookups[1:]):  # e.g. two groups keyed by the row id
+    if all(keys == first for _, keys, _, _ in lookups[1:]):  # e.g. two lookups of the group, both keyed by the row id
         return first, [index for _, _, index, _ in lookups]
     position = {k: i for i, k in enumerate(dict.fromkeys(k for _, keys, _, _ in lookups for k in keys))}
     # The extra -1 at the end makes index -1 map to -1.
