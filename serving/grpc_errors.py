@@ -12,6 +12,11 @@ from vahini.logs import get_logger
 
 log = get_logger(__name__)
 
+# Trailing metadata on every status this server sets, so a client can tell the
+# server's own answer (e.g. UNAVAILABLE because a store or a model endpoint is down)
+# from a failure to reach the server at all (refused, TLS mismatch).
+ANSWERED_BY = ("vahini-answered-by", "server")
+
 
 class BadRequest(Exception):
     """A request the server refuses as sent; `code` says how."""
@@ -71,6 +76,7 @@ def _guarded(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandl
             metrics.GRPC_REQUESTS.labels(name, code.name).inc()
             if code == grpc.StatusCode.INTERNAL:
                 log.exception("grpc_internal_error", method=method)
+            context.set_trailing_metadata((ANSWERED_BY,))
             context.abort(code, str(exc) if code != grpc.StatusCode.INTERNAL else f"internal error: {exc}")
         finally:
             seconds.observe(time.perf_counter() - started)

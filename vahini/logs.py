@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
+import time
 
 import structlog
 
@@ -39,3 +41,28 @@ def configure(level: str = "INFO", json_logs: bool | None = None) -> None:
 
 def get_logger(name: str):
     return structlog.get_logger(name)
+
+
+class RateLimitedLog:
+    """Logs an event at most once per `interval_s` for each key (e.g. an endpoint and
+    a status code), so a failing dependency cannot flood the log; the line that does
+    go out says how many were held back since the last one."""
+
+    def __init__(self, logger, interval_s: float = 10.0, clock=None):
+        self._log = logger
+        self._interval_s = interval_s
+        self._clock = clock or time.monotonic
+        self._last: dict[tuple, tuple[float, int]] = {}  # key -> (when logged, lines held back since)
+        self._lock = threading.Lock()
+
+    def warning(self, key: tuple, event: str, **fields) -> bool:
+        """Log now unless this key was logged within the interval; True if it was logged."""
+        now = self._clock()
+        with self._lock:
+            when, held = self._last.get(key, (None, 0))
+            if when is not None and now - when < self._interval_s:
+                self._last[key] = (when, held + 1)
+                return False
+            self._last[key] = (now, 0)
+        self._log.warning(event, suppressed=held, **fields)
+        return True

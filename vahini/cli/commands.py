@@ -218,11 +218,19 @@ def _call_failed(target: str, exc, args) -> str:
     import grpc
 
     message = f"{target}: {exc.code().name}: {exc.details()}"
-    if exc.code() == grpc.StatusCode.UNAVAILABLE and not args.ca_file:
+    if exc.code() == grpc.StatusCode.UNAVAILABLE and not args.ca_file and not _answered_by_vahini(exc):
         message += " (if the server uses TLS, give --ca-file)"
     elif exc.code() == grpc.StatusCode.UNAUTHENTICATED and not args.token_file:
         message += " (give this caller's token with --token-file)"
     return message
+
+
+def _answered_by_vahini(exc) -> bool:
+    """The server itself set this status (a store or model endpoint behind it is down),
+    as opposed to the call never reaching it."""
+    from serving.grpc_errors import ANSWERED_BY
+
+    return ANSWERED_BY in tuple((exc.trailing_metadata() or ()))
 
 
 def _read_secret(path: str, what: str) -> str:

@@ -15,8 +15,8 @@ from typing import Any, Iterator
 
 from vahini.registry.checks import NAME, Problems, at, fields, name_of, positive_int
 from vahini.registry.model import (
-    AGE_UNITS_MS, COLUMN_DTYPES, TRANSFORMS, Column, Endpoint, Entity, FeatureGroup, HistoryInput, Lookup,
-    ModelGraph, ScoreNode,
+    AGE_UNITS_MS, COLUMN_DTYPES, TENSOR_DATATYPES, TRANSFORMS, Column, Endpoint, Entity, FeatureGroup, HistoryInput,
+    InputTensor, Lookup, ModelGraph, ScoreNode,
 )
 from vahini.registry.yaml_lines import LocatedList, LocatedMap
 
@@ -139,6 +139,9 @@ def _sequences(problems: Problems, file: str, node: LocatedMap, model: str | Non
     return tuple(out)
 
 
+READ_BACK_FIELDS = ("output", "column", "batch_size")  # on a score node, or overridden on one of its endpoints
+
+
 def _score(problems: Problems, file: str, node: LocatedMap, model: str | None) -> tuple | None:
     items = _items(problems, file, node, "score", model, required=False)
     if items is None:
@@ -147,10 +150,13 @@ def _score(problems: Problems, file: str, node: LocatedMap, model: str | None) -
     for item in items:
         what = f"score node of model '{model}'"
         if not fields(problems, file, item, what, ("name",),
-                      ("endpoint", "endpoints", "timeout_ms", "split_by", "input", "default", "description")):
+                      ("endpoint", "endpoints", "timeout_ms", "split_by", "input", "inputs", "default",
+                       "description", *READ_BACK_FIELDS)):
             return None
-        endpoints = _endpoints(problems, file, item)
-        if name_of(problems, file, item, "name", "score node") is None or endpoints is None:
+        read_back = _read_back(problems, file, item, what, {})
+        endpoints = None if read_back is None else _endpoints(problems, file, item, read_back)
+        inputs = _input_tensors(problems, file, item, what)
+        if name_of(problems, file, item, "name", "score node") is None or endpoints is None or inputs is None:
             return None
         item.setdefault("timeout_ms", 100)
         if positive_int(problems, file, item, "timeout_ms", what) is None:
@@ -160,11 +166,59 @@ def _score(problems: Problems, file: str, node: LocatedMap, model: str | None) -
             problems.add(at(file, item, "default"), f"{what} default {default!r} is not a number")
             return None
         out.append(ScoreNode(item["name"], endpoints, item["timeout_ms"], str(item.get("split_by", "")),
-                             str(item.get("input", "features")), float(default)))
+                             str(item.get("input", "features")), float(default), inputs))
     return tuple(out)
 
 
-def _endpoints(problems: Problems, file: str, item: LocatedMap) -> tuple[Endpoint, ...] | None:
+def _read_back(problems: Problems, file: str, item: LocatedMap, what: str, inherited: dict) -> dict | None:
+    """`output`, `column` and `batch_size` of a node or endpoint, over what it inherits."""
+    values = dict(inherited)
+    if "output" in item:
+        if not isinstance(item["output"], str) or not item["output"]:
+            problems.add(at(file, item, "output"), f"{what} output must be the name of an output tensor, "
+                                                   f"got {item['output']!r}")
+            return None
+        values["output"] = item["output"]
+    for key, allow_zero in (("column", True), ("batch_size", False)):
+        if key in item:
+            if positive_int(problems, file, item, key, what, allow_zero=allow_zero) is None:
+                return None
+            values[key] = item[key]
+    return values
+
+
+def _input_tensors(problems: Problems, file: str, item: LocatedMap, what: str) -> tuple[InputTensor, ...] | None:
+    if "inputs" not in item:
+        return ()
+    if "input" in item:
+        problems.add(at(file, item, "inputs"), f"{what} has both 'input' (the whole matrix as one tensor) and "
+                                               f"'inputs' (named tensors of columns): give one")
+        return None
+    items = item["inputs"]
+    if not isinstance(items, LocatedList) or not items:
+        problems.add(at(file, item, "inputs"), f"{what} inputs must be a non-empty list of "
+                                               f"{{name, columns, datatype}}")
+        return None
+    out = []
+    for tensor in items:
+        if not fields(problems, file, tensor, "input tensor", ("name", "columns"), ("datatype",)):
+            return None
+        columns, datatype = tensor["columns"], tensor.get("datatype", "FP32")
+        if not isinstance(columns, list) or not columns or not all(isinstance(c, str) for c in columns):
+            problems.add(at(file, tensor, "columns"), "input tensor columns must be a non-empty list of column names")
+            return None
+        if datatype not in TENSOR_DATATYPES:
+            problems.add(at(file, tensor, "datatype"), f"input tensor datatype {datatype!r} must be one of "
+                                                       f"{list(TENSOR_DATATYPES)}")
+            return None
+        if not isinstance(tensor["name"], str) or not tensor["name"]:
+            problems.add(at(file, tensor, "name"), f"input tensor name {tensor['name']!r} must be a string")
+            return None
+        out.append(InputTensor(tensor["name"], tuple(columns), datatype))
+    return tuple(out)
+
+
+def _endpoints(problems: Problems, file: str, item: LocatedMap, read_back: dict) -> tuple[Endpoint, ...] | None:
     if ("endpoint" in item) == ("endpoints" in item):
         problems.add(at(file, item), "a score node needs either 'endpoint' or 'endpoints' (a traffic split)")
         return None
@@ -175,13 +229,16 @@ def _endpoints(problems: Problems, file: str, item: LocatedMap) -> tuple[Endpoin
     out = []
     for e in items:
         optional = ("version", "percent") if "endpoints" in item else ("version",)
-        if not fields(problems, file, e, "endpoint", ("target", "model"), optional):
+        if not fields(problems, file, e, "endpoint", ("target", "model"), (*optional, *READ_BACK_FIELDS)):
             return None
         percent = e.get("percent", 100)
         if isinstance(percent, bool) or not isinstance(percent, int) or not 0 <= percent <= 100:
             problems.add(at(file, e, "percent"), f"endpoint percent {percent!r} must be an integer 0..100")
             return None
-        out.append(Endpoint(str(e["target"]), str(e["model"]), str(e.get("version", "")), percent))
+        own = _read_back(problems, file, e, "endpoint", read_back)
+        if own is None:
+            return None
+        out.append(Endpoint(str(e["target"]), str(e["model"]), str(e.get("version", "")), percent, **own))
     return tuple(out)
 
 
@@ -205,7 +262,7 @@ def graph_problems(graph: ModelGraph, groups: dict[str, FeatureGroup],
                 yield ("features", i), f"model '{graph.name}' has two columns named '{output}' " \
                                        f"(features {seen[output] + 1} and {i + 1})"
             seen.setdefault(output, i)
-    yield from _score_problems(graph)
+    yield from _score_problems(graph, _column_outputs(graph, known, sequences))
 
 
 def _lookup_problems(graph: ModelGraph, i: int, lookup: Lookup, known: dict[str, FeatureGroup],
@@ -336,8 +393,37 @@ def output_names(c: Column, known: dict[str, FeatureGroup], sequences: dict[str,
     return [c.name]
 
 
-def _score_problems(graph: ModelGraph):
+def _column_outputs(graph: ModelGraph, known: dict[str, FeatureGroup],
+                    sequences: dict[str, HistoryInput]) -> dict[str, list[str]]:
+    """Each name an input tensor may list: a matrix column, or a graph column (all the columns it fills)."""
+    out: dict[str, list[str]] = {}
+    for column in graph.columns:
+        names = output_names(column, known, sequences)
+        out.setdefault(column.name, names)
+        for name in names:
+            out.setdefault(name, [name])
+    return out
+
+
+def input_columns(tensor_columns: tuple[str, ...], matrix_columns: list[str], scored: list[str]) -> list[int]:
+    """The positions, in the matrix with earlier nodes' scores appended, of a tensor's columns.
+    A graph column that fills several (a one-hot, a vector) stands for all of them, in order."""
+    position = {name: i for i, name in enumerate([*matrix_columns, *scored])}
+    out = []
+    for name in tensor_columns:
+        if name in position:
+            out.append(position[name])
+        else:
+            prefixed = [i for c, i in position.items() if c.startswith((f"{name}_", f"{name}="))]
+            if not prefixed:
+                raise KeyError(name)
+            out.extend(prefixed)
+    return out
+
+
+def _score_problems(graph: ModelGraph, columns: dict[str, list[str]]):
     names = {lk.name for lk in graph.lookups}
+    scored: list[str] = []
     for i, node in enumerate(graph.score):
         if node.name in names:
             yield ("score", i, "name"), f"score node '{node.name}' has the name of another node"
@@ -348,3 +434,20 @@ def _score_problems(graph: ModelGraph):
         if len(node.endpoints) > 1 and node.split_by not in graph.context:
             yield ("score", i, "split_by"), f"score node '{node.name}' splits traffic: split_by must name a " \
                                             f"context input (context: {list(graph.context)}), got {node.split_by!r}"
+        yield from _input_problems(node, i, columns, scored)
+        scored.append(node.name)
+
+
+def _input_problems(node: ScoreNode, i: int, columns: dict[str, list[str]], scored: list[str]):
+    seen = set()
+    for j, tensor in enumerate(node.inputs):
+        if tensor.name in seen:
+            yield ("score", i, "inputs", j, "name"), f"score node '{node.name}' has two input tensors named " \
+                                                     f"'{tensor.name}'"
+        seen.add(tensor.name)
+        for k, name in enumerate(tensor.columns):
+            if name not in columns and name not in scored:
+                yield ("score", i, "inputs", j, "columns", k), \
+                    f"score node '{node.name}' input '{tensor.name}': '{name}' is not a column of the graph " \
+                    f"nor an earlier score node (columns: {', '.join(list(columns)[:12])}" \
+                    f"{', ...' if len(columns) > 12 else ''})"

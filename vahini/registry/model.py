@@ -145,6 +145,28 @@ class Endpoint:
     model: str  # the model name at the endpoint
     version: str = ""
     percent: int = 100
+    # What to read back, set on the node or overridden per endpoint (the loader folds
+    # the node's values in): the output tensor to request ("": the endpoint's only
+    # output), the column of an [N, k] output, and the most rows one call may carry
+    # (0: all rows in one call; Triton refuses more than its model's max_batch_size).
+    output: str = ""
+    column: int | None = None
+    batch_size: int = 0
+
+
+TENSOR_DATATYPES = ("FP32", "FP64", "INT32", "INT64")
+
+
+@dataclass(frozen=True)
+class InputTensor:
+    """A named input tensor of a model call: these matrix columns, in this order, as `datatype`."""
+
+    name: str
+    columns: tuple[str, ...]
+    datatype: str = "FP32"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "columns", tuple(self.columns))
 
 
 @dataclass(frozen=True)
@@ -156,12 +178,15 @@ class ScoreNode:
     endpoints: tuple[Endpoint, ...]
     timeout_ms: int = 100
     split_by: str = ""  # a context input, e.g. "user_id"; "" with a single endpoint
-    input: str = "features"  # the KServe input tensor name
+    input: str = "features"  # the KServe input tensor name, when the whole matrix goes as one FP32 tensor
     default: float = 0.0  # the score when the endpoint fails and on_outage is "defaults"
+    inputs: tuple[InputTensor, ...] = ()  # named tensors of chosen columns, in place of the one matrix
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "endpoints", tuple(
             e if isinstance(e, Endpoint) else Endpoint(**e) for e in self.endpoints))
+        object.__setattr__(self, "inputs", tuple(
+            t if isinstance(t, InputTensor) else InputTensor(**t) for t in self.inputs))
 
 
 @dataclass(frozen=True)
