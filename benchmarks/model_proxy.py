@@ -107,10 +107,10 @@ def clicks_of(u: int, now: int, rng: random.Random) -> list[StoredInteraction]:
             for i, p in enumerate(rng.sample(range(PRODUCTS), CLICKS))]
 
 
-def load_vahini(settings) -> None:
+def load_vahini(settings, registry_dir: Path = REGISTRY_DIR) -> None:
     """Rows into Cassandra; the users' clicks into the session hot tier (Redis)."""
     config = wiring.config_store(settings)
-    registry = publish.apply(REGISTRY_DIR, config).registry
+    registry = publish.apply(registry_dir, config).registry
     config.close()
     rng, now = random.Random(3), int(time.time() * 1000)
     rows = [row_of(validate_feature_update({"entity": e, "keys": k, "group": g, "values": v,

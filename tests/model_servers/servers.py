@@ -96,13 +96,14 @@ class ModelServer:
             self.process.wait(10)
 
 
-def mlserver(workdir: Path) -> ModelServer:
-    """MLServer serving `lr` (a LogisticRegression over MLSERVER_FEATURE_HIGHS), not yet started."""
+def mlserver(workdir: Path, columns: int | None = None) -> ModelServer:
+    """MLServer serving `lr`, a LogisticRegression over MLSERVER_FEATURE_HIGHS (or over `columns`
+    features in [0, 1)), not yet started."""
     python = venv_python("mlserver")
     model_dir = workdir / "lr"
+    highs = MLSERVER_FEATURE_HIGHS if columns is None else (1,) * columns
     subprocess.run([str(python), str(HERE / "mlserver_model.py"), "train", str(model_dir),
-                    ",".join(map(str, MLSERVER_FEATURE_HIGHS))],
-                   check=True)
+                    ",".join(map(str, highs))], check=True)
     grpc_port = free_port()
     (workdir / "settings.json").write_text(json.dumps({
         "host": "127.0.0.1", "grpc_port": grpc_port, "http_port": free_port(), "metrics_port": free_port(),

@@ -112,6 +112,55 @@ def test_a_traffic_split_must_add_up_and_name_a_context_input(tmp_path):
     assert any("models.yaml:14:" in p and "endpoints must be a non-empty list" in p for p in found), found
 
 
+READ_BACK = MODEL.replace("COLUMN", "{name: brand_hash, from: p.brand, transform: hash, buckets: 10}") + """\
+    score:
+      - name: ctr
+        endpoint: {target: 127.0.0.1:1, model: m, output: probabilities, column: 1}
+        batch_size: 64
+        inputs:
+          - {name: dense, columns: [p.price], datatype: FP64}
+          - {name: ids, columns: [brand_hash], datatype: INT64}
+"""
+# case -> (what is replaced, by what, the line reported, the message)
+BAD_SCORE_NODES = {
+    "output not a name": ("output: probabilities", "output: [a]", 14, "endpoint output must be the name of an output"),
+    "negative column": ("column: 1", "column: -1", 14, "endpoint column must be an integer >= 0, got -1"),
+    "zero batch_size": ("batch_size: 64", "batch_size: 0", 15, "batch_size must be an integer >= 1, got 0"),
+    "unknown column": ("columns: [p.price]", "columns: [p.cost]", 17, "input 'dense': 'p.cost' is not a column"),
+    "datatype": ("datatype: FP64", "datatype: BYTES", 17, "datatype 'BYTES' must be one of"),
+    "two tensors of a name": ("name: ids", "name: dense", 18, "two input tensors named 'dense'"),
+    "input and inputs": ("batch_size: 64", "input: x", 16, "has both 'input'"),
+    "unknown endpoint field": ("column: 1}", "column: 1, outputs: [a]}", 14, "unknown field 'outputs'"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_SCORE_NODES, ids=list(BAD_SCORE_NODES))
+def test_bad_outputs_inputs_and_batch_sizes_are_rejected_with_file_line_and_reason(tmp_path, case):
+    old, new, line, message = BAD_SCORE_NODES[case]
+    assert old in READ_BACK
+    found = problems(write(tmp_path, entities=ENTITIES, groups=GROUPS, models=READ_BACK.replace(old, new)))
+    assert any(f"models.yaml:{line}:" in p and message in p for p in found), found
+
+
+def test_a_node_s_output_column_and_batch_size_reach_each_endpoint_unless_it_overrides_them(tmp_path):
+    from vahini.registry.loader import load_registry
+    from vahini.registry.model import Registry
+
+    models = READ_BACK.replace("        endpoint: {target: 127.0.0.1:1, model: m, output: probabilities, column: 1}\n",
+                               "        output: probabilities\n        column: 1\n        split_by: user_id\n"
+                               "        endpoints:\n"
+                               "          - {target: a:1, model: m, percent: 50}\n"
+                               "          - {target: b:1, model: n, percent: 50, column: 0, batch_size: 8}\n")
+    registry = load_registry(write(tmp_path, entities=ENTITIES, groups=GROUPS, models=models))
+    node = registry.models["ranker"].score[0]
+    assert [(e.output, e.column, e.batch_size) for e in node.endpoints] == [("probabilities", 1, 64),
+                                                                           ("probabilities", 0, 8)]
+    assert [(t.name, t.columns, t.datatype) for t in node.inputs] == [("dense", ("p.price",), "FP64"),
+                                                                     ("ids", ("brand_hash",), "INT64")]
+    # as published to the config store and read back
+    assert Registry.from_json_dict(registry.to_json_dict()).models["ranker"] == registry.models["ranker"]
+
+
 def test_each_changed_graph_gets_the_next_version_and_earlier_ones_stay_pinnable(tmp_path, settings):
     store = wiring.config_store(settings)
     d = write(tmp_path, entities=ENTITIES, groups=GROUPS, models=MODEL.replace("COLUMN", "p.size"))

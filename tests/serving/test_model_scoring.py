@@ -184,3 +184,30 @@ def test_vahini_model_server_answers_model_infer_as_a_user_would(tmp_path):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_vahini_query_blames_the_model_endpoint_not_tls_when_the_endpoint_is_down(request, tmp_path, unique):
+    import subprocess
+    import sys
+
+    from tests.services import free_port
+    from tests.streams.processes import settings_env
+
+    settings = stack_settings("embedded", request, tmp_path, unique)
+    publish_registry(settings, tmp_path)
+    running, channel = serve(settings, f"127.0.0.1:{free_port()}")  # nothing listens at the model endpoint
+
+    def query(target: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "vahini.cli", "query", "home_ranker_scored", "--set",
+                               "user_id=u1", "--set", "product_ids=p1", "--target", target],
+                              env=settings_env(settings), capture_output=True, text=True, timeout=60)
+    try:
+        endpoint_down = query(f"127.0.0.1:{running.port}")
+        assert endpoint_down.returncode == 2 and "UNAVAILABLE: model endpoint reference (ctr_model)" \
+            in endpoint_down.stderr
+        assert "--ca-file" not in endpoint_down.stderr  # Vahini answered: the connection to it is fine
+        vahini_down = query(f"127.0.0.1:{free_port()}")
+        assert vahini_down.returncode == 2 and "if the server uses TLS, give --ca-file" in vahini_down.stderr
+    finally:
+        channel.close()
+        running.stop(0)
