@@ -45,20 +45,20 @@ LOOKUPS = """    context: [user_id, product_ids]
 """
 
 
-@pytest.fixture(scope="module")
-def mlserver(tmp_path_factory):
-    server = servers.mlserver(tmp_path_factory.mktemp("mlserver"))
+def _running(server: servers.ModelServer):
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def mlserver(tmp_path_factory):
+    yield from _running(servers.mlserver(tmp_path_factory.mktemp("mlserver")))
 
 
 @pytest.fixture(scope="module")
 def triton(tmp_path_factory):
-    server = servers.triton(tmp_path_factory.mktemp("triton"))
-    server.start()
-    yield server
-    server.stop()
+    yield from _running(servers.triton(tmp_path_factory.mktemp("triton")))
 
 
 def publish_models(settings, tmp_path, models: str) -> None:
