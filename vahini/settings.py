@@ -190,6 +190,21 @@ class CassandraSettings(_Section):
     protocol_version: int = Field(4, ge=3, le=5, description="Native protocol version: 4 is what ScyllaDB speaks; "
                                   "Cassandra's 5 adds per-frame checksums that the driver computes in Python, "
                                   "about 1.5% of an ingest worker's CPU")
+    hedge_reads: bool = Field(True, description="Send a read that one replica has not answered within the reads' "
+                              "observed latency percentile to the next replica too; the first answer wins. Reads "
+                              "only: writes are never hedged (docs/operations.md)")
+    hedge_percentile: float = Field(99.0, gt=50, lt=100, description="Of the latencies of reads one replica "
+                                    "answered alone: how long a read waits before its hedge")
+    hedge_min_delay_ms: float = Field(2.0, ge=0, description="Never hedge sooner than this")
+    hedge_max_delay_ms: float = Field(100.0, gt=0, description="Never wait longer than this before hedging, "
+                                      "whatever the observed latency")
+    hedge_max_extra: int = Field(2, ge=1, le=5, description="Extra replicas one read may be sent to")
+    heartbeat_interval_s: float = Field(5.0, gt=0, description="A node that sent nothing this long gets a "
+                                        "heartbeat (the driver's default is 30 s)")
+    heartbeat_timeout_s: float = Field(5.0, gt=0, description="A heartbeat unanswered this long closes the "
+                                       "connection and marks the node down: a hung node stops getting requests")
+    reconnect_max_delay_s: float = Field(30.0, gt=0, description="A node marked down is tried again at most "
+                                         "this far apart (exponential from 1 s)")
 
 
 class Settings(BaseSettings):

@@ -76,7 +76,19 @@ def _cassandra(settings: Settings, url: str, tables: list[str]):
     return CassandraSession(CassandraOptions(hosts, port, parsed.path.strip("/") or "vahini", c.replication_factor,
                                              c.local_dc, c.consistency, settings.ingest.write_concurrency,
                                              credentials=credentials, tls=tls, compression=c.compression,
-                                             protocol_version=c.protocol_version), tables)
+                                             protocol_version=c.protocol_version, hedge=_hedge(c),
+                                             heartbeat_interval_s=c.heartbeat_interval_s,
+                                             heartbeat_timeout_s=c.heartbeat_timeout_s,
+                                             reconnect_max_delay_s=c.reconnect_max_delay_s), tables)
+
+
+def _hedge(c) -> "HedgeOptions | None":
+    from vahini.adapters.cassandra_hedging import HedgeOptions
+
+    if not c.hedge_reads:
+        return None
+    return HedgeOptions(c.hedge_percentile, c.hedge_min_delay_ms / 1000, c.hedge_max_delay_ms / 1000,
+                        initial_delay_s=min(0.05, c.hedge_max_delay_ms / 1000), max_hedges=c.hedge_max_extra)
 
 
 def hot_tier(settings: Settings) -> HotTier:

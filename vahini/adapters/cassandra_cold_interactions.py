@@ -86,7 +86,7 @@ class CassandraColdInteractions:
                 statements.append((self._select, (q.user_id, buckets, t, since, until, q.limit)))
                 owner.append(i)
         found: list[list[StoredInteraction]] = [[] for _ in queries]
-        for i, rows in zip(owner, self._connection.run(statements, timeout_s)):
+        for i, rows in zip(owner, self._connection.run(statements, timeout_s, hedged=True)):
             found[i].extend(StoredInteraction(e, u, p, c, t, ms, dict(a or {})) for e, u, p, c, t, ms, a in rows)
         return [newest_first(items, q.limit) for items, q in zip(found, queries)]
 

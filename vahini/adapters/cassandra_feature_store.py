@@ -186,7 +186,8 @@ class CassandraFeatureStore:
              timeout_s: float | None = None) -> dict[tuple[str, str], FeatureRow]:
         unique = list(dict.fromkeys(keys))
         found: dict[tuple[str, str], FeatureRow] = {}
-        for result in self._connection.run([(self._select, (entity, k, list(groups))) for k in unique], timeout_s):
+        for result in self._connection.run([(self._select, (entity, k, list(groups))) for k in unique], timeout_s,
+                                           hedged=True):
             for key, grp, ts, blob in result:
                 found[(key, grp)] = FeatureRow(entity, key, grp, ts, blob)
         return found

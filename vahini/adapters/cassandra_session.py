@@ -16,10 +16,11 @@ from cassandra import ConsistencyLevel, DriverException, OperationTimedOut
 from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable
 from cassandra.connection import ConnectionException
-from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
+from cassandra.policies import DCAwareRoundRobinPolicy, ExponentialReconnectionPolicy, TokenAwarePolicy
 from cassandra.protocol import BatchMessage, ProtocolHandler
 from cassandra.query import tuple_factory
 
+from vahini.adapters.cassandra_hedging import HedgedReads, HedgeOptions, ObservedLatency
 from vahini.errors import DeadlineExceeded, StoreUnavailable
 from vahini.logs import get_logger
 
@@ -41,6 +42,13 @@ class CassandraOptions:
     compression: bool = False
     protocol_version: int = 4
     schema_timeout_s: float = 60.0  # how long start-up waits for the nodes to agree on the schema
+    hedge: HedgeOptions | None = HedgeOptions()  # reads (run(..., hedged=True)) only; None: never hedge
+    # A node that has sent nothing for heartbeat_interval_s gets a heartbeat; unanswered within
+    # heartbeat_timeout_s, its connection is closed and the node marked down (the driver's
+    # defaults, 30 s and 30 s, keep sending a hung node requests for up to a minute).
+    heartbeat_interval_s: float = 5.0
+    heartbeat_timeout_s: float = 5.0
+    reconnect_max_delay_s: float = 30.0  # a node marked down is tried again at most this far apart
 
 
 def _ssl_context(tls: tuple | None) -> ssl.SSLContext | None:
@@ -75,6 +83,7 @@ class EncodedStatements(list):
 
 
 _COUNT = struct.Struct(">H")
+HEDGED_READS = "hedged_reads"  # the execution profile of reads that may be hedged
 
 
 class _PreEncodedBatch(BatchMessage):
@@ -108,19 +117,16 @@ class CassandraSession:
         IF NOT EXISTS of `tables` (`{ks}` stands for the keyspace)."""
         self.options = options
         self.keyspace = options.keyspace
-        profile = ExecutionProfile(
-            load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=options.local_dc)),
-            consistency_level=getattr(ConsistencyLevel, options.consistency),
-            request_timeout=options.request_timeout_s,
-            # Rows as plain tuples: the default builds a namedtuple class for every result,
-            # and reads are one statement per key (a store read of 100 keys x 3 groups took
-            # 0.4-0.6x the CPU without it). The adapters unpack rows by position.
-            row_factory=tuple_factory)
+        self.read_latency = ObservedLatency(options.hedge) if options.hedge else None
+        self._sampled = 0
         auth = PlainTextAuthProvider(*options.credentials) if options.credentials else None
-        self.cluster = Cluster(list(options.hosts), port=options.port,
-                               execution_profiles={EXEC_PROFILE_DEFAULT: profile}, connect_timeout=10,
-                               auth_provider=auth, ssl_context=_ssl_context(options.tls),
-                               compression=options.compression, protocol_version=options.protocol_version)
+        self.cluster = Cluster(list(options.hosts), port=options.port, execution_profiles=self._profiles(),
+                               connect_timeout=10, auth_provider=auth, ssl_context=_ssl_context(options.tls),
+                               compression=options.compression, protocol_version=options.protocol_version,
+                               idle_heartbeat_interval=options.heartbeat_interval_s,
+                               idle_heartbeat_timeout=options.heartbeat_timeout_s,
+                               reconnection_policy=ExponentialReconnectionPolicy(
+                                   1.0, options.reconnect_max_delay_s))
         try:
             self.session = self.cluster.connect()
             self.session.client_protocol_handler = PreEncodingProtocolHandler
@@ -130,6 +136,24 @@ class CassandraSession:
             self.cluster.shutdown()
             raise StoreUnavailable(f"cannot connect to Cassandra/Scylla at {list(options.hosts)}:{options.port}: "
                                    f"{exc}") from exc
+
+    def _profiles(self) -> dict:
+        """The default profile (writes, DDL), and HEDGED_READS: the same, plus hedging."""
+        o = self.options
+
+        def profile(**extra) -> ExecutionProfile:
+            return ExecutionProfile(
+                load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=o.local_dc)),
+                consistency_level=getattr(ConsistencyLevel, o.consistency), request_timeout=o.request_timeout_s,
+                # Rows as plain tuples: the default builds a namedtuple class for every result,
+                # and reads are one statement per key (a store read of 100 keys x 3 groups took
+                # 0.4-0.6x the CPU without it). The adapters unpack rows by position.
+                row_factory=tuple_factory, **extra)
+        profiles = {EXEC_PROFILE_DEFAULT: profile()}
+        if o.hedge:
+            profiles[HEDGED_READS] = profile(speculative_execution_policy=HedgedReads(self.read_latency,
+                                                                                      o.hedge.max_hedges))
+        return profiles
 
     def _create_schema(self, tables: Sequence[str]) -> None:
         """Workers start together and race to create the schema. Each waits until every
@@ -177,17 +201,23 @@ class CassandraSession:
         statement.is_idempotent = idempotent
         return statement
 
-    def run(self, statements_and_params: list, timeout_s: float | None) -> list:
+    def run(self, statements_and_params: list, timeout_s: float | None, hedged: bool = False) -> list:
         """Run statements with at most `concurrency` in flight, each bounded by what is
-        left of `timeout_s`; driver failures become StoreUnavailable or DeadlineExceeded."""
+        left of `timeout_s`; driver failures become StoreUnavailable or DeadlineExceeded.
+        `hedged`: idempotent reads, sent again to another replica when one is slow."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        profile = HEDGED_READS if hedged and self.read_latency is not None else EXEC_PROFILE_DEFAULT
         in_flight: deque = deque()
         results: list = []
         try:
             for statement, params in statements_and_params:
                 if len(in_flight) >= self.options.concurrency:
                     results.append(in_flight.popleft().result())
-                in_flight.append(self.session.execute_async(statement, params, timeout=self._timeout(deadline)))
+                future = self.session.execute_async(statement, params, timeout=self._timeout(deadline),
+                                                    execution_profile=profile)
+                if profile == HEDGED_READS:
+                    self._time_some(future)
+                in_flight.append(future)
             while in_flight:
                 results.append(in_flight.popleft().result())
         except (NoHostAvailable, DriverException, ConnectionException, OSError) as exc:
@@ -195,6 +225,12 @@ class CassandraSession:
                 raise DeadlineExceeded(f"Cassandra/Scylla did not answer within {timeout_s:.3f} s") from exc
             raise StoreUnavailable(f"Cassandra/Scylla request failed: {type(exc).__name__}: {exc}") from exc
         return results
+
+    def _time_some(self, future) -> None:
+        """Time one read in `sample_every`, for the hedges' delay."""
+        self._sampled += 1
+        if self._sampled % self.options.hedge.sample_every == 0:
+            future.add_callback(self.read_latency.record_answer, future, time.monotonic())
 
     def _timeout(self, deadline: float | None) -> float:
         if deadline is None:
