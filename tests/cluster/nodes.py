@@ -61,6 +61,15 @@ def kill9(node: str) -> float:
     return killed_at
 
 
+def pause(node: str) -> None:
+    """SIGSTOP the node: it hangs with its sockets open, as in a GC pause or on a stuck disk."""
+    os.kill(int(_pid_file(node).read_text()), signal.SIGSTOP)
+
+
+def resume(node: str) -> None:
+    os.kill(int(_pid_file(node).read_text()), signal.SIGCONT)
+
+
 def start(*nodes: str) -> None:
     """Start nodes again (a killed one rejoins with its data) and wait until each is healthy."""
     subprocess.run(["bash", str(ROOT / "infra" / "cluster.sh"), "start", *nodes], check=True, timeout=600,
@@ -68,7 +77,10 @@ def start(*nodes: str) -> None:
 
 
 def restore() -> None:
-    """Start whatever a test left dead."""
+    """Resume whatever a test left hung, start whatever it left dead."""
+    for node in NODES:
+        if running(node):
+            resume(node)
     dead = [n for n in NODES if not running(n) or not port_open(host_of(n), port_of(n))]
     if dead:
         start(*dead)

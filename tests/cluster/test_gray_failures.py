@@ -1,0 +1,171 @@
+"""Gray failures: a node that hangs (SIGSTOP) with its sockets open, as in a GC pause,
+on a stuck disk or behind a half-open network. Nothing looks down, so the clients go
+on sending to it. Reads must route around it within their deadline, and ingest must
+lose nothing. Each test prints its table (docs/operations.md records them); the
+bounds are ratios and counts measured in the same run, never absolute times."""
+
+from __future__ import annotations
+
+import random
+import time
+
+import grpc
+import numpy as np
+import pytest
+
+from serving.api import feature_service_pb2 as pb
+from serving.api import feature_service_pb2_grpc as pb_grpc
+from serving.api import model_proxy_pb2 as mpb
+from serving.api import model_proxy_pb2_grpc as mpb_grpc
+from serving.server import start_server
+from tests.cluster import nodes
+from vahini import wiring
+from vahini.feature_rows import row_of
+from vahini.registry import publish
+from vahini.validation import EventLimits, validate_feature_update
+
+pytestmark = [pytest.mark.real_service, pytest.mark.cluster, pytest.mark.slow]
+
+HUNG_S = 40
+KEYS = 100  # per request, each never read before: every read goes to the store
+
+
+def write_products(settings, count: int) -> None:
+    registry = publish.read_published(wiring.config_store(settings))
+    now, rng = int(time.time() * 1000), random.Random(5)
+    rows = [row_of(validate_feature_update({"entity": "product", "keys": {"product_id": f"p{i}"},
+                                            "group": "product_stats", "event_time_ms": now - 1000,
+                                            "values": {"ctr_7d": rng.random() / 10, "cvr_7d": rng.random() / 50}},
+                                           registry, now, EventLimits()))
+            for i in range(count)]
+    store = wiring.feature_store(settings)
+    try:
+        for start in range(0, len(rows), 2000):
+            store.write(rows[start:start + 2000])
+    finally:
+        store.close()
+
+
+class ColdReads:
+    """Retrieve and GetFeatures in turns, each on KEYS products never asked for before."""
+
+    def __init__(self, channel: grpc.Channel):
+        self._features = pb_grpc.FeatureServiceStub(channel)
+        self._proxy = mpb_grpc.ModelProxyStub(channel)
+        self.next_key = 0
+
+    def _products(self) -> list[str]:
+        first, self.next_key = self.next_key, self.next_key + KEYS
+        return [f"p{i}" for i in range(first, first + KEYS)]
+
+    def one(self, i: int, deadline_s: float) -> tuple[float, str]:
+        """(milliseconds, "" or the status code) of one call."""
+        products = self._products()
+        started = time.perf_counter()
+        try:
+            if i % 2:
+                self._features.Retrieve(pb.RetrieveRequest(entity="product", keys=products, groups=[
+                    pb.GroupSelector(group="product_stats")]), timeout=deadline_s)
+            else:
+                self._proxy.GetFeatures(mpb.GetFeaturesRequest(model="home_ranker", context={
+                    "user_id": mpb.ContextIds(ids=[f"u{i}-{products[0]}"]),
+                    "product_ids": mpb.ContextIds(ids=products)}), timeout=deadline_s)
+            code = ""
+        except grpc.RpcError as exc:
+            code = exc.code().name
+        return (time.perf_counter() - started) * 1000, code
+
+    def run(self, deadline_s: float, count: int | None = None, seconds: float | None = None) -> "Phase":
+        phase, give_up = Phase(), time.monotonic() + (seconds or 1e9)
+        while (count is None or len(phase.ms) < count) and time.monotonic() < give_up:
+            ms, code = self.one(len(phase.ms), deadline_s)
+            phase.ms.append(ms)
+            phase.failed += bool(code)
+            phase.codes.add(code) if code else None
+        return phase
+
+
+class Phase:
+    def __init__(self):
+        self.ms: list[float] = []
+        self.failed = 0
+        self.codes: set[str] = set()
+
+    def p(self, q: float) -> float:
+        return float(np.percentile(self.ms, q))
+
+    def row(self, name: str) -> str:
+        codes = f" ({', '.join(sorted(self.codes))})" if self.codes else ""
+        return f"| {name} | {len(self.ms)} | {self.p(50):.0f} | {self.p(99):.0f} | {self.failed}{codes} |"
+
+
+def test_a_hung_cassandra_replica_costs_cold_reads_at_most_1_percent_failures_and_2x_p99(settings):
+    write_products(settings, 60_000)
+    running = start_server(settings, port=0)
+    channel = grpc.insecure_channel(f"127.0.0.1:{running.port}")
+    reads = ColdReads(channel)
+    try:
+        reads.run(5.0, count=40)  # connections, prepared statements, the hedges' delay
+        before = reads.run(5.0, count=200)
+        deadline_s = 3 * before.p(99) / 1000
+        nodes.pause("cassandra-2")
+        try:
+            hung = reads.run(deadline_s, seconds=HUNG_S)
+        finally:
+            nodes.resume("cassandra-2")
+        after = reads.run(deadline_s, count=100)
+    finally:
+        channel.close()
+        running.stop(0)
+    print(f"\ncold reads of {KEYS} products, Retrieve and GetFeatures in turns; RF 3, LOCAL_QUORUM; "
+          f"cassandra-2 SIGSTOPped for {HUNG_S} s; each call's deadline {deadline_s * 1000:.0f} ms "
+          f"(3x the p99 before)\n| phase | calls | p50 ms | p99 ms | failed |\n|---|---|---|---|---|")
+    print(before.row("before (deadline 5 s)"))
+    print(hung.row("cassandra-2 hung"))
+    print(after.row("after it resumed"))
+    print(f"p99 while hung / before: {hung.p(99) / before.p(99):.2f}x; failed {100 * hung.failed / len(hung.ms):.2f}%")
+    assert before.failed == 0
+    assert hung.failed <= 0.01 * len(hung.ms), hung.codes
+    assert hung.p(99) <= 2 * before.p(99)
+    assert after.failed <= 0.01 * len(after.ms), after.codes
+
+
+def test_sessions_load_and_flush_exactly_while_a_replica_hangs(settings):
+    from tests.processes_helpers import wait_for
+    from tests.streams.interaction_helpers import Reader, RunningInteractionWorker, producer
+
+    sessions = settings.model_copy(update={"interactions": settings.interactions.model_copy(update={
+        "group": f"{settings.ingest.group}-interactions", "inactivity_timeout_s": 2.0,
+        "checkpoint_interval_s": 3600.0, "batch_size": 200})})
+    t = int(time.time() * 1000) - 120_000
+    events, worker, reader = producer(sessions), RunningInteractionWorker(sessions), Reader(sessions)
+    try:
+        def session(number: int, first: int, count: int) -> list[str]:
+            """A session of `count` clicks, served hot; returns the user's clicks so far, newest first."""
+            start = t + number * 10_000
+            events.session_event("alice", f"s{number}", "START", start)
+            for i in range(first, first + count):
+                events.interaction(f"a-{i}", "alice", f"p{i}", "CLICK", start + i, category_id="c1")
+            events.flush()
+            clicks = [f"a-{i}" for i in reversed(range(first + count))]
+            wait_for(lambda: reader.history("alice").source == "hot" and reader.ids("alice") == clicks, 90,
+                     f"session {number} to be served hot with every click so far")
+            return clicks
+
+        def end(number: int, clicks: list[str]) -> None:
+            events.session_event("alice", f"s{number}", "END", t + number * 10_000 + 5_000)
+            events.flush()
+            wait_for(lambda: reader.history("alice").source == "cold" and reader.ids("alice") == clicks, 90,
+                     f"session {number} to be flushed to cold and evicted")
+
+        end(1, session(1, 0, 30))
+        nodes.pause("cassandra-2")
+        try:
+            both = session(2, 30, 20)  # START loaded the 30 cold clicks into the hot tier: a hedged read
+            end(2, both)  # the flush's writes wait for LOCAL_QUORUM of the two live replicas
+        finally:
+            nodes.resume("cassandra-2")
+        assert reader.ids("alice") == both
+    finally:
+        worker.close()
+        reader.close()
