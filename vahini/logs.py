@@ -43,26 +43,40 @@ def get_logger(name: str):
     return structlog.get_logger(name)
 
 
+class Throttle:
+    """Lets one log line per key through every `every_s`, and counts the ones held back."""
+
+    def __init__(self, every_s: float = 5.0, clock=time.monotonic):
+        self._every_s = every_s
+        self._clock = clock
+        self._last: dict[object, tuple[float, int]] = {}
+        self._lock = threading.Lock()
+
+    def allow(self, key: object) -> int | None:
+        """How many were held back since the last one let through; None: hold this one back."""
+        now = self._clock()
+        with self._lock:
+            logged_at, held_back = self._last.get(key, (None, 0))
+            if logged_at is not None and now - logged_at < self._every_s:
+                self._last[key] = (logged_at, held_back + 1)
+                return None
+            self._last[key] = (now, 0)
+        return held_back
+
+
 class RateLimitedLog:
     """Logs an event at most once per `interval_s` for each key (e.g. an endpoint and
     a status code), so a failing dependency cannot flood the log; the line that does
-    go out says how many were held back since the last one."""
+    go out says how many were held back since the last one (`suppressed`)."""
 
-    def __init__(self, logger, interval_s: float = 10.0, clock=None):
+    def __init__(self, logger, interval_s: float = 10.0, clock=time.monotonic):
         self._log = logger
-        self._interval_s = interval_s
-        self._clock = clock or time.monotonic
-        self._last: dict[tuple, tuple[float, int]] = {}  # key -> (when logged, lines held back since)
-        self._lock = threading.Lock()
+        self._throttle = Throttle(interval_s, clock)
 
     def warning(self, key: tuple, event: str, **fields) -> bool:
         """Log now unless this key was logged within the interval; True if it was logged."""
-        now = self._clock()
-        with self._lock:
-            when, held = self._last.get(key, (None, 0))
-            if when is not None and now - when < self._interval_s:
-                self._last[key] = (when, held + 1)
-                return False
-            self._last[key] = (now, 0)
+        held = self._throttle.allow(key)
+        if held is None:
+            return False
         self._log.warning(event, suppressed=held, **fields)
         return True

@@ -96,3 +96,10 @@ def group_coordinator(group: str) -> str:
     admin = AdminClient({"bootstrap.servers": KAFKA_BOOTSTRAP})
     (description,) = admin.describe_consumer_groups([group], request_timeout=30).values()
     return f"kafka-{description.result(30).coordinator.id}"
+
+
+def partition_leaders(topic: str) -> dict[int, str]:
+    """partition -> the broker (kafka-N) that leads it."""
+    admin = AdminClient({"bootstrap.servers": KAFKA_BOOTSTRAP})
+    partitions = admin.list_topics(topic, timeout=30).topics[topic].partitions
+    return {p: f"kafka-{meta.leader}" for p, meta in partitions.items()}

@@ -169,3 +169,86 @@ def test_sessions_load_and_flush_exactly_while_a_replica_hangs(settings):
     finally:
         worker.close()
         reader.close()
+
+
+def test_a_hung_partition_leader_costs_ingest_nothing_but_the_time_it_hangs(settings):
+    from tests.cluster.traffic import CommitProbe, SteadyProducer, metric, stored_event_times
+    from tests.services import free_port
+    from tests.streams.helpers import wait_for_commits
+    from tests.streams.processes import WorkerProcess
+    from tests.streams.test_worker_processes import wait_until
+
+    ports = [free_port(), free_port()]
+    producer = SteadyProducer(settings)
+    workers = [WorkerProcess(settings.model_copy(update={"kafka_group_instance_id": f"worker-{i}"}),
+                             metrics_port=port) for i, port in enumerate(ports)]
+    wait_until(lambda: all((metric(port, "vahini_ingest_events_total") or 0) > 2000 for port in ports), 120,
+               "both workers to ingest")
+    leaders = nodes.partition_leaders(settings.topics.feature_updates)
+    coordinator = nodes.group_coordinator(settings.ingest.group)
+    victim = next((b for b in leaders.values() if b != coordinator), leaders[0])
+    probe = CommitProbe(*ports)
+    committed_before = sum(metric(port, "vahini_ingest_events_total") for port in ports)
+    hung_at = time.monotonic()
+    nodes.pause(victim)
+    try:
+        time.sleep(HUNG_S)
+        committed_while_hung = sum(metric(port, "vahini_ingest_events_total") for port in ports) - committed_before
+    finally:
+        nodes.resume(victim)
+    time.sleep(5)
+    probe.stop()
+    sent = producer.stop()
+    wait_for_commits(settings, 180)
+    consumed = sum(worker.terminate()["events"] for worker in workers)
+    dead_letters = sum(metric(port, "vahini_dead_letters_total") or 0 for port in ports)
+    stall = probe.longest_stall_after(hung_at)
+    print(f"\n{victim} (leader of partitions {sorted(p for p, b in leaders.items() if b == victim)} of "
+          f"{len(leaders)}; group coordinator {coordinator}) SIGSTOPped for {HUNG_S} s under ingest: longest "
+          f"stall of commits {stall:.1f} s, {committed_while_hung:.0f} events committed while it hung, "
+          f"{sent} sent, {consumed} consumed, {dead_letters:.0f} dead-lettered")
+    assert stored_event_times(settings, list(producer.newest), attempts=3) == producer.newest
+    assert consumed >= sent and dead_letters == 0
+    assert committed_while_hung > 0  # the partitions it does not lead went on
+
+
+def test_vahini_produce_to_a_hung_partition_leader_times_out_retries_and_says_so(settings, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from confluent_kafka import Consumer, TopicPartition
+
+    from tests.streams.processes import settings_env
+
+    events = 20_000
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("".join(json.dumps({"entity": "user", "keys": {"user_id": f"u{i}"}, "group": "user_activity",
+                                        "values": {"clicks_1d": i % 90}}) + "\n" for i in range(events)))
+    log = wiring.event_log(settings)
+    log.create_topic(settings.topics.feature_updates, settings.topics.partitions)
+    log.close()
+    victim = nodes.partition_leaders(settings.topics.feature_updates)[0]
+    nodes.pause(victim)
+    try:
+        started = time.monotonic()
+        produced = subprocess.run([sys.executable, "-m", "vahini.cli", "produce", "--kind", "feature-update",
+                                   str(rows), "--no-progress"], env=settings_env(settings), capture_output=True,
+                                  text=True, timeout=300)
+        took = time.monotonic() - started
+    finally:
+        nodes.resume(victim)
+    said = [line for line in produced.stderr.splitlines() if "kafka_client" in line or "kafka_produce_waiting" in line]
+    print(f"\nvahini produce of {events} events with {victim} (leader of partition 0) SIGSTOPped: exit "
+          f"{produced.returncode} after {took:.1f} s; it said:\n" + "\n".join(said[:5]))
+    assert produced.returncode == 0 and f"sent {events} event(s), rejected 0" in produced.stdout, produced.stderr
+    # the stall, as it happens: librdkafka's timeout as a structured line, and the flush waiting
+    assert any("kafka_client_log" in line and "Timed out" in line for line in said), produced.stderr[-3000:]
+    assert any("kafka_produce_waiting" in line for line in said), produced.stderr[-3000:]
+    consumer = Consumer({"bootstrap.servers": nodes.KAFKA_BOOTSTRAP, "group.id": f"count-{time.time()}"})
+    try:
+        offsets = [consumer.get_watermark_offsets(TopicPartition(settings.topics.feature_updates, p), timeout=30)
+                   for p in range(settings.topics.partitions)]
+    finally:
+        consumer.close()
+    assert sum(high - low for low, high in offsets) == events  # each once: retried without duplicates

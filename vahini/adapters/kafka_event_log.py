@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
@@ -12,7 +13,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from vahini.errors import BadSettings, NotAllowed, StoreUnavailable
 from vahini.metrics import COMMIT_FAILURES, PARTITION_MOVES
-from vahini.logs import get_logger
+from vahini.logs import Throttle, get_logger
 from vahini.ports.event_log import Record, TopicPartition
 
 log = get_logger(__name__)
@@ -181,24 +182,24 @@ _REFUSALS = {KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED,
              KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, KafkaError.GROUP_AUTHORIZATION_FAILED}
 
 
-class _Throttle:
-    """Lets one log line per key through every `every_s`, and counts the ones held back."""
+class _ClientLog(logging.Handler):
+    """librdkafka's own log lines (a request timed out, a broker failed), as structured
+    `kafka_client_log` lines, each kind once per 5 s; `last` keeps the newest warning."""
 
-    def __init__(self, every_s: float = 5.0):
-        self._every_s = every_s
-        self._last: dict[object, tuple[float, int]] = {}
-        self._lock = threading.Lock()
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.logger = logging.getLogger(f"vahini.kafka.client.{uuid.uuid4().hex[:8]}")
+        self.logger.addHandler(self)
+        self.logger.propagate = False
+        self._throttle = Throttle()
+        self.last: str | None = None
 
-    def allow(self, key: object) -> int | None:
-        """How many were held back since the last one let through; None: hold this one back."""
-        now = time.monotonic()
-        with self._lock:
-            logged_at, held_back = self._last.get(key, (-self._every_s, 0))
-            if now - logged_at < self._every_s:
-                self._last[key] = (logged_at, held_back + 1)
-                return None
-            self._last[key] = (now, 0)
-        return held_back
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()  # "REQTMOUT [rdkafka#producer-1] [thrd:...]: ...: Timed out ..."
+        self.last = message
+        held_back = self._throttle.allow(message.split(" ", 1)[0])
+        if held_back is not None:
+            log.warning("kafka_client_log", message=message, repeated_since_last_log=held_back)
 
 
 class _Quieted:
@@ -206,7 +207,7 @@ class _Quieted:
     back: a dead broker is reported on every reconnect attempt of every connection."""
 
     def __init__(self, every_s: float = 5.0):
-        self._throttle = _Throttle(every_s)
+        self._throttle = Throttle(every_s)
 
     def __call__(self, err) -> None:
         held_back = self._throttle.allow((err.code(), err.str()))
@@ -224,11 +225,22 @@ def _log_client_error(err, repeats_held_back: int = 0) -> None:
 
 
 class KafkaLogProducer:
-    """Idempotent producer with acks=all: a flushed record is on every in-sync replica."""
+    """Idempotent producer with acks=all: a flushed record is on every in-sync replica.
+
+    A partition leader that hangs holds the records in flight to it until
+    request.timeout.ms passes; they are then sent again, in order and without
+    duplicates (idempotence), to the leader the controller moved the partition to.
+    librdkafka waits 30 s by default: here 10 s, which `kafka` settings may change."""
+
+    # How often a flush that waits says so (kafka_produce_waiting), so a stall is never silent.
+    WAITING_LOG_EVERY_S = 5.0
 
     def __init__(self, base: Mapping[str, Any]):
-        self._config = {**base, "acks": "all", "enable.idempotence": True, "linger.ms": 5,
-                        "compression.type": "lz4", "queue.buffering.max.messages": 500_000, "error_cb": self._on_error}
+        self._client_log = _ClientLog()
+        self._config = {"request.timeout.ms": 10_000, **base, "acks": "all", "enable.idempotence": True,
+                        "linger.ms": 5, "compression.type": "lz4", "queue.buffering.max.messages": 500_000,
+                        "error_cb": self._on_error, "logger": self._client_log.logger}
+        self._quieted = _Quieted()
         self._producer = Producer(self._config)
         self._errors: list[str] = []
         self._refused: str | None = None
@@ -239,6 +251,8 @@ class KafkaLogProducer:
             self._fatal = str(err)
         if err.code() in _REFUSALS:
             self._refused = str(err)
+        self._client_log.last = str(err)
+        self._quieted(err)
 
     def _on_delivery(self, err, _msg) -> None:
         if err is not None:
@@ -275,11 +289,17 @@ class KafkaLogProducer:
         """Wait until every record is acknowledged. Raise NotAllowed at once when the
         broker refuses the credentials or the rights (records not acknowledged are not
         written: resend them once that is fixed), StoreUnavailable on anything else."""
-        deadline = time.monotonic() + timeout_s
+        started = time.monotonic()
+        deadline, next_word = started + timeout_s, started + self.WAITING_LOG_EVERY_S
         self._refused = None  # only what the broker says during this flush counts
         remaining = self._producer.flush(0)
         while remaining and self._refused is None and self._fatal is None and time.monotonic() < deadline:
             remaining = self._producer.flush(min(0.5, max(deadline - time.monotonic(), 0)))
+            if remaining and time.monotonic() >= next_word:
+                next_word += self.WAITING_LOG_EVERY_S
+                log.warning("kafka_produce_waiting", unacknowledged=remaining,
+                            waited_s=round(time.monotonic() - started, 1), gives_up_in_s=round(
+                                deadline - time.monotonic(), 1), last_client_error=self._client_log.last)
         if remaining and (self._fatal or self._refused):
             # The caller will send these again: drop the queued copies, so none is delivered later
             # beside the resent one once the broker accepts this client again.
@@ -335,7 +355,7 @@ class KafkaLogConsumer:
         # Set by a failed commit that waiting does not fix: the next commit is synchronous
         # and raises if it fails too.
         self._failure: KafkaError | None = None
-        self._quiet = _Throttle()  # a commit fails with every batch while the coordinator moves
+        self._quiet = Throttle()  # a commit fails with every batch while the coordinator moves
         if start_offsets is not None:
             self._consumer.assign([KTP(t, p, o) for (t, p), o in start_offsets.items()])
         else:
