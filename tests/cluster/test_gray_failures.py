@@ -217,8 +217,6 @@ def test_vahini_produce_to_a_hung_partition_leader_times_out_retries_and_says_so
     import subprocess
     import sys
 
-    from confluent_kafka import Consumer, TopicPartition
-
     from tests.streams.processes import settings_env
 
     events = 20_000
@@ -245,10 +243,27 @@ def test_vahini_produce_to_a_hung_partition_leader_times_out_retries_and_says_so
     # the stall, as it happens: librdkafka's timeout as a structured line, and the flush waiting
     assert any("kafka_client_log" in line and "Timed out" in line for line in said), produced.stderr[-3000:]
     assert any("kafka_produce_waiting" in line for line in said), produced.stderr[-3000:]
+    assert records_in(settings.topics.feature_updates, settings.topics.partitions, events) == events  # each once
+
+
+def records_in(topic: str, partitions: int, expected: int) -> int:
+    """Records in the topic, from its watermarks. Right after its leader moved, a partition's
+    watermark may come from the old leader (unknown, or 0): asked again, for up to 30 s,
+    until the count reaches `expected`."""
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
+
     consumer = Consumer({"bootstrap.servers": nodes.KAFKA_BOOTSTRAP, "group.id": f"count-{time.time()}"})
+    count = -1
     try:
-        offsets = [consumer.get_watermark_offsets(TopicPartition(settings.topics.feature_updates, p), timeout=30)
-                   for p in range(settings.topics.partitions)]
+        for _ in range(30):
+            try:
+                count = sum(high - low for low, high in (
+                    consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30) for p in range(partitions)))
+            except KafkaException:
+                pass
+            if count >= expected:
+                break
+            time.sleep(1)
     finally:
         consumer.close()
-    assert sum(high - low for low, high in offsets) == events  # each once: retried without duplicates
+    return count

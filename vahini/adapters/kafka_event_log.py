@@ -240,7 +240,6 @@ class KafkaLogProducer:
         self._config = {"request.timeout.ms": 10_000, **base, "acks": "all", "enable.idempotence": True,
                         "linger.ms": 5, "compression.type": "lz4", "queue.buffering.max.messages": 500_000,
                         "error_cb": self._on_error, "logger": self._client_log.logger}
-        self._quieted = _Quieted()
         self._producer = Producer(self._config)
         self._errors: list[str] = []
         self._refused: str | None = None
@@ -251,8 +250,7 @@ class KafkaLogProducer:
             self._fatal = str(err)
         if err.code() in _REFUSALS:
             self._refused = str(err)
-        self._client_log.last = str(err)
-        self._quieted(err)
+        self._client_log.last = str(err)  # librdkafka's own line about it is logged by _ClientLog
 
     def _on_delivery(self, err, _msg) -> None:
         if err is not None:
