@@ -4,6 +4,7 @@ shared machine whose speed drifts by 2x within the hour, where CPU time does not
     .venv/bin/python -m benchmarks.instructions ingest [--events 15000] [--baseline-tree PATH]
     .venv/bin/python -m benchmarks.instructions model-proxy [--size 100] [--requests 50] [--grpc]
     .venv-bench/bin/python -m benchmarks.instructions model-proxy --feast
+    .venv/bin/python -m benchmarks.instructions interactions [--workload sessions] [--baseline-tree PATH]
 
 Needs valgrind (Debian: `apt-get install valgrind`) and the real services (make
 services-start). Each subject runs in a process of its own under `valgrind
@@ -25,6 +26,12 @@ only around the measured calls, after a warm-up, with the cyclic GC off meanwhil
   `vahini serve` and the benchmark's gRPC floor (benchmarks/model_proxy_floor.py, a
   handler that does no work): what one request costs a serving process, transport
   included, and the transport's share of it.
+
+- interactions: the interaction worker's batch loop (adopt partitions, decode, apply to
+  the hot and cold tiers, close idle sessions, windowed counts, dead letters, commit)
+  on batches of `interactions.batch_size` records of benchmarks/interaction_cpu.py's
+  workloads, consumed into memory first. Every thread is counted. `--baseline-tree` as
+  for ingest.
 
 Code runs 20-60x slower under callgrind than natively: keep the counts small. The same
 subject counted twice agrees within 1% here, so a difference of a few percent between
@@ -82,6 +89,40 @@ def _child_ingest() -> int:
     return sum(map(len, batches[1:]))
 
 
+def _child_interactions() -> int:
+    """The interaction worker's loop, one step per batch, on records consumed into memory first."""
+    import streams.app
+    from streams.app import build_interaction_worker
+    from streams.windows import WindowWriter
+    from vahini import wiring
+    from vahini.registry.publish import RegistryFollower
+    from vahini.settings import load_settings
+
+    tree = os.environ["VAHINI_INSTR_TREE"]
+    assert streams.app.__file__.startswith(tree), f"measuring {streams.app.__file__}, not the tree {tree}"
+    settings = load_settings()
+    store = wiring.feature_store(settings)
+    follower = RegistryFollower(wiring.config_store(settings))
+    worker = build_interaction_worker(settings, wiring.event_log(settings), wiring.cold_interactions(settings),
+                                      wiring.interaction_hot_tier(settings),
+                                      WindowWriter(store, wiring.feature_cache(settings, store), lambda: follower.current))
+    size, wanted, records = settings.interactions.batch_size, int(os.environ["VAHINI_INSTR_EVENTS"]), []
+    deadline = time.monotonic() + 300
+    while len(records) < wanted and time.monotonic() < deadline:
+        records += worker._consumer.poll_batch(size, 0.5)
+    assert len(records) >= wanted, f"consumed {len(records)} of {wanted} records in 300 s"
+
+    def step(batch) -> None:  # what InteractionWorker.run does with one polled batch
+        worker._follow_assignment()
+        worker._process(batch)
+        worker._end_idle_sessions()
+        worker._finish_batch()
+    batches = [records[i:i + size] for i in range(0, len(records), size)]
+    step(batches[0])  # prepared statements, scripts, connections
+    _counted(lambda: [step(b) for b in batches[1:]])
+    return sum(map(len, batches[1:]))
+
+
 def _child_model_proxy(subject: str) -> int:
     from benchmarks import model_proxy as mp
     from vahini.settings import load_settings
@@ -126,7 +167,7 @@ def _in_process_servicer(settings):
 
 def child_main(role: str) -> int:
     sys.path.insert(0, os.environ["VAHINI_INSTR_TREE"])
-    units = _child_ingest() if role == "ingest" else _child_model_proxy(role)
+    units = {"ingest": _child_ingest, "interactions": _child_interactions}.get(role, lambda: _child_model_proxy(role))()
     Path(os.environ["VAHINI_INSTR_UNITS"]).write_text(str(units))
     os._exit(0)  # skip the clients' shutdown: nothing more is measured
 
@@ -187,6 +228,42 @@ def ingest(args) -> None:
     rows = [[name, _commit(tree), f"{per / 1e3:.1f}", f"{per / base:.2f}"] for name, tree, per in measured]
     print(table(f"FeatureIngestWorker.process, {args.events:,} events of the realistic mix, all threads (callgrind)",
                 ["code", "commit", "K instructions / event", "vs first row"], rows))
+
+
+def interactions(args) -> None:
+    from benchmarks.common import real_settings, table
+    from benchmarks.interaction_cpu import produce
+    from benchmarks.windows import env as worker_env
+    from vahini import wiring
+    from vahini.demo import SAMPLE_REGISTRY
+    from vahini.registry import publish
+    from vahini.settings import TopicSettings
+
+    run = uuid.uuid4().hex[:8]
+    topic = f"bench-instr-ia-{run}"
+    settings = real_settings(run, "unused").model_copy(update={"topics": TopicSettings(
+        interactions=topic, sessions=topic, dead_letter=f"{topic}-dlq")})
+    config = wiring.config_store(settings)
+    publish.apply(SAMPLE_REGISTRY, config)
+    config.close()
+    log = wiring.event_log(settings)
+    log.create_topic(topic, 8)
+    log.close()
+    events = produce(settings, args.workload, args, seed=1)
+    trees = [("this checkout", TREE)]
+    if args.baseline_tree:
+        trees.insert(0, ("baseline", Path(args.baseline_tree).resolve()))
+    measured = []
+    for i, (name, tree) in enumerate(trees):
+        env = {**worker_env(settings, f"bench_instr_ia_{run}_{i}", f"instr-ia-{run}-{i}", f"{run}-{i}"),
+               "VAHINI_INSTR_EVENTS": str(events), "VAHINI_INTERACTIONS__BATCH_SIZE": str(args.batch_size)}
+        print(f"counting {name} ({tree}) ...", flush=True)
+        _, every, units = count("interactions", env, tree)
+        measured.append((name, tree, every / units))
+    base = measured[0][2]
+    rows = [[name, _commit(tree), f"{per / 1e3:.1f}", f"{per / base:.2f}"] for name, tree, per in measured]
+    print(table(f"Interaction worker, {args.workload} workload, {events:,} events in batches of {args.batch_size}, "
+                f"all threads (callgrind)", ["code", "commit", "K instructions / event", "vs first row"], rows))
 
 
 def model_proxy(args) -> None:
@@ -297,10 +374,17 @@ def main() -> int:
     m.add_argument("--feast", action="store_true", help="count Feast too (run from .venv-bench)")
     m.add_argument("--grpc", action="store_true", help="also count whole servers called over gRPC: vahini serve "
                    "and the gRPC floor, every thread")
+    ia = sub.add_parser("interactions", help="instructions per event of the interaction worker")
+    ia.add_argument("--workload", choices=("sessions", "sessionless"), default="sessions")
+    ia.add_argument("--sessions", type=int, default=300, help="sessions of the sessions workload")
+    ia.add_argument("--users", type=int, default=300, help="users of the sessionless workload")
+    ia.add_argument("--heavy", type=int, default=500, help="clicks of the sessionless workload's heavy user")
+    ia.add_argument("--batch-size", type=int, default=500, help="records per batch (interactions.batch_size)")
+    ia.add_argument("--baseline-tree", help="a checkout of another commit, counted on the same records")
     args = parser.parse_args()
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         sys.exit("needs valgrind and callgrind_control on PATH (Debian: apt-get install valgrind)")
-    ingest(args) if args.what == "ingest" else model_proxy(args)
+    {"ingest": ingest, "interactions": interactions, "model-proxy": model_proxy}[args.what](args)
     return 0
 
 
