@@ -183,3 +183,15 @@ def test_each_changed_graph_gets_the_next_version_and_earlier_ones_stay_pinnable
     published = publish.read_published(store)
     assert published.model("ranker", 1) is None and published.model("ranker").version == 2
     store.close()
+
+
+def test_a_registry_that_names_no_outputs_or_inputs_publishes_what_older_servers_read(tmp_path):
+    """Rolling upgrades: score-node fields at their defaults are left out of the published JSON."""
+    from vahini.registry.loader import load_registry
+    from vahini.registry.model import Registry
+
+    models = SCORED.replace("percent: 20", "percent: 30")
+    published = load_registry(write(tmp_path, entities=ENTITIES, groups=GROUPS, models=models)).to_json_dict()
+    (node, *_) = published["models"][0]["score"]
+    assert "inputs" not in node and set(node["endpoints"][0]) == {"target", "model", "version", "percent"}
+    assert Registry.from_json_dict(published).models["ranker"].score[0].endpoints[0].column is None

@@ -250,12 +250,12 @@ class Registry:
         return {
             "entities": [asdict(e) for e in self.entities.values()],
             "feature_groups": [asdict(g) for g in self.groups.values()],
-            "models": [asdict(m) for m in self.models.values()],
+            "models": [_graph_dict(m) for m in self.models.values()],
             "history": [
                 {"group": g, "version": v, "features": [asdict(f) for f in fs]}
                 for (g, v), fs in sorted(self.history.items())
             ],
-            "model_history": [asdict(m) for _, m in sorted(self.model_history.items())],
+            "model_history": [_graph_dict(m) for _, m in sorted(self.model_history.items())],
         }
 
     @classmethod
@@ -282,6 +282,28 @@ class Registry:
     @classmethod
     def empty(cls) -> "Registry":
         return cls({}, {}, {})
+
+
+# Score-node fields added after the first release, left out of the published JSON while
+# at their defaults: a registry that does not use them stays readable by older
+# servers during a rolling upgrade.
+_NEWER_SCORE_FIELDS = {"inputs": []}
+_NEWER_ENDPOINT_FIELDS = {"output": "", "column": None, "batch_size": 0}
+
+
+def _graph_dict(graph: ModelGraph) -> dict:
+    d = asdict(graph)
+    for node in d["score"]:
+        _drop_defaults(node, _NEWER_SCORE_FIELDS)
+        for endpoint in node["endpoints"]:
+            _drop_defaults(endpoint, _NEWER_ENDPOINT_FIELDS)
+    return d
+
+
+def _drop_defaults(d: dict, defaults: dict) -> None:
+    for key, default in defaults.items():
+        if key in d and (d[key] == default or d[key] == ()):
+            del d[key]
 
 
 def _graph_from_dict(m: dict) -> ModelGraph:
