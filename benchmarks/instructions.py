@@ -93,7 +93,7 @@ def _child_interactions() -> int:
     """The interaction worker's loop, one step per batch, on records consumed into memory first."""
     import streams.app
     from streams.app import build_interaction_worker
-    from streams.windows import WindowWriter
+    from streams.windows import window_writer
     from vahini import wiring
     from vahini.registry.publish import RegistryFollower
     from vahini.settings import load_settings
@@ -105,7 +105,8 @@ def _child_interactions() -> int:
     follower = RegistryFollower(wiring.config_store(settings))
     worker = build_interaction_worker(settings, wiring.event_log(settings), wiring.cold_interactions(settings),
                                       wiring.interaction_hot_tier(settings),
-                                      WindowWriter(store, wiring.feature_cache(settings, store), lambda: follower.current))
+                                      window_writer(settings, store, wiring.feature_cache(settings, store),
+                                                    lambda: follower.current))
     size, wanted, records = settings.interactions.batch_size, int(os.environ["VAHINI_INSTR_EVENTS"]), []
     deadline = time.monotonic() + 300
     while len(records) < wanted and time.monotonic() < deadline:

@@ -20,7 +20,7 @@ from vahini.registry.publish import RegistryFollower
 from vahini.settings import Settings
 from vahini.validation import EventLimits
 from streams.interactions import InteractionStats, InteractionWorker
-from streams.windows import WindowWriter
+from streams.windows import WindowWriter, window_writer
 from streams.worker import FeatureIngestWorker, IngestStats, stop_on_signals
 
 log = get_logger(__name__)
@@ -128,8 +128,8 @@ def run_interaction_ingest(settings: Settings) -> InteractionStats:
     store = wiring.feature_store(settings)
     cache = wiring.feature_cache(settings, store)
     follower = RegistryFollower(wiring.config_store(settings))
-    worker = build_interaction_worker(settings, event_log, cold, hot,
-                                      WindowWriter(store, cache, lambda: follower.current))
+    windows = window_writer(settings, store, cache, lambda: follower.current)
+    worker = build_interaction_worker(settings, event_log, cold, hot, windows)
     tune_gc_for_throughput()
     log.info("interaction_ingest_started", topics=interaction_topics(settings), group=settings.interactions.group,
              inactivity_timeout_s=settings.interactions.inactivity_timeout_s)
@@ -137,7 +137,7 @@ def run_interaction_ingest(settings: Settings) -> InteractionStats:
         stats = worker.run(stop)
     finally:
         worker.close()
-        for closable in (follower, cache, store, hot, cold, event_log):
+        for closable in (follower, cache, store, hot, cold, event_log, windows.states):
             closable.close()
     log.info("interaction_ingest_stopped", events=stats.events, to_hot=stats.to_hot, to_cold=stats.to_cold,
              cold_writes=stats.cold_writes, dead_lettered=stats.dead_lettered)

@@ -34,7 +34,7 @@ from vahini.validation import EventLimits, check_interaction_ids
 from streams import metrics
 from streams.dead_letter import DeadLetterSink
 from streams.retry import retry
-from streams.windows import WindowPlan, WindowWriter, next_change_ms, window_rows
+from streams.windows import CountedEvent, WindowWriter
 
 log = get_logger(__name__)
 
@@ -87,7 +87,7 @@ class InteractionWorker:
         self._prefetched: dict[str, list[StoredInteraction]] = {}
         self._ending: dict[str, TopicPartition] = {}
         self._held: dict[str, Counter] = {}  # per open session loaded here: interactions held, by type
-        self._touched: dict[str, TopicPartition] = {}  # users whose windowed counts this batch changes
+        self._counted: dict[str, list[CountedEvent]] = {}  # this batch's interactions, for the windowed counts
         self._pending_dead: list[tuple[Record, InvalidEvent]] = []
         self._committed: dict[TopicPartition, int] = {}
         self._hot_lost = False
@@ -125,6 +125,8 @@ class InteractionWorker:
         current = set(self._consumer.assignment())
         if current != self._owned:
             self._committed.clear()  # a commit lost to the rebalance must be made again
+        if self._windows is not None and self._owned - current:
+            self._windows.forget({tp[1] for tp in self._owned - current})
         for tp in self._owned - current:
             self._unflushed.pop(tp, None)
             self._next_offset.pop(tp, None)
@@ -200,6 +202,8 @@ class InteractionWorker:
         round trip appends every user's interactions (see _append_buffered)."""
         buffered = self._buffered.setdefault(item.user_id, (tp, record.offset, []))
         buffered[2].append(item)
+        self._counted.setdefault(item.user_id, []).append(
+            CountedEvent(record.partition, record.offset, item.type, item.category_id, item.event_time_ms))
 
     def _append_buffered(self) -> None:
         """Append buffered interactions of users with an open session to the hot tier;
@@ -212,7 +216,6 @@ class InteractionWorker:
         self._retry("hot_append", lambda: appended.update(self._hot.append_many(
             {user: (tp[1], items) for user, (tp, _, items) in buffered.items()}, now)))
         for user, (tp, first_offset, items) in buffered.items():
-            self._touched[user] = tp
             if user in appended:
                 self._unflushed.setdefault(tp, {}).setdefault(user, first_offset)
                 if user in self._held:
@@ -375,14 +378,11 @@ class InteractionWorker:
 
     # -- windowed counts ----------------------------------------------------------
     def _update_windows(self) -> bool:
-        """Recompute the windowed counts of users who acted in this batch, and of users an
-        event of whom just left a window (timers kept in the hot tier, per partition)."""
-        touched, self._touched = self._touched, {}
-        if self._windows is None:
-            return True
-        registry = self._windows.registry()
-        plan = WindowPlan.of(registry)
-        if not plan.groups:
+        """Count this batch's interactions into their users' windows, bring down the counts
+        of users an event of whom just left a window (timers kept in the hot tier, per
+        partition), and write the rows that changed and the users' states."""
+        counted, self._counted = self._counted, {}
+        if self._windows is None or not self._windows.plan().groups:
             return True
         now = self._now_ms()
         by_partition = {tp[1]: tp for tp in self._owned}
@@ -390,37 +390,20 @@ class InteractionWorker:
         if by_partition and not self._retry("window_timers", lambda: due.update(
                 self._hot.take_due(sorted(by_partition), now))):
             return False
-        users = {**{u: by_partition[p] for u, p in due.items() if p in by_partition}, **touched}
-        if not users:
+        due_users = [u for u, p in due.items() if p in by_partition]
+        if not counted and not due_users:
             return True
-        histories = self._histories(users, plan, now)
-        if histories is None:
+        batch: list = []
+        if not self._retry("window_state_read", lambda: batch.append(self._windows.compute(counted, due_users, now))):
             return False
-        rows = window_rows(plan, registry, histories, now)
-        if not self._retry("window_write", lambda: self._windows.write(rows)):
+        changes = batch[0]
+        if not self._retry("window_write", lambda: self._windows.write(changes)):
             return False
-        timers = {u: (users[u][1], t) for u, h in histories.items() if (t := next_change_ms(plan, h, now))}
-        metrics.WINDOW_ROWS.inc(len(rows))
-        self.stats.window_rows += len(rows)
+        partition_of = {**{u: p for u, p in due.items()}, **{u: events[-1].partition for u, events in counted.items()}}
+        timers = {u: (partition_of[u], t) for u, t in changes.timers.items()}
+        metrics.WINDOW_ROWS.inc(len(changes.rows))
+        self.stats.window_rows += len(changes.rows)
         return self._retry("window_timers", lambda: self._hot.schedule(timers)) if timers else True
-
-    def _histories(self, users: dict[str, TopicPartition], plan: WindowPlan,
-                   now: int) -> dict[str, list[StoredInteraction]] | None:
-        limit = self._settings.max_per_type * len(TYPES)
-        queries = {u: HistoryQuery(u, TYPES, limit, since_ms=now - plan.lookback_ms) for u in users}
-        histories: dict[str, list[StoredInteraction]] = {}
-        open_users = [u for u in users if u in self._seen]
-        got: list = []
-        if open_users and not self._retry("hot_read", lambda: got.extend(
-                self._hot.read_many([queries[u] for u in open_users]))):
-            return None
-        histories.update({u: h for u, h in zip(open_users, got) if h is not None})
-        rest = [u for u in users if u not in histories]
-        cold: list = []
-        if rest and not self._retry("cold_read", lambda: cold.extend(self._cold.read_many([queries[u] for u in rest]))):
-            return None
-        histories.update(zip(rest, cold))
-        return histories
 
     def _send_dead(self, dead: list[tuple[Record, InvalidEvent]]) -> None:
         for record, error in dead:

@@ -1,92 +1,135 @@
 """Windowed interaction counts (`clicks_1h`, `orders_24h`, ...) as feature rows.
 
-Feature groups with `source: interactions` declare the counts; the interaction
-worker keeps them. A user's counts are recomputed from the user's history (each
-event id once) whenever the user acts, and again when an event leaves a window,
-so a count also falls when nothing happens. Recomputing from the history, rather
-than adding to a running count, makes every write idempotent: replays, restarts
-and rebalances cannot count an event twice. Rows carry the time they were
+Feature groups with `source: interactions` declare the counts, and the interaction
+worker keeps them incrementally: each event adds to its user's time buckets
+(streams.window_buckets), and the rows whose values changed are written. When no
+event comes, a timer per user brings the rows down as buckets leave their
+windows. Each user's state is durable in the window state store, with the offset
+of the last event it counted, so replays, restarts, rebalances and a hot tier that
+loses its memory cannot count an event twice. Rows carry the time they were
 computed as their event time, so the newest computation wins in the store.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Iterable, Mapping
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Mapping
 
+from streams import window_buckets as wb
 from vahini.feature_rows import row_of
 from vahini.ports.feature_store import FeatureRow
-from vahini.ports.interaction_store import StoredInteraction
-from vahini.registry.model import KEY_SEPARATOR, FeatureGroup, Registry, window_of
+from vahini.ports.window_states import WindowStates
+from vahini.registry.model import KEY_SEPARATOR, Registry
 from vahini.validation import ValidUpdate
+
+DAY_MS = 86_400_000
 
 
 @dataclass(frozen=True)
-class WindowPlan:
-    """The source=interactions groups of a registry, and how far back they look."""
+class CountedEvent:
+    """What a window needs of an interaction, and where it is in the log."""
 
-    groups: tuple[FeatureGroup, ...]
-    longest_ms: int
-
-    @classmethod
-    def of(cls, registry: Registry) -> "WindowPlan":
-        groups = tuple(g for g in registry.groups.values() if g.source == "interactions")
-        longest = max((window_of(f.name)[1] for g in groups for f in g.features), default=0)
-        return cls(groups, longest)
-
-    @property
-    def lookback_ms(self) -> int:
-        """Twice the longest window: a category whose last event just left the window
-        still gets its count written back to zero."""
-        return 2 * self.longest_ms
+    partition: int
+    offset: int
+    type: str
+    category_id: str | None
+    event_time_ms: int
 
 
-def window_rows(plan: WindowPlan, registry: Registry, histories: Mapping[str, list[StoredInteraction]],
-                now_ms: int) -> list[FeatureRow]:
-    rows = []
-    for group in plan.groups:
-        per_category = registry.entities[group.entity].keys == ("user_id", "category_id")
-        for user, history in histories.items():
-            for key, items in _keyed(user, history, per_category):
-                values = {f.name: _count(items, *window_of(f.name), now_ms) for f in group.features}
-                rows.append(row_of(ValidUpdate(group.entity, key, group, now_ms, values)))
-    return rows
+@dataclass
+class WindowBatch:
+    """A batch's effect on the windows: the rows to write, the states to store, the timers."""
 
-
-def _keyed(user: str, history: list[StoredInteraction], per_category: bool) -> Iterable[tuple[str, list]]:
-    if not per_category:
-        yield user, history
-        return
-    by_category: dict[str, list[StoredInteraction]] = {}
-    for item in history:
-        if item.category_id and KEY_SEPARATOR not in item.category_id:
-            by_category.setdefault(item.category_id, []).append(item)
-    for category, items in by_category.items():
-        yield f"{user}{KEY_SEPARATOR}{category}", items
-
-
-def _count(items: list[StoredInteraction], type_: str, window_ms: int, now_ms: int) -> int:
-    return sum(1 for i in items if i.type == type_ and i.event_time_ms > now_ms - window_ms)
-
-
-def next_change_ms(plan: WindowPlan, history: list[StoredInteraction], now_ms: int) -> int | None:
-    """When the first event of `history` leaves one of the plan's windows, if ever."""
-    windows = {window_of(f.name) for group in plan.groups for f in group.features}
-    leaving = [i.event_time_ms + w for (t, w) in windows for i in history
-               if i.type == t and i.event_time_ms + w > now_ms]
-    return min(leaving, default=None)
+    rows: list[FeatureRow] = field(default_factory=list)
+    states: dict[str, bytes] = field(default_factory=dict)
+    timers: dict[str, int] = field(default_factory=dict)  # user -> when a count of theirs next falls
 
 
 class WindowWriter:
-    """Writes window rows to the feature store and fences their cache entries, as the
-    feature worker does for its rows."""
+    """Keeps the counts: applies events to the users' states, writes the rows that
+    changed (fencing their cache entries, as the feature worker does) and the states."""
 
-    def __init__(self, store, cache, registry):
+    CACHE_USERS = 200_000  # states kept in memory between batches, most recent first
+
+    def __init__(self, store, cache, registry: Callable[[], Registry], states: WindowStates,
+                 fine_bucket_s: int = 60, coarse_bucket_s: int = 3600):
         self.store = store
         self.cache = cache
         self.registry = registry
+        self.states = states
+        self._buckets = (fine_bucket_s, coarse_bucket_s)
+        self._plan: tuple[Registry, wb.WindowPlan] | None = None
+        self._known: OrderedDict[str, wb.UserWindows] = OrderedDict()
+        self._ttl_s = 86_400
 
-    def write(self, rows: list[FeatureRow]) -> None:
-        if rows:
-            self.store.write(rows)
-            self.cache.fence(rows)
+    def plan(self) -> wb.WindowPlan:
+        registry = self.registry()
+        if self._plan is None or self._plan[0] is not registry:
+            self._plan = (registry, wb.WindowPlan.of(registry, *self._buckets))
+        return self._plan[1]
+
+    def compute(self, events: Mapping[str, list[CountedEvent]], due: Iterable[str], now_ms: int) -> WindowBatch:
+        """Apply each user's new events (and bring down the counts of users whose timer is due)."""
+        plan, registry = self.plan(), self.registry()
+        users = set(events) | set(due)
+        states = self._states_of(users)
+        out = WindowBatch()
+        ttl_s = max((w.length_ms for w in plan.windows.values()), default=0) // 1000 + 86_400
+        for user in users:
+            state = states[user]
+            _count(state, plan, events.get(user, ()))
+            wb.prune(state, plan, now_ms)
+            for scope, group, values in wb.changed_rows(state, plan, now_ms):
+                key = user if scope == wb.USER_SCOPE else f"{user}{KEY_SEPARATOR}{scope}"
+                out.rows.append(row_of(ValidUpdate(group.entity, key, group, now_ms,
+                                                   dict(zip((f.name for f in group.features), values)))))
+            when = wb.next_change_ms(state, plan, now_ms)
+            if when is not None:
+                out.timers[user] = when
+            out.states[user] = wb.encode(state)
+        self._ttl_s = ttl_s
+        return out
+
+    def write(self, batch: WindowBatch) -> None:
+        """Rows first, then states: a crash between them replays the events into the same rows."""
+        if batch.rows:
+            self.store.write(batch.rows)
+            self.cache.fence(batch.rows)
+        if batch.states:
+            self.states.write_many(batch.states, self._ttl_s)
+
+    def forget(self, partitions: set[int]) -> None:
+        """Drop the states of users of partitions this worker no longer owns."""
+        for user in [u for u, s in self._known.items() if s.partition in partitions]:
+            del self._known[user]
+
+    def _states_of(self, users: set[str]) -> dict[str, wb.UserWindows]:
+        missing = [u for u in users if u not in self._known]
+        stored = self.states.read_many(missing) if missing else {}
+        for user in missing:
+            self._known[user] = wb.decode(stored.get(user))
+        for user in users:
+            self._known.move_to_end(user)
+        while len(self._known) > self.CACHE_USERS:
+            self._known.popitem(last=False)
+        return {u: self._known[u] for u in users}
+
+
+def _count(state: wb.UserWindows, plan: wb.WindowPlan, events: Iterable[CountedEvent]) -> None:
+    """Each event once: one counted already (at or below the state's offset, in its
+    partition) is a replay."""
+    for e in events:
+        if e.partition == state.partition and e.offset <= state.offset:
+            continue
+        wb.count_event(state, plan, e.type, e.category_id, e.event_time_ms)
+        state.partition, state.offset = e.partition, e.offset
+
+
+def window_writer(settings, store, cache, registry: Callable[[], Registry]) -> WindowWriter:
+    """The worker's WindowWriter, with the window state store and buckets of `settings`."""
+    from vahini import wiring
+
+    s = settings.interactions
+    return WindowWriter(store, cache, registry, wiring.window_states(settings), s.window_fine_bucket_s,
+                        s.window_coarse_bucket_s)

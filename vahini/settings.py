@@ -121,6 +121,9 @@ class InteractionSettings(_Section):
     bucket_days: int = Field(30, ge=1, description="Width of a cold-tier partition in time")
     max_read_limit: int = Field(1000, ge=1, description="Largest `limit` a read may ask for")
     batch_size: int = Field(2000, ge=1, description="Max events per worker batch")
+    window_fine_bucket_s: int = Field(60, ge=1, le=3600, description="Bucket of windowed counts up to 6 h "
+                                      "long: an event leaves its window at a bucket's edge, up to one bucket early")
+    window_coarse_bucket_s: int = Field(3600, ge=60, le=86_400, description="Bucket of longer windows (24 h, 7 d)")
 
 
 def secret_value(value: SecretStr | None, file: Path | None, what: str) -> str | None:

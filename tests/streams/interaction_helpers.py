@@ -9,7 +9,7 @@ from vahini.producer import EventProducer
 from vahini.settings import InteractionSettings, Settings
 from serving.interactions import History, InteractionReader
 from streams.app import build_interaction_worker
-from streams.windows import WindowWriter
+from streams.windows import window_writer
 from vahini.registry.publish import RegistryFollower
 from tests.conftest_backends import stack_settings, with_sample_registry
 from tests.processes_helpers import WorkerThread
@@ -32,8 +32,9 @@ def RunningInteractionWorker(settings: Settings) -> WorkerThread:  # noqa: N802 
     store = wiring.feature_store(settings)
     cache = wiring.feature_cache(settings, store)
     follower = RegistryFollower(wiring.config_store(settings))
-    worker = build_interaction_worker(settings, log, cold, hot, WindowWriter(store, cache, lambda: follower.current))
-    return WorkerThread(worker, follower, cache, store, hot, cold, log)
+    windows = window_writer(settings, store, cache, lambda: follower.current)
+    worker = build_interaction_worker(settings, log, cold, hot, windows)
+    return WorkerThread(worker, follower, cache, store, hot, cold, log, windows.states)
 
 
 class Reader:

@@ -1,6 +1,8 @@
 """Nothing lost, nothing shown twice: a known set of sessions is produced, a fault is
 injected in the middle of them, the system recovers, and every user's history as
 read (and as stored in the cold tier) is compared with what was produced, exactly.
+So are the windowed counts (per user and per user x category), against a
+brute-force recount of the produced events.
 
 Faults: a worker killed with kill -9; a rebalance that moves open sessions to
 another worker; a Redis restart that loses all its memory; a Cassandra outage."""
@@ -58,20 +60,24 @@ class Workload:
     def __init__(self, settings, seed: int, prefix: str):
         self.settings = settings
         self.rng = random.Random(seed)
-        self.t0 = int(time.time() * 1000) - 3_600_000
+        # Half an hour ago: inside every window of the sample registry for the whole test.
+        self.t0 = int(time.time() * 1000) - 1_800_000
         # Users of this test only: the cold tier's keyspace is shared by the test session.
         self.users = [f"{prefix}-user{u}" for u in range(USERS)]
         self.expected: dict[str, set[str]] = {u: set() for u in self.users}
         self.sizes = {u: self.rng.randint(5, 40) for u in self.expected}
         self.sent = {u: 0 for u in self.expected}
+        self.events: list[tuple[str, str, str]] = []  # (user, type, category) of each interaction produced
 
     def _interactions(self, p, user: str, upto: int) -> None:
         while self.sent[user] < upto:
             i = self.sent[user]
             event_id = f"{user}-e{i}"
-            p.interaction(event_id, user, f"p{self.rng.randint(0, 999)}", self.rng.choice(["CLICK", "ORDER", "WISHLIST"]),
-                          self.t0 + i * 10, category_id=f"c{self.rng.randint(0, 9)}")
+            type_, category = self.rng.choice(["CLICK", "ORDER", "WISHLIST"]), f"c{self.rng.randint(0, 9)}"
+            p.interaction(event_id, user, f"p{self.rng.randint(0, 999)}", type_, self.t0 + i * 10,
+                          category_id=category)
             self.expected[user].add(event_id)
+            self.events.append((user, type_, category))
             self.sent[user] += 1
 
     def first_half(self) -> None:
@@ -124,6 +130,43 @@ class Workload:
         finally:
             reader.close()
         assert sum(len(v) for v in self.expected.values()) == sum(self.sizes.values())
+        check_windows(self.settings, self.events, timeout_s)
+
+
+def recount(events: list[tuple[str, str, str]]) -> dict[tuple[str, str], dict[str, int]]:
+    """The sample registry's windowed counts, by brute force: every event produced is in
+    every window (they are half an hour old)."""
+    names = {"CLICK": "clicks", "ORDER": "orders", "WISHLIST": "wishlists"}
+    out: dict[tuple[str, str], dict[str, int]] = {}
+    for user, type_, category in events:
+        for key in (("user", user), ("user_category", f"{user}|{category}")):
+            counts = out.setdefault(key, {"clicks_1h": 0, "clicks_24h": 0, "orders_24h": 0, "wishlists_24h": 0})
+            for feature in counts:
+                counts[feature] += feature.startswith(names[type_])
+    for (entity, _), counts in out.items():
+        if entity == "user_category":
+            del counts["wishlists_24h"]  # the sample's user x category group has no wishlists
+    return out
+
+
+def check_windows(settings, events: list[tuple[str, str, str]], timeout_s: float = 120) -> None:
+    """Every user's and user x category's windowed counts, as Retrieve serves them, equal a
+    brute-force recount of the produced events."""
+    from tests.streams.test_interaction_windows import Features
+
+    expected = recount(events)
+    group = {"user": "user_interaction_windows", "user_category": "user_category_interaction_windows"}
+    features = Features(settings)
+    served = lambda: {key: features.of(key[0], key[1], group[key[0]]) for key in expected}  # noqa: E731
+    try:
+        wait_for(lambda: served() == expected, timeout_s, "the windowed counts to equal a brute-force recount")
+    except AssertionError as exc:
+        got = served()
+        wrong = {k: (got[k], v) for k, v in expected.items() if got[k] != v}
+        raise AssertionError(f"{exc}: {len(wrong)} of {len(expected)} differ (served, recount): "
+                             f"{list(wrong.items())[:5]}") from None
+    finally:
+        features.close()
 
 
 def settings_for(kind, request, tmp_path, unique, **overrides):
@@ -193,4 +236,32 @@ def test_a_cassandra_outage_loses_nothing(request, tmp_path, unique):
     assert worker.proc.poll() is None, "the worker died during the outage"
     proxy.resume()
     load.check(worker)
+    worker.stop()
+
+
+@pytest.mark.parametrize("kind", STACKS)
+def test_a_user_above_max_per_type_is_counted_exactly_through_a_kill_9(kind, request, tmp_path, unique):
+    """The history keeps max_per_type per type; the windowed counts keep every event."""
+    settings = settings_for(kind, request, tmp_path, unique, max_per_type=20)
+    t0, events = int(time.time() * 1000) - 1_800_000, []
+    heavy, session_user = f"{unique}-heavy", f"{unique}-binge"
+
+    def produce(first: int, last: int) -> None:
+        p = producer(settings)
+        if first == 0:
+            p.session_event(session_user, "s1", "START", t0)
+        for i in range(first, last):
+            for user in (heavy, session_user):  # 5x max_per_type clicks each, without and within a session
+                p.interaction(f"{user}-{i}", user, f"p{i}", "CLICK", t0 + i, category_id=f"c{i % 3}")
+                events.append((user, "CLICK", f"c{i % 3}"))
+        p.flush()
+        p.close()
+    produce(0, 50)
+    first = InteractionWorkerProcess(settings, tmp_path / "first.log")
+    check_windows(settings, events)  # counted, with the session's clicks held only in the hot tier
+    first.kill9()  # the restart replays them: the session holds the commit back
+    produce(50, 100)
+    worker = InteractionWorkerProcess(settings, tmp_path / "restarted.log")
+    check_windows(settings, events)
+    assert recount(events)[("user", heavy)]["clicks_1h"] == 100
     worker.stop()

@@ -1,0 +1,176 @@
+"""Windowed counts kept incrementally: per user, counts of each interaction type in
+time buckets, per user and per (user, category).
+
+A window sums the buckets it covers: `clicks_1h` with one-minute buckets is the
+current minute and the 59 before it. So an event leaves a window at a bucket's
+edge, up to one bucket early, never late. Windows up to 6 h use fine buckets
+(`interactions.window_fine_bucket_s`, 60 s), longer ones coarse buckets
+(`window_coarse_bucket_s`, 1 h); a window that is not a whole number of buckets
+is rounded down to one.
+
+Exactly once, whatever is replayed: a user's events come from one partition, in
+offset order, and the state keeps the offset of the last event it counted. An
+event at or below it was counted already (a replay after a crash, a rebalance, a
+replay from the earliest offset) and is skipped. The state is durable (the window
+state store) and written before the offsets are committed. No count depends on
+how many events a user has: there is no cap.
+
+The state also keeps the values last written for each scope, so a row is written
+only when a value changed, and a category whose counts all fell to zero gets one
+last row of zeros and is dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+import msgspec
+
+from vahini.registry.model import FeatureGroup, Registry, window_of
+
+USER_SCOPE = ""  # the user's own counts; any other scope is a category id
+FINE_LIMIT_MS = 6 * 3_600_000  # windows up to this long use fine buckets
+
+
+class UserWindows(msgspec.Struct, array_like=True, omit_defaults=True):
+    """One user's window state, as the state store keeps it (msgspec, compact)."""
+
+    offset: int = -1  # of the last event counted (in the user's partition)
+    partition: int = -1
+    # "scope\x1ftype\x1fbucket_s" -> {bucket index: count}
+    counts: dict[str, dict[int, int]] = {}
+    # scope -> the values last written for it, in the order of `WindowPlan.features(scope)`
+    written: dict[str, list[int]] = {}
+
+
+_ENCODE = msgspec.msgpack.Encoder().encode
+_DECODE = msgspec.msgpack.Decoder(UserWindows).decode
+
+
+def encode(state: UserWindows) -> bytes:
+    return _ENCODE(state)
+
+
+def decode(blob: bytes | None) -> UserWindows:
+    return UserWindows() if not blob else _DECODE(blob)
+
+
+@dataclass(frozen=True)
+class Window:
+    type: str  # CLICK, ORDER, WISHLIST
+    length_ms: int
+    bucket_s: int
+
+    @property
+    def buckets(self) -> int:
+        return max(1, self.length_ms // (self.bucket_s * 1000))
+
+
+@dataclass(frozen=True)
+class WindowPlan:
+    """The source=interactions groups of a registry, their windows and buckets."""
+
+    groups: tuple[FeatureGroup, ...]
+    user_groups: tuple[FeatureGroup, ...]
+    category_groups: tuple[FeatureGroup, ...]
+    windows: dict[str, Window]  # feature name -> its window
+    fine_bucket_s: int
+    coarse_bucket_s: int
+
+    @classmethod
+    def of(cls, registry: Registry, fine_bucket_s: int = 60, coarse_bucket_s: int = 3600) -> "WindowPlan":
+        groups = tuple(g for g in registry.groups.values() if g.source == "interactions")
+        per_category = tuple(g for g in groups if registry.entities[g.entity].keys == ("user_id", "category_id"))
+        windows = {}
+        for group in groups:
+            for feature in group.features:
+                type_, length_ms = window_of(feature.name)
+                fine = length_ms <= FINE_LIMIT_MS
+                windows[feature.name] = Window(type_, length_ms, fine_bucket_s if fine else coarse_bucket_s)
+        return cls(groups, tuple(g for g in groups if g not in per_category), per_category, windows,
+                   fine_bucket_s, coarse_bucket_s)
+
+    def bucket_sizes(self, type_: str) -> set[int]:
+        return {w.bucket_s for w in self.windows.values() if w.type == type_}
+
+    def longest_ms(self, bucket_s: int) -> int:
+        return max((w.length_ms for w in self.windows.values() if w.bucket_s == bucket_s), default=0)
+
+    def groups_of(self, scope: str) -> tuple[FeatureGroup, ...]:
+        return self.user_groups if scope == USER_SCOPE else self.category_groups
+
+
+def count_event(state: UserWindows, plan: WindowPlan, type_: str, category: str | None, event_time_ms: int) -> None:
+    """Add one event to its buckets, in the user's scope and its category's."""
+    scopes = [USER_SCOPE] if not plan.category_groups or not category or "|" in category \
+        else [USER_SCOPE, category]
+    for bucket_s in plan.bucket_sizes(type_):
+        bucket = event_time_ms // (bucket_s * 1000)
+        for scope in scopes:
+            counts = state.counts.setdefault(f"{scope}\x1f{type_}\x1f{bucket_s}", {})
+            counts[bucket] = counts.get(bucket, 0) + 1
+
+
+def values(state: UserWindows, plan: WindowPlan, scope: str, group: FeatureGroup, now_ms: int) -> list[int]:
+    """The group's features for `scope`, now."""
+    out = []
+    for feature in group.features:
+        window = plan.windows[feature.name]
+        counts = state.counts.get(f"{scope}\x1f{window.type}\x1f{window.bucket_s}")
+        if not counts:
+            out.append(0)
+            continue
+        first = now_ms // (window.bucket_s * 1000) - window.buckets + 1
+        out.append(sum(n for bucket, n in counts.items() if bucket >= first))
+    return out
+
+
+def prune(state: UserWindows, plan: WindowPlan, now_ms: int) -> None:
+    """Drop buckets that no window covers any more."""
+    for key in list(state.counts):
+        bucket_s = int(key.rsplit("\x1f", 1)[1])
+        longest = plan.longest_ms(bucket_s)
+        first = now_ms // (bucket_s * 1000) - max(1, longest // (bucket_s * 1000)) + 1
+        kept = {b: n for b, n in state.counts[key].items() if b >= first}
+        if kept:
+            state.counts[key] = kept
+        else:
+            del state.counts[key]
+
+
+def scopes(state: UserWindows) -> set[str]:
+    """Every scope with counts, or with values written that may need to fall to zero."""
+    return {key.split("\x1f", 1)[0] for key in state.counts} | set(state.written)
+
+
+def next_change_ms(state: UserWindows, plan: WindowPlan, now_ms: int) -> int | None:
+    """When a counted bucket next leaves one of the plan's windows, if ever."""
+    leaving = []
+    for key, counts in state.counts.items():
+        _, type_, bucket_s = key.split("\x1f")
+        size = int(bucket_s) * 1000
+        for window in plan.windows.values():
+            if window.type != type_ or window.bucket_s * 1000 != size:
+                continue
+            # bucket b is counted while now // size - buckets + 1 <= b, i.e. until (b + buckets) * size
+            leaving += [(b + window.buckets) * size for b in counts if (b + window.buckets) * size > now_ms]
+    return min(leaving, default=None)
+
+
+def changed_rows(state: UserWindows, plan: WindowPlan, now_ms: int) -> Iterable[tuple[str, FeatureGroup, list[int]]]:
+    """(scope, group, values) of each group row whose values differ from those last written;
+    marks them written. A category all of whose values are zero is forgotten after its row."""
+    for scope in sorted(scopes(state)):
+        groups = plan.groups_of(scope)
+        current = [v for group in groups for v in values(state, plan, scope, group, now_ms)]
+        if state.written.get(scope) == current:
+            continue
+        start = 0
+        for group in groups:
+            yield scope, group, current[start:start + len(group.features)]
+            start += len(group.features)
+        if scope != USER_SCOPE and not any(current):
+            state.written.pop(scope, None)
+        else:
+            state.written[scope] = current
