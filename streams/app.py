@@ -137,7 +137,7 @@ def run_interaction_ingest(settings: Settings) -> InteractionStats:
         stats = worker.run(stop)
     finally:
         worker.close()
-        for closable in (follower, cache, store, hot, cold, event_log, windows.states):
+        for closable in (follower, cache, store, hot, cold, event_log):
             closable.close()
     log.info("interaction_ingest_stopped", events=stats.events, to_hot=stats.to_hot, to_cold=stats.to_cold,
              cold_writes=stats.cold_writes, dead_lettered=stats.dead_lettered)

@@ -13,7 +13,8 @@ offset order, and the state keeps the offset of the last event it counted. An
 event at or below it was counted already (a replay after a crash, a rebalance, a
 replay from the earliest offset) and is skipped. The state is durable (the window
 state store) and written before the offsets are committed. No count depends on
-how many events a user has: there is no cap.
+how many events a user has: there is no cap. The state is durable: a row of the
+feature store (streams.windows).
 
 The state also keeps the values last written for each scope, so a row is written
 only when a value changed, and a category whose counts all fell to zero gets one
@@ -34,10 +35,11 @@ FINE_LIMIT_MS = 6 * 3_600_000  # windows up to this long use fine buckets
 
 
 class UserWindows(msgspec.Struct, array_like=True, omit_defaults=True):
-    """One user's window state, as the state store keeps it (msgspec, compact)."""
+    """One user's window state, as the feature store keeps it (msgspec, compact)."""
 
     offset: int = -1  # of the last event counted (in the user's partition)
     partition: int = -1
+    stamp_ms: int = 0  # when the state was last written, strictly increasing
     # "scope\x1ftype\x1fbucket_s" -> {bucket index: count}
     counts: dict[str, dict[int, int]] = {}
     # scope -> the values last written for it, in the order of `WindowPlan.features(scope)`

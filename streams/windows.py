@@ -8,6 +8,11 @@ windows. Each user's state is durable in the window state store, with the offset
 of the last event it counted, so replays, restarts, rebalances and a hot tier that
 loses its memory cannot count an event twice. Rows carry the time they were
 computed as their event time, so the newest computation wins in the store.
+
+The state is a row of the feature store too, of the reserved group
+`__interaction_windows` (registry names cannot start with `_`). It lives in the
+user's partition, beside the user's window row, so both go in one batch: one
+mutation on the replicas, written before the offsets are committed.
 """
 
 from __future__ import annotations
@@ -19,11 +24,11 @@ from typing import Callable, Iterable, Mapping
 from streams import window_buckets as wb
 from vahini.feature_rows import row_of
 from vahini.ports.feature_store import FeatureRow
-from vahini.ports.window_states import WindowStates
 from vahini.registry.model import KEY_SEPARATOR, Registry
 from vahini.validation import ValidUpdate
 
 DAY_MS = 86_400_000
+STATE_GROUP = "__interaction_windows"  # each user's window state, as a feature row of entity "user"
 
 
 @dataclass(frozen=True)
@@ -39,10 +44,10 @@ class CountedEvent:
 
 @dataclass
 class WindowBatch:
-    """A batch's effect on the windows: the rows to write, the states to store, the timers."""
+    """A batch's effect on the windows: the rows that changed, the users' states, the timers."""
 
     rows: list[FeatureRow] = field(default_factory=list)
-    states: dict[str, bytes] = field(default_factory=dict)
+    states: list[FeatureRow] = field(default_factory=list)
     timers: dict[str, int] = field(default_factory=dict)  # user -> when a count of theirs next falls
 
 
@@ -52,16 +57,14 @@ class WindowWriter:
 
     CACHE_USERS = 200_000  # states kept in memory between batches, most recent first
 
-    def __init__(self, store, cache, registry: Callable[[], Registry], states: WindowStates,
-                 fine_bucket_s: int = 60, coarse_bucket_s: int = 3600):
+    def __init__(self, store, cache, registry: Callable[[], Registry], fine_bucket_s: int = 60,
+                 coarse_bucket_s: int = 3600):
         self.store = store
         self.cache = cache
         self.registry = registry
-        self.states = states
         self._buckets = (fine_bucket_s, coarse_bucket_s)
         self._plan: tuple[Registry, wb.WindowPlan] | None = None
         self._known: OrderedDict[str, wb.UserWindows] = OrderedDict()
-        self._ttl_s = 86_400
 
     def plan(self) -> wb.WindowPlan:
         registry = self.registry()
@@ -71,10 +74,11 @@ class WindowWriter:
 
     def compute(self, events: Mapping[str, list[CountedEvent]], due: Iterable[str], now_ms: int) -> WindowBatch:
         """Apply each user's new events (and bring down the counts of users whose timer is due)."""
-        plan, registry = self.plan(), self.registry()
+        plan = self.plan()
         users = set(events) | set(due)
         states = self._states_of(users)
         out = WindowBatch()
+        # A user idle this long has every count at zero: the state may expire.
         ttl_s = max((w.length_ms for w in plan.windows.values()), default=0) // 1000 + 86_400
         for user in users:
             state = states[user]
@@ -87,17 +91,18 @@ class WindowWriter:
             when = wb.next_change_ms(state, plan, now_ms)
             if when is not None:
                 out.timers[user] = when
-            out.states[user] = wb.encode(state)
-        self._ttl_s = ttl_s
+            # Strictly later than the state's last write: the newest state always wins.
+            state.stamp_ms = max(now_ms, state.stamp_ms + 1)
+            out.states.append(FeatureRow("user", user, STATE_GROUP, state.stamp_ms, wb.encode(state), ttl_s))
         return out
 
     def write(self, batch: WindowBatch) -> None:
-        """Rows first, then states: a crash between them replays the events into the same rows."""
+        """Rows and states in one write: a user's state shares its partition (and batch) with
+        the user's window row. A crash before it replays the events into the same rows."""
+        if batch.rows or batch.states:
+            self.store.write([*batch.rows, *batch.states])
         if batch.rows:
-            self.store.write(batch.rows)
             self.cache.fence(batch.rows)
-        if batch.states:
-            self.states.write_many(batch.states, self._ttl_s)
 
     def forget(self, partitions: set[int]) -> None:
         """Drop the states of users of partitions this worker no longer owns."""
@@ -106,9 +111,10 @@ class WindowWriter:
 
     def _states_of(self, users: set[str]) -> dict[str, wb.UserWindows]:
         missing = [u for u in users if u not in self._known]
-        stored = self.states.read_many(missing) if missing else {}
+        stored = self.store.read("user", missing, [STATE_GROUP]) if missing else {}
         for user in missing:
-            self._known[user] = wb.decode(stored.get(user))
+            row = stored.get((user, STATE_GROUP))
+            self._known[user] = wb.decode(row.blob if row else None)
         for user in users:
             self._known.move_to_end(user)
         while len(self._known) > self.CACHE_USERS:
@@ -127,9 +133,6 @@ def _count(state: wb.UserWindows, plan: wb.WindowPlan, events: Iterable[CountedE
 
 
 def window_writer(settings, store, cache, registry: Callable[[], Registry]) -> WindowWriter:
-    """The worker's WindowWriter, with the window state store and buckets of `settings`."""
-    from vahini import wiring
-
+    """The worker's WindowWriter, with the buckets of `settings`."""
     s = settings.interactions
-    return WindowWriter(store, cache, registry, wiring.window_states(settings), s.window_fine_bucket_s,
-                        s.window_coarse_bucket_s)
+    return WindowWriter(store, cache, registry, s.window_fine_bucket_s, s.window_coarse_bucket_s)

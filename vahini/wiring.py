@@ -155,22 +155,6 @@ def interaction_hot_tier(settings: Settings, timeout_s: float = 2.0):
     return RedisInteractionTier(url, settings.interactions.namespace, timeout_s, **_redis_options(settings, url))
 
 
-def window_states(settings: Settings):
-    """Each user's windowed-count state, beside the cold tier (same engine, same keyspace or file)."""
-    s = settings.interactions
-    url = s.cold_store or settings.feature_store
-    if _scheme(url, "interactions.cold_store", ("sqlite", "cassandra", "scylla")) == "sqlite":
-        from pathlib import Path
-
-        from vahini.adapters.sqlite_window_states import SqliteWindowStates
-
-        path = _sqlite_path(url) if s.cold_store else str(Path(_sqlite_path(url)).with_name("interactions.db"))
-        return SqliteWindowStates(path)
-    from vahini.adapters.cassandra_window_states import TABLE, CassandraWindowStates
-
-    return CassandraWindowStates(_cassandra(settings, url, [TABLE]))
-
-
 def cold_interactions(settings: Settings):
     """The cold tier, by default on the feature store's engine."""
     s = settings.interactions

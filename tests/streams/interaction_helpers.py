@@ -34,7 +34,7 @@ def RunningInteractionWorker(settings: Settings) -> WorkerThread:  # noqa: N802 
     follower = RegistryFollower(wiring.config_store(settings))
     windows = window_writer(settings, store, cache, lambda: follower.current)
     worker = build_interaction_worker(settings, log, cold, hot, windows)
-    return WorkerThread(worker, follower, cache, store, hot, cold, log, windows.states)
+    return WorkerThread(worker, follower, cache, store, hot, cold, log)
 
 
 class Reader:
