@@ -1,6 +1,6 @@
 """Windowed interaction counts: Vahini's interaction worker against faust-streaming.
 
-    .venv/bin/python -m benchmarks.windows [--events 20000] [--users 2000]
+    .venv/bin/python -m benchmarks.windows [--events 20000] [--users 2000] [--baseline-tree /tmp/baseline]
 
 Both keep the sample registry's `user_interaction_windows` and
 `user_category_interaction_windows` (clicks/orders in the last 1 h and 24 h, per
@@ -14,7 +14,11 @@ interactions without sessions:
       history, written in batches; it also stores every interaction in the cold
       tier, which (a) does not.
 
-Rates are events per second between the group's first commit and its last.
+  (c) with --baseline-tree: (b) run from a checkout of another commit, on the same
+      topic, after (b).
+
+Rates are events per second between the group's first commit and its last, with
+the worker's CPU per event over the same span.
 """
 
 from __future__ import annotations
@@ -64,11 +68,15 @@ def env(settings, keyspace: str, group: str, run: str) -> dict:
     return out
 
 
-def run_one(settings, name: str, args: list[str], events: int, run: str) -> float:
-    """Events/s of one consumer process until its group has committed `events`."""
+def run_one(settings, name: str, args: list[str], events: int, run: str,
+            tree: str | None = None) -> tuple[float, float]:
+    """(events/s, CPU-µs per event) of one consumer process until its group has committed `events`."""
     keyspace, group = f"bench_{name}_{run}", f"bench-{name}-{run}"
     fresh_keyspace(settings, keyspace).close()
-    proc = spawn(args, env(settings, keyspace, group, run), group)
+    worker_env = env(settings, keyspace, group, f"{name}-{run}")
+    if tree:  # run from there: `-m` puts the working directory first, ahead of the editable install
+        worker_env["PYTHONPATH"] = os.path.abspath(tree)
+    proc = spawn(args, worker_env, group, os.path.abspath(tree) if tree else None)
     try:
         return measure_group(settings, group, settings.topics.interactions, events, [proc])
     finally:
@@ -81,6 +89,7 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--users", type=int, default=2000)
     parser.add_argument("--faust-events", type=int, default=3000, help="faust is measured on this prefix")
+    parser.add_argument("--baseline-tree", help="also run the vahini worker from this checkout of another commit")
     args = parser.parse_args()
     run = uuid.uuid4().hex[:8]
     topic = f"bench-windows-{run}"
@@ -94,15 +103,18 @@ def main() -> int:
     faust = run_one(settings, "faustw", [sys.executable, "-m", "benchmarks.faust_windows", "worker", "-l", "warn",
                                          "--web-port", str(free_port())],
                     min(args.faust_events, args.events), run)
-    vahini = run_one(settings, "vahiniw", [sys.executable, "-m", "vahini.cli", "ingest", "interactions"],
-                     args.events, run)
+    worker = [sys.executable, "-m", "vahini.cli", "ingest", "interactions"]
+    vahini = run_one(settings, "vahiniw", worker, args.events, run)
+    rows = [["(a) faust-streaming hopping windowed tables (baseline)", f"{faust[0]:,.0f}", "1.00x", f"{faust[1]:.0f}"],
+            ["(b) vahini ingest interactions (also stores every interaction)", f"{vahini[0]:,.0f}",
+             f"{vahini[0] / faust[0]:.2f}x", f"{vahini[1]:.0f}"]]
+    if args.baseline_tree:
+        other = run_one(settings, "basew", worker, args.events, run, args.baseline_tree)
+        rows.append([f"(c) the same from {args.baseline_tree}", f"{other[0]:,.0f}", f"{other[0] / faust[0]:.2f}x",
+                     f"{other[1]:.0f}"])
     print(table(f"Windowed counts (1 h and 24 h, per user and per user x category) over {args.events:,} "
                 f"interactions of {args.users:,} users (faust on the first {min(args.faust_events, args.events):,}), "
-                f"one process each",
-                ["consumer", "events/s", "vs faust"],
-                [["(a) faust-streaming hopping windowed tables (baseline)", f"{faust:,.0f}", "1.00x"],
-                 ["(b) vahini ingest interactions (also stores every interaction)", f"{vahini:,.0f}",
-                  f"{vahini / faust:.2f}x"]]))
+                f"one process each", ["consumer", "events/s", "vs faust", "CPU-µs/event"], rows))
     return 0
 
 
