@@ -32,6 +32,7 @@ from vahini.registry.model import FeatureGroup, Registry, window_of
 
 USER_SCOPE = ""  # the user's own counts; any other scope is a category id
 FINE_LIMIT_MS = 6 * 3_600_000  # windows up to this long use fine buckets
+NEVER_MS = 2**62  # a next change that never comes
 
 
 class UserWindows(msgspec.Struct, array_like=True, omit_defaults=True):
@@ -40,6 +41,7 @@ class UserWindows(msgspec.Struct, array_like=True, omit_defaults=True):
     offset: int = -1  # of the last event counted (in the user's partition)
     partition: int = -1
     stamp_ms: int = 0  # when the state was last written, strictly increasing
+    next_change_ms: int = 0  # until then, only new events change a value (0: unknown)
     # "scope\x1ftype\x1fbucket_s" -> {bucket index: count}
     counts: dict[str, dict[int, int]] = {}
     # scope -> the values last written for it, in the order of `WindowPlan.features(scope)`
@@ -103,8 +105,9 @@ class WindowPlan:
         return self.user_groups if scope == USER_SCOPE else self.category_groups
 
 
-def count_event(state: UserWindows, plan: WindowPlan, type_: str, category: str | None, event_time_ms: int) -> None:
-    """Add one event to its buckets, in the user's scope and its category's."""
+def count_event(state: UserWindows, plan: WindowPlan, type_: str, category: str | None,
+                event_time_ms: int) -> list[str]:
+    """Add one event to its buckets, in the user's scope and its category's; returns those scopes."""
     scopes = [USER_SCOPE] if not plan.category_groups or not category or "|" in category \
         else [USER_SCOPE, category]
     for bucket_s in plan.bucket_sizes(type_):
@@ -112,6 +115,7 @@ def count_event(state: UserWindows, plan: WindowPlan, type_: str, category: str 
         for scope in scopes:
             counts = state.counts.setdefault(f"{scope}\x1f{type_}\x1f{bucket_s}", {})
             counts[bucket] = counts.get(bucket, 0) + 1
+    return scopes
 
 
 def values(state: UserWindows, plan: WindowPlan, scope: str, group: FeatureGroup, now_ms: int) -> list[int]:
@@ -141,6 +145,13 @@ def prune(state: UserWindows, plan: WindowPlan, now_ms: int) -> None:
             del state.counts[key]
 
 
+def leaves_ms(plan: WindowPlan, type_: str, event_time_ms: int, now_ms: int) -> int | None:
+    """When an event of `type_` at `event_time_ms` first leaves one of its windows (after now)."""
+    times = [(event_time_ms // (w.bucket_s * 1000) + w.buckets) * w.bucket_s * 1000
+             for w in plan.windows.values() if w.type == type_]
+    return min((t for t in times if t > now_ms), default=None)
+
+
 def scopes(state: UserWindows) -> set[str]:
     """Every scope with counts, or with values written that may need to fall to zero."""
     return {key.split("\x1f", 1)[0] for key in state.counts} | set(state.written)
@@ -160,10 +171,18 @@ def next_change_ms(state: UserWindows, plan: WindowPlan, now_ms: int) -> int | N
     return min(leaving, default=None)
 
 
-def changed_rows(state: UserWindows, plan: WindowPlan, now_ms: int) -> Iterable[tuple[str, FeatureGroup, list[int]]]:
+def changed_rows(state: UserWindows, plan: WindowPlan, now_ms: int,
+                 touched: set[str]) -> Iterable[tuple[str, FeatureGroup, list[int]]]:
     """(scope, group, values) of each group row whose values differ from those last written;
-    marks them written. A category all of whose values are zero is forgotten after its row."""
-    for scope in sorted(scopes(state)):
+    marks them written. A category all of whose values are zero is forgotten after its row.
+    Until the state's next change, only the `touched` scopes (with new events) can differ."""
+    if now_ms >= state.next_change_ms:
+        prune(state, plan, now_ms)
+        candidates = scopes(state)
+        state.next_change_ms = next_change_ms(state, plan, now_ms) or NEVER_MS
+    else:
+        candidates = touched
+    for scope in sorted(candidates):
         groups = plan.groups_of(scope)
         current = [v for group in groups for v in values(state, plan, scope, group, now_ms)]
         if state.written.get(scope) == current:

@@ -82,15 +82,14 @@ class WindowWriter:
         ttl_s = max((w.length_ms for w in plan.windows.values()), default=0) // 1000 + 86_400
         for user in users:
             state = states[user]
-            _count(state, plan, events.get(user, ()))
-            wb.prune(state, plan, now_ms)
-            for scope, group, values in wb.changed_rows(state, plan, now_ms):
+            touched, soonest = _count(state, plan, events.get(user, ()), now_ms)
+            for scope, group, values in wb.changed_rows(state, plan, now_ms, touched):
                 key = user if scope == wb.USER_SCOPE else f"{user}{KEY_SEPARATOR}{scope}"
                 out.rows.append(row_of(ValidUpdate(group.entity, key, group, now_ms,
                                                    dict(zip((f.name for f in group.features), values)))))
-            when = wb.next_change_ms(state, plan, now_ms)
-            if when is not None:
-                out.timers[user] = when
+            state.next_change_ms = min(state.next_change_ms, soonest)  # a new event may leave sooner
+            if state.next_change_ms < wb.NEVER_MS:
+                out.timers[user] = state.next_change_ms
             # Strictly later than the state's last write: the newest state always wins.
             state.stamp_ms = max(now_ms, state.stamp_ms + 1)
             out.states.append(FeatureRow("user", user, STATE_GROUP, state.stamp_ms, wb.encode(state), ttl_s))
@@ -122,14 +121,20 @@ class WindowWriter:
         return {u: self._known[u] for u in users}
 
 
-def _count(state: wb.UserWindows, plan: wb.WindowPlan, events: Iterable[CountedEvent]) -> None:
+def _count(state: wb.UserWindows, plan: wb.WindowPlan, events: Iterable[CountedEvent],
+           now_ms: int) -> tuple[set[str], int]:
     """Each event once: one counted already (at or below the state's offset, in its
-    partition) is a replay."""
+    partition) is a replay. Returns the scopes whose counts changed, and when the first
+    of the new events leaves a window."""
+    touched: set[str] = set()
+    soonest = wb.NEVER_MS
     for e in events:
         if e.partition == state.partition and e.offset <= state.offset:
             continue
-        wb.count_event(state, plan, e.type, e.category_id, e.event_time_ms)
+        touched.update(wb.count_event(state, plan, e.type, e.category_id, e.event_time_ms))
         state.partition, state.offset = e.partition, e.offset
+        soonest = min(soonest, wb.leaves_ms(plan, e.type, e.event_time_ms, now_ms) or soonest)
+    return touched, soonest
 
 
 def window_writer(settings, store, cache, registry: Callable[[], Registry]) -> WindowWriter:
