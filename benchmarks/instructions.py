@@ -232,24 +232,12 @@ def ingest(args) -> None:
 
 
 def interactions(args) -> None:
-    from benchmarks.common import real_settings, table
-    from benchmarks.interaction_cpu import produce
+    from benchmarks.common import table
+    from benchmarks.interaction_cpu import produce, workload_topic
     from benchmarks.windows import env as worker_env
-    from vahini import wiring
-    from vahini.demo import SAMPLE_REGISTRY
-    from vahini.registry import publish
-    from vahini.settings import TopicSettings
 
     run = uuid.uuid4().hex[:8]
-    topic = f"bench-instr-ia-{run}"
-    settings = real_settings(run, "unused").model_copy(update={"topics": TopicSettings(
-        interactions=topic, sessions=topic, dead_letter=f"{topic}-dlq")})
-    config = wiring.config_store(settings)
-    publish.apply(SAMPLE_REGISTRY, config)
-    config.close()
-    log = wiring.event_log(settings)
-    log.create_topic(topic, 8)
-    log.close()
+    settings = workload_topic(run, f"bench-instr-ia-{run}", "unused")
     events = produce(settings, args.workload, args, seed=1)
     trees = [("this checkout", TREE)]
     if args.baseline_tree:

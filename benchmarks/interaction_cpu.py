@@ -102,6 +102,20 @@ def produce(settings, workload: str, args, seed: int) -> int:
     return n
 
 
+def workload_topic(run: str, topic: str, keyspace: str):
+    """Settings of a run whose interactions and sessions share a fresh 8-partition topic, with the
+    sample registry (and so its windowed counts) published."""
+    settings = real_settings(run, keyspace).model_copy(update={"topics": TopicSettings(
+        interactions=topic, sessions=topic, dead_letter=f"{topic}-dlq")})
+    config = wiring.config_store(settings)
+    publish.apply(SAMPLE_REGISTRY, config)
+    config.close()
+    log = wiring.event_log(settings)
+    log.create_topic(topic, 8)
+    log.close()
+    return settings
+
+
 def floor_us(settings, events: int) -> float:
     """CPU-µs per event of a bare fastavro decode of the topic's events (read back raw)."""
     log = wiring.event_log(settings)
@@ -168,15 +182,7 @@ def main() -> int:
     rows, ratios = [], []
     for i in range(args.rounds):
         run = uuid.uuid4().hex[:8]
-        topic = f"bench-iacpu-{run}"
-        settings = real_settings(run, f"bench_iacpu_{run}").model_copy(update={"topics": TopicSettings(
-            interactions=topic, sessions=topic, dead_letter=f"{topic}-dlq")})
-        config = wiring.config_store(settings)
-        publish.apply(SAMPLE_REGISTRY, config)
-        config.close()
-        log = wiring.event_log(settings)
-        log.create_topic(topic, 8)
-        log.close()
+        settings = workload_topic(run, f"bench-iacpu-{run}", f"bench_iacpu_{run}")
         events = produce(settings, args.workload, args, seed=i)
         floor = floor_us(settings, events)
         got = drain(settings, run, trees, events)
