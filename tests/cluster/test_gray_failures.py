@@ -247,23 +247,25 @@ def test_vahini_produce_to_a_hung_partition_leader_times_out_retries_and_says_so
 
 
 def records_in(topic: str, partitions: int, expected: int) -> int:
-    """Records in the topic, from its watermarks. Right after its leader moved, a partition's
-    watermark may come from the old leader (unknown, or 0): asked again, for up to 30 s,
-    until the count reaches `expected`."""
-    from confluent_kafka import Consumer, KafkaException, TopicPartition
+    """Records in the topic: latest minus earliest offset of each partition, asked of each
+    partition's leader (AdminClient.list_offsets). Right after a leader moved, the answer may
+    be an error or come from the old leader: asked again, for up to 60 s, until it reaches
+    `expected`."""
+    from confluent_kafka import KafkaException, TopicPartition
+    from confluent_kafka.admin import AdminClient, OffsetSpec
 
-    consumer = Consumer({"bootstrap.servers": nodes.KAFKA_BOOTSTRAP, "group.id": f"count-{time.time()}"})
+    admin = AdminClient({"bootstrap.servers": nodes.KAFKA_BOOTSTRAP})
     count = -1
-    try:
-        for _ in range(30):
-            try:
-                count = sum(high - low for low, high in (
-                    consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30) for p in range(partitions)))
-            except KafkaException:
-                pass
-            if count >= expected:
-                break
-            time.sleep(1)
-    finally:
-        consumer.close()
+
+    def offsets(spec) -> list[int]:
+        asked = admin.list_offsets({TopicPartition(topic, p): spec for p in range(partitions)}, request_timeout=10)
+        return [future.result(timeout=15).offset for future in asked.values()]
+    for _ in range(60):
+        try:
+            count = sum(offsets(OffsetSpec.latest())) - sum(offsets(OffsetSpec.earliest()))
+        except KafkaException:
+            pass
+        if count >= expected:
+            break
+        time.sleep(1)
     return count
