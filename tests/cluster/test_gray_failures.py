@@ -148,15 +148,25 @@ def test_sessions_load_and_flush_exactly_while_a_replica_hangs(settings):
                 events.interaction(f"a-{i}", "alice", f"p{i}", "CLICK", start + i, category_id="c1")
             events.flush()
             clicks = [f"a-{i}" for i in reversed(range(first + count))]
-            wait_for(lambda: reader.history("alice").source == "hot" and reader.ids("alice") == clicks, 90,
-                     f"session {number} to be served hot with every click so far")
+            served(lambda: reader.history("alice").source == "hot" and reader.ids("alice") == clicks,
+                   f"session {number} to be served hot with every click so far")
             return clicks
+
+        def served(condition, what: str) -> None:
+            """Wait for `condition`; on a timeout, say what the worker and the reader saw."""
+            try:
+                wait_for(condition, 180, what)
+            except AssertionError as exc:
+                history = reader.history("alice")
+                raise AssertionError(f"{exc}; worker alive: {worker.thread.is_alive()}, failure: {worker.failure!r}, "
+                                     f"stats: {worker.stats}; read: {history.source}, "
+                                     f"{[i.event_id for i in history.interactions][:5]}...") from None
 
         def end(number: int, clicks: list[str]) -> None:
             events.session_event("alice", f"s{number}", "END", t + number * 10_000 + 5_000)
             events.flush()
-            wait_for(lambda: reader.history("alice").source == "cold" and reader.ids("alice") == clicks, 90,
-                     f"session {number} to be flushed to cold and evicted")
+            served(lambda: reader.history("alice").source == "cold" and reader.ids("alice") == clicks,
+                   f"session {number} to be flushed to cold and evicted")
 
         end(1, session(1, 0, 30))
         nodes.pause("cassandra-2")
