@@ -208,6 +208,10 @@ class CassandraSettings(_Section):
                                        "connection and marks the node down: a hung node stops getting requests")
     reconnect_max_delay_s: float = Field(30.0, gt=0, description="A node marked down is tried again at most "
                                          "this far apart (exponential from 1 s)")
+    speculative_retry: str = Field("auto", description="The tables' speculative_retry, set when a process creates "
+                                   "or finds them: how long a coordinator waits for a replica before asking another. "
+                                   "'auto': MIN(99p,50ms) on Cassandra, left alone on ScyllaDB (which has no MIN); "
+                                   "'keep': never changed; else any CQL value, such as '50ms' or '99p'")
 
 
 class Settings(BaseSettings):

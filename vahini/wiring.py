@@ -79,7 +79,8 @@ def _cassandra(settings: Settings, url: str, tables: list[str]):
                                              protocol_version=c.protocol_version, hedge=_hedge(c),
                                              heartbeat_interval_s=c.heartbeat_interval_s,
                                              heartbeat_timeout_s=c.heartbeat_timeout_s,
-                                             reconnect_max_delay_s=c.reconnect_max_delay_s), tables)
+                                             reconnect_max_delay_s=c.reconnect_max_delay_s,
+                                             speculative_retry=c.speculative_retry), tables)
 
 
 def _hedge(c) -> "HedgeOptions | None":

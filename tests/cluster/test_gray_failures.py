@@ -106,7 +106,7 @@ def test_a_hung_cassandra_replica_costs_cold_reads_at_most_1_percent_failures_an
     reads = ColdReads(channel)
     try:
         reads.run(5.0, count=40)  # connections, prepared statements, the hedges' delay
-        before = reads.run(5.0, count=200)
+        before = reads.run(5.0, seconds=HUNG_S)  # as long as the hang: p99s of about as many calls
         deadline_s = 3 * before.p(99) / 1000
         nodes.pause("cassandra-2")
         try:
@@ -118,7 +118,8 @@ def test_a_hung_cassandra_replica_costs_cold_reads_at_most_1_percent_failures_an
         channel.close()
         running.stop(0)
     print(f"\ncold reads of {KEYS} products, Retrieve and GetFeatures in turns; RF 3, LOCAL_QUORUM; "
-          f"cassandra-2 SIGSTOPped for {HUNG_S} s; each call's deadline {deadline_s * 1000:.0f} ms "
+          f"cassandra-2 SIGSTOPped for {HUNG_S} s; tables' speculative_retry "
+          f"{settings.cassandra.speculative_retry}; each call's deadline {deadline_s * 1000:.0f} ms "
           f"(3x the p99 before)\n| phase | calls | p50 ms | p99 ms | failed |\n|---|---|---|---|---|")
     print(before.row("before (deadline 5 s)"))
     print(hung.row("cassandra-2 hung"))

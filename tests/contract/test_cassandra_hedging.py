@@ -1,6 +1,7 @@
 """The hedges' delay (vahini.adapters.cassandra_hedging), without a cluster: it
 follows the reads one replica answered alone, within its bounds. The hedges
-themselves are tested on the three-node cluster (tests/cluster/test_gray_failures.py)."""
+themselves are tested on the three-node cluster (tests/cluster/test_gray_failures.py).
+The tables' server-side speculative_retry is checked on the real Cassandra."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ from types import SimpleNamespace
 from cassandra.policies import ConstantSpeculativeExecutionPolicy
 from cassandra.cluster import ResponseFuture
 
-from vahini.adapters.cassandra_hedging import HedgedReads, HedgeOptions, ObservedLatency
+import pytest
+
+from vahini.adapters.cassandra_hedging import (CASSANDRA_SPECULATIVE_RETRY, HedgedReads, HedgeOptions,
+                                              ObservedLatency, same_speculative_retry, wanted_speculative_retry)
 
 OPTIONS = HedgeOptions(percentile=99.0, min_delay_s=0.002, max_delay_s=0.1, initial_delay_s=0.05)
 
@@ -60,3 +64,35 @@ def test_the_driver_still_has_what_hedging_uses():
     assert hasattr(ConstantSpeculativeExecutionPolicy, "ConstantSpeculativeExecutionPlan")
     assert hasattr(ResponseFuture, "attempted_hosts")  # the hosts a read went to, hedges included
     assert "speculative_execution_plan" in inspect.signature(ResponseFuture.__init__).parameters
+
+
+def test_auto_caps_the_coordinators_retry_on_cassandra_and_leaves_scylla_alone():
+    assert wanted_speculative_retry("auto", is_scylla=False) == "MIN(99p,50ms)"
+    assert wanted_speculative_retry("auto", is_scylla=True) is None
+    assert wanted_speculative_retry("keep", is_scylla=False) is None
+    assert wanted_speculative_retry("20ms", is_scylla=True) == "20ms"
+
+
+def test_the_same_retry_in_cassandras_spelling_is_not_altered_again():
+    assert same_speculative_retry("MIN(99.0p,50.0ms)", "MIN(99p, 50ms)")
+    assert same_speculative_retry("99PERCENTILE", "99p")
+    assert not same_speculative_retry("99p", "MIN(99p,50ms)")
+    assert not same_speculative_retry("", "50ms")
+
+
+@pytest.mark.real_service
+@pytest.mark.parametrize("setting, expected", [("auto", CASSANDRA_SPECULATIVE_RETRY), ("keep", "99p"),
+                                               ("30ms", "30ms")])
+def test_the_tables_get_the_speculative_retry_set(cassandra_endpoint, unique, setting, expected):
+    from vahini.adapters.cassandra_feature_store import TABLE
+    from vahini.adapters.cassandra_session import CassandraOptions, CassandraSession
+
+    host, port = cassandra_endpoint.rsplit(":", 1)
+    keyspace = f"spec_{unique}"
+    session = CassandraSession(CassandraOptions([host], int(port), keyspace, speculative_retry=setting), [TABLE])
+    try:
+        found = session.cluster.metadata.keyspaces[keyspace].tables["feature_rows"].options["speculative_retry"]
+        assert same_speculative_retry(found, expected), found
+    finally:
+        session.session.execute(f"DROP KEYSPACE {keyspace}", timeout=60)
+        session.cluster.shutdown()

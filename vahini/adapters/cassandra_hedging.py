@@ -70,3 +70,25 @@ class HedgedReads(SpeculativeExecutionPolicy):
     def new_plan(self, keyspace, statement):
         return ConstantSpeculativeExecutionPolicy.ConstantSpeculativeExecutionPlan(self._latency.delay_s,
                                                                                    self._max_hedges)
+
+
+# The server side of the same problem: a coordinator that sent a quorum read to a hung
+# replica waits for the table's speculative_retry before asking the third one. Its
+# default, 99p, is the table's own p99, which a hung replica drags up with it
+# (CASSANDRA-14293), so Cassandra 4+ caps it. ScyllaDB takes no MIN().
+CASSANDRA_SPECULATIVE_RETRY = "MIN(99p,50ms)"
+
+
+def wanted_speculative_retry(setting: str, is_scylla: bool) -> str | None:
+    """The speculative_retry the tables should have, or None to leave them alone."""
+    if setting == "keep" or setting == "auto" and is_scylla:
+        return None
+    return CASSANDRA_SPECULATIVE_RETRY if setting == "auto" else setting
+
+
+def same_speculative_retry(a: str, b: str) -> bool:
+    """Cassandra writes values back in its own spelling: 99.0p, 99PERCENTILE, 50.0ms."""
+    def canonical(value: str) -> str:
+        v = value.lower().replace(" ", "").replace("percentile", "p")
+        return v.replace(".0p", "p").replace(".0ms", "ms")
+    return canonical(a) == canonical(b)

@@ -5,6 +5,7 @@ run with bounded concurrency, each within what is left of the caller's deadline.
 from __future__ import annotations
 
 import io
+import re
 import ssl
 import struct
 import time
@@ -20,7 +21,8 @@ from cassandra.policies import DCAwareRoundRobinPolicy, ExponentialReconnectionP
 from cassandra.protocol import BatchMessage, ProtocolHandler
 from cassandra.query import tuple_factory
 
-from vahini.adapters.cassandra_hedging import HedgedReads, HedgeOptions, ObservedLatency
+from vahini.adapters.cassandra_hedging import (HedgedReads, HedgeOptions, ObservedLatency, same_speculative_retry,
+                                              wanted_speculative_retry)
 from vahini.errors import DeadlineExceeded, StoreUnavailable
 from vahini.logs import get_logger
 
@@ -49,6 +51,7 @@ class CassandraOptions:
     heartbeat_interval_s: float = 5.0
     heartbeat_timeout_s: float = 5.0
     reconnect_max_delay_s: float = 30.0  # a node marked down is tried again at most this far apart
+    speculative_retry: str = "auto"  # the tables' (see cassandra_hedging.wanted_speculative_retry)
 
 
 def _ssl_context(tls: tuple | None) -> ssl.SSLContext | None:
@@ -83,6 +86,7 @@ class EncodedStatements(list):
 
 
 _COUNT = struct.Struct(">H")
+_TABLE_NAME = re.compile(r"CREATE TABLE IF NOT EXISTS \{ks\}\.(\w+)")
 HEDGED_READS = "hedged_reads"  # the execution profile of reads that may be hedged
 
 
@@ -192,6 +196,27 @@ class CassandraSession:
         for table in tables:
             self.session.execute(table.format(ks=self.keyspace), host=ddl_host)
         self.cluster.refresh_schema_metadata(max_schema_agreement_wait=self.options.schema_timeout_s)
+        self._set_speculative_retry(tables, ddl_host)
+
+    def _set_speculative_retry(self, tables: Sequence[str], ddl_host) -> None:
+        """ALTER only the tables whose value differs: a schema change at every start of
+        every worker would keep the nodes busy agreeing on it."""
+        system = self.cluster.metadata.keyspaces.get("system")
+        wanted = wanted_speculative_retry(self.options.speculative_retry,
+                                          is_scylla=system is not None and "scylla_local" in system.tables)
+        if wanted is None:
+            return
+        existing = self.cluster.metadata.keyspaces[self.keyspace].tables
+        altered = False
+        for name in (_TABLE_NAME.search(t).group(1) for t in tables):
+            current = existing[name].options.get("speculative_retry", "") if name in existing else ""
+            if not same_speculative_retry(current, wanted):
+                self.session.execute(f"ALTER TABLE {self.keyspace}.{name} WITH speculative_retry = '{wanted}'",
+                                     host=ddl_host)
+                log.info("cassandra_speculative_retry_set", table=name, was=current, now=wanted)
+                altered = True
+        if altered:
+            self.cluster.refresh_schema_metadata(max_schema_agreement_wait=self.options.schema_timeout_s)
 
     def prepare(self, cql: str, idempotent: bool = True):
         try:
