@@ -4,6 +4,7 @@
     make services-start
     .venv/bin/python -m benchmarks.interaction_cpu --paired-with /tmp/baseline [--workload sessions] [--rounds 3]
     .venv/bin/python -m benchmarks.interaction_cpu                 # this checkout alone, against the floor
+    .venv/bin/python -m benchmarks.interaction_cpu --rounds 1 --py-spy /tmp/sessions.txt   # where the time goes
 
 Each round produces a backlog into a fresh topic, then starts one `vahini ingest
 interactions` per checkout (each with its own group, keyspace and Redis
@@ -22,6 +23,10 @@ in 1 h and 24 h, per user and per user x category):
   heavy user with --heavy clicks in the last 50 minutes.
 
 The floor, measured in the same run: a bare fastavro decode of the same events.
+
+`--py-spy FILE` samples this checkout's worker with py-spy (`pip install py-spy`)
+while it drains, into FILE as collapsed stacks (one line per stack and its count),
+and prints the functions with the largest share of the worker thread's samples.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import os
 import random
 import signal
 import statistics
+import subprocess
 import sys
 import time
 import uuid
@@ -132,7 +138,8 @@ def floor_us(settings, events: int) -> float:
     return (time.process_time() - started) / len(payloads) * 1e6
 
 
-def drain(settings, run: str, trees: dict[str, str | None], events: int) -> dict[str, float]:
+def drain(settings, run: str, trees: dict[str, str | None], events: int,
+          py_spy: str | None = None) -> dict[str, float]:
     """CPU-µs per event of one worker per checkout, side by side on the same backlog."""
     workers = {}
     for label, tree in trees.items():
@@ -143,6 +150,10 @@ def drain(settings, run: str, trees: dict[str, str | None], events: int) -> dict
             env["PYTHONPATH"] = os.path.abspath(tree)
         workers[label] = (spawn([sys.executable, "-m", "vahini.cli", "ingest", "interactions"], env, group,
                                 os.path.abspath(tree) if tree else None), port)
+    sampler = None
+    if py_spy:
+        sampler = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "py-spy"), "record", "-r", "200", "-f", "raw", "-o", py_spy, "--pid",
+                                    str(workers["this"][0].pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     first: dict[str, tuple[float, float]] = {}
     last: dict[str, tuple[float, float]] = {}
     give_up = time.monotonic() + 3600
@@ -161,6 +172,9 @@ def drain(settings, run: str, trees: dict[str, str | None], events: int) -> dict
                 raise RuntimeError(f"timed out: {last}")
             time.sleep(0.1)
     finally:
+        if sampler:
+            sampler.send_signal(signal.SIGINT)
+            sampler.wait(60)
         for proc, _ in workers.values():
             proc.send_signal(signal.SIGTERM)
         for proc, _ in workers.values():
@@ -177,6 +191,8 @@ def main() -> int:
     parser.add_argument("--sessions", type=int, default=3000, help="sessions of the sessions workload")
     parser.add_argument("--users", type=int, default=2000, help="users of the sessionless workload")
     parser.add_argument("--heavy", type=int, default=2000, help="clicks of its heavy user in the last 50 minutes")
+    parser.add_argument("--py-spy", metavar="FILE", help="sample this checkout's worker with py-spy into FILE "
+                        "(collapsed stacks) and print where its time goes")
     args = parser.parse_args()
     trees = {"this": None, **({"other": args.paired_with} if args.paired_with else {})}
     rows, ratios = [], []
@@ -185,7 +201,7 @@ def main() -> int:
         settings = workload_topic(run, f"bench-iacpu-{run}", f"bench_iacpu_{run}")
         events = produce(settings, args.workload, args, seed=i)
         floor = floor_us(settings, events)
-        got = drain(settings, run, trees, events)
+        got = drain(settings, run, trees, events, args.py_spy)
         row = [str(i + 1), f"{events:,}", f"{floor:.1f}", f"{got['this']:.1f}", f"{got['this'] / floor:.0f}x"]
         if args.paired_with:
             ratios.append(got["this"] / got["other"])
@@ -200,7 +216,26 @@ def main() -> int:
     print(table(f"Interaction worker CPU per event, {args.workload} workload, saturated (a backlog to drain)"
                 + (f": this checkout vs {args.paired_with}" if args.paired_with else "")
                 + f" ({os.cpu_count()} cores shared; Cassandra at {CASSANDRA})", header, rows))
+    if args.py_spy:
+        print(where_time_goes(args.py_spy))
     return 0
+
+
+def where_time_goes(collapsed: str, top: int = 30) -> str:
+    """The functions in the most samples (inclusive), from py-spy's collapsed stacks of the
+    worker thread: the stacks through `InteractionWorker.run`."""
+    inclusive: dict[str, int] = {}
+    total = 0
+    for line in open(collapsed):
+        stack, _, count = line.rstrip().rpartition(" ")
+        if "run (streams/interactions.py" not in stack:
+            continue
+        total += int(count)
+        for frame in {f.rsplit(":", 1)[0] for f in stack.split(";")}:  # without line numbers, once per stack
+            inclusive[frame] = inclusive.get(frame, 0) + int(count)
+    rows = [[f"{100 * n / total:.1f}%", frame] for frame, n in sorted(inclusive.items(), key=lambda x: -x[1])[:top]]
+    return table(f"py-spy, the worker thread's {total:,} samples: the functions in most of them", ["share", "function"],
+                 rows)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from serving import metrics
 from serving.api import kserve_v2_pb2_grpc as kpb_grpc
 from serving.kserve_tensors import TensorPlan, infer_request, read_scores
 from serving.model_proxy import FeatureMatrix, NodeScores
-from vahini.errors import DeadlineExceeded, EndpointRejected, StoreUnavailable
+from vahini.errors import DeadlineExceeded, EndpointRejected, StoreUnavailable, VahiniError
 from vahini.logs import RateLimitedLog, get_logger
 from vahini.registry.graphs import input_columns
 from vahini.registry.model import Endpoint, ModelGraph, ScoreNode
@@ -57,9 +57,9 @@ def choose(node: ScoreNode, context: Mapping[str, Sequence[str]]) -> Endpoint:
     return node.endpoints[-1]
 
 
-def _failed(kind: type, message: str, code: str) -> Exception:
+def _failed(kind: type[VahiniError], message: str, outcome: str) -> VahiniError:
     exc = kind(message)
-    exc.code = code  # the outcome label for metrics and logs
+    exc.outcome = outcome
     return exc
 
 
@@ -118,7 +118,7 @@ class Scorer:
         return plans
 
     def _note_failure(self, graph: ModelGraph, node: ScoreNode, endpoint: Endpoint, exc: Exception) -> None:
-        code = getattr(exc, "code", type(exc).__name__)
+        code = getattr(exc, "outcome", None) or type(exc).__name__
         self._failures.warning((endpoint.target, endpoint.model, code), "model_call_failed", model=graph.name,
                                version=graph.version, node=node.name, endpoint=endpoint.target,
                                endpoint_model=endpoint.model, code=code, error=str(exc),

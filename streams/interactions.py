@@ -85,6 +85,7 @@ class InteractionWorker:
         self._pending_cold: dict[str, list[StoredInteraction]] = {}  # by user, written before the commit
         self._buffered: dict[str, tuple[TopicPartition, int, list[StoredInteraction]]] = {}
         self._prefetched: dict[str, list[StoredInteraction]] = {}
+        self._starting: dict[str, tuple[str, TopicPartition]] = {}  # user -> (session id, tp), opened together
         self._ending: dict[str, TopicPartition] = {}
         self._held: dict[str, Counter] = {}  # per open session loaded here: interactions held, by type
         self._counted: dict[str, list[CountedEvent]] = {}  # this batch's interactions, for the windowed counts
@@ -161,8 +162,7 @@ class InteractionWorker:
                 self._apply(name, event, record, tp)
             except InvalidEvent as exc:
                 self._pending_dead.append((record, exc))
-        self._append_buffered()
-        self._close_ending()
+        self._apply_pending()
         self._prefetched.clear()
         metrics.INTERACTION_EVENTS.inc(len(records))
 
@@ -184,16 +184,23 @@ class InteractionWorker:
             self._prefetched.setdefault(query.user_id, []).extend(items)
 
     def _apply(self, name: str | None, event: dict, record: Record, tp: TopicPartition) -> None:
-        if event.get("user_id") in self._ending:
-            self._append_buffered()
-            self._close_ending()  # the user's END comes before this event
+        """Starts, appends and ends are applied together, in that order, at the end of the
+        batch: one round trip each for all users. A user's own events keep their order:
+        what is pending for the user is applied first when the order would matter."""
+        user = event.get("user_id")
+        if user in self._ending:
+            self._apply_pending()  # the user's END comes before this event
         if name == INTERACTION:
             check_interaction_ids(event, self._limits, self._now_ms())
             self._interaction(StoredInteraction.of_event(event), record, tp)
         elif name == SESSION_EVENT:
             check_interaction_ids(event, self._limits, self._now_ms())
-            self._append_buffered()  # what came before this session event is applied before it
-            (self._start if event["type"] == "START" else self._end)(event["user_id"], event["session_id"], tp)
+            if user in self._buffered or user in self._starting:
+                self._apply_pending()  # what came before this session event is applied before it
+            if event["type"] == "START":
+                self._starting[user] = (event["session_id"], tp)
+            else:
+                self._end(user, event["session_id"], tp)
         else:
             raise InvalidEvent(Reason.WRONG_EVENT_TYPE, f"expected {INTERACTION} or {SESSION_EVENT}, got {name}")
 
@@ -226,17 +233,31 @@ class InteractionWorker:
                 self._pending_cold.setdefault(user, []).extend(items)  # no open session: straight to cold
                 self.stats.to_cold += len(items)
 
-    def _start(self, user: str, session_id: str, tp: TopicPartition) -> None:
+    def _apply_pending(self) -> None:
+        self._open_starting()
+        self._append_buffered()
+        self._close_ending()
+
+    def _open_starting(self) -> None:
+        """The batch's STARTs: one round trip touches the sessions already open, one loads
+        the others with their histories."""
+        if not self._starting:
+            return
+        starting, self._starting = self._starting, {}
         now = self._now_ms()
-        touched: list[bool] = []
-        self._retry("hot_touch", lambda: touched.append(self._hot.touch(user, now, tp[1])))
-        if not touched[0]:
-            history = self._history_to_load(user)
-            self._retry("hot_load", lambda: self._hot.load(OpenSession(user, session_id, tp[1], now), history))
-            self._held[user] = Counter(i.type for i in history)
-            self.stats.sessions_started += 1
-            metrics.SESSIONS.labels("started").inc()
-        self._track(user, tp, now)
+        open_already: set[str] = set()
+        self._retry("hot_touch", lambda: open_already.update(self._hot.append_many(
+            {user: (tp[1], ()) for user, (_, tp) in starting.items()}, now)))
+        loads = [(OpenSession(user, session_id, tp[1], now), self._history_to_load(user))
+                 for user, (session_id, tp) in starting.items() if user not in open_already]
+        if loads:
+            self._retry("hot_load", lambda: self._hot.load_many(loads))
+        for session, history in loads:
+            self._held[session.user_id] = Counter(i.type for i in history)
+        self.stats.sessions_started += len(loads)
+        metrics.SESSIONS.labels("started").inc(len(loads))
+        for user, (_, tp) in starting.items():
+            self._track(user, tp, now)
 
     def _history_to_load(self, user: str) -> list[StoredInteraction]:
         """The user's cold history, as prefetched for this batch unless something of the
@@ -357,7 +378,7 @@ class InteractionWorker:
     def _finish_batch(self) -> bool:
         """Cold writes and dead letters durable, then commit up to the oldest interaction
         held only in the hot tier. False if stopped before it was done."""
-        self._append_buffered()
+        self._apply_pending()
         if not self._write_pending_cold():
             return False
         if not self._update_windows():

@@ -23,11 +23,12 @@ last row of zeros and is dropped.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable
 
 import msgspec
 
+from vahini.ports.interaction_store import TYPES
 from vahini.registry.model import FeatureGroup, Registry, window_of
 
 USER_SCOPE = ""  # the user's own counts; any other scope is a category id
@@ -81,6 +82,10 @@ class WindowPlan:
     windows: dict[str, Window]  # feature name -> its window
     fine_bucket_s: int
     coarse_bucket_s: int
+    # Derived from `windows` once, for the per-event paths:
+    sizes: dict[str, tuple[int, ...]] = field(default_factory=dict)  # type -> its bucket sizes (s)
+    spans: dict[str, tuple[tuple[int, int], ...]] = field(default_factory=dict)  # type -> (bucket ms, buckets)
+    longest: dict[int, int] = field(default_factory=dict)  # bucket size (s) -> its longest window (ms)
 
     @classmethod
     def of(cls, registry: Registry, fine_bucket_s: int = 60, coarse_bucket_s: int = 3600) -> "WindowPlan":
@@ -92,14 +97,14 @@ class WindowPlan:
                 type_, length_ms = window_of(feature.name)
                 fine = length_ms <= FINE_LIMIT_MS
                 windows[feature.name] = Window(type_, length_ms, fine_bucket_s if fine else coarse_bucket_s)
+        found = windows.values()
         return cls(groups, tuple(g for g in groups if g not in per_category), per_category, windows,
-                   fine_bucket_s, coarse_bucket_s)
-
-    def bucket_sizes(self, type_: str) -> set[int]:
-        return {w.bucket_s for w in self.windows.values() if w.type == type_}
-
-    def longest_ms(self, bucket_s: int) -> int:
-        return max((w.length_ms for w in self.windows.values() if w.bucket_s == bucket_s), default=0)
+                   fine_bucket_s, coarse_bucket_s,
+                   sizes={t: tuple(sorted({w.bucket_s for w in found if w.type == t})) for t in TYPES},
+                   spans={t: tuple(sorted({(w.bucket_s * 1000, w.buckets) for w in found if w.type == t}))
+                          for t in TYPES},
+                   longest={size: max(w.length_ms for w in found if w.bucket_s == size)
+                            for size in {w.bucket_s for w in found}})
 
     def groups_of(self, scope: str) -> tuple[FeatureGroup, ...]:
         return self.user_groups if scope == USER_SCOPE else self.category_groups
@@ -110,7 +115,7 @@ def count_event(state: UserWindows, plan: WindowPlan, type_: str, category: str 
     """Add one event to its buckets, in the user's scope and its category's; returns those scopes."""
     scopes = [USER_SCOPE] if not plan.category_groups or not category or "|" in category \
         else [USER_SCOPE, category]
-    for bucket_s in plan.bucket_sizes(type_):
+    for bucket_s in plan.sizes.get(type_, ()):
         bucket = event_time_ms // (bucket_s * 1000)
         for scope in scopes:
             counts = state.counts.setdefault(f"{scope}\x1f{type_}\x1f{bucket_s}", {})
@@ -136,7 +141,7 @@ def prune(state: UserWindows, plan: WindowPlan, now_ms: int) -> None:
     """Drop buckets that no window covers any more."""
     for key in list(state.counts):
         bucket_s = int(key.rsplit("\x1f", 1)[1])
-        longest = plan.longest_ms(bucket_s)
+        longest = plan.longest.get(bucket_s, 0)
         first = now_ms // (bucket_s * 1000) - max(1, longest // (bucket_s * 1000)) + 1
         kept = {b: n for b, n in state.counts[key].items() if b >= first}
         if kept:
@@ -147,8 +152,7 @@ def prune(state: UserWindows, plan: WindowPlan, now_ms: int) -> None:
 
 def leaves_ms(plan: WindowPlan, type_: str, event_time_ms: int, now_ms: int) -> int | None:
     """When an event of `type_` at `event_time_ms` first leaves one of its windows (after now)."""
-    times = [(event_time_ms // (w.bucket_s * 1000) + w.buckets) * w.bucket_s * 1000
-             for w in plan.windows.values() if w.type == type_]
+    times = [(event_time_ms // size + buckets) * size for size, buckets in plan.spans.get(type_, ())]
     return min((t for t in times if t > now_ms), default=None)
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Mapping
+from typing import Callable, Iterable, Mapping, NamedTuple
 
 from streams import window_buckets as wb
 from vahini.feature_rows import row_of
@@ -31,9 +31,9 @@ DAY_MS = 86_400_000
 STATE_GROUP = "__interaction_windows"  # each user's window state, as a feature row of entity "user"
 
 
-@dataclass(frozen=True)
-class CountedEvent:
-    """What a window needs of an interaction, and where it is in the log."""
+class CountedEvent(NamedTuple):
+    """What a window needs of an interaction, and where it is in the log (a tuple: one
+    is made per event)."""
 
     partition: int
     offset: int

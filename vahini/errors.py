@@ -10,6 +10,7 @@ class VahiniError(Exception):
     """Base of every error Vahini raises on purpose."""
 
     retriable: bool = False
+    outcome: str | None = None  # a short label for metrics and logs, e.g. the gRPC status a peer returned
 
 
 class InvalidEvent(VahiniError):

@@ -96,6 +96,45 @@ def test_primary_replicas_are_the_drivers(request):
 
 
 @pytest.mark.real_service
+def test_interactions_are_serialized_byte_for_byte_as_the_drivers_bind(request):
+    """The cold interaction tier's InteractionSerializer: values, routing key and the BATCH
+    body of each statement, against bind() and the driver's own encoding of the batch."""
+    from cassandra import ConsistencyLevel
+    from cassandra.protocol import BatchMessage, ProtocolHandler
+
+    from vahini.adapters.cassandra_cold_interactions import InteractionSerializer
+    from vahini.adapters.cassandra_session import PreEncodingProtocolHandler
+    from vahini.ports.interaction_store import StoredInteraction
+
+    endpoint, keyspace = request.getfixturevalue("cassandra_endpoint"), request.getfixturevalue("cassandra_keyspace")
+    cold = wiring.cold_interactions(Settings(feature_store=f"cassandra://{endpoint}/{keyspace}"))
+    now = int(time.time() * 1000)
+    items = [StoredInteraction("e1", "u1", "p1", "c1", "CLICK", now, {}),
+             StoredInteraction("é2", "ü" * 200, "p" * 70_000, None, "ORDER", now - 86_400_000 * 40,
+                               {"a": "1", "ß": "ü" * 300, "": ""}),
+             StoredInteraction("e3", "u3", "p3", "", "WISHLIST", 0, {"k": ""})]
+    serializer = InteractionSerializer(cold._insert.query_id)
+    for n, i in enumerate(items):
+        bucket, ttl = i.event_time_ms // cold._bucket_ms + n, 3600 * n
+        bound = cold._insert.bind((i.user_id, bucket, i.type, i.event_time_ms, i.event_id, i.product_id,
+                                   i.category_id, dict(i.attributes), ttl))
+        routing_key, values, _ = serializer.encode(i, bucket, ttl)
+        assert values == list(bound.values)
+        assert routing_key == bound.routing_key
+    batches = cold._batches(items + items[:1], now)  # the third is past retention; the first twice: one batch
+    assert sorted(len(b._statements_and_parameters) for b in batches) == [1, 2]
+    for batch in batches:
+        statements = batch._statements_and_parameters
+
+        def frame(handler, queries):
+            message = BatchMessage(batch.batch_type, queries, ConsistencyLevel.LOCAL_QUORUM, None, None, None)
+            return handler.encode_message(message, 7, 4, compressor=None, allow_beta_protocol_version=False,
+                                          protocol_features=None)
+        assert frame(PreEncodingProtocolHandler, statements) == frame(ProtocolHandler, list(statements))
+    cold.close()
+
+
+@pytest.mark.real_service
 @pytest.mark.parametrize("protocol_version", [4, 5])
 def test_a_batch_of_pre_encoded_statements_is_written_byte_for_byte_as_the_driver_writes_it(request,
                                                                                             protocol_version):

@@ -33,6 +33,7 @@ from vahini.ports.interaction_store import (TYPES, HistoryQuery, OpenSession, St
                                             newest_first)
 
 _LIST_ENCODE = msgspec.json.Encoder().encode
+_TYPE_NUMBER = {t: n for n, t in enumerate(TYPES, 1)}  # an appended item's type, as _APPEND's ARGV holds it
 
 # Evict only when nothing is dirty, in one step: a late append is never dropped.
 _EVICT = """
@@ -122,54 +123,67 @@ class RedisInteractionTier:
                            int(fields[b"last_seen_ms"]))
 
     def load(self, session: OpenSession, history: Sequence[StoredInteraction]) -> None:
-        u = session.user_id
-        by_type: dict[str, list[StoredInteraction]] = {t: [] for t in TYPES}
-        for i in history:
-            by_type[i.type].append(i)
-        pipe = self._redis.pipeline(transaction=True)
-        for t, items in by_type.items():
-            pipe.set(self._user(u, f"h:{t}"), _encode_list(items))
-        pipe.hset(self._user(u, "s"), mapping={"session_id": session.session_id, "partition": session.partition,
-                                               "last_seen_ms": session.last_seen_ms})
-        pipe.zadd(self._open(session.partition), {u: session.last_seen_ms})
-        self._call("load", pipe.execute)
+        self.load_many([(session, history)])
+
+    def load_many(self, loads: Sequence[tuple[OpenSession, Sequence[StoredInteraction]]]) -> None:
+        """Each session in a MULTI of its own (its keys share a hash slot), all in one round trip."""
+        commands: list[tuple] = []
+        for session, history in loads:
+            u = session.user_id
+            by_type: dict[str, list[StoredInteraction]] = {t: [] for t in TYPES}
+            for i in history:
+                by_type[i.type].append(i)
+            commands.append(("MULTI",))
+            commands += [("SET", self._user(u, f"h:{t}"), _encode_list(items)) for t, items in by_type.items()]
+            commands.append(("HSET", self._user(u, "s"), "session_id", session.session_id,
+                             "partition", session.partition, "last_seen_ms", session.last_seen_ms))
+            commands.append(("ZADD", self._open(session.partition), session.last_seen_ms, u))
+            commands.append(("EXEC",))
+        replies = self._call("load", lambda: self._wire.call(commands))
+        failed = [r for reply in replies if isinstance(reply, list) for r in reply if isinstance(r, Exception)]
+        if failed:
+            raise StoreUnavailable(f"Redis interaction tier: load failed: {failed[0]}")
 
     def append(self, user_id: str, items: Sequence[StoredInteraction], now_ms: int, partition: int) -> bool:
         return user_id in self.append_many({user_id: (partition, items)}, now_ms)
 
     def append_many(self, appends: Mapping[str, tuple[int, Sequence[StoredInteraction]]], now_ms: int) -> set[str]:
         """One script per user (each atomic), all in one round trip."""
-        pipe = self._redis.pipeline(transaction=False)
+        calls = []
         for user_id, (partition, items) in appends.items():
             keys = [self._user(user_id, "s"), self._user(user_id, "d"), self._user(user_id, "dirty"),
                     *[self._user(user_id, f"t:{t}") for t in TYPES], self._open(partition)]
             args: list = [now_ms, user_id]
             for i in items:
-                args += [i.event_id, TYPES.index(i.type) + 1, i.event_time_ms, i.to_json()]
-            self._append(keys=keys, args=args, client=pipe)
-        results = self._call("append", pipe.execute)
+                args += [i.event_id, _TYPE_NUMBER[i.type], i.event_time_ms, i.to_json()]
+            calls.append((keys, args))
+        if not calls:
+            return set()
+        results = self._call("append", lambda: self._wire.send_script(self._append, calls)())
         return {user for user, appended in zip(appends, results) if appended}
 
     def touch(self, user_id: str, now_ms: int, partition: int) -> bool:
         return self.append(user_id, [], now_ms, partition)
 
     def dirty(self, users: Sequence[str], generation: str) -> dict[str, list[StoredInteraction]]:
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.get(self._generation_key())
-        for u in users:
-            pipe.smembers(self._user(u, "dirty"))
-        current, *members = self._call("SMEMBERS", pipe.execute)
+        current, *members = self._transaction("SMEMBERS", [("GET", self._generation_key()),
+                                                           *[("SMEMBERS", self._user(u, "dirty")) for u in users]])
         self._same_generation(current, generation)
-        ids = {u: list(m) for u, m in zip(users, members) if m}
+        ids = {u: m for u, m in zip(users, members) if m}
         if not ids:
             return {}
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.get(self._generation_key())
-        for u, m in ids.items():
-            pipe.hmget(self._user(u, "d"), m)
-        current, *bodies = self._call("HMGET", pipe.execute)
+        current, *bodies = self._transaction("HMGET", [("GET", self._generation_key()),
+                                                       *[("HMGET", self._user(u, "d"), *m) for u, m in ids.items()]])
         self._same_generation(current, generation)
         return {u: [StoredInteraction.from_json(b) for b in blobs if b is not None] for u, blobs in zip(ids, bodies)}
+
+    def _transaction(self, what: str, commands: list[tuple]) -> list:
+        """The replies of `commands` run in one MULTI/EXEC, in one round trip."""
+        replies = self._call(what, lambda: self._wire.call([("MULTI",), *commands, ("EXEC",)]))
+        failed = [r for r in replies[-1] if isinstance(r, Exception)]
+        if failed:
+            raise StoreUnavailable(f"Redis interaction tier: {what} failed: {failed[0]}")
+        return replies[-1]
 
     @staticmethod
     def _same_generation(current: bytes | None, expected: str) -> None:
@@ -178,25 +192,17 @@ class RedisInteractionTier:
                               f"it lost its data")
 
     def mark_flushed(self, flushed: Mapping[str, Sequence[str]]) -> None:
-        pipe = self._redis.pipeline(transaction=False)
-        for u, event_ids in flushed.items():
-            if event_ids:
-                pipe.srem(self._user(u, "dirty"), *event_ids)
-        self._call("SREM", pipe.execute)
+        self._call("SREM", lambda: self._wire.call([("SREM", self._user(u, "dirty"), *event_ids)
+                                                    for u, event_ids in flushed.items() if event_ids]))
 
     def evict(self, users: Sequence[str]) -> set[str]:
-        pipe = self._redis.pipeline(transaction=False)
-        for u in users:
-            pipe.hget(self._user(u, "s"), "partition")
-        partitions = dict(zip(users, self._call("HGET", pipe.execute)))
-        pipe = self._redis.pipeline(transaction=False)
+        partitions = dict(zip(users, self._call("HGET", lambda: self._wire.call(
+            [("HGET", self._user(u, "s"), "partition") for u in users]))))
         open_users = [u for u in users if partitions[u] is not None]
-        for u in open_users:
-            keys = [self._user(u, "dirty"), self._user(u, "s"), self._user(u, "d"),
-                    *[self._user(u, f"t:{t}") for t in TYPES], *[self._user(u, f"h:{t}") for t in TYPES],
-                    self._open(int(partitions[u]))]
-            self._evict(keys=keys, args=[u], client=pipe)
-        results = self._call("evict", pipe.execute) if open_users else []
+        calls = [([self._user(u, "dirty"), self._user(u, "s"), self._user(u, "d"),
+                   *[self._user(u, f"t:{t}") for t in TYPES], *[self._user(u, f"h:{t}") for t in TYPES],
+                   self._open(int(partitions[u]))], [u]) for u in open_users]
+        results = self._call("evict", lambda: self._wire.send_script(self._evict, calls)()) if calls else []
         return {u for u in users if partitions[u] is None} | {u for u, ok in zip(open_users, results) if ok}
 
     def sessions(self, partition: int) -> list[OpenSession]:
@@ -229,21 +235,14 @@ class RedisInteractionTier:
         return f"{self._ns}:windows:{partition}"
 
     def schedule(self, due: Mapping[str, tuple[int, int]]) -> None:
-        pipe = self._redis.pipeline(transaction=False)
-        for user, (partition, due_ms) in due.items():
-            pipe.zadd(self._timers(partition), {user: due_ms})
-        self._call("ZADD", pipe.execute)
+        self._call("ZADD", lambda: self._wire.call([("ZADD", self._timers(partition), due_ms, user)
+                                                    for user, (partition, due_ms) in due.items()]))
 
     def take_due(self, partitions: Sequence[int], now_ms: int) -> dict[str, int]:
-        pipe = self._redis.pipeline(transaction=False)
-        for p in partitions:
-            pipe.zrangebyscore(self._timers(p), "-inf", now_ms)
-        due = dict(zip(partitions, self._call("ZRANGEBYSCORE", pipe.execute)))
-        pipe = self._redis.pipeline(transaction=False)
-        for p, users in due.items():
-            if users:
-                pipe.zrem(self._timers(p), *users)
-        self._call("ZREM", pipe.execute)
+        due = dict(zip(partitions, self._call("ZRANGEBYSCORE", lambda: self._wire.call(
+            [("ZRANGEBYSCORE", self._timers(p), "-inf", now_ms) for p in partitions]))))
+        self._call("ZREM", lambda: self._wire.call([("ZREM", self._timers(p), *users)
+                                                    for p, users in due.items() if users]))
         return {u.decode(): p for p, users in due.items() for u in users}
 
     def _held(self, wanted: Sequence[tuple[str, Sequence[str], HistoryQuery | None]]

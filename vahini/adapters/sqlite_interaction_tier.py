@@ -52,11 +52,14 @@ class SqliteInteractionTier:
         return [(user_id, i.event_id, i.type, i.event_time_ms, i.to_json(), dirty) for i in items]
 
     def load(self, session: OpenSession, history: Sequence[StoredInteraction]) -> None:
+        self.load_many([(session, history)])
+
+    def load_many(self, loads: Sequence[tuple[OpenSession, Sequence[StoredInteraction]]]) -> None:
         self._write(
             ("INSERT OR IGNORE INTO hot_interactions VALUES (?, ?, ?, ?, ?, ?)",
-             self._rows(session.user_id, history, 0), True),
+             [row for session, history in loads for row in self._rows(session.user_id, history, 0)], True),
             ("INSERT OR REPLACE INTO hot_sessions VALUES (?, ?, ?, ?)",
-             (session.user_id, session.session_id, session.partition, session.last_seen_ms), False))
+             [(s.user_id, s.session_id, s.partition, s.last_seen_ms) for s, _ in loads], True))
 
     def append(self, user_id: str, items: Sequence[StoredInteraction], now_ms: int, partition: int) -> bool:
         return user_id in self.append_many({user_id: (partition, items)}, now_ms)

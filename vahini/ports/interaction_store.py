@@ -129,6 +129,10 @@ class InteractionHotTier(Protocol):
         """Open `session` holding `history` (clean: already durable in the cold tier)."""
         ...
 
+    def load_many(self, loads: Sequence[tuple[OpenSession, Sequence[StoredInteraction]]]) -> None:
+        """`load` for many sessions at once: one round trip for a batch's session starts."""
+        ...
+
     def append(self, user_id: str, items: Sequence[StoredInteraction], now_ms: int, partition: int) -> bool:
         """If the user has an open session, add `items` to it as dirty, mark the user seen
         at `now_ms` and return True; else change nothing and return False."""
