@@ -214,14 +214,17 @@ class InteractionWorker:
 
     def _append_buffered(self) -> None:
         """Append buffered interactions of users with an open session to the hot tier;
-        the others go straight to the cold tier."""
+        the others go straight to the cold tier. Every open session of an owned partition
+        is tracked (`_seen`: adopted on assignment, or started here), so only tracked
+        users are tried; the hot tier still has the last word on whether one is open."""
         if not self._buffered:
             return
         buffered, self._buffered = self._buffered, {}
         now = self._now_ms()
         appended: set[str] = set()
-        self._retry("hot_append", lambda: appended.update(self._hot.append_many(
-            {user: (tp[1], items) for user, (tp, _, items) in buffered.items()}, now)))
+        tracked = {user: (tp[1], items) for user, (tp, _, items) in buffered.items() if user in self._seen}
+        if tracked:
+            self._retry("hot_append", lambda: appended.update(self._hot.append_many(tracked, now)))
         for user, (tp, first_offset, items) in buffered.items():
             if user in appended:
                 self._unflushed.setdefault(tp, {}).setdefault(user, first_offset)

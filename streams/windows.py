@@ -110,7 +110,7 @@ class WindowWriter:
 
     def _states_of(self, users: set[str]) -> dict[str, wb.UserWindows]:
         missing = [u for u in users if u not in self._known]
-        stored = self.store.read("user", missing, [STATE_GROUP]) if missing else {}
+        stored = self.store.read_in_bulk("user", missing, [STATE_GROUP]) if missing else {}
         for user in missing:
             row = stored.get((user, STATE_GROUP))
             self._known[user] = wb.decode(row.blob if row else None)

@@ -169,4 +169,6 @@ def cold_interactions(settings: Settings):
         return SqliteColdInteractions(path, s.retention_days * 86_400)
     from vahini.adapters.cassandra_cold_interactions import TABLE, CassandraColdInteractions
 
-    return CassandraColdInteractions(_cassandra(settings, url, [TABLE]), s.retention_days * 86_400, s.bucket_days)
+    c = settings.cassandra
+    return CassandraColdInteractions(_cassandra(settings, url, [TABLE]), s.retention_days * 86_400, s.bucket_days,
+                                     batch_rows=c.batch_rows, batch_bytes=c.batch_bytes)

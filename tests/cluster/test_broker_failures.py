@@ -7,11 +7,7 @@ import time
 import pytest
 
 from tests.cluster import nodes
-from tests.cluster.traffic import CommitProbe, SteadyProducer, metric, stored_event_times
-from tests.services import free_port
-from tests.streams.helpers import wait_for_commits
-from tests.streams.processes import WorkerProcess
-from tests.streams.test_worker_processes import wait_until
+from tests.cluster.traffic import CommitProbe, LiveIngest, metric, stored_event_times
 
 pytestmark = [pytest.mark.real_service, pytest.mark.cluster, pytest.mark.slow]
 GROUP_EVENTS = ("kafka_partitions_", "kafka_consumer_rejoining", "kafka_commit")
@@ -25,12 +21,8 @@ def ingest_through(settings, kill_node_of, what: str) -> None:
     sent since the kill, never more. How long ingest stalled and whether the group
     rebalanced are printed (docs/operations.md records them): times are not asserted on
     this shared machine."""
-    ports = [free_port(), free_port()]
-    producer = SteadyProducer(settings)
-    workers = [WorkerProcess(settings.model_copy(update={"kafka_group_instance_id": f"worker-{i}"}),
-                             metrics_port=port) for i, port in enumerate(ports)]
-    wait_until(lambda: all((metric(port, "vahini_ingest_events_total") or 0) > 2000 for port in ports), 120,
-               "both workers to ingest")
+    ingest = LiveIngest(settings)
+    producer, ports, workers = ingest.producer, ingest.ports, ingest.workers
     moves_before = [metric(port, "vahini_consumer_partition_moves_total") for port in ports]
     probe = CommitProbe(*ports)
     victim = kill_node_of(settings)
@@ -39,14 +31,8 @@ def ingest_through(settings, kill_node_of, what: str) -> None:
     time.sleep(20)  # ingest goes on while the node is down
     probe.stop()
     moves_after = [metric(port, "vahini_consumer_partition_moves_total") for port in ports]
-    sent = producer.stop()
-    try:
-        wait_for_commits(settings, 180)
-    except AssertionError:
-        for i, worker in enumerate(workers):
-            print(f"--- worker {i}, last log lines:\n" + "\n".join(worker.logs().splitlines()[-40:]))
-        raise
-    consumed = sum(worker.terminate()["events"] for worker in workers)
+    sent, totals = ingest.finish()
+    consumed = totals["events"]
     stall = probe.longest_stall_after(killed_at)
     duplicates = consumed - sent
     print(f"{what} ({victim}) killed: longest stall {stall:.1f} s, {duplicates} events consumed twice, "

@@ -183,36 +183,26 @@ def test_sessions_load_and_flush_exactly_while_a_replica_hangs(settings):
 
 
 def test_a_hung_partition_leader_costs_ingest_nothing_but_the_time_it_hangs(settings):
-    from tests.cluster.traffic import CommitProbe, SteadyProducer, metric, stored_event_times
-    from tests.services import free_port
-    from tests.streams.helpers import wait_for_commits
-    from tests.streams.processes import WorkerProcess
-    from tests.streams.test_worker_processes import wait_until
+    from tests.cluster.traffic import CommitProbe, LiveIngest
 
-    ports = [free_port(), free_port()]
-    producer = SteadyProducer(settings)
-    workers = [WorkerProcess(settings.model_copy(update={"kafka_group_instance_id": f"worker-{i}"}),
-                             metrics_port=port) for i, port in enumerate(ports)]
-    wait_until(lambda: all((metric(port, "vahini_ingest_events_total") or 0) > 2000 for port in ports), 120,
-               "both workers to ingest")
+    ingest = LiveIngest(settings)
+    producer, ports = ingest.producer, ingest.ports
     leaders = nodes.partition_leaders(settings.topics.feature_updates)
     coordinator = nodes.group_coordinator(settings.ingest.group)
     victim = next((b for b in leaders.values() if b != coordinator), leaders[0])
     probe = CommitProbe(*ports)
-    committed_before = sum(metric(port, "vahini_ingest_events_total") for port in ports)
+    committed_before = ingest.total("vahini_ingest_events_total")
     hung_at = time.monotonic()
     nodes.pause(victim)
     try:
         time.sleep(HUNG_S)
-        committed_while_hung = sum(metric(port, "vahini_ingest_events_total") for port in ports) - committed_before
+        committed_while_hung = ingest.total("vahini_ingest_events_total") - committed_before
     finally:
         nodes.resume(victim)
     time.sleep(5)
     probe.stop()
-    sent = producer.stop()
-    wait_for_commits(settings, 180)
-    consumed = sum(worker.terminate()["events"] for worker in workers)
-    dead_letters = sum(metric(port, "vahini_dead_letters_total") or 0 for port in ports)
+    sent, totals = ingest.finish()
+    consumed, dead_letters = totals["events"], totals["dead_lettered"]  # the workers' own summaries
     stall = probe.longest_stall_after(hung_at)
     print(f"\n{victim} (leader of partitions {sorted(p for p, b in leaders.items() if b == victim)} of "
           f"{len(leaders)}; group coordinator {coordinator}) SIGSTOPped for {HUNG_S} s under ingest: longest "

@@ -125,3 +125,41 @@ def _read(store, users: list[str], attempts: int) -> dict[str, int]:
                 raise
             time.sleep(1)
     return {}
+
+
+class LiveIngest:
+    """Two ingest workers (static group members, each with a metrics port) draining a
+    SteadyProducer's live traffic; ready once both have ingested."""
+
+    def __init__(self, settings: Settings):
+        from tests.services import free_port
+        from tests.streams.processes import WorkerProcess
+        from tests.streams.test_worker_processes import wait_until
+
+        self.settings = settings
+        self.ports = [free_port(), free_port()]
+        self.producer = SteadyProducer(settings)
+        self.workers = [WorkerProcess(settings.model_copy(update={"kafka_group_instance_id": f"worker-{i}"}),
+                                      metrics_port=port) for i, port in enumerate(self.ports)]
+        wait_until(lambda: all((metric(port, "vahini_ingest_events_total") or 0) > 2000 for port in self.ports),
+                   120, "both workers to ingest")
+
+    def total(self, name: str) -> float:
+        """A counter summed over both workers."""
+        return sum(metric(port, name) or 0 for port in self.ports)
+
+    def finish(self) -> tuple[int, dict]:
+        """Stop the traffic, wait until every partition is committed to its end, stop the
+        workers: (events sent, the workers' final summaries summed: events, dead_lettered,
+        ...). The workers' last log lines are printed if the commits never get there."""
+        from tests.streams.helpers import wait_for_commits
+
+        sent = self.producer.stop()
+        try:
+            wait_for_commits(self.settings, 180)
+        except AssertionError:
+            for i, worker in enumerate(self.workers):
+                print(f"--- worker {i}, last log lines:\n" + "\n".join(worker.logs().splitlines()[-40:]))
+            raise
+        summaries = [worker.terminate() for worker in self.workers]
+        return sent, {k: sum(s[k] for s in summaries) for k in summaries[0]}

@@ -25,6 +25,18 @@ def test_the_driver_is_the_version_the_fast_path_was_written_for():
     assert callable(getattr(BatchStatement, "_add_statement_and_params", None))
 
 
+def test_a_bound_statement_routing_key_is_still_a_property_that_a_subclass_can_replace():
+    """RoutedBoundStatement (the feature store's bulk reads) shadows BoundStatement.routing_key,
+    which the token-aware policy reads, with a plain attribute."""
+    from cassandra.query import BoundStatement
+
+    from vahini.adapters.cassandra_feature_store import RoutedBoundStatement
+
+    assert isinstance(BoundStatement.__dict__.get("routing_key"), property), "BoundStatement.routing_key changed"
+    assert "__slots__" not in BoundStatement.__dict__, "BoundStatement has __slots__ now: routing_key cannot be set"
+    assert RoutedBoundStatement.routing_key is None
+
+
 @pytest.mark.real_service
 @pytest.mark.parametrize("ttl", [None, 3600])
 def test_values_and_routing_keys_are_byte_identical_to_the_drivers_bind(request, ttl):
@@ -96,6 +108,33 @@ def test_primary_replicas_are_the_drivers(request):
 
 
 @pytest.mark.real_service
+def test_cold_batches_hold_every_live_interaction_once_within_bounds_and_of_one_replica(request):
+    from vahini.ports.interaction_store import StoredInteraction
+
+    endpoint, keyspace = request.getfixturevalue("cassandra_endpoint"), request.getfixturevalue("cassandra_keyspace")
+    cold = wiring.cold_interactions(Settings(feature_store=f"cassandra://{endpoint}/{keyspace}",
+                                             cassandra={"batch_rows": 7, "batch_bytes": 2048}))
+    now = int(time.time() * 1000)
+    items = [StoredInteraction(f"e{i}", f"u{i % 40}", f"p{i}", None, "CLICK", now - i * 86_400_000,
+                               {"k": "v" * (i % 300)}) for i in range(400)]
+    live = [i for i in items if i.event_time_ms > now - cold.retention_s * 1000]
+    assert 0 < len(live) < len(items)
+    batches, partitions = cold._batches(items, now)
+    sent = sorted(params[4] for b in batches for _, _, params in b._statements_and_parameters)
+    assert sent == sorted(i.event_id.encode() for i in live)
+    assert partitions == len({(i.user_id, i.event_time_ms // cold._bucket_ms) for i in live})
+    metadata = cold._connection.cluster.metadata
+    for b in batches:
+        statements = b._statements_and_parameters
+        assert 0 < len(statements) <= 7
+        assert sum(len(e) for e in statements.encoded) <= 2048 or len(statements) == 1
+        assert len({metadata.get_replicas(keyspace, b"".join(len(v).to_bytes(2, "big") + v + b"\x00"
+                                                             for v in p[:2]))[0]
+                    for _, _, p in statements}) == 1
+    cold.close()
+
+
+@pytest.mark.real_service
 def test_interactions_are_serialized_byte_for_byte_as_the_drivers_bind(request):
     """The cold interaction tier's InteractionSerializer: values, routing key and the BATCH
     body of each statement, against bind() and the driver's own encoding of the batch."""
@@ -121,8 +160,8 @@ def test_interactions_are_serialized_byte_for_byte_as_the_drivers_bind(request):
         routing_key, values, _ = serializer.encode(i, bucket, ttl)
         assert values == list(bound.values)
         assert routing_key == bound.routing_key
-    batches = cold._batches(items + items[:1], now)  # the third is past retention; the first twice: one batch
-    assert sorted(len(b._statements_and_parameters) for b in batches) == [1, 2]
+    batches, partitions = cold._batches(items + items[:1], now)  # the third is past retention
+    assert partitions == 2 and sum(len(b._statements_and_parameters) for b in batches) == 3
     for batch in batches:
         statements = batch._statements_and_parameters
 

@@ -54,6 +54,20 @@ def test_many_keys_in_one_read(feature_store, unique):
     assert len(got) == 1200
 
 
+def test_a_bulk_read_answers_as_read_does(feature_store, unique):
+    """read_in_bulk (several keys per request on Cassandra) against read, over more keys than
+    one request takes, with missing keys, repeated keys, several groups and expired rows."""
+    e = f"user_{unique}"
+    now = int(time.time() * 1000)
+    feature_store.write([row(e, f"u{i}", now - i, bytes([i % 256]), group="gh"[i % 2]) for i in range(330)]
+                        + [row(e, "gone", now - 10_000, b"x", ttl_s=1)])
+    keys = [f"u{i}" for i in range(0, 340, 1)] + ["u7", "gone", "never"]
+    bulk = feature_store.read_in_bulk(e, keys, ["g", "h"])
+    assert bulk == feature_store.read(e, keys, ["g", "h"])
+    assert len(bulk) == 330 and ("gone", "g") not in bulk
+    assert feature_store.read_in_bulk(e, [], ["g"]) == {}
+
+
 def test_rows_with_a_ttl_disappear_after_it(feature_store, unique):
     e = f"user_{unique}"
     now = int(time.time() * 1000)

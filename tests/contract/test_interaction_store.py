@@ -58,6 +58,21 @@ def test_cold_replays_never_duplicate_an_event(cold_interactions):
         [f"{u}-CLICK-{k}" for k in (3, 2, 1, 0)]
 
 
+def test_cold_read_many_answers_each_query_as_read_does(cold_interactions):
+    """Many users at once (on Cassandra several per request), their histories across time
+    buckets, several types, a query repeated, and users with nothing."""
+    users, t = [user() for _ in range(60)], now_ms() - 50 * DAY_MS
+    items = []
+    for n, u in enumerate(users[:50]):
+        items += clicks(u, 1 + n % 7, t, step_ms=DAY_MS * 7) + clicks(u, n % 3, t + 1000, type_="ORDER")
+    cold_interactions.write(items)
+    queries = [HistoryQuery(u, ("CLICK",), 4) for u in users] + [HistoryQuery(u, ("ORDER", "CLICK"), 5)
+                                                                 for u in users[::7]] + [HistoryQuery(users[3])]
+    together = cold_interactions.read_many(queries)
+    assert together == [cold_interactions.read(q) for q in queries]
+    assert sum(map(len, together)) > 150 and together[-1] and not together[59]
+
+
 def test_cold_writes_one_mutation_per_user_and_bucket(cold_interactions):
     u, v, t = user(), user(), now_ms() - 60_000
     assert cold_interactions.write(clicks(u, 50, t, step_ms=10) + clicks(u, 3, t, type_="ORDER") + clicks(v, 2, t)) == 2

@@ -6,20 +6,23 @@ stored once whatever is replayed, and "the last N of a type" is a slice from the
 top of the type's range. Each row carries a TTL that runs out `retention_s`
 after its event time.
 
-A flush writes one UNLOGGED batch per partition it touches: a batch confined to
-one partition is a single mutation on its replicas, so a session of 50 clicks and
-orders within one bucket costs one write, not 50. Each row goes into its batch
-already encoded (InteractionSerializer), as the feature store's rows do.
+A write is UNLOGGED batches of rows that share a primary replica, sent straight
+to it (token-aware), as the feature store's are: a session of 50 clicks and
+orders within one bucket is one partition mutation, and the sessions flushed
+together, or a batch of users without a session, share a few requests instead of
+one each. Each row goes into its batch already encoded (InteractionSerializer).
 """
 
 from __future__ import annotations
 
 import struct
 import time
+from operator import attrgetter
 from typing import Sequence
 
 from cassandra.query import BatchStatement, BatchType
 
+from vahini.adapters.cassandra_replicas import PrimaryReplicas
 from vahini.adapters.cassandra_session import CassandraSession, EncodedStatements
 from vahini.ports.interaction_store import HistoryQuery, StoredInteraction, newest_first
 
@@ -32,6 +35,7 @@ CREATE TABLE IF NOT EXISTS {ks}.interactions (
 """
 
 DAY_MS = 86_400_000
+_PARTITION_ORDER = attrgetter("user_id", "event_time_ms")  # a user's rows together, its buckets in order
 _SHORT, _INT, _BIGINT = struct.Struct(">H"), struct.Struct(">i"), struct.Struct(">q")
 _LEN4, _LEN8, _NULL = _INT.pack(4), _INT.pack(8), _INT.pack(-1)
 _NO_ATTRIBUTES = _INT.pack(0)
@@ -72,8 +76,11 @@ class InteractionSerializer:
 
 
 class CassandraColdInteractions:
-    def __init__(self, connection: CassandraSession, retention_s: int, bucket_days: int):
+    def __init__(self, connection: CassandraSession, retention_s: int, bucket_days: int, batch_rows: int = 100,
+                 batch_bytes: int = 32 * 1024):
         self._connection = connection
+        self._batch_rows, self._batch_bytes = batch_rows, batch_bytes
+        self._primary = PrimaryReplicas(connection.cluster, connection.keyspace)
         self.retention_s = retention_s
         self._bucket_ms = bucket_days * DAY_MS
         self._insert = connection.prepare(
@@ -83,6 +90,10 @@ class CassandraColdInteractions:
         self._select = connection.prepare(
             "SELECT event_id, user_id, product_id, category_id, type, event_time_ms, attributes "
             "FROM {ks}.interactions WHERE user_id = ? AND bucket IN ? AND type = ? "
+            "AND event_time_ms >= ? AND event_time_ms < ? PER PARTITION LIMIT ?")
+        self._select_users = connection.prepare(
+            "SELECT event_id, user_id, product_id, category_id, type, event_time_ms, attributes "
+            "FROM {ks}.interactions WHERE user_id IN ? AND bucket IN ? AND type = ? "
             "AND event_time_ms >= ? AND event_time_ms < ? PER PARTITION LIMIT ?")
         self._delete_older = connection.prepare(
             "DELETE FROM {ks}.interactions WHERE user_id = ? AND bucket = ? AND type = ? "
@@ -94,25 +105,35 @@ class CassandraColdInteractions:
         return event_time_ms // self._bucket_ms
 
     def write(self, items: Sequence[StoredInteraction], timeout_s: float | None = None) -> int:
-        batches = self._batches(items, int(time.time() * 1000))
+        """Returns the partition mutations written (the port counts writes that way)."""
+        batches, partitions = self._batches(items, int(time.time() * 1000))
         self._connection.run([(b, ()) for b in batches], timeout_s)
-        return len(batches)
+        return partitions
 
-    def _batches(self, items: Sequence[StoredInteraction], now_ms: int) -> list[BatchStatement]:
-        """One unlogged batch of pre-encoded statements per partition (user, bucket)."""
-        partitions: dict[tuple, BatchStatement] = {}
-        encode, query_id = self._serializer.encode, self._insert.query_id
-        for i in items:
+    def _batches(self, items: Sequence[StoredInteraction], now_ms: int) -> tuple[list[BatchStatement], int]:
+        """Unlogged batches of pre-encoded statements, each of rows sharing a primary replica,
+        within batch_rows and batch_bytes; and how many partitions (user, bucket) they hold.
+        Items are taken in partition order, so a partition's rows stay together."""
+        batches: list[BatchStatement] = []
+        filling: dict[object, list] = {}  # primary replica -> [its batch being filled, its bytes]
+        encode, query_id, primary_of = self._serializer.encode, self._insert.query_id, self._primary.lookup()
+        partitions: set[tuple[str, int]] = set()
+        for i in sorted(items, key=_PARTITION_ORDER):
             ttl_s = self.retention_s - (now_ms - i.event_time_ms) // 1000
             if ttl_s <= 0:
                 continue  # older than the retention: it would expire on arrival
             bucket = i.event_time_ms // self._bucket_ms
+            partitions.add((i.user_id, bucket))
             routing_key, values, statement = encode(i, bucket, ttl_s)
-            batch = partitions.get((i.user_id, bucket))
-            if batch is None:
-                batch = partitions[(i.user_id, bucket)] = self._new_batch(routing_key)
-            batch._statements_and_parameters.add(query_id, values, statement)
-        return list(partitions.values())
+            replica, nbytes = primary_of(routing_key), len(statement)
+            slot = filling.get(replica)
+            if slot is None or len(slot[0]._statements_and_parameters) >= self._batch_rows \
+                    or slot[1] + nbytes > self._batch_bytes:
+                slot = filling[replica] = [self._new_batch(routing_key), 0]
+                batches.append(slot[0])
+            slot[0]._statements_and_parameters.add(query_id, values, statement)
+            slot[1] += nbytes
+        return batches, len(partitions)
 
     def _new_batch(self, routing_key: bytes) -> BatchStatement:
         batch = BatchStatement(BatchType.UNLOGGED)
@@ -124,22 +145,37 @@ class CassandraColdInteractions:
     def read(self, query: HistoryQuery, timeout_s: float | None = None) -> list[StoredInteraction]:
         return self.read_many([query], timeout_s)[0]
 
+    # ScyllaDB refuses more partitions (users x buckets) in one IN than this by default.
+    PARTITIONS_PER_READ = 100
+
     def read_many(self, queries: Sequence[HistoryQuery], timeout_s: float | None = None) -> list[list[StoredInteraction]]:
-        """One statement per query and type, over every bucket the time range spans
-        (`bucket IN`, at most `limit` rows from each): the cluster reads the buckets in
-        parallel. Statements of all queries run concurrently."""
+        """Queries of the same type and time range are read together: one statement for
+        up to PARTITIONS_PER_READ partitions (`user_id IN`, `bucket IN`, at most `limit`
+        rows from each), the statements run concurrently. A worker starting many sessions
+        reads their histories in a few requests; serving reads one user (`read`)."""
         now_ms = int(time.time() * 1000)
-        statements, owner = [], []
-        for i, q in enumerate(queries):
+        shapes: dict[tuple, dict[str, list[int]]] = {}  # (type, since, until, limit) -> user -> queries
+        for n, q in enumerate(queries):
             since = max(q.since_ms or 0, now_ms - self.retention_s * 1000)
             until = q.until_ms if q.until_ms is not None else now_ms + DAY_MS
-            buckets = list(range(self._bucket(until - 1), self._bucket(since) - 1, -1))
             for t in q.types:
-                statements.append((self._select, (q.user_id, buckets, t, since, until, q.limit)))
-                owner.append(i)
+                shapes.setdefault((t, since, until, q.limit), {}).setdefault(q.user_id, []).append(n)
+        statements, owners = [], []
+        for (t, since, until, limit), users in shapes.items():
+            buckets = list(range(self._bucket(until - 1), self._bucket(since) - 1, -1))
+            names = list(users)
+            per = max(1, self.PARTITIONS_PER_READ // len(buckets))
+            for start in range(0, len(names), per):
+                chunk = names[start:start + per]
+                select, who = (self._select, chunk[0]) if len(chunk) == 1 else (self._select_users, chunk)
+                statements.append((select, (who, buckets, t, since, until, limit)))
+                owners.append(users)
         found: list[list[StoredInteraction]] = [[] for _ in queries]
-        for i, rows in zip(owner, self._connection.run(statements, timeout_s, hedged=True)):
-            found[i].extend(StoredInteraction(e, u, p, c, t, ms, dict(a or {})) for e, u, p, c, t, ms, a in rows)
+        for users, rows in zip(owners, self._connection.run(statements, timeout_s, hedged=True)):
+            for e, u, p, c, t, ms, a in rows:
+                item = StoredInteraction(e, u, p, c, t, ms, dict(a or {}))
+                for n in users[u]:
+                    found[n].append(item)
         return [newest_first(items, q.limit) for items, q in zip(found, queries)]
 
     def trim(self, user_id: str, type_: str, keep_newest: int, timeout_s: float | None = None) -> int:

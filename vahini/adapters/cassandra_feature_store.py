@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import struct
 import time
-from bisect import bisect_left
-from typing import Callable, Sequence
+from typing import Sequence
 
-from cassandra.metadata import NoMurmur3
-from cassandra.query import BatchStatement, BatchType
+from cassandra.query import BatchStatement, BatchType, BoundStatement
 
+from vahini.adapters.cassandra_replicas import PrimaryReplicas
 from vahini.adapters.cassandra_session import CassandraSession, EncodedStatements
 from vahini.ports.feature_store import FeatureRow, write_timestamp_us
 
@@ -76,55 +75,20 @@ class RowSerializer:
         values = [entity[0], key, group[0], event_time, blob, timestamp, ttl_value]
         return entity[1] + self._part(key), values, statement
 
+    def routing_key(self, entity: str, key: str) -> bytes:
+        """The routing key of partition (entity, key)."""
+        return self._part(entity.encode()) + self._part(key.encode())
+
     @staticmethod
     def _part(encoded: bytes) -> bytes:
         return _TEXT_PART.pack(len(encoded)) + encoded + b"\x00"
 
 
-class PrimaryReplicas:
-    """The primary replica of a partition, as `Metadata.get_replicas(keyspace, key)[0]`
-    gives it, from a table of the driver's token ring kept as plain ints: the driver
-    compares Token objects in Python on every bisection, which cost more than the rest
-    of batching a row. The table is rebuilt when the driver replaces its token map or
-    the keyspace's replica map (a topology or replication change)."""
+class RoutedBoundStatement(BoundStatement):
+    """A bound statement whose routing key the caller sets: the driver computes none for an
+    IN on the partition key, so it would send the request to any node."""
 
-    def __init__(self, cluster, keyspace: str):
-        self._cluster, self._keyspace = cluster, keyspace
-        self._built_from: tuple = (None, None)
-        self._lookup: Callable[[bytes], object] = _no_replica
-
-    def lookup(self) -> Callable[[bytes], object]:
-        """A function from a routing key to its primary replica's Host (None when the
-        driver has no token map), valid for the current ring: take one per batch."""
-        token_map = self._cluster.metadata.token_map
-        if token_map is None:
-            return _no_replica
-        built_map, built_replicas = self._built_from
-        if token_map is not built_map or token_map.tokens_to_hosts_by_ks.get(self._keyspace) is not built_replicas:
-            self._lookup = self._build(token_map)
-        return self._lookup
-
-    def _build(self, token_map) -> Callable[[bytes], object]:
-        ring = token_map.ring
-        replicas = [token_map.get_replicas(self._keyspace, token) for token in ring]  # builds the replica map if absent
-        self._built_from = (token_map, token_map.tokens_to_hosts_by_ks.get(self._keyspace))
-        hash_of = token_map.token_class.hash_fn
-        try:
-            hash_of(b"")
-        except NoMurmur3:  # the driver then routes without tokens too
-            return _no_replica
-        if not ring or not all(replicas):
-            return _no_replica
-        tokens, owners = [token.value for token in ring], [hosts[0] for hosts in replicas]
-
-        def primary(routing_key: bytes):
-            at = bisect_left(tokens, hash_of(routing_key))
-            return owners[at if at < len(tokens) else 0]
-        return primary
-
-
-def _no_replica(_routing_key: bytes) -> None:
-    return None
+    routing_key = None  # a plain attribute where BoundStatement has a computed property
 
 
 class CassandraFeatureStore:
@@ -144,6 +108,8 @@ class CassandraFeatureStore:
         self._statement_head = b"\x01" + _TEXT_PART.pack(len(query_id)) + query_id + _TEXT_PART.pack(7)
         self._select = connection.prepare(
             "SELECT key, grp, event_time_ms, blob FROM {ks}.feature_rows WHERE entity = ? AND key = ? AND grp IN ?")
+        self._select_keys = connection.prepare(
+            "SELECT key, grp, event_time_ms, blob FROM {ks}.feature_rows WHERE entity = ? AND key IN ? AND grp IN ?")
 
     def write(self, rows: Sequence[FeatureRow], timeout_s: float | None = None) -> None:
         # A replay of the same event rewrites the same timestamp and value: a no-op.
@@ -191,6 +157,32 @@ class CassandraFeatureStore:
             for key, grp, ts, blob in result:
                 found[(key, grp)] = FeatureRow(entity, key, grp, ts, blob)
         return found
+
+    # ScyllaDB refuses more partition keys in one IN than this by default
+    # (max_partition_key_restrictions_per_query).
+    KEYS_PER_READ = 100
+
+    def read_in_bulk(self, entity: str, keys: Sequence[str], groups: Sequence[str],
+                     timeout_s: float | None = None) -> dict[tuple[str, str], FeatureRow]:
+        """Keys grouped by primary replica, up to KEYS_PER_READ per `key IN` statement sent to
+        that replica: one request per hundred keys, where `read` makes one per key."""
+        by_replica: dict[object, list[tuple[bytes, str]]] = {}
+        primary_of, part = self._primary.lookup(), self._serializer.routing_key
+        for key in dict.fromkeys(keys):
+            routing_key = part(entity, key)
+            by_replica.setdefault(primary_of(routing_key), []).append((routing_key, key))
+        statements = []
+        for found in by_replica.values():
+            for start in range(0, len(found), self.KEYS_PER_READ):
+                chunk = found[start:start + self.KEYS_PER_READ]
+                bound = RoutedBoundStatement(self._select_keys).bind((entity, [k for _, k in chunk], list(groups)))
+                bound.routing_key = chunk[0][0]
+                statements.append((bound, None))
+        rows: dict[tuple[str, str], FeatureRow] = {}
+        for result in self._connection.run(statements, timeout_s, hedged=True):
+            for key, grp, ts, blob in result:
+                rows[(key, grp)] = FeatureRow(entity, key, grp, ts, blob)
+        return rows
 
     def close(self) -> None:
         self._connection.close()

@@ -87,6 +87,11 @@ return out
 """
 
 
+def _decode_bodies(bodies: Sequence[bytes | None]) -> list[StoredInteraction]:
+    """Appended interactions (each a JSON array) in one decoder call, as one JSON list."""
+    return decode_many(b"[" + b",".join([b for b in bodies if b is not None]) + b"]")
+
+
 def _encode_list(items: Sequence[StoredInteraction]) -> bytes:
     return _LIST_ENCODE(list(items))
 
@@ -175,7 +180,7 @@ class RedisInteractionTier:
         current, *bodies = self._transaction("HMGET", [("GET", self._generation_key()),
                                                        *[("HMGET", self._user(u, "d"), *m) for u, m in ids.items()]])
         self._same_generation(current, generation)
-        return {u: [StoredInteraction.from_json(b) for b in blobs if b is not None] for u, blobs in zip(ids, bodies)}
+        return {u: _decode_bodies(blobs) for u, blobs in zip(ids, bodies)}
 
     def _transaction(self, what: str, commands: list[tuple]) -> list:
         """The replies of `commands` run in one MULTI/EXEC, in one round trip."""
@@ -277,8 +282,7 @@ class RedisInteractionTier:
                 out.append((None, []))
                 continue
             loaded = [i for blob in reply[0::2] if blob for i in decode_many(blob)]
-            out.append((loaded, [StoredInteraction.from_json(b) for bodies in reply[1::2] for b in bodies
-                                 if b is not None]))
+            out.append((loaded, [i for bodies in reply[1::2] for i in _decode_bodies(bodies)]))
         return out
 
     def trim(self, user_id: str, type_: str, keep_newest: int) -> None:

@@ -60,6 +60,10 @@ class SqliteFeatureStore:
         with self._lock, unavailable(f"SQLite feature store {self._path}"), transaction(self._conn):
             self._conn.executemany(_UPSERT, params)
 
+    def read_in_bulk(self, entity: str, keys: Sequence[str], groups: Sequence[str],
+                     timeout_s: float | None = None) -> dict[tuple[str, str], FeatureRow]:
+        return self.read(entity, keys, groups, timeout_s)  # one query per key is what SQLite does best
+
     def read(self, entity: str, keys: Sequence[str], groups: Sequence[str],
              timeout_s: float | None = None) -> dict[tuple[str, str], FeatureRow]:
         now = int(time.time() * 1000)

@@ -60,4 +60,10 @@ class FeatureStore(Protocol):
         """Stored rows by (key, group); absent or expired rows are left out. Raises
         StoreUnavailable, or DeadlineExceeded when `timeout_s` runs out first."""
 
+    def read_in_bulk(self, entity: str, keys: Sequence[str], groups: Sequence[str],
+                     timeout_s: float | None = None) -> dict[tuple[str, str], FeatureRow]:
+        """`read`'s answer, for a worker loading many keys at once: several keys per
+        request where the engine allows. Cheaper per key, but a slow replica holds up
+        every key of its request, so serving keeps to `read`."""
+
     def close(self) -> None: ...

@@ -100,7 +100,9 @@ class ColdInteractions(Protocol):
         ...
 
     def read_many(self, queries: Sequence[HistoryQuery], timeout_s: float | None = None) -> list[list[StoredInteraction]]:
-        """`read` of each query, done together (one result per query, in order)."""
+        """`read` of each query, done together (one result per query, in order): several
+        users per request where the engine allows, for a worker starting many sessions.
+        A slow replica then holds up every user of its request; serving uses `read`."""
         ...
 
     def trim(self, user_id: str, type_: str, keep_newest: int, timeout_s: float | None = None) -> int:
