@@ -26,7 +26,10 @@ The floor, measured in the same run: a bare fastavro decode of the same events.
 
 `--py-spy FILE` samples this checkout's worker with py-spy (`pip install py-spy`)
 while it drains, into FILE as collapsed stacks (one line per stack and its count),
-and prints the functions with the largest share of the worker thread's samples.
+and prints the functions with the largest share of the samples. Only the thread
+holding the GIL is sampled, without pausing the worker, so the shares are of
+Python's work in every thread, not of waits; CPU figures of a sampled round are
+not comparable with others.
 """
 
 from __future__ import annotations
@@ -152,7 +155,7 @@ def drain(settings, run: str, trees: dict[str, str | None], events: int,
                                 os.path.abspath(tree) if tree else None), port)
     sampler = None
     if py_spy:
-        sampler = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "py-spy"), "record", "-r", "200", "-f", "raw", "-o", py_spy, "--pid",
+        sampler = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "py-spy"), "record", "-r", "200", "--gil", "--nonblocking", "-f", "raw", "-o", py_spy, "--pid",
                                     str(workers["this"][0].pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     first: dict[str, tuple[float, float]] = {}
     last: dict[str, tuple[float, float]] = {}
@@ -221,21 +224,19 @@ def main() -> int:
     return 0
 
 
-def where_time_goes(collapsed: str, top: int = 30) -> str:
-    """The functions in the most samples (inclusive), from py-spy's collapsed stacks of the
-    worker thread: the stacks through `InteractionWorker.run`."""
+def where_time_goes(collapsed: str, top: int = 40) -> str:
+    """The functions in the most samples (inclusive), from py-spy's collapsed stacks. Only
+    the thread holding the GIL is sampled (`--gil`): Python's work, whichever thread does
+    it (the worker's, the Cassandra driver's I/O thread, ...), not its waits."""
     inclusive: dict[str, int] = {}
     total = 0
     for line in open(collapsed):
         stack, _, count = line.rstrip().rpartition(" ")
-        if "run (streams/interactions.py" not in stack:
-            continue
         total += int(count)
         for frame in {f.rsplit(":", 1)[0] for f in stack.split(";")}:  # without line numbers, once per stack
             inclusive[frame] = inclusive.get(frame, 0) + int(count)
     rows = [[f"{100 * n / total:.1f}%", frame] for frame, n in sorted(inclusive.items(), key=lambda x: -x[1])[:top]]
-    return table(f"py-spy, the worker thread's {total:,} samples: the functions in most of them", ["share", "function"],
-                 rows)
+    return table(f"py-spy --gil, {total:,} samples: the functions in most of them", ["share", "function"], rows)
 
 
 if __name__ == "__main__":

@@ -65,14 +65,24 @@ class InteractionSerializer:
     def __init__(self, query_id: bytes) -> None:
         # What a BATCH body writes before a prepared statement's values: kind 1, its id, 9 values.
         self._head = b"\x01" + _SHORT.pack(len(query_id)) + query_id + _SHORT.pack(9)
+        self._types: dict[str, tuple[bytes, bytes]] = {}  # type -> (encoded, framed): three values repeat
 
     def encode(self, i: StoredInteraction, bucket: int, ttl_s: int) -> tuple[bytes, list, bytes]:
-        user, bucket_value = i.user_id.encode(), _INT.pack(bucket)
+        kind = self._types.get(i.type)
+        if kind is None:
+            encoded = i.type.encode()
+            kind = self._types[i.type] = (encoded, _framed(encoded))
+        user, event_id, product = i.user_id.encode(), i.event_id.encode(), i.product_id.encode()
+        bucket_value, time_value, ttl_value = _INT.pack(bucket), _BIGINT.pack(i.event_time_ms), _INT.pack(ttl_s)
         category = None if i.category_id is None else i.category_id.encode()
-        values = [user, bucket_value, i.type.encode(), _BIGINT.pack(i.event_time_ms), i.event_id.encode(),
-                  i.product_id.encode(), category, _map(i.attributes), _INT.pack(ttl_s)]
+        attributes = _map(i.attributes)
+        framed_user = _INT.pack(len(user)) + user
+        statement = b"".join((self._head, framed_user, _LEN4, bucket_value, kind[1], _LEN8, time_value,
+                              _INT.pack(len(event_id)), event_id, _INT.pack(len(product)), product,
+                              _framed(category), _INT.pack(len(attributes)), attributes, _LEN4, ttl_value))
+        values = [user, bucket_value, kind[0], time_value, event_id, product, category, attributes, ttl_value]
         routing_key = _SHORT.pack(len(user)) + user + b"\x00" + _SHORT.pack(4) + bucket_value + b"\x00"
-        return routing_key, values, self._head + b"".join([_framed(v) for v in values])
+        return routing_key, values, statement
 
 
 class CassandraColdInteractions:
