@@ -37,6 +37,11 @@ bench-model-proxy:
 	@test -f .venv-bench/.installed || (.venv-bench/bin/pip install -q -e '.[dev,bench]' && touch .venv-bench/.installed)
 	.venv-bench/bin/python -m benchmarks.model_proxy
 
+# Bugs a linter finds without running anything (pyproject.toml [tool.ruff]); .ci/run runs it first.
+lint:
+	@bash infra/bootstrap.sh
+	.venv/bin/ruff check vahini streams serving schemas tests benchmarks
+
 proto:
 	@bash infra/bootstrap.sh
 	.venv/bin/python -m serving.api.generate

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Callable
 
+from vahini.backoff import Backoff
 from vahini.errors import VahiniError
 from vahini.logs import get_logger
 from streams import metrics
@@ -14,8 +15,9 @@ log = get_logger(__name__)
 
 def retry(what: str, action: Callable[[], None], stop: threading.Event, backoff_max_s: float) -> bool:
     """Run `action` until it succeeds, backing off after each retriable error (raising
-    the others); False if `stop` is set first."""
-    delay = 0.1
+    the others; vahini.backoff: jittered, from 0.1 s up to backoff_max_s); False if
+    `stop` is set first."""
+    backoff = Backoff(0.1, backoff_max_s)
     while True:
         try:
             action()
@@ -24,7 +26,7 @@ def retry(what: str, action: Callable[[], None], stop: threading.Event, backoff_
             if not exc.retriable:
                 raise
             metrics.RETRIES.labels(what).inc()
-            log.warning(f"{what}_failed", error=str(exc), retry_in_s=delay)
+            delay = backoff.next_s()
+            log.warning(f"{what}_failed", error=str(exc), retry_in_s=round(delay, 3))
             if stop.wait(delay):
                 return False
-            delay = min(delay * 2, backoff_max_s)

@@ -46,3 +46,32 @@ def test_a_command_without_a_published_registry_says_to_apply_one(tmp_path, monk
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err == f"vahini {argv[0]}: no registry in file://.vahini/config: run 'vahini apply DIR' first"
+
+
+GET = ["get", "--entity", "user", "--keys", "u1", "--groups", "g"]
+
+
+@pytest.mark.parametrize("argv", [["--settings", "x.toml", "--log-level", "DEBUG", *GET],
+                                  [*GET, "--settings", "x.toml", "--log-level", "DEBUG"],
+                                  ["--log-level", "DEBUG", *GET, "--settings", "x.toml"],
+                                  ["ingest", "features", "--settings", "x.toml", "--log-level", "DEBUG"]])
+def test_global_options_are_taken_before_or_after_the_command(argv):
+    from vahini.cli import parse_args
+
+    args = parse_args(argv)
+    assert (args.settings, args.log_level, args.json_logs) == ("x.toml", "DEBUG", None)
+
+
+def test_global_options_not_given_are_none():
+    from vahini.cli import parse_args
+
+    args = parse_args(GET)
+    assert (args.settings, args.log_level, args.json_logs) == (None, None, None)
+
+
+def test_version(capsys):
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"vahini {version('vahini')}"

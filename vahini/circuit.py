@@ -40,7 +40,7 @@ class CircuitBreaker:
 
     def call(self, operation: str, fn: Callable[..., T], *args) -> T:
         if self._open.is_set():
-            metrics.CACHE_BYPASSED.labels(operation).inc()
+            metrics.CACHE_BYPASSED.labels(self.name, operation).inc()
             raise CircuitOpen(f"{self.name} is bypassed until it answers again")
         try:
             return fn(*args)
@@ -66,8 +66,8 @@ class CircuitBreaker:
             if self._open.is_set() or self._closed_for_good.is_set():
                 return
             self._open.set()
-        metrics.CACHE_CIRCUIT_OPEN.set(1)
-        metrics.CACHE_CIRCUIT_OPENED.inc()
+        metrics.CACHE_CIRCUIT_OPEN.labels(self.name).set(1)
+        metrics.CACHE_CIRCUIT_OPENED.labels(self.name).inc()
         log.warning("circuit_opened", dependency=self.name, reason=reason, probe_every_s=self._interval_s)
         threading.Thread(target=self._probe_until_healthy, name=f"probe-{self.name}", daemon=True).start()
 
@@ -80,7 +80,7 @@ class CircuitBreaker:
                 log.debug("circuit_probe_failed", dependency=self.name, error=str(exc))
                 continue
             self._open.clear()
-            metrics.CACHE_CIRCUIT_OPEN.set(0)
+            metrics.CACHE_CIRCUIT_OPEN.labels(self.name).set(0)
             log.info("circuit_closed", dependency=self.name)
             return
 

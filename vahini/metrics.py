@@ -3,10 +3,13 @@ cache and the row-building code in the core)."""
 
 from prometheus_client import Counter, Gauge
 
-CACHE_CIRCUIT_OPEN = Gauge("vahini_cache_circuit_open", "1 while the feature cache is bypassed as unhealthy")
-CACHE_CIRCUIT_OPENED = Counter("vahini_cache_circuit_opened_total", "Times the cache circuit breaker opened")
-CACHE_BYPASSED = Counter("vahini_cache_bypassed_total", "Cache calls skipped while the circuit was open",
-                         ["operation"])
+# Labelled by dependency ("feature cache", "interaction hot tier"): each has a breaker of its own.
+CACHE_CIRCUIT_OPEN = Gauge("vahini_cache_circuit_open", "1 while the dependency is bypassed as unhealthy",
+                           ["dependency"])
+CACHE_CIRCUIT_OPENED = Counter("vahini_cache_circuit_opened_total", "Times the dependency's circuit breaker opened",
+                               ["dependency"])
+CACHE_BYPASSED = Counter("vahini_cache_bypassed_total", "Calls skipped while the dependency's circuit was open",
+                         ["dependency", "operation"])
 CACHE_EPOCH_BUMPS = Counter("vahini_cache_epoch_bumps_total",
                             "Cache epochs started because a write could not fence its cached entries")
 ROWS_EXPIRED_ON_ARRIVAL = Counter("vahini_rows_expired_on_arrival_total",

@@ -3,6 +3,7 @@ when chosen, so the embedded setup never loads a server client."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from vahini.errors import BadSettings
@@ -12,6 +13,9 @@ from vahini.ports.event_log import EventLog
 from vahini.ports.feature_store import FeatureStore
 from vahini.ports.hot_tier import HotTier
 from vahini.settings import Settings, secret_value
+
+if TYPE_CHECKING:
+    from vahini.adapters.cassandra_hedging import HedgeOptions
 
 
 class UnknownBackend(BadSettings):

@@ -183,7 +183,7 @@ def test_sessions_load_and_flush_exactly_while_a_replica_hangs(settings):
 
 
 def test_a_hung_partition_leader_costs_ingest_nothing_but_the_time_it_hangs(settings):
-    from tests.cluster.traffic import CommitProbe, LiveIngest
+    from tests.cluster.traffic import CommitProbe, LiveIngest, stored_event_times
 
     ingest = LiveIngest(settings)
     producer, ports = ingest.producer, ingest.ports

@@ -19,10 +19,27 @@ PINNED = "3.29.12"  # pyproject.toml pins scylla-driver to this version
 
 
 def test_the_driver_is_the_version_the_fast_path_was_written_for():
-    from cassandra.query import BatchStatement
-
     assert version("scylla-driver") == PINNED, "re-check RowSerializer against bind() before moving the pin"
-    assert callable(getattr(BatchStatement, "_add_statement_and_params", None))
+
+
+def test_the_private_parts_the_writers_use_are_still_there():
+    """Without a server: each private attribute of scylla-driver that the pre-encoded
+    batches use (the feature store's, the cold interaction tier's), failing by name."""
+    import inspect
+
+    from cassandra import ConsistencyLevel
+    from cassandra.protocol import BatchMessage, ProtocolHandler
+    from cassandra.query import BatchStatement, BatchType
+
+    batch = BatchStatement(BatchType.UNLOGGED)
+    assert isinstance(getattr(batch, "_statements_and_parameters", None), list), \
+        "BatchStatement._statements_and_parameters (EncodedStatements is set in its place)"
+    message = BatchMessage(BatchType.UNLOGGED, [], ConsistencyLevel.ONE, None, None, None)
+    for name in ("batch_type", "queries", "consistency_level", "serial_consistency_level", "timestamp", "keyspace"):
+        assert hasattr(message, name), f"BatchMessage.{name} (read by _PreEncodedBatch.send_body)"
+    assert callable(getattr(BatchMessage, "send_body", None)), "BatchMessage.send_body"
+    assert isinstance(inspect.getattr_static(ProtocolHandler, "encode_message", None), classmethod), \
+        "ProtocolHandler.encode_message (PreEncodingProtocolHandler overrides it)"
 
 
 def test_a_bound_statement_routing_key_is_still_a_property_that_a_subclass_can_replace():

@@ -11,7 +11,6 @@ import random
 from importlib.metadata import version
 
 import fastavro
-import pytest
 
 from benchmarks.common import synthesize
 from schemas import AVRO_DIR

@@ -146,13 +146,6 @@ def test_every_problem_is_reported_not_just_the_first(tmp_path):
     assert len(problems(d)) >= 2
 
 
-@pytest.fixture(params=["file", pytest.param("zookeeper", marks=pytest.mark.real_service)])
-def settings(request, tmp_path, unique):
-    if request.param == "file":
-        return Settings(config_store=f"file://{tmp_path}/config")
-    return Settings(config_store=f"zk://{request.getfixturevalue('zookeeper_hosts')}/vahini-test-{unique}")
-
-
 def test_nothing_is_published_when_anything_is_wrong(tmp_path, settings):
     store = wiring.config_store(settings)
     good = write(tmp_path, entities=GOOD_ENTITIES, groups=GOOD_GROUP)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.registry.test_apply import problems, settings, write  # noqa: F401 - settings: the fixture
+from tests.registry.test_apply import problems, write
 from vahini import wiring
 from vahini.registry import publish
 

@@ -124,7 +124,8 @@ def test_an_lru_hit_is_never_older_than_the_groups_lru_ttl(parts, unique):
 
 
 def _bypasses() -> float:
-    return sum(REGISTRY.get_sample_value("vahini_cache_bypassed_total", {"operation": op}) or 0
+    return sum(REGISTRY.get_sample_value("vahini_cache_bypassed_total",
+                                         {"dependency": "feature cache", "operation": op}) or 0
                for op in ("get", "fill", "fence"))
 
 

@@ -119,7 +119,8 @@ def test_a_hung_hot_tier_is_bypassed_and_reads_come_from_the_cold_tier(request, 
     from prometheus_client import REGISTRY
 
     bypassed = lambda: REGISTRY.get_sample_value("vahini_cache_bypassed_total",  # noqa: E731
-                                                 {"operation": "interactions_read"}) or 0
+                                                 {"dependency": "interaction hot tier",
+                                                  "operation": "interactions_read"}) or 0
     before = bypassed()
     redis.hang()
     try:

@@ -11,6 +11,7 @@ from typing import Any, Callable, Mapping, Sequence
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition as KTP
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from vahini.backoff import Backoff
 from vahini.errors import BadSettings, NotAllowed, StoreUnavailable
 from vahini.metrics import COMMIT_FAILURES, PARTITION_MOVES
 from vahini.logs import Throttle, get_logger
@@ -22,6 +23,7 @@ log = get_logger(__name__)
 def _retrying(call, attempts: int = 50, delay_s: float = 0.1, refused: Callable[[], str | None] = lambda: None):
     """Retry broker calls that fail transiently (e.g. a new partition's leader is not elected yet);
     raise NotAllowed at once when the client has seen the broker refuse its credentials."""
+    backoff = Backoff(delay_s, 1.0)
     for attempt in range(attempts):
         try:
             return call()
@@ -31,7 +33,7 @@ def _retrying(call, attempts: int = 50, delay_s: float = 0.1, refused: Callable[
             transient = exc.args[0].retriable() or exc.args[0].code() in _TRANSIENT
             if not transient or attempt == attempts - 1:
                 raise StoreUnavailable(f"Kafka request failed: {exc}") from exc
-            time.sleep(delay_s)
+            time.sleep(backoff.next_s())
 
 
 # The member lost its partitions (or the group moved on) before the commit landed.

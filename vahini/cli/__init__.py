@@ -36,12 +36,29 @@ examples:
 """
 
 
+GLOBAL_OPTIONS = ("settings", "log_level", "json_logs")
+
+
+def _global_options() -> argparse.ArgumentParser:
+    """The options every command takes, before or after its name (`vahini --settings x.toml
+    get ...` and `vahini get ... --settings x.toml`). SUPPRESS: a command's parser sets
+    them only when given there, so one given before the command is not reset."""
+    g = argparse.ArgumentParser(add_help=False)
+    g.add_argument("--settings", metavar="FILE", default=argparse.SUPPRESS,
+                   help="TOML settings file (environment variables override it)")
+    g.add_argument("--log-level", default=argparse.SUPPRESS, help="DEBUG, INFO, WARNING or ERROR (default: INFO)")
+    g.add_argument("--json-logs", action="store_true", default=argparse.SUPPRESS,
+                   help="log JSON lines even on a terminal")
+    return g
+
+
+_GLOBAL = _global_options()
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="vahini", description=DESCRIPTION, epilog=EPILOG,
+    p = argparse.ArgumentParser(prog="vahini", description=DESCRIPTION, epilog=EPILOG, parents=[_GLOBAL],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--settings", metavar="FILE", help="TOML settings file (environment variables override it)")
-    p.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING or ERROR (default: INFO)")
-    p.add_argument("--json-logs", action="store_true", default=None, help="log JSON lines even on a terminal")
+    p.add_argument("--version", action="version", version=f"vahini {_version()}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_apply(sub)
     _add_produce(sub)
@@ -58,7 +75,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _add_apply(sub) -> None:
-    a = sub.add_parser("apply", help="validate registry YAML files and publish them to the config store",
+    a = sub.add_parser("apply", parents=[_GLOBAL], help="validate registry YAML files and publish them to the config store",
                        description="Validate every *.yaml in DIR (entities, feature groups, model graphs) and "
                                    "publish them atomically. Every problem is reported as file:line: what is "
                                    "wrong; nothing is published if anything is wrong. Prints what the publish "
@@ -70,7 +87,7 @@ def _add_apply(sub) -> None:
 
 
 def _add_produce(sub) -> None:
-    pr = sub.add_parser("produce", help="send events from a JSON-lines (or Parquet) file to the event log",
+    pr = sub.add_parser("produce", parents=[_GLOBAL], help="send events from a JSON-lines (or Parquet) file to the event log",
                         description="Each JSON line is one event of --kind, as in schemas/avro. Invalid events are "
                                     "reported with their line number and skipped; valid ones are sent keyed by "
                                     "entity or user. Parquet files hold feature rows: columns entity, group, the "
@@ -86,7 +103,7 @@ def _add_produce(sub) -> None:
 
 
 def _add_demo(sub) -> None:
-    d = sub.add_parser("demo", help="run the whole pipeline on embedded adapters (no servers needed)",
+    d = sub.add_parser("demo", parents=[_GLOBAL], help="run the whole pipeline on embedded adapters (no servers needed)",
                        description="Publish the sample registry, produce synthetic users, products and "
                                    "interactions, ingest them with a worker, and read features back, all on "
                                    "the embedded adapters under --workdir. Needs no server.")
@@ -98,11 +115,11 @@ def _add_demo(sub) -> None:
 
 
 def _add_ingest(sub) -> None:
-    i = sub.add_parser("ingest", help="run a stream worker",
+    i = sub.add_parser("ingest", parents=[_GLOBAL], help="run a stream worker",
                        description="Run one stream worker in the foreground. Scale out by starting more "
                                    "processes with the same group.")
     isub = i.add_subparsers(dest="what", metavar="WHAT", required=True)
-    f = isub.add_parser("features", help="consume FeatureUpdate topics into the feature store",
+    f = isub.add_parser("features", parents=[_GLOBAL], help="consume FeatureUpdate topics into the feature store",
                         description="Consume in a consumer group, decode and validate in batches, merge per "
                                     "(key, group), write with event-time last-write-wins, invalidate the cache, "
                                     "then commit. Invalid events go to the dead-letter topic. SIGTERM drains "
@@ -117,7 +134,7 @@ def _add_ingest(sub) -> None:
                    help="exit 0 once the group has committed the log end seen at start (bulk loads, scripts); "
                         "prints a JSON summary")
     f.set_defaults(run=commands.ingest_features)
-    n = isub.add_parser("interactions", help="consume interactions and session events into the interaction store",
+    n = isub.add_parser("interactions", parents=[_GLOBAL], help="consume interactions and session events into the interaction store",
                         description="Sessions drive users into and out of the hot tier: START loads the user's "
                                     "history from the cold tier; interactions of an open session go to the hot "
                                     "tier, others straight to the cold tier; END, or interactions."
@@ -131,7 +148,7 @@ def _add_ingest(sub) -> None:
 
 
 def _add_replay(sub) -> None:
-    r = sub.add_parser("replay", help="re-ingest a range of a topic (backfills, recovery)",
+    r = sub.add_parser("replay", parents=[_GLOBAL], help="re-ingest a range of a topic (backfills, recovery)",
                        description="Re-ingest --topic from --from to --to (default: the end at start time) through "
                                    "the worker logic, under its own consumer group, with a progress bar. Safe while "
                                    "live ingestion runs: the newest value by event time wins. Positions: earliest, "
@@ -147,7 +164,7 @@ def _add_replay(sub) -> None:
 
 
 def _add_dead_letters(sub) -> None:
-    dl = sub.add_parser("dead-letters", help="show dead-lettered events: counts by reason and the latest ones",
+    dl = sub.add_parser("dead-letters", parents=[_GLOBAL], help="show dead-lettered events: counts by reason and the latest ones",
                         description="Read the dead-letter topic and print how many events failed for each reason, "
                                     "then the latest --limit of them with where they came from and why. To re-drive "
                                     "them once fixed (e.g. after publishing a missing group): "
@@ -158,7 +175,7 @@ def _add_dead_letters(sub) -> None:
 
 
 def _add_serve(sub) -> None:
-    s = sub.add_parser("serve", help="serve the gRPC FeatureService (with health and reflection)",
+    s = sub.add_parser("serve", parents=[_GLOBAL], help="serve the gRPC FeatureService (with health and reflection)",
                        description="Serve FeatureService (Retrieve, Persist), gRPC health and reflection. Picks up "
                                    "registry publishes without a restart. Calls beyond serving.max_in_flight get "
                                    "RESOURCE_EXHAUSTED at once. A port already in use is refused (exit 2). SIGTERM "
@@ -172,7 +189,7 @@ def _add_serve(sub) -> None:
 
 
 def _add_get(sub) -> None:
-    g = sub.add_parser("get", help="print features of some keys as JSON (for people; rankers use gRPC)",
+    g = sub.add_parser("get", parents=[_GLOBAL], help="print features of some keys as JSON (for people; rankers use gRPC)",
                        description="Read through the same path as Retrieve (LRU, cache, store) and print, per key "
                                    "and group, the schema version, the event time and each feature's value and "
                                    "status (present, missing, expired, unreadable).")
@@ -196,7 +213,7 @@ def _add_caller_arguments(p) -> None:
 
 
 def _add_query(sub) -> None:
-    q = sub.add_parser("query", help="ask a running Model Proxy for a model's feature matrix",
+    q = sub.add_parser("query", parents=[_GLOBAL], help="ask a running Model Proxy for a model's feature matrix",
                        description="Call ModelProxy.GetFeatures on a running server (`vahini serve`) and print the "
                                    "matrix as a table, or with --json as one object: {model, version, columns, "
                                    "row_ids, matrix, missing, scores}. Context ids come from --set "
@@ -214,7 +231,7 @@ def _add_query(sub) -> None:
 
 
 def _add_history(sub) -> None:
-    h = sub.add_parser("history", help="print users' interaction histories, newest first",
+    h = sub.add_parser("history", parents=[_GLOBAL], help="print users' interaction histories, newest first",
                        description="Read each user's interactions the way InteractionService does: from the hot "
                                    "tier while the user's session is open, else from the cold tier. --json prints "
                                    "one object a line: {user_id, source (hot or cold), interactions: [...]}.")
@@ -230,7 +247,7 @@ def _add_history(sub) -> None:
 
 
 def _add_model_server(sub) -> None:
-    m = sub.add_parser("model-server", help="run the reference model server (KServe v2 gRPC, linear scorers)",
+    m = sub.add_parser("model-server", parents=[_GLOBAL], help="run the reference model server (KServe v2 gRPC, linear scorers)",
                        description="A tiny KServe v2 / Triton-protocol model server for demos and tests: each "
                                    "--model scores a float32 matrix as sigmoid(matrix . weights + bias). A model "
                                    "graph's score node points at it like at any Triton or KServe endpoint.")
@@ -242,8 +259,25 @@ def _add_model_server(sub) -> None:
     m.set_defaults(run=commands.model_server)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("vahini")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = _parser().parse_args(argv)
+    for name in GLOBAL_OPTIONS:  # not given anywhere
+        if not hasattr(args, name):
+            setattr(args, name, None)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     try:
         return args.run(args) or 0
     except KeyboardInterrupt:
