@@ -14,11 +14,17 @@ def test_demo_ingests_everything_it_produced(tmp_path, capsys):
     assert summary["ingested_events"] == summary["rows_written"] == summary["feature_updates"]
     assert summary["dead_lettered"] == 0
     assert summary["interaction_events"] == 200 + 50 * 2 + 6  # the stream, then u42's live session
-    assert summary["interactions_to_hot"] == 5 and summary["live_session_cold_writes"] == 1
+    # The live session's clicks all went to the hot tier, and its flush wrote fewer times than
+    # writing each click through would have (one partition mutation per user and bucket).
+    assert summary["interactions_to_hot"] == summary["live_session_clicks"] > 1
+    assert 1 <= summary["live_session_cold_writes"] < summary["live_session_clicks"]
     out = capsys.readouterr().out
     assert "user_profile.city" in out and "present" in out
     assert "u42 during the session (served from the hot tier)" in out and "served from the cold tier" in out
-    assert summary["model_proxy_shape"] == [4, 53]  # 4 candidate products x home_ranker's 53 columns
+    # A row per candidate product, a column per feature of home_ranker, each named once.
+    columns = summary["model_proxy_columns"]
+    assert summary["model_proxy_shape"] == [summary["model_proxy_products"], len(columns)]
+    assert len(set(columns)) == len(columns) > 0 and "product.price" in columns
     assert "Model Proxy: home_ranker v1 for u42" in out and "GetFeatures latency" in out
     scores = summary["model_proxy_scores"]  # from the reference model server, a sigmoid: in (0, 1)
     assert list(scores) == ["ctr", "rank"] and all(0 < v < 1 for s in scores.values() for v in s)

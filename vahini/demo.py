@@ -38,6 +38,7 @@ class DemoSize:
 
 
 DEMO_INACTIVITY_S = 2.0
+LIVE_CLICKS = 5  # u42's live session: served hot, then cold after the idle flush
 
 
 def embedded_settings(workdir: Path) -> Settings:
@@ -212,18 +213,18 @@ def _sessions(settings: Settings, event_log, producer: EventProducer) -> dict:
 
     now = int(time.time() * 1000)
     producer.session_event("u42", "live", "START", now)
-    for k in range(5):
+    for k in range(LIVE_CLICKS):
         producer.interaction(f"live-{k}", "u42", f"p{k * 7}", "CLICK", now + k, category_id="c1")
     producer.flush()
-    history = _wait_for_source(reader, HistoryQuery("u42", limit=5), "hot")
+    history = _wait_for_source(reader, HistoryQuery("u42", limit=LIVE_CLICKS), "hot")
     _print_history("u42 during the session (served from the hot tier)", history)
     during = worker.stats.cold_writes - before
-    print(f"  cold-tier writes so far for these 5 clicks: {during}")
-    history = _wait_for_source(reader, HistoryQuery("u42", limit=5), "cold", DEMO_INACTIVITY_S * 10)
+    print(f"  cold-tier writes so far for these {LIVE_CLICKS} clicks: {during}")
+    history = _wait_for_source(reader, HistoryQuery("u42", limit=LIVE_CLICKS), "cold", DEMO_INACTIVITY_S * 10)
     _print_history(f"u42 after {DEMO_INACTIVITY_S:g} s without an event (flushed, evicted, served from the cold "
                    f"tier)", history)
     after = worker.stats.cold_writes - before
-    print(f"  cold-tier writes for the whole session: {after} (write-through would have made 5)")
+    print(f"  cold-tier writes for the whole session: {after} (write-through would have made {LIVE_CLICKS})")
     stop.set()
     thread.join(30)
     worker.close()
@@ -233,7 +234,7 @@ def _sessions(settings: Settings, event_log, producer: EventProducer) -> dict:
     s = worker.stats
     return {"interaction_events": s.events, "interactions_to_hot": s.to_hot, "interactions_to_cold": s.to_cold,
             "sessions_started": s.sessions_started, "cold_writes": s.cold_writes,
-            "live_session_cold_writes": after}
+            "live_session_clicks": LIVE_CLICKS, "live_session_cold_writes": after}
 
 
 # The reference model server's scorers (sigmoid of a weighted sum) for home_ranker_scored:
@@ -283,7 +284,8 @@ def _query_models(target: str, products: list[str]) -> dict:
     p50 = float(np.percentile(latencies, 50))
     print(f"  GetFeatures latency over 50 calls: p50 {p50:.2f} ms, p99 {np.percentile(latencies, 99):.2f} ms "
           f"(embedded SQLite store, one process)")
-    return {"model_proxy_shape": list(features.matrix.shape), "model_proxy_p50_ms": round(p50, 2),
+    return {"model_proxy_shape": list(features.matrix.shape), "model_proxy_columns": list(features.columns),
+            "model_proxy_products": len(products), "model_proxy_p50_ms": round(p50, 2),
             "model_proxy_scores": {n: [round(float(v), 4) for v in s] for n, s in scored.scores.items()}}
 
 

@@ -61,13 +61,20 @@ def hung_store_server(request, tmp_path, unique):
 def test_a_hung_store_costs_a_call_its_deadline_and_not_more(hung_store_server):
     stub, proxy, u = hung_store_server
     proxy.hang()
-    before_calls, before_seconds = server_calls("DEADLINE_EXCEEDED"), server_seconds()
-    with pytest.raises(grpc.RpcError) as info:
-        stub.Retrieve(retrieve([f"slow{u}"]), timeout=0.3)
-    assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-    # The server, not only the client, gave up: its handler ended at the deadline.
-    wait_for(lambda: server_calls("DEADLINE_EXCEEDED") == before_calls + 1, 5, "the server to end the call")
-    assert server_seconds() - before_seconds < 0.3 + 0.2
+
+    def server_time_of_a_call(deadline_s: float, key: str) -> float:
+        """The seconds the server spent on one call (its own histogram), once it ended it."""
+        before_calls, before_seconds = server_calls("DEADLINE_EXCEEDED"), server_seconds()
+        with pytest.raises(grpc.RpcError) as info:
+            stub.Retrieve(retrieve([key]), timeout=deadline_s)
+        assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        # The server, not only the client, gave up.
+        wait_for(lambda: server_calls("DEADLINE_EXCEEDED") == before_calls + 1, 10, "the server to end the call")
+        return server_seconds() - before_seconds
+    short, long = server_time_of_a_call(0.3, f"slow{u}"), server_time_of_a_call(1.2, f"slower{u}")
+    # The handler ends at the call's deadline, so its time follows the deadline (0.25x here),
+    # whatever this machine's speed: a ratio, not a bound in seconds.
+    assert short < 0.5 * long, f"{short:.3f} s at a 0.3 s deadline, {long:.3f} s at 1.2 s"
 
 
 @pytest.mark.real_service
@@ -86,11 +93,12 @@ def test_calls_beyond_the_in_flight_limit_are_refused_at_once(hung_store_server)
     for thread in held:
         thread.start()
     time.sleep(0.5)
-    started = time.monotonic()
     with pytest.raises(grpc.RpcError) as info:
         stub.Retrieve(retrieve([f"extra{u}"]), timeout=4)
-    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert time.monotonic() - started < 1.0, "the extra call queued instead of being refused"
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED  # grpc's own limit: before any handler
+    # Refused while the three held calls were still in flight: had it queued, it would
+    # have ended with them, at their deadline.
+    assert all(thread.is_alive() for thread in held), "the extra call was answered only after the held ones"
     for thread in held:
         thread.join(10)
     assert codes == [grpc.StatusCode.DEADLINE_EXCEEDED] * 3

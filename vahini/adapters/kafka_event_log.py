@@ -208,8 +208,8 @@ class _Quieted:
     """Logs a repeated client error once per `every_s`, with how many repeats it held
     back: a dead broker is reported on every reconnect attempt of every connection."""
 
-    def __init__(self, every_s: float = 5.0):
-        self._throttle = Throttle(every_s)
+    def __init__(self, every_s: float = 5.0, clock=time.monotonic):
+        self._throttle = Throttle(every_s, clock)
 
     def __call__(self, err) -> None:
         held_back = self._throttle.allow((err.code(), err.str()))
