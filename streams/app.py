@@ -118,12 +118,18 @@ def build_interaction_worker(settings: Settings, event_log: EventLog, cold, hot,
         EventLimits.of(settings.ingest), settings.ingest.retry_backoff_max_s, windows=windows)
 
 
-def run_interaction_ingest(settings: Settings) -> InteractionStats:
-    """`vahini ingest interactions`: run one interaction worker until SIGTERM/SIGINT."""
+def run_interaction_ingest(settings: Settings, stop_at_end: bool = False) -> InteractionStats:
+    """`vahini ingest interactions`: run one interaction worker until SIGTERM/SIGINT. With
+    `stop_at_end`, also stop once the group has committed the log end seen at start."""
     stop = stop_on_signals()
     if settings.metrics_port:
         start_http_server(settings.metrics_port)
     event_log = wiring.event_log(settings)
+    if stop_at_end:
+        topics = interaction_topics(settings)
+        for topic in topics:
+            event_log.create_topic(topic, settings.topics.partitions)
+        _stop_when_committed(event_log, settings.interactions.group, topics, stop)
     cold, hot = wiring.cold_interactions(settings), wiring.interaction_hot_tier(settings)
     store = wiring.feature_store(settings)
     cache = wiring.feature_cache(settings, store)

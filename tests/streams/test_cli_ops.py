@@ -149,3 +149,29 @@ def test_replay_of_a_topic_that_does_not_exist_is_refused_not_created(settings):
     log = wiring.event_log(settings)
     assert not log.exists(missing)  # and it was not created on the way
     log.close()
+
+
+def test_ingest_interactions_takes_the_worker_flags_and_stops_at_end(settings):
+    """The same worker flags as `ingest features`: --batch-size, --stop-at-end (with its
+    JSON summary). The session ended, so it was flushed and the commit reaches the end."""
+    import json
+
+    from vahini.producer import EventProducer
+
+    producer = EventProducer.from_settings(settings, "cli-test")
+    t = int(time.time() * 1000) - 60_000
+    for i in range(20):  # without a session: straight to the cold tier
+        producer.interaction(f"solo-{i}", f"solo-u{i % 4}", f"p{i}", "CLICK", t + i)
+    producer.session_event("sess-u", "s1", "START", t + 100)
+    for i in range(5):
+        producer.interaction(f"sess-{i}", "sess-u", f"p{i}", "CLICK", t + 101 + i)
+    producer.session_event("sess-u", "s1", "END", t + 200)
+    producer.flush()
+    producer.close()
+    done = vahini(settings, "ingest", "interactions", "--stop-at-end", "--batch-size", "7")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    # Sessions and interactions are two topics here, read in no set order between them: the
+    # session's clicks may come before its START (then they go cold), so only the sum is fixed.
+    assert (summary["events"], summary["to_cold"] + summary["to_hot"]) == (27, 25), summary
+    assert (summary["sessions_started"], summary["sessions_ended"], summary["dead_lettered"]) == (1, 1, 0)

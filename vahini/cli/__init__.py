@@ -143,7 +143,12 @@ def _add_ingest(sub) -> None:
                                     "interaction not yet in the cold tier, so a crash replays, never loses. "
                                     "Invalid events go to the dead-letter topic. SIGTERM stops cleanly.")
     n.add_argument("--group", help="consumer group (default: interactions.group)")
+    n.add_argument("--batch-size", type=int, help="max events per batch (default: interactions.batch_size)")
     n.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on this port")
+    n.add_argument("--stop-at-end", action="store_true",
+                   help="exit 0 once the group has committed the log end seen at start, and print a JSON "
+                        "summary. An open session holds the commit until it ends (END, inactivity) or the "
+                        "next checkpoint flushes it")
     n.set_defaults(run=commands.ingest_interactions)
 
 

@@ -100,10 +100,10 @@ def ingest_interactions(args) -> int:
     from streams.app import run_interaction_ingest
 
     settings = _settings(args, metrics_port=args.metrics_port)
-    if args.group:
-        settings = settings.model_copy(update={"interactions": settings.interactions.model_copy(
-            update={"group": args.group})})
-    stats = run_interaction_ingest(settings)
+    interactions = settings.interactions.model_copy(update={k: v for k, v in {
+        "group": args.group, "batch_size": args.batch_size}.items() if v is not None})
+    settings = settings.model_copy(update={"interactions": interactions})
+    stats = run_interaction_ingest(settings, stop_at_end=args.stop_at_end)
     print(json.dumps({"events": stats.events, "to_hot": stats.to_hot, "to_cold": stats.to_cold,
                       "sessions_started": stats.sessions_started, "sessions_ended": stats.sessions_ended,
                       "cold_writes": stats.cold_writes, "dead_lettered": stats.dead_lettered}))
