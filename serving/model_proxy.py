@@ -32,6 +32,7 @@ import numpy as np
 
 from serving import transforms
 from serving.interactions import InteractionReader, last_ids
+from serving.per_graph import PerGraph
 from serving.retrieval import (EXPIRED, MISSING, PRESENT, UNREADABLE, FeatureReader, GroupResult, PendingReads,
                                Read, empty_column)
 from vahini.codecs.loops import looked_up, take_rows_into
@@ -196,7 +197,7 @@ class ModelExecutor:
         self._histories = histories
         self._scorer = scorer  # serving.scoring.Scorer: calls the graph's model nodes
         self._clock = clock
-        self._plans: dict[int, tuple[ModelGraph, _Plan]] = {}
+        self._plans: PerGraph[_Plan] = PerGraph()
 
     def run(self, model: str, context: Mapping[str, Sequence[str]], version: int = 0,
             timeout_s: float | None = None) -> FeatureMatrix:
@@ -324,14 +325,7 @@ class ModelExecutor:
 
     def _plan(self, graph: ModelGraph, registry: Registry) -> _Plan:
         """The graph's plan, worked out once per published graph."""
-        cached = self._plans.get(id(graph))
-        if cached is not None and cached[0] is graph:
-            return cached[1]
-        plan = plan_of(graph, registry)
-        if len(self._plans) > 64:  # old graphs are replaced by publishes; forget them
-            self._plans.clear()
-        self._plans[id(graph)] = (graph, plan)
-        return plan
+        return self._plans.get(graph, lambda: plan_of(graph, registry))
 
     def _block(self, request: _Request, c: Column, now_ms: int) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
         """The column's block, the status of its source values (None for a sequence, or when

@@ -29,6 +29,7 @@ import numpy as np
 from serving import metrics
 from serving.api import kserve_v2_pb2_grpc as kpb_grpc
 from serving.kserve_tensors import TensorPlan, infer_request, read_scores
+from serving.per_graph import PerGraph
 from serving.model_proxy import FeatureMatrix, NodeScores
 from vahini.errors import DeadlineExceeded, EndpointRejected, StoreUnavailable, VahiniError
 from vahini.logs import RateLimitedLog, get_logger
@@ -57,6 +58,16 @@ def choose(node: ScoreNode, context: Mapping[str, Sequence[str]]) -> Endpoint:
     return node.endpoints[-1]
 
 
+def _tensor_plans_of(graph: ModelGraph, columns: list[str]) -> list[list[TensorPlan]]:
+    plans, scored = [], []
+    for node in graph.score:
+        plans.append([TensorPlan(node.input, None)] if not node.inputs else [
+            TensorPlan(t.name, np.asarray(input_columns(t.columns, columns, scored), np.intp), t.datatype)
+            for t in node.inputs])
+        scored.append(node.name)
+    return plans
+
+
 def _failed(kind: type[VahiniError], message: str, outcome: str) -> VahiniError:
     exc = kind(message)
     exc.outcome = outcome
@@ -79,7 +90,7 @@ class Scorer:
         self._aliases = dict(aliases or {})  # serving.model_endpoints: name -> host:port
         self._stubs: dict[str, tuple[grpc.Channel, kpb_grpc.GRPCInferenceServiceStub]] = {}
         self._lock = threading.Lock()
-        self._tensors: dict[int, tuple[ModelGraph, list[list[TensorPlan]]]] = {}  # id(graph) -> per node
+        self._tensors: PerGraph[list[list[TensorPlan]]] = PerGraph()
         self._failures = failure_log or RateLimitedLog(log)
 
     def score(self, graph: ModelGraph, matrix: FeatureMatrix, context: Mapping[str, Sequence[str]],
@@ -103,19 +114,7 @@ class Scorer:
 
     def _tensor_plans(self, graph: ModelGraph, columns: list[str]) -> list[list[TensorPlan]]:
         """Each node's input tensors, worked out once per graph."""
-        cached = self._tensors.get(id(graph))
-        if cached is not None and cached[0] is graph:
-            return cached[1]
-        plans, scored = [], []
-        for node in graph.score:
-            plans.append([TensorPlan(node.input, None)] if not node.inputs else [
-                TensorPlan(t.name, np.asarray(input_columns(t.columns, columns, scored), np.intp), t.datatype)
-                for t in node.inputs])
-            scored.append(node.name)
-        if len(self._tensors) > 256:  # graphs are few and change rarely; never let old ones pile up
-            self._tensors.clear()
-        self._tensors[id(graph)] = (graph, plans)
-        return plans
+        return self._tensors.get(graph, lambda: _tensor_plans_of(graph, columns))
 
     def _note_failure(self, graph: ModelGraph, node: ScoreNode, endpoint: Endpoint, exc: Exception) -> None:
         code = getattr(exc, "outcome", None) or type(exc).__name__

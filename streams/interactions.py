@@ -75,6 +75,8 @@ class InteractionWorker:
         self._generation = hot.generation()
         self._next_generation_check = 0.0
         self._next_checkpoint = time.monotonic() + settings.checkpoint_interval_s
+        self._next_window_save = 0.0
+        self._counted_topic: str | None = None
 
     def _reset_state(self) -> None:
         self._owned: set[TopicPartition] = set()
@@ -211,6 +213,7 @@ class InteractionWorker:
         buffered[2].append(item)
         self._counted.setdefault(item.user_id, []).append(
             CountedEvent(record.partition, record.offset, item.type, item.category_id, item.event_time_ms))
+        self._counted_topic = record.topic  # the interactions topic: window states keep its offsets
 
     def _append_buffered(self) -> None:
         """Append buffered interactions of users with an open session to the hot tier;
@@ -394,6 +397,11 @@ class InteractionWorker:
         if self._hot_lost:
             return True  # commit nothing: the replay after the reset starts from the last commit
         offsets = {tp: min([nxt, *self._unflushed.get(tp, {}).values()]) for tp, nxt in self._next_offset.items()}
+        if self._windows is not None:  # held too at events counted into states not saved yet
+            for partition, oldest in self._windows.unsaved_offsets().items():
+                tp = (self._counted_topic, partition)
+                if tp in offsets:
+                    offsets[tp] = min(offsets[tp], oldest)
         changed = {tp: o for tp, o in offsets.items() if self._committed.get(tp) != o}
         if changed and not self._retry("commit", lambda: self._consumer.commit(changed)):
             return False
@@ -415,10 +423,16 @@ class InteractionWorker:
                 self._hot.take_due(sorted(by_partition), now))):
             return False
         due_users = [u for u, p in due.items() if p in by_partition]
-        if not counted and not due_users:
+        # States are saved every window_state_interval_s, and whenever no new event came:
+        # then the commit catches up with the log.
+        save = time.monotonic() >= self._next_window_save or not counted
+        if not counted and not due_users and not (save and self._windows.has_unsaved()):
             return True
+        if save:
+            self._next_window_save = time.monotonic() + self._settings.window_state_interval_s
         batch: list = []
-        if not self._retry("window_state_read", lambda: batch.append(self._windows.compute(counted, due_users, now))):
+        if not self._retry("window_state_read", lambda: batch.append(
+                self._windows.compute(counted, due_users, now, save))):
             return False
         changes = batch[0]
         if not self._retry("window_write", lambda: self._windows.write(changes)):

@@ -11,8 +11,11 @@ computed as their event time, so the newest computation wins in the store.
 
 The state is a row of the feature store too, of the reserved group
 `__interaction_windows` (registry names cannot start with `_`). It lives in the
-user's partition, beside the user's window row, so both go in one batch: one
-mutation on the replicas, written before the offsets are committed.
+user's partition, beside the user's window row. The rows are written with every
+batch; a user's state is saved less often (`interactions.window_state_interval_s`),
+and until it is, the worker holds its commit at the user's oldest event not in a
+saved state (`unsaved_offsets`): a crash replays those events onto the last saved
+state, which counts each of them once.
 """
 
 from __future__ import annotations
@@ -65,6 +68,9 @@ class WindowWriter:
         self._buckets = (fine_bucket_s, coarse_bucket_s)
         self._plan: tuple[Registry, wb.WindowPlan] | None = None
         self._known: OrderedDict[str, wb.UserWindows] = OrderedDict()
+        # Users whose state changed since it was last saved: user -> (partition, offset of the
+        # first event counted since; -1 when only its written values changed, which no replay needs).
+        self._unsaved: dict[str, tuple[int, int]] = {}
 
     def plan(self) -> wb.WindowPlan:
         registry = self.registry()
@@ -72,16 +78,19 @@ class WindowWriter:
             self._plan = (registry, wb.WindowPlan.of(registry, *self._buckets))
         return self._plan[1]
 
-    def compute(self, events: Mapping[str, list[CountedEvent]], due: Iterable[str], now_ms: int) -> WindowBatch:
-        """Apply each user's new events (and bring down the counts of users whose timer is due)."""
+    def compute(self, events: Mapping[str, list[CountedEvent]], due: Iterable[str], now_ms: int,
+                save: bool = True) -> WindowBatch:
+        """Apply each user's new events (and bring down the counts of users whose timer is
+        due). With `save`, the batch also holds the state of every user changed since the
+        last save; else those users are left in `unsaved_offsets`."""
         plan = self.plan()
-        users = set(events) | set(due)
+        due = set(due)
+        users = set(events) | due
         states = self._states_of(users)
         out = WindowBatch()
-        # A user idle this long has every count at zero: the state may expire.
-        ttl_s = max((w.length_ms for w in plan.windows.values()), default=0) // 1000 + 86_400
         for user in users:
             state = states[user]
+            first = _first_new(state, events.get(user, ()))
             touched, soonest = _count(state, plan, events.get(user, ()), now_ms)
             for scope, group, values in wb.changed_rows(state, plan, now_ms, touched):
                 key = user if scope == wb.USER_SCOPE else f"{user}{KEY_SEPARATOR}{scope}"
@@ -90,10 +99,36 @@ class WindowWriter:
             state.next_change_ms = min(state.next_change_ms, soonest)  # a new event may leave sooner
             if state.next_change_ms < wb.NEVER_MS:
                 out.timers[user] = state.next_change_ms
+            if (first >= 0 or user in due) and (user not in self._unsaved or self._unsaved[user][1] < 0 <= first):
+                self._unsaved[user] = (state.partition, first)
+        if save:
+            out.states = self._saved(plan, now_ms)
+        return out
+
+    def _saved(self, plan: wb.WindowPlan, now_ms: int) -> list[FeatureRow]:
+        """The state rows of every user changed since the last save, and none unsaved after."""
+        # A user idle this long has every count at zero: the state may expire.
+        ttl_s = max((w.length_ms for w in plan.windows.values()), default=0) // 1000 + 86_400
+        rows = []
+        for user in self._unsaved:
+            state = self._known[user]
             # Strictly later than the state's last write: the newest state always wins.
             state.stamp_ms = max(now_ms, state.stamp_ms + 1)
-            out.states.append(FeatureRow("user", user, STATE_GROUP, state.stamp_ms, wb.encode(state), ttl_s))
-        return out
+            rows.append(FeatureRow("user", user, STATE_GROUP, state.stamp_ms, wb.encode(state), ttl_s))
+        self._unsaved = {}
+        return rows
+
+    def unsaved_offsets(self) -> dict[int, int]:
+        """Per partition, the offset of the oldest event counted into a state not saved yet:
+        the worker commits no further."""
+        oldest: dict[int, int] = {}
+        for partition, first in self._unsaved.values():
+            if first >= 0 and first < oldest.get(partition, first + 1):
+                oldest[partition] = first
+        return oldest
+
+    def has_unsaved(self) -> bool:
+        return bool(self._unsaved)
 
     def write(self, batch: WindowBatch) -> None:
         """Rows and states in one write: a user's state shares its partition (and batch) with
@@ -104,9 +139,11 @@ class WindowWriter:
             self.cache.fence(batch.rows)
 
     def forget(self, partitions: set[int]) -> None:
-        """Drop the states of users of partitions this worker no longer owns."""
+        """Drop the states of users of partitions this worker no longer owns, saved or not:
+        its new owner replays from the commit, which no unsaved event has passed."""
         for user in [u for u, s in self._known.items() if s.partition in partitions]:
             del self._known[user]
+            self._unsaved.pop(user, None)
 
     def _states_of(self, users: set[str]) -> dict[str, wb.UserWindows]:
         missing = [u for u in users if u not in self._known]
@@ -116,9 +153,23 @@ class WindowWriter:
             self._known[user] = wb.decode(row.blob if row else None)
         for user in users:
             self._known.move_to_end(user)
-        while len(self._known) > self.CACHE_USERS:
-            self._known.popitem(last=False)
+        while len(self._known) > self.CACHE_USERS:  # the least recently used; never an unsaved one
+            oldest = next(iter(self._known))
+            if oldest in self._unsaved:
+                self._known.move_to_end(oldest)
+                if next(iter(self._known)) in self._unsaved:
+                    break  # all unsaved: kept until the next save
+                continue
+            del self._known[oldest]
         return {u: self._known[u] for u in users}
+
+
+def _first_new(state: wb.UserWindows, events: Iterable[CountedEvent]) -> int:
+    """The offset of the first of `events` not counted in `state` yet, or -1."""
+    for e in events:
+        if not (e.partition == state.partition and e.offset <= state.offset):
+            return e.offset
+    return -1
 
 
 def _count(state: wb.UserWindows, plan: wb.WindowPlan, events: Iterable[CountedEvent],

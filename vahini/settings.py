@@ -124,6 +124,10 @@ class InteractionSettings(_Section):
     window_fine_bucket_s: int = Field(60, ge=1, le=3600, description="Bucket of windowed counts up to 6 h "
                                       "long: an event leaves its window at a bucket's edge, up to one bucket early")
     window_coarse_bucket_s: int = Field(3600, ge=60, le=86_400, description="Bucket of longer windows (24 h, 7 d)")
+    window_state_interval_s: float = Field(5.0, ge=0, description="A user's window state is saved at least this "
+                                           "often (and whenever the worker has no new events); until then the "
+                                           "commit is held at the user's oldest event not in a saved state, so a "
+                                           "crash replays at most this much. 0: saved with every batch")
 
 
 def secret_value(value: SecretStr | None, file: Path | None, what: str) -> str | None:

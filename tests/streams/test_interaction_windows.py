@@ -74,3 +74,48 @@ def test_counts_per_user_and_category_follow_interactions_and_fall_when_events_a
     assert again.stats.window_rows == 0  # each event was counted already: no row changed
     again.close()
     features.close()
+
+
+def test_unsaved_states_hold_the_commit_until_saved_and_a_replay_counts_each_event_once(settings):
+    """Window states are saved every window_state_interval_s, not with every batch. Until a
+    user's state is saved, the oldest event counted into it bounds the commit; after a
+    save nothing does. A writer that lost its memory (a crash) and is given the events
+    again from that offset counts each once, from the last saved state."""
+    from streams.windows import STATE_GROUP, CountedEvent, window_writer
+
+    store = wiring.feature_store(settings)
+    cache = wiring.feature_cache(settings, store)
+    follower = RegistryFollower(wiring.config_store(settings))
+    now = int(time.time() * 1000)
+
+    def writer():
+        return window_writer(settings, store, cache, lambda: follower.current)
+
+    def clicks(first: int, n: int) -> list[CountedEvent]:
+        return [CountedEvent(3, offset, "CLICK", "c1", now - 1000) for offset in range(first, first + n)]
+
+    def apply(w, events, save: bool) -> None:
+        nonlocal now
+        now += 1  # rows carry the time they were computed: the newest wins
+        w.write(w.compute({"u-held": events}, (), now, save))
+
+    try:
+        w = writer()
+        apply(w, clicks(10, 5), save=True)  # offsets 10-14: saved
+        apply(w, clicks(15, 3), save=False)
+        apply(w, clicks(18, 2), save=False)
+        assert w.unsaved_offsets() == {3: 15}  # the commit stays at 15 for partition 3
+        saved = store.read("user", ["u-held"], [STATE_GROUP])
+        crashed = writer()  # what a restarted worker replays from the commit: 15 onwards, and some before
+        apply(crashed, clicks(12, 8), save=True)
+        assert crashed.unsaved_offsets() == {}
+        assert store.read("user", ["u-held"], [STATE_GROUP]) != saved
+        features = Features(settings)
+        try:
+            assert features.of("user", "u-held", "user_interaction_windows")["clicks_1h"] == 10
+        finally:
+            features.close()
+    finally:
+        follower.close()
+        cache.close()
+        store.close()
