@@ -7,7 +7,7 @@ PYTHON="${PYTHON:-python3}"
 stamp=.venv/.installed
 if [[ ! -x .venv/bin/python ]]; then "$PYTHON" -m venv .venv; fi
 # The compiled loops are built by the install: a changed .pyx needs one too.
-if [[ ! -f $stamp || pyproject.toml -nt $stamp || setup.py -nt $stamp || vahini/codecs/_loops.pyx -nt $stamp ]]; then
+if [[ ! -f $stamp || pyproject.toml -nt $stamp || setup.py -nt $stamp || vahini/codecs/_loops.pyx -nt $stamp || streams/_window_loops.pyx -nt $stamp ]]; then
   echo "[bootstrap] installing Vahini and dev dependencies into .venv" >&2
   .venv/bin/pip install -q --upgrade pip
   .venv/bin/pip install -q -e '.[dev]'

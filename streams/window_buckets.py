@@ -24,16 +24,17 @@ last row of zeros and is dropped.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Callable, Iterable, Sequence
 
 import msgspec
 
+from streams import window_loops
+from streams.window_loops import NEVER_MS, USER_SCOPE
+from vahini.codecs import feature_blob
 from vahini.ports.interaction_store import TYPES
 from vahini.registry.model import FeatureGroup, Registry, window_of
 
-USER_SCOPE = ""  # the user's own counts; any other scope is a category id
 FINE_LIMIT_MS = 6 * 3_600_000  # windows up to this long use fine buckets
-NEVER_MS = 2**62  # a next change that never comes
 
 
 class UserWindows(msgspec.Struct, array_like=True, omit_defaults=True):
@@ -82,15 +83,19 @@ class WindowPlan:
     windows: dict[str, Window]  # feature name -> its window
     fine_bucket_s: int
     coarse_bucket_s: int
-    # Derived from `windows` once, for the per-event paths:
-    sizes: dict[str, tuple[int, ...]] = field(default_factory=dict)  # type -> its bucket sizes (s)
+    # Derived from `windows` once, for the per-event loops (streams.window_loops):
+    suffixes: dict[str, tuple[tuple[int, str], ...]] = field(default_factory=dict)  # type -> (bucket ms, key suffix)
     spans: dict[str, tuple[tuple[int, int], ...]] = field(default_factory=dict)  # type -> (bucket ms, buckets)
     longest: dict[int, int] = field(default_factory=dict)  # bucket size (s) -> its longest window (ms)
+    # USER_SCOPE's and a category's features, their groups' in order: (key suffix, bucket ms, buckets)
+    scope_windows: tuple[tuple[tuple[str, int, int], ...], ...] = ((), ())
+    packers: dict[str, Callable[[int, Sequence[int]], bytes]] = field(default_factory=dict)  # group -> its blobs
 
     @classmethod
     def of(cls, registry: Registry, fine_bucket_s: int = 60, coarse_bucket_s: int = 3600) -> "WindowPlan":
         groups = tuple(g for g in registry.groups.values() if g.source == "interactions")
         per_category = tuple(g for g in groups if registry.entities[g.entity].keys == ("user_id", "category_id"))
+        per_user = tuple(g for g in groups if g not in per_category)
         windows = {}
         for group in groups:
             for feature in group.features:
@@ -98,43 +103,32 @@ class WindowPlan:
                 fine = length_ms <= FINE_LIMIT_MS
                 windows[feature.name] = Window(type_, length_ms, fine_bucket_s if fine else coarse_bucket_s)
         found = windows.values()
-        return cls(groups, tuple(g for g in groups if g not in per_category), per_category, windows,
-                   fine_bucket_s, coarse_bucket_s,
-                   sizes={t: tuple(sorted({w.bucket_s for w in found if w.type == t})) for t in TYPES},
+
+        def scope_windows(of: tuple[FeatureGroup, ...]) -> tuple[tuple[str, int, int], ...]:
+            return tuple((_suffix(w.type, w.bucket_s), w.bucket_s * 1000, w.buckets)
+                         for w in (windows[f.name] for g in of for f in g.features))
+
+        return cls(groups, per_user, per_category, windows, fine_bucket_s, coarse_bucket_s,
+                   suffixes={t: tuple((s * 1000, _suffix(t, s)) for s in sorted({w.bucket_s for w in found
+                                                                                 if w.type == t}))
+                             for t in TYPES},
                    spans={t: tuple(sorted({(w.bucket_s * 1000, w.buckets) for w in found if w.type == t}))
                           for t in TYPES},
                    longest={size: max(w.length_ms for w in found if w.bucket_s == size)
-                            for size in {w.bucket_s for w in found}})
+                            for size in {w.bucket_s for w in found}},
+                   scope_windows=(scope_windows(per_user), scope_windows(per_category)),
+                   packers={g.name: feature_blob.scalar_packer(g.features, g.version) for g in groups})
 
     def groups_of(self, scope: str) -> tuple[FeatureGroup, ...]:
         return self.user_groups if scope == USER_SCOPE else self.category_groups
 
-
-def count_event(state: UserWindows, plan: WindowPlan, type_: str, category: str | None,
-                event_time_ms: int) -> list[str]:
-    """Add one event to its buckets, in the user's scope and its category's; returns those scopes."""
-    scopes = [USER_SCOPE] if not plan.category_groups or not category or "|" in category \
-        else [USER_SCOPE, category]
-    for bucket_s in plan.sizes.get(type_, ()):
-        bucket = event_time_ms // (bucket_s * 1000)
-        for scope in scopes:
-            counts = state.counts.setdefault(f"{scope}\x1f{type_}\x1f{bucket_s}", {})
-            counts[bucket] = counts.get(bucket, 0) + 1
-    return scopes
+    def windows_of(self, scope: str) -> tuple[tuple[str, int, int], ...]:
+        return self.scope_windows[scope != USER_SCOPE]
 
 
-def values(state: UserWindows, plan: WindowPlan, scope: str, group: FeatureGroup, now_ms: int) -> list[int]:
-    """The group's features for `scope`, now."""
-    out = []
-    for feature in group.features:
-        window = plan.windows[feature.name]
-        counts = state.counts.get(f"{scope}\x1f{window.type}\x1f{window.bucket_s}")
-        if not counts:
-            out.append(0)
-            continue
-        first = now_ms // (window.bucket_s * 1000) - window.buckets + 1
-        out.append(sum(n for bucket, n in counts.items() if bucket >= first))
-    return out
+def _suffix(type_: str, bucket_s: int) -> str:
+    """A count's key is its scope then this suffix: scope, type and bucket size, each after a unit separator."""
+    return f"\x1f{type_}\x1f{bucket_s}"
 
 
 def prune(state: UserWindows, plan: WindowPlan, now_ms: int) -> None:
@@ -148,12 +142,6 @@ def prune(state: UserWindows, plan: WindowPlan, now_ms: int) -> None:
             state.counts[key] = kept
         else:
             del state.counts[key]
-
-
-def leaves_ms(plan: WindowPlan, type_: str, event_time_ms: int, now_ms: int) -> int | None:
-    """When an event of `type_` at `event_time_ms` first leaves one of its windows (after now)."""
-    times = [(event_time_ms // size + buckets) * size for size, buckets in plan.spans.get(type_, ())]
-    return min((t for t in times if t > now_ms), default=None)
 
 
 def scopes(state: UserWindows) -> set[str]:
@@ -188,7 +176,7 @@ def changed_rows(state: UserWindows, plan: WindowPlan, now_ms: int,
         candidates = touched
     for scope in sorted(candidates):
         groups = plan.groups_of(scope)
-        current = [v for group in groups for v in values(state, plan, scope, group, now_ms)]
+        current = window_loops.scope_values(state.counts, scope, plan.windows_of(scope), now_ms)
         if state.written.get(scope) == current:
             continue
         start = 0

@@ -25,10 +25,9 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping, NamedTuple
 
 from streams import window_buckets as wb
-from vahini.feature_rows import row_of
+from streams import window_loops
 from vahini.ports.feature_store import FeatureRow
 from vahini.registry.model import KEY_SEPARATOR, Registry
-from vahini.validation import ValidUpdate
 
 DAY_MS = 86_400_000
 STATE_GROUP = "__interaction_windows"  # each user's window state, as a feature row of entity "user"
@@ -94,8 +93,8 @@ class WindowWriter:
             touched, soonest = _count(state, plan, events.get(user, ()), now_ms)
             for scope, group, values in wb.changed_rows(state, plan, now_ms, touched):
                 key = user if scope == wb.USER_SCOPE else f"{user}{KEY_SEPARATOR}{scope}"
-                out.rows.append(row_of(ValidUpdate(group.entity, key, group, now_ms,
-                                                   dict(zip((f.name for f in group.features), values)))))
+                out.rows.append(FeatureRow(group.entity, key, group.name, now_ms,
+                                           plan.packers[group.name](now_ms, values), group.ttl_s))
             state.next_change_ms = min(state.next_change_ms, soonest)  # a new event may leave sooner
             if state.next_change_ms < wb.NEVER_MS:
                 out.timers[user] = state.next_change_ms
@@ -177,15 +176,7 @@ def _count(state: wb.UserWindows, plan: wb.WindowPlan, events: Iterable[CountedE
     """Each event once: one counted already (at or below the state's offset, in its
     partition) is a replay. Returns the scopes whose counts changed, and when the first
     of the new events leaves a window."""
-    touched: set[str] = set()
-    soonest = wb.NEVER_MS
-    for e in events:
-        if e.partition == state.partition and e.offset <= state.offset:
-            continue
-        touched.update(wb.count_event(state, plan, e.type, e.category_id, e.event_time_ms))
-        state.partition, state.offset = e.partition, e.offset
-        soonest = min(soonest, wb.leaves_ms(plan, e.type, e.event_time_ms, now_ms) or soonest)
-    return touched, soonest
+    return window_loops.count_new(state, plan.suffixes, plan.spans, bool(plan.category_groups), events, now_ms)
 
 
 def window_writer(settings, store, cache, registry: Callable[[], Registry]) -> WindowWriter:

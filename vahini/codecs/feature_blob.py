@@ -16,7 +16,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Collection
+from typing import Any, Callable, Collection, Sequence
 
 import numpy as np
 
@@ -105,6 +105,23 @@ def encode(features: tuple[Feature, ...], version: int, event_time_ms: int, valu
             flat.append(v)
     return pack(layout, version, event_time_ms, flat,
                 [f.default if (v := values.get(f.name)) is None else v for f in layout.strings])
+
+
+def scalar_packer(features: tuple[Feature, ...], version: int) -> Callable[[int, Sequence[Any]], bytes]:
+    """For a group of scalar features only: (event time ms, every value in declared
+    order) -> the blob `encode` makes of them, all present, in one struct call. The
+    interaction worker writes its windowed counts with it (a row per user per batch)."""
+    layout = layout_of(features)
+    if layout.strings or layout.vector_dims:
+        raise ValueError("scalar_packer takes scalar features only")
+    bits = ((1 << len(features)) - 1).to_bytes(layout.bitmap_len, "little")
+    position = {f.name: i for i, f in enumerate(features)}  # layouts are cached by equality: not by id
+    order = [position[f.name] for f in layout.order]
+    head_and_fixed = layout.head_and_fixed.pack
+    if order == sorted(order):  # storage order is declared order (one scalar type, say)
+        return lambda event_time_ms, values: head_and_fixed(MAGIC, FORMAT, version, event_time_ms, bits, *values)
+    return lambda event_time_ms, values: head_and_fixed(MAGIC, FORMAT, version, event_time_ms, bits,
+                                                        *[values[i] for i in order])
 
 
 def pack(layout: Layout, version: int, event_time_ms: int, flat: list[Any], strings) -> bytes:

@@ -1,0 +1,77 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""streams.window_loops' loops, compiled: the same states and values as the Python
+loops (the reference), without a Python step per event, bucket or window. Floor
+division keeps Python's semantics (cdivision is off)."""
+
+cdef long long NEVER_MS = 2**62  # streams.window_loops.NEVER_MS
+
+
+cdef inline void _add(dict counts, str key, object bucket):
+    cdef dict of_key = counts.get(key)
+    if of_key is None:
+        counts[key] = {bucket: 1}
+    else:
+        of_key[bucket] = of_key.get(bucket, 0) + 1
+
+
+def count_new(state, dict suffixes, dict spans, bint by_category, events, long long now_ms):
+    cdef set touched = set()
+    cdef long long soonest = NEVER_MS, leaves, size, event_ms, buckets
+    cdef dict counts = state.counts
+    cdef long long partition = state.partition, offset = state.offset, p, o
+    cdef tuple event, pair
+    cdef bint scoped
+    cdef str suffix
+    for item in events:
+        if not isinstance(item, tuple):  # a CountedEvent, a tuple subclass
+            raise TypeError(f"an event is a tuple (partition, offset, type, category, event time ms), not {item!r}")
+        event = <tuple>item
+        p = event[0]
+        o = event[1]
+        if p == partition and o <= offset:
+            continue
+        partition = p
+        offset = o
+        type_ = event[2]
+        category = event[3]
+        event_ms = event[4]
+        scoped = by_category and category and "|" not in category
+        for pair in suffixes.get(type_, ()):
+            size = pair[0]
+            suffix = pair[1]
+            bucket = event_ms // size
+            _add(counts, suffix, bucket)
+            if scoped:
+                _add(counts, category + suffix, bucket)
+        touched.add("")
+        if scoped:
+            touched.add(category)
+        for pair in spans.get(type_, ()):
+            size = pair[0]
+            buckets = pair[1]
+            leaves = (event_ms // size + buckets) * size
+            if now_ms < leaves < soonest:
+                soonest = leaves
+    state.partition = partition
+    state.offset = offset
+    return touched, soonest
+
+
+def scope_values(dict counts, str scope, windows, long long now_ms):
+    cdef list out = []
+    cdef tuple window
+    cdef dict of_key
+    cdef long long first, total, size
+    for window in windows:
+        of_key = counts.get(scope + window[0])
+        if not of_key:
+            out.append(0)
+            continue
+        size = window[1]
+        first = now_ms // size - <long long>window[2] + 1
+        total = 0
+        for bucket, n in of_key.items():
+            if <long long>bucket >= first:
+                total += <long long>n
+        out.append(total)
+    return out
