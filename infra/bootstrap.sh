@@ -6,8 +6,8 @@ PYTHON="${PYTHON:-python3}"
 "$PYTHON" -c 'import sys; assert sys.version_info >= (3, 11), "Vahini needs Python >= 3.11"'
 stamp=.venv/.installed
 if [[ ! -x .venv/bin/python ]]; then "$PYTHON" -m venv .venv; fi
-# The compiled loops are built by the install: a changed .pyx needs one too.
-if [[ ! -f $stamp || pyproject.toml -nt $stamp || setup.py -nt $stamp || vahini/codecs/_loops.pyx -nt $stamp || streams/_window_loops.pyx -nt $stamp ]]; then
+# The compiled modules are built by the install: a changed .pyx needs one too.
+if [[ ! -f $stamp || pyproject.toml -nt $stamp || setup.py -nt $stamp || -n $(find vahini streams -name '*.pyx' -newer $stamp) ]]; then
   echo "[bootstrap] installing Vahini and dev dependencies into .venv" >&2
   .venv/bin/pip install -q --upgrade pip
   .venv/bin/pip install -q -e '.[dev]'

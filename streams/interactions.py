@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from vahini.codecs.avro import INTERACTION, SESSION_EVENT, AvroCodec
+from vahini.codecs.interaction_reader import InteractionReader
 from vahini.errors import HotTierLost, InvalidEvent, Reason
 from vahini.logs import get_logger
 from vahini.ports.event_log import LogConsumer, LogProducer, Record, TopicPartition
@@ -66,6 +67,7 @@ class InteractionWorker:
         self._codec = codec
         self._settings = settings
         self._limits = limits
+        self._reader = InteractionReader(limits)
         self._backoff_max_s = backoff_max_s
         self._clock = clock
         self._windows = windows
@@ -152,7 +154,10 @@ class InteractionWorker:
 
     # -- one batch -----------------------------------------------------------------
     def _process(self, records: list[Record]) -> None:
-        decoded = [self._decode(r) for r in records]
+        # Interactions of the current schema that pass their checks come read and checked
+        # (StoredInteraction); every other message is read the general way, which says why.
+        read = self._reader.read_many([r.value for r in records], self._now_ms())
+        decoded = [(INTERACTION, item) if item is not None else self._decode(r) for r, item in zip(records, read)]
         self._prefetch_histories({e["user_id"] for name, e in decoded if name == SESSION_EVENT and e["type"] == "START"})
         for record, (name, event) in zip(records, decoded):
             tp = (record.topic, record.partition)
@@ -185,10 +190,15 @@ class InteractionWorker:
         for query, items in zip(queries, results):
             self._prefetched.setdefault(query.user_id, []).extend(items)
 
-    def _apply(self, name: str | None, event: dict, record: Record, tp: TopicPartition) -> None:
+    def _apply(self, name: str | None, event: dict | StoredInteraction, record: Record, tp: TopicPartition) -> None:
         """Starts, appends and ends are applied together, in that order, at the end of the
         batch: one round trip each for all users. A user's own events keep their order:
         what is pending for the user is applied first when the order would matter."""
+        if type(event) is StoredInteraction:  # read and checked already
+            if event.user_id in self._ending:
+                self._apply_pending()  # the user's END comes before this event
+            self._interaction(event, record, tp)
+            return
         user = event.get("user_id")
         if user in self._ending:
             self._apply_pending()  # the user's END comes before this event
