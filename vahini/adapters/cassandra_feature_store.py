@@ -34,6 +34,20 @@ CREATE TABLE IF NOT EXISTS {ks}.feature_rows (
 """
 
 
+try:
+    from vahini.adapters import _cql_rows as compiled_rows
+except ImportError:  # installed without a C compiler: RowSerializer encodes in Python
+    compiled_rows = None
+_compiled_rows = compiled_rows
+
+
+def use_compiled_rows(on: bool = True) -> bool:
+    """Encode rows with the compiled encoder (when built) or in Python; returns which."""
+    global _compiled_rows
+    _compiled_rows = compiled_rows if on else None
+    return _compiled_rows is not None
+
+
 _TEXT_PART = struct.Struct(">H")
 _BIGINT, _INT = struct.Struct(">q"), struct.Struct(">i")
 _LEN8, _LEN4 = _INT.pack(8), _INT.pack(4)  # a bigint's and an int's length, as a value is framed
@@ -58,7 +72,8 @@ class RowSerializer:
 
     def encode(self, r: FeatureRow, ttl: int | None, head: bytes) -> tuple[bytes, list[bytes], bytes]:
         """serialize()'s routing key and values, and the statement as a BATCH body writes
-        it: `head` (kind, query id, value count), then each value after its length."""
+        it: `head` (kind, query id, value count), then each value after its length.
+        Compiled (vahini.adapters._cql_rows) where built, unless use_compiled_rows(False)."""
         entity = self._entities.get(r.entity)
         if entity is None:
             encoded = r.entity.encode()
@@ -67,6 +82,8 @@ class RowSerializer:
         if group is None:
             encoded = r.group.encode()
             group = self._groups[r.group] = (encoded, _INT.pack(len(encoded)) + encoded)
+        if _compiled_rows is not None:
+            return _compiled_rows.encode_row(entity, group, r.key, r.event_time_ms, r.blob, ttl or 0, head)
         key, blob = r.key.encode(), r.blob
         event_time, timestamp = _BIGINT.pack(r.event_time_ms), _BIGINT.pack(write_timestamp_us(r.event_time_ms, blob))
         ttl_value = _INT.pack(ttl or 0)

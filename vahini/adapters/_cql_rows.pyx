@@ -1,0 +1,72 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""RowSerializer.encode compiled: a feature row's routing key, INSERT values and BATCH
+statement body, the same bytes as the Python method (the reference; tests compare them,
+and both with the driver's bind() and BATCH frame), built in one buffer instead of a
+struct call and a join per row. Every feature row the workers write comes through here."""
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from libc.string cimport memcpy
+from zlib import crc32
+
+
+cdef inline void _be(char* p, unsigned long long v, int width):
+    cdef int i
+    for i in range(width):
+        p[width - 1 - i] = <char>(v & 0xff)
+        v >>= 8
+
+
+cdef inline bytes _long_bytes(long long v):
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, 8)
+    _be(PyBytes_AS_STRING(out), <unsigned long long>v, 8)
+    return out
+
+
+cdef inline char* _put(char* p, bytes part):
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(part)
+    memcpy(p, PyBytes_AS_STRING(part), n)
+    return p + n
+
+
+def encode_row(tuple entity, tuple group, str key, long long event_time_ms, bytes blob, long long ttl,
+               bytes head):
+    """entity: (encoded, routing key prefix, framed); group: (encoded, framed). Returns
+    (routing key, values, statement) as RowSerializer.encode does."""
+    cdef bytes key_bytes = key.encode()
+    cdef Py_ssize_t key_len = PyBytes_GET_SIZE(key_bytes), blob_len = PyBytes_GET_SIZE(blob)
+    cdef bytes entity_framed = entity[2], group_framed = group[1], prefix = entity[1]
+    if not -9223372036854775 <= event_time_ms <= 9223372036854774:  # its timestamp in µs fits 64 bits
+        raise OverflowError(f"an event time of {event_time_ms} ms is out of the write timestamp's range")
+    cdef long long timestamp = event_time_ms * 1000 + <long long>(crc32(blob) % 1000)
+    cdef bytes event_time = _long_bytes(event_time_ms), stamp = _long_bytes(timestamp)
+    cdef bytes ttl_value = PyBytes_FromStringAndSize(NULL, 4)
+    _be(PyBytes_AS_STRING(ttl_value), <unsigned long long>(<unsigned int>(<int>ttl)), 4)
+    if not -2147483648 <= ttl <= 2147483647:
+        raise OverflowError(f"a TTL of {ttl} is not a CQL int")
+    if key_len > 0xffff:
+        raise ValueError(f"a key of {key_len} bytes is over the routing key's 65535")
+    cdef Py_ssize_t size = (PyBytes_GET_SIZE(head) + PyBytes_GET_SIZE(entity_framed) + 4 + key_len
+                            + PyBytes_GET_SIZE(group_framed) + 12 + 4 + blob_len + 12 + 8)
+    cdef bytes statement = PyBytes_FromStringAndSize(NULL, size)
+    cdef char* p = PyBytes_AS_STRING(statement)
+    p = _put(p, head)
+    p = _put(p, entity_framed)
+    _be(p, <unsigned long long>key_len, 4)
+    p = _put(p + 4, key_bytes)
+    p = _put(p, group_framed)
+    _be(p, 8, 4)
+    p = _put(p + 4, event_time)
+    _be(p, <unsigned long long>blob_len, 4)
+    p = _put(p + 4, blob)
+    _be(p, 8, 4)
+    p = _put(p + 4, stamp)
+    _be(p, 4, 4)
+    _put(p + 4, ttl_value)
+    cdef Py_ssize_t prefix_len = PyBytes_GET_SIZE(prefix)
+    cdef bytes routing_key = PyBytes_FromStringAndSize(NULL, prefix_len + 2 + key_len + 1)
+    p = PyBytes_AS_STRING(routing_key)
+    p = _put(p, prefix)
+    _be(p, <unsigned long long>key_len, 2)
+    p = _put(p + 2, key_bytes)
+    p[0] = 0
+    return routing_key, [entity[0], key_bytes, group[0], event_time, blob, stamp, ttl_value], statement
