@@ -75,3 +75,38 @@ def scope_values(dict counts, str scope, windows, long long now_ms):
                 total += <long long>n
         out.append(total)
     return out
+
+
+def settle(dict counts, suffix_plans, long long now_ms):
+    cdef set scopes = set()
+    cdef long long soonest = NEVER_MS, size, first_kept, first, low, leaves, buckets
+    cdef Py_ssize_t sep
+    cdef dict of_key
+    cdef list stale
+    cdef tuple plan
+    cdef str key
+    for key in list(counts):
+        sep = key.rfind("\x1f", 0, key.rfind("\x1f"))
+        plan = suffix_plans[key[sep:]]
+        size = plan[0]
+        of_key = counts[key]
+        first_kept = now_ms // size - <long long>plan[1] + 1
+        stale = [b for b in of_key if <long long>b < first_kept]
+        if len(stale) == len(of_key):
+            del counts[key]
+            continue
+        for bucket in stale:
+            del of_key[bucket]
+        scopes.add(key[:sep])
+        for window_buckets in plan[2]:
+            buckets = window_buckets
+            first = now_ms // size - buckets + 1
+            low = NEVER_MS
+            for b in of_key:
+                if first <= <long long>b < low:
+                    low = b
+            if low != NEVER_MS:
+                leaves = (low + buckets) * size
+                if leaves < soonest:
+                    soonest = leaves
+    return scopes, soonest

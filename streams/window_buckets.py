@@ -29,7 +29,7 @@ from typing import Callable, Iterable, Sequence
 import msgspec
 
 from streams import window_loops
-from streams.window_loops import NEVER_MS, USER_SCOPE
+from streams.window_loops import USER_SCOPE
 from vahini.codecs import feature_blob
 from vahini.ports.interaction_store import TYPES
 from vahini.registry.model import FeatureGroup, Registry, window_of
@@ -86,10 +86,10 @@ class WindowPlan:
     # Derived from `windows` once, for the per-event loops (streams.window_loops):
     suffixes: dict[str, tuple[tuple[int, str], ...]] = field(default_factory=dict)  # type -> (bucket ms, key suffix)
     spans: dict[str, tuple[tuple[int, int], ...]] = field(default_factory=dict)  # type -> (bucket ms, buckets)
-    longest: dict[int, int] = field(default_factory=dict)  # bucket size (s) -> its longest window (ms)
     # USER_SCOPE's and a category's features, their groups' in order: (key suffix, bucket ms, buckets)
     scope_windows: tuple[tuple[tuple[str, int, int], ...], ...] = ((), ())
     packers: dict[str, Callable[[int, Sequence[int]], bytes]] = field(default_factory=dict)  # group -> its blobs
+    suffix_plans: "SuffixPlans" = field(default_factory=lambda: SuffixPlans(()))
 
     @classmethod
     def of(cls, registry: Registry, fine_bucket_s: int = 60, coarse_bucket_s: int = 3600) -> "WindowPlan":
@@ -114,10 +114,9 @@ class WindowPlan:
                              for t in TYPES},
                    spans={t: tuple(sorted({(w.bucket_s * 1000, w.buckets) for w in found if w.type == t}))
                           for t in TYPES},
-                   longest={size: max(w.length_ms for w in found if w.bucket_s == size)
-                            for size in {w.bucket_s for w in found}},
                    scope_windows=(scope_windows(per_user), scope_windows(per_category)),
-                   packers={g.name: feature_blob.scalar_packer(g.features, g.version) for g in groups})
+                   packers={g.name: feature_blob.scalar_packer(g.features, g.version) for g in groups},
+                   suffix_plans=SuffixPlans(tuple(found)))
 
     def groups_of(self, scope: str) -> tuple[FeatureGroup, ...]:
         return self.user_groups if scope == USER_SCOPE else self.category_groups
@@ -126,41 +125,29 @@ class WindowPlan:
         return self.scope_windows[scope != USER_SCOPE]
 
 
+class SuffixPlans(dict):
+    """A count key's suffix -> (bucket ms, buckets kept, the bucket counts of the windows of
+    its type and bucket size), made when first asked (streams.window_loops.settle). A
+    bucket is kept while the longest window of its bucket size, of any type, covers it;
+    counts of a suffix no window has any more (a window taken out of the registry) keep
+    one bucket."""
+
+    def __init__(self, windows: tuple["Window", ...]):
+        super().__init__()
+        self._windows = windows
+
+    def __missing__(self, suffix: str) -> tuple[int, int, tuple[int, ...]]:
+        _, type_, bucket_s = suffix.split("\x1f")
+        size = int(bucket_s) * 1000
+        longest = max((w.length_ms for w in self._windows if w.bucket_s * 1000 == size), default=0)
+        windows = tuple(sorted({w.buckets for w in self._windows if w.type == type_ and w.bucket_s * 1000 == size}))
+        plan = self[suffix] = (size, max(1, longest // size), windows)
+        return plan
+
+
 def _suffix(type_: str, bucket_s: int) -> str:
     """A count's key is its scope then this suffix: scope, type and bucket size, each after a unit separator."""
     return f"\x1f{type_}\x1f{bucket_s}"
-
-
-def prune(state: UserWindows, plan: WindowPlan, now_ms: int) -> None:
-    """Drop buckets that no window covers any more."""
-    for key in list(state.counts):
-        bucket_s = int(key.rsplit("\x1f", 1)[1])
-        longest = plan.longest.get(bucket_s, 0)
-        first = now_ms // (bucket_s * 1000) - max(1, longest // (bucket_s * 1000)) + 1
-        kept = {b: n for b, n in state.counts[key].items() if b >= first}
-        if kept:
-            state.counts[key] = kept
-        else:
-            del state.counts[key]
-
-
-def scopes(state: UserWindows) -> set[str]:
-    """Every scope with counts, or with values written that may need to fall to zero."""
-    return {key.split("\x1f", 1)[0] for key in state.counts} | set(state.written)
-
-
-def next_change_ms(state: UserWindows, plan: WindowPlan, now_ms: int) -> int | None:
-    """When a counted bucket next leaves one of the plan's windows, if ever."""
-    leaving = []
-    for key, counts in state.counts.items():
-        _, type_, bucket_s = key.split("\x1f")
-        size = int(bucket_s) * 1000
-        for window in plan.windows.values():
-            if window.type != type_ or window.bucket_s * 1000 != size:
-                continue
-            # bucket b is counted while now // size - buckets + 1 <= b, i.e. until (b + buckets) * size
-            leaving += [(b + window.buckets) * size for b in counts if (b + window.buckets) * size > now_ms]
-    return min(leaving, default=None)
 
 
 def changed_rows(state: UserWindows, plan: WindowPlan, now_ms: int,
@@ -168,10 +155,9 @@ def changed_rows(state: UserWindows, plan: WindowPlan, now_ms: int,
     """(scope, group, values) of each group row whose values differ from those last written;
     marks them written. A category all of whose values are zero is forgotten after its row.
     Until the state's next change, only the `touched` scopes (with new events) can differ."""
-    if now_ms >= state.next_change_ms:
-        prune(state, plan, now_ms)
-        candidates = scopes(state)
-        state.next_change_ms = next_change_ms(state, plan, now_ms) or NEVER_MS
+    if now_ms >= state.next_change_ms:  # buckets may have left: prune, and every scope may differ
+        with_counts, state.next_change_ms = window_loops.settle(state.counts, plan.suffix_plans, now_ms)
+        candidates = with_counts | set(state.written)
     else:
         candidates = touched
     for scope in sorted(candidates):

@@ -1,5 +1,5 @@
 """The window step's per-event loops: counting a user's new events into their time
-buckets, and summing a scope's windows from them.
+buckets, summing a scope's windows from them, and dropping the buckets that left.
 
 Compiled (streams._window_loops, built from its .pyx by the install) where a C
 compiler was at hand, and these Python loops otherwise. The Python loops are the
@@ -10,7 +10,7 @@ process back to the Python loops.
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 NEVER_MS = 2**62  # a next change that never comes
 USER_SCOPE = ""  # the user's own counts; any other scope is a category id
@@ -78,16 +78,47 @@ def scope_values_py(counts: dict[str, dict[int, int]], scope: str,
     return out
 
 
+def settle_py(counts: dict[str, dict[int, int]], suffix_plans: Mapping[str, tuple[int, int, tuple[int, ...]]],
+              now_ms: int) -> tuple[set[str], int]:
+    """Drop the buckets no window covers any more, and return the scopes left with counts
+    and when a counted bucket next leaves one of its windows (NEVER_MS if none does).
+    `suffix_plans[suffix]` is (bucket ms, buckets kept, the bucket counts of the windows
+    of that type and bucket size). A bucket b is in a window of n buckets while
+    now // size - n + 1 <= b, so it leaves at (b + n) * size."""
+    scopes: set[str] = set()
+    soonest = NEVER_MS
+    for key in list(counts):
+        sep = key.rfind("\x1f", 0, key.rfind("\x1f"))
+        size, keep, windows = suffix_plans[key[sep:]]
+        of_key = counts[key]
+        first_kept = now_ms // size - keep + 1
+        stale = [b for b in of_key if b < first_kept]
+        if len(stale) == len(of_key):
+            del counts[key]
+            continue
+        for bucket in stale:
+            del of_key[bucket]
+        scopes.add(key[:sep])
+        for buckets in windows:
+            first = now_ms // size - buckets + 1
+            low = min((b for b in of_key if b >= first), default=None)
+            if low is not None and (low + buckets) * size < soonest:
+                soonest = (low + buckets) * size
+    return scopes, soonest
+
+
 count_new = count_new_py
 scope_values = scope_values_py
+settle = settle_py
 
 
 def use_compiled(on: bool = True) -> bool:
     """Run the compiled loops (when built) or the Python ones; returns whether compiled ones run."""
-    global count_new, scope_values
+    global count_new, scope_values, settle
     fast = on and compiled is not None
     count_new = compiled.count_new if fast else count_new_py
     scope_values = compiled.scope_values if fast else scope_values_py
+    settle = compiled.settle if fast else settle_py
     return fast
 
 

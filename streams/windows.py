@@ -96,7 +96,7 @@ class WindowWriter:
                 out.rows.append(FeatureRow(group.entity, key, group.name, now_ms,
                                            plan.packers[group.name](now_ms, values), group.ttl_s))
             state.next_change_ms = min(state.next_change_ms, soonest)  # a new event may leave sooner
-            if state.next_change_ms < wb.NEVER_MS:
+            if state.next_change_ms < window_loops.NEVER_MS:
                 out.timers[user] = state.next_change_ms
             if (first >= 0 or user in due) and (user not in self._unsaved or self._unsaved[user][1] < 0 <= first):
                 self._unsaved[user] = (state.partition, first)

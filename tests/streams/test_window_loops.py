@@ -30,7 +30,7 @@ EXTRA_GROUP = """
       - {name: clicks_6h, type: int32, default: 0}
       - {name: orders_7d, type: int, default: 0}
 """
-CATEGORIES = [None, "", "shoes", "books", "toys|games", "東京"]
+CATEGORIES = [None, "", "shoes", "books", "toys|games", "東京", "odd\x1fid"]
 TYPES = ["CLICK", "ORDER", "WISHLIST"]
 NOW_MS = 1_780_000_000_000
 needs_compiled = pytest.mark.skipif(window_loops.compiled is None, reason="streams._window_loops was not built")
@@ -121,6 +121,41 @@ def test_a_window_counts_each_new_event_in_its_buckets_once(plan, count_new):
     leaving = [(e.event_time_ms // size + buckets) * size for e in counted
                for size, buckets in plan.spans[e.type]]
     assert soonest == min(t for t in leaving if t > NOW_MS)
+
+
+def _settled_by_definition(counts: dict, plan: wb.WindowPlan, now_ms: int) -> tuple[dict, set, int]:
+    """Brute force: a bucket of size S stays while the longest window of size S (any type)
+    covers it, at least one bucket; the next change is the soonest time after now when a
+    counted bucket leaves a window of its key's type and size."""
+    kept, soonest = {}, window_loops.NEVER_MS
+    for key, of_key in counts.items():
+        scope, type_, bucket_s = key.rsplit("\x1f", 2)
+        size = int(bucket_s) * 1000
+        longest = max((w.length_ms for w in plan.windows.values() if w.bucket_s * 1000 == size), default=0)
+        keep = max(1, longest // size)
+        left = {b: n for b, n in of_key.items() if b >= now_ms // size - keep + 1}
+        if left:
+            kept[key] = left
+        for w in plan.windows.values():
+            if w.type == type_ and w.bucket_s * 1000 == size:
+                soonest = min([soonest, *((b + w.buckets) * size for b in left if (b + w.buckets) * size > now_ms)])
+    return kept, {k.rsplit("\x1f", 2)[0] for k in kept}, soonest
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_settling_drops_the_buckets_that_left_and_finds_the_next_change(plan, seed):
+    rng = random.Random(seed)
+    state = wb.UserWindows()
+    _count(plan, window_loops.count_new_py, state, _events(rng, 300), NOW_MS)
+    state.counts["\x1fCLICK\x1f7"] = {NOW_MS // 7000: 2, 5: 1}  # a bucket size no window has (any more)
+    for later_ms in (NOW_MS, NOW_MS + 61_000, NOW_MS + 3_600_000, NOW_MS + 86_400_000, NOW_MS + 9 * 86_400_000):
+        expected_counts, expected_scopes, expected_next = _settled_by_definition(state.counts, plan, later_ms)
+        loops = [window_loops.settle_py] + ([window_loops.compiled.settle] if window_loops.compiled else [])
+        for settle in loops:
+            counts = copy.deepcopy(state.counts)
+            assert settle(counts, plan.suffix_plans, later_ms) == (expected_scopes, expected_next)
+            assert counts == expected_counts
+            assert list(counts) == [k for k in state.counts if k in expected_counts]  # order kept: same state bytes
 
 
 def test_replaying_counted_events_changes_nothing(plan):

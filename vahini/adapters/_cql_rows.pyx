@@ -70,3 +70,71 @@ def encode_row(tuple entity, tuple group, str key, long long event_time_ms, byte
     p = _put(p + 2, key_bytes)
     p[0] = 0
     return routing_key, [entity[0], key_bytes, group[0], event_time, blob, stamp, ttl_value], statement
+
+
+cdef inline bytes _int_bytes(long long v):
+    if not -2147483648 <= v <= 2147483647:
+        raise OverflowError(f"{v} is not a CQL int")
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, 4)
+    _be(PyBytes_AS_STRING(out), <unsigned long long>(<unsigned int>(<int>v)), 4)
+    return out
+
+
+cdef bytes _text_map(dict attributes):
+    """map<text, text> as the driver serializes it: the count, each key and value after its length."""
+    cdef list parts = [_int_bytes(len(attributes))]
+    for k, v in attributes.items():
+        kb, vb = (<str>k).encode(), (<str>v).encode()
+        parts += [_int_bytes(len(kb)), kb, _int_bytes(len(vb)), vb]
+    return b"".join(parts)
+
+
+def encode_interaction(bytes head, tuple kind, str user_id, str event_id, str product_id, category_id,
+                       long long event_time_ms, dict attributes, long long bucket, long long ttl_s):
+    """InteractionSerializer.encode's (routing key, values, statement); kind is the type's
+    (encoded, framed)."""
+    cdef bytes user = user_id.encode(), event = event_id.encode(), product = product_id.encode()
+    cdef bytes category = None if category_id is None else (<str>category_id).encode()
+    cdef bytes bucket_value = _int_bytes(bucket), ttl_value = _int_bytes(ttl_s)
+    cdef bytes time_value = _long_bytes(event_time_ms)
+    cdef bytes attribute_map = _text_map(attributes) if attributes else _int_bytes(0)
+    cdef bytes kind_framed = kind[1]
+    cdef Py_ssize_t user_len = PyBytes_GET_SIZE(user), category_len = -1 if category is None else len(category)
+    if user_len > 0xffff:
+        raise ValueError(f"a user id of {user_len} bytes is over the routing key's 65535")
+    cdef Py_ssize_t size = (PyBytes_GET_SIZE(head) + 4 + user_len + 8 + PyBytes_GET_SIZE(kind_framed) + 12
+                            + 4 + PyBytes_GET_SIZE(event) + 4 + PyBytes_GET_SIZE(product)
+                            + 4 + (category_len if category_len > 0 else 0)
+                            + 4 + PyBytes_GET_SIZE(attribute_map) + 8)
+    cdef bytes statement = PyBytes_FromStringAndSize(NULL, size)
+    cdef char* p = PyBytes_AS_STRING(statement)
+    p = _put(p, head)
+    _be(p, <unsigned long long>user_len, 4)
+    p = _put(p + 4, user)
+    _be(p, 4, 4)
+    p = _put(p + 4, bucket_value)
+    p = _put(p, kind_framed)
+    _be(p, 8, 4)
+    p = _put(p + 4, time_value)
+    _be(p, <unsigned long long>PyBytes_GET_SIZE(event), 4)
+    p = _put(p + 4, event)
+    _be(p, <unsigned long long>PyBytes_GET_SIZE(product), 4)
+    p = _put(p + 4, product)
+    _be(p, <unsigned long long>(<unsigned int>(<int>category_len)), 4)  # -1: null
+    p += 4
+    if category is not None:
+        p = _put(p, category)
+    _be(p, <unsigned long long>PyBytes_GET_SIZE(attribute_map), 4)
+    p = _put(p + 4, attribute_map)
+    _be(p, 4, 4)
+    _put(p + 4, ttl_value)
+    cdef bytes routing_key = PyBytes_FromStringAndSize(NULL, 2 + user_len + 1 + 2 + 4 + 1)
+    p = PyBytes_AS_STRING(routing_key)
+    _be(p, <unsigned long long>user_len, 2)
+    p = _put(p + 2, user)
+    p[0] = 0
+    _be(p + 1, 4, 2)
+    p = _put(p + 3, bucket_value)
+    p[0] = 0
+    values = [user, bucket_value, kind[0], time_value, event, product, category, attribute_map, ttl_value]
+    return routing_key, values, statement

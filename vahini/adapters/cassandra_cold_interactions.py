@@ -22,6 +22,7 @@ from typing import Sequence
 
 from cassandra.query import BatchStatement, BatchType
 
+from vahini.adapters import compiled_cql
 from vahini.adapters.cassandra_replicas import PrimaryReplicas
 from vahini.adapters.cassandra_session import CassandraSession, EncodedStatements
 from vahini.ports.interaction_store import HistoryQuery, StoredInteraction, newest_first
@@ -68,10 +69,15 @@ class InteractionSerializer:
         self._types: dict[str, tuple[bytes, bytes]] = {}  # type -> (encoded, framed): three values repeat
 
     def encode(self, i: StoredInteraction, bucket: int, ttl_s: int) -> tuple[bytes, list, bytes]:
+        """Compiled where built (vahini.adapters.compiled_cql)."""
         kind = self._types.get(i.type)
         if kind is None:
             encoded = i.type.encode()
             kind = self._types[i.type] = (encoded, _framed(encoded))
+        compiled = compiled_cql.in_use()
+        if compiled is not None:
+            return compiled.encode_interaction(self._head, kind, i.user_id, i.event_id, i.product_id, i.category_id,
+                                               i.event_time_ms, i.attributes, bucket, ttl_s)
         user, event_id, product = i.user_id.encode(), i.event_id.encode(), i.product_id.encode()
         bucket_value, time_value, ttl_value = _INT.pack(bucket), _BIGINT.pack(i.event_time_ms), _INT.pack(ttl_s)
         category = None if i.category_id is None else i.category_id.encode()

@@ -22,6 +22,7 @@ from typing import Sequence
 
 from cassandra.query import BatchStatement, BatchType, BoundStatement
 
+from vahini.adapters import compiled_cql
 from vahini.adapters.cassandra_replicas import PrimaryReplicas
 from vahini.adapters.cassandra_session import CassandraSession, EncodedStatements
 from vahini.ports.feature_store import FeatureRow, write_timestamp_us
@@ -32,20 +33,6 @@ CREATE TABLE IF NOT EXISTS {ks}.feature_rows (
     PRIMARY KEY ((entity, key), grp)
 ) WITH compaction = {{'class': 'SizeTieredCompactionStrategy'}}
 """
-
-
-try:
-    from vahini.adapters import _cql_rows as compiled_rows
-except ImportError:  # installed without a C compiler: RowSerializer encodes in Python
-    compiled_rows = None
-_compiled_rows = compiled_rows
-
-
-def use_compiled_rows(on: bool = True) -> bool:
-    """Encode rows with the compiled encoder (when built) or in Python; returns which."""
-    global _compiled_rows
-    _compiled_rows = compiled_rows if on else None
-    return _compiled_rows is not None
 
 
 _TEXT_PART = struct.Struct(">H")
@@ -73,7 +60,7 @@ class RowSerializer:
     def encode(self, r: FeatureRow, ttl: int | None, head: bytes) -> tuple[bytes, list[bytes], bytes]:
         """serialize()'s routing key and values, and the statement as a BATCH body writes
         it: `head` (kind, query id, value count), then each value after its length.
-        Compiled (vahini.adapters._cql_rows) where built, unless use_compiled_rows(False)."""
+        Compiled where built (vahini.adapters.compiled_cql)."""
         entity = self._entities.get(r.entity)
         if entity is None:
             encoded = r.entity.encode()
@@ -82,8 +69,9 @@ class RowSerializer:
         if group is None:
             encoded = r.group.encode()
             group = self._groups[r.group] = (encoded, _INT.pack(len(encoded)) + encoded)
-        if _compiled_rows is not None:
-            return _compiled_rows.encode_row(entity, group, r.key, r.event_time_ms, r.blob, ttl or 0, head)
+        compiled = compiled_cql.in_use()
+        if compiled is not None:
+            return compiled.encode_row(entity, group, r.key, r.event_time_ms, r.blob, ttl or 0, head)
         key, blob = r.key.encode(), r.blob
         event_time, timestamp = _BIGINT.pack(r.event_time_ms), _BIGINT.pack(write_timestamp_us(r.event_time_ms, blob))
         ttl_value = _INT.pack(ttl or 0)
