@@ -3,6 +3,8 @@
 loops (the reference), without a Python step per event, bucket or window. Floor
 division keeps Python's semantics (cdivision is off)."""
 
+from vahini.registry.model import KEY_SEPARATOR
+
 cdef long long NEVER_MS = 2**62  # streams.window_loops.NEVER_MS
 
 
@@ -110,3 +112,62 @@ def settle(dict counts, suffix_plans, long long now_ms):
                 if leaves < soonest:
                     soonest = leaves
     return scopes, soonest
+
+
+def step_users(plan, users, dict states, events, set due, long long now_ms, dict unsaved, make_row):
+    cdef list rows = []
+    cdef dict timers = {}
+    cdef bint by_category = bool(plan.category_groups)
+    cdef dict suffixes = plan.suffixes, spans = plan.spans
+    cdef tuple scope_windows = plan.scope_windows, scope_rows = plan.scope_rows
+    cdef object suffix_plans = plan.suffix_plans
+    cdef long long first, soonest, next_change
+    cdef tuple pending
+    for user in users:
+        state = states[user]
+        new = events.get(user, ())
+        first = _first_new(state, new)
+        touched, soonest = count_new(state, suffixes, spans, by_category, new, now_ms)
+        if now_ms >= <long long>state.next_change_ms:
+            with_counts, state.next_change_ms = settle(state.counts, suffix_plans, now_ms)
+            touched = with_counts | set(state.written)
+        for scope in sorted(touched):
+            _changed_rows(state, scope_windows, scope_rows, user, scope, now_ms, rows, make_row)
+        next_change = state.next_change_ms
+        if soonest < next_change:
+            next_change = soonest
+            state.next_change_ms = soonest
+        if next_change < NEVER_MS:
+            timers[user] = next_change
+        if first >= 0 or user in due:
+            pending = unsaved.get(user)
+            if pending is None or (<long long>pending[1] < 0 <= first):
+                unsaved[user] = (state.partition, first)
+    return rows, timers
+
+
+cdef long long _first_new(state, events) except? -2:
+    cdef long long partition = state.partition, offset = state.offset
+    for event in events:
+        if not (<long long>event[0] == partition and <long long>event[1] <= offset):
+            return event[1]
+    return -1
+
+
+cdef void _changed_rows(state, tuple scope_windows, tuple scope_rows, str user, str scope, long long now_ms,
+                        list rows, make_row) except *:
+    cdef bint category = len(scope) > 0
+    cdef list current = scope_values(state.counts, scope, scope_windows[category], now_ms)
+    cdef dict written = state.written
+    if written.get(scope) == current:
+        return
+    cdef str key = user + KEY_SEPARATOR + scope if category else user
+    cdef Py_ssize_t start = 0, width
+    for entity, group, ttl_s, group_width, pack in scope_rows[category]:
+        width = group_width
+        rows.append(make_row(entity, key, group, now_ms, pack(now_ms, current[start:start + width]), ttl_s))
+        start += width
+    if category and not any(current):
+        written.pop(scope, None)
+    else:
+        written[scope] = current

@@ -24,11 +24,10 @@ last row of zeros and is dropped.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Sequence
 
 import msgspec
 
-from streams import window_loops
 from streams.window_loops import USER_SCOPE
 from vahini.codecs import feature_blob
 from vahini.ports.interaction_store import TYPES
@@ -88,7 +87,8 @@ class WindowPlan:
     spans: dict[str, tuple[tuple[int, int], ...]] = field(default_factory=dict)  # type -> (bucket ms, buckets)
     # USER_SCOPE's and a category's features, their groups' in order: (key suffix, bucket ms, buckets)
     scope_windows: tuple[tuple[tuple[str, int, int], ...], ...] = ((), ())
-    packers: dict[str, Callable[[int, Sequence[int]], bytes]] = field(default_factory=dict)  # group -> its blobs
+    # The same scopes' rows, a group each: (entity, group, ttl_s, features, packer of its blobs)
+    scope_rows: tuple[tuple[tuple[str, str, int, int, Callable[[int, Sequence[int]], bytes]], ...], ...] = ((), ())
     suffix_plans: "SuffixPlans" = field(default_factory=lambda: SuffixPlans(()))
 
     @classmethod
@@ -108,6 +108,10 @@ class WindowPlan:
             return tuple((_suffix(w.type, w.bucket_s), w.bucket_s * 1000, w.buckets)
                          for w in (windows[f.name] for g in of for f in g.features))
 
+        def scope_rows(of: tuple[FeatureGroup, ...]) -> tuple:
+            return tuple((g.entity, g.name, g.ttl_s, len(g.features), feature_blob.scalar_packer(g.features, g.version))
+                         for g in of)
+
         return cls(groups, per_user, per_category, windows, fine_bucket_s, coarse_bucket_s,
                    suffixes={t: tuple((s * 1000, _suffix(t, s)) for s in sorted({w.bucket_s for w in found
                                                                                  if w.type == t}))
@@ -115,7 +119,7 @@ class WindowPlan:
                    spans={t: tuple(sorted({(w.bucket_s * 1000, w.buckets) for w in found if w.type == t}))
                           for t in TYPES},
                    scope_windows=(scope_windows(per_user), scope_windows(per_category)),
-                   packers={g.name: feature_blob.scalar_packer(g.features, g.version) for g in groups},
+                   scope_rows=(scope_rows(per_user), scope_rows(per_category)),
                    suffix_plans=SuffixPlans(tuple(found)))
 
     def groups_of(self, scope: str) -> tuple[FeatureGroup, ...]:
@@ -148,28 +152,3 @@ class SuffixPlans(dict):
 def _suffix(type_: str, bucket_s: int) -> str:
     """A count's key is its scope then this suffix: scope, type and bucket size, each after a unit separator."""
     return f"\x1f{type_}\x1f{bucket_s}"
-
-
-def changed_rows(state: UserWindows, plan: WindowPlan, now_ms: int,
-                 touched: set[str]) -> Iterable[tuple[str, FeatureGroup, list[int]]]:
-    """(scope, group, values) of each group row whose values differ from those last written;
-    marks them written. A category all of whose values are zero is forgotten after its row.
-    Until the state's next change, only the `touched` scopes (with new events) can differ."""
-    if now_ms >= state.next_change_ms:  # buckets may have left: prune, and every scope may differ
-        with_counts, state.next_change_ms = window_loops.settle(state.counts, plan.suffix_plans, now_ms)
-        candidates = with_counts | set(state.written)
-    else:
-        candidates = touched
-    for scope in sorted(candidates):
-        groups = plan.groups_of(scope)
-        current = window_loops.scope_values(state.counts, scope, plan.windows_of(scope), now_ms)
-        if state.written.get(scope) == current:
-            continue
-        start = 0
-        for group in groups:
-            yield scope, group, current[start:start + len(group.features)]
-            start += len(group.features)
-        if scope != USER_SCOPE and not any(current):
-            state.written.pop(scope, None)
-        else:
-            state.written[scope] = current

@@ -10,7 +10,9 @@ process back to the Python loops.
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
+
+from vahini.registry.model import KEY_SEPARATOR
 
 NEVER_MS = 2**62  # a next change that never comes
 USER_SCOPE = ""  # the user's own counts; any other scope is a category id
@@ -107,18 +109,78 @@ def settle_py(counts: dict[str, dict[int, int]], suffix_plans: Mapping[str, tupl
     return scopes, soonest
 
 
+def step_users_py(plan, users: Iterable[str], states: dict, events: Mapping[str, Sequence[tuple]],
+                  due: set[str], now_ms: int, unsaved: dict[str, tuple[int, int]],
+                  make_row: Callable) -> tuple[list, dict[str, int]]:
+    """The window step for a batch: each user's new events counted (streams.windows'
+    CountedEvent tuples), and a row made (`make_row(entity, key, group, now_ms, blob,
+    ttl_s)`) for each of the user's groups whose values differ from those last written,
+    in scope order. Returns the rows and, per user, when a count next falls. Marks in
+    `unsaved` each user whose state changed: (partition, offset of the first event
+    counted since the last save; -1 when only the written values changed). `plan` is a
+    streams.window_buckets.WindowPlan."""
+    rows: list = []
+    timers: dict[str, int] = {}
+    by_category = bool(plan.category_groups)
+    for user in users:
+        state = states[user]
+        new = events.get(user, ())
+        first = first_new(state, new)
+        touched, soonest = count_new(state, plan.suffixes, plan.spans, by_category, new, now_ms)
+        if now_ms >= state.next_change_ms:  # buckets may have left: prune, and every scope may differ
+            with_counts, state.next_change_ms = settle(state.counts, plan.suffix_plans, now_ms)
+            touched = with_counts | set(state.written)
+        for scope in sorted(touched):
+            _changed_rows(state, plan, user, scope, now_ms, rows, make_row)
+        if soonest < state.next_change_ms:  # a new event may leave sooner
+            state.next_change_ms = soonest
+        if state.next_change_ms < NEVER_MS:
+            timers[user] = state.next_change_ms
+        if (first >= 0 or user in due) and (user not in unsaved or unsaved[user][1] < 0 <= first):
+            unsaved[user] = (state.partition, first)
+    return rows, timers
+
+
+def _changed_rows(state, plan, user: str, scope: str, now_ms: int, rows: list, make_row: Callable) -> None:
+    """The rows of `scope` if its values differ from those last written; marks them written.
+    A category all of whose values are zero is forgotten after its row."""
+    category = scope != USER_SCOPE
+    current = scope_values(state.counts, scope, plan.scope_windows[category], now_ms)
+    if state.written.get(scope) == current:
+        return
+    key = user + KEY_SEPARATOR + scope if category else user
+    start = 0
+    for entity, group, ttl_s, width, pack in plan.scope_rows[category]:
+        rows.append(make_row(entity, key, group, now_ms, pack(now_ms, current[start:start + width]), ttl_s))
+        start += width
+    if category and not any(current):
+        state.written.pop(scope, None)
+    else:
+        state.written[scope] = current
+
+
+def first_new(state, events: Iterable[tuple]) -> int:
+    """The offset of the first of `events` not counted in `state` yet, or -1."""
+    for partition, offset, *_ in events:
+        if not (partition == state.partition and offset <= state.offset):
+            return offset
+    return -1
+
+
 count_new = count_new_py
 scope_values = scope_values_py
 settle = settle_py
+step_users = step_users_py
 
 
 def use_compiled(on: bool = True) -> bool:
     """Run the compiled loops (when built) or the Python ones; returns whether compiled ones run."""
-    global count_new, scope_values, settle
+    global count_new, scope_values, settle, step_users
     fast = on and compiled is not None
     count_new = compiled.count_new if fast else count_new_py
     scope_values = compiled.scope_values if fast else scope_values_py
     settle = compiled.settle if fast else settle_py
+    step_users = compiled.step_users if fast else step_users_py
     return fast
 
 

@@ -27,7 +27,7 @@ from typing import Callable, Iterable, Mapping, NamedTuple
 from streams import window_buckets as wb
 from streams import window_loops
 from vahini.ports.feature_store import FeatureRow
-from vahini.registry.model import KEY_SEPARATOR, Registry
+from vahini.registry.model import Registry
 
 DAY_MS = 86_400_000
 STATE_GROUP = "__interaction_windows"  # each user's window state, as a feature row of entity "user"
@@ -87,19 +87,8 @@ class WindowWriter:
         users = set(events) | due
         states = self._states_of(users)
         out = WindowBatch()
-        for user in users:
-            state = states[user]
-            first = _first_new(state, events.get(user, ()))
-            touched, soonest = _count(state, plan, events.get(user, ()), now_ms)
-            for scope, group, values in wb.changed_rows(state, plan, now_ms, touched):
-                key = user if scope == wb.USER_SCOPE else f"{user}{KEY_SEPARATOR}{scope}"
-                out.rows.append(FeatureRow(group.entity, key, group.name, now_ms,
-                                           plan.packers[group.name](now_ms, values), group.ttl_s))
-            state.next_change_ms = min(state.next_change_ms, soonest)  # a new event may leave sooner
-            if state.next_change_ms < window_loops.NEVER_MS:
-                out.timers[user] = state.next_change_ms
-            if (first >= 0 or user in due) and (user not in self._unsaved or self._unsaved[user][1] < 0 <= first):
-                self._unsaved[user] = (state.partition, first)
+        out.rows, out.timers = window_loops.step_users(plan, users, states, events, due, now_ms, self._unsaved,
+                                                       FeatureRow)
         if save:
             out.states = self._saved(plan, now_ms)
         return out
@@ -161,22 +150,6 @@ class WindowWriter:
                 continue
             del self._known[oldest]
         return {u: self._known[u] for u in users}
-
-
-def _first_new(state: wb.UserWindows, events: Iterable[CountedEvent]) -> int:
-    """The offset of the first of `events` not counted in `state` yet, or -1."""
-    for e in events:
-        if not (e.partition == state.partition and e.offset <= state.offset):
-            return e.offset
-    return -1
-
-
-def _count(state: wb.UserWindows, plan: wb.WindowPlan, events: Iterable[CountedEvent],
-           now_ms: int) -> tuple[set[str], int]:
-    """Each event once: one counted already (at or below the state's offset, in its
-    partition) is a replay. Returns the scopes whose counts changed, and when the first
-    of the new events leaves a window."""
-    return window_loops.count_new(state, plan.suffixes, plan.spans, bool(plan.category_groups), events, now_ms)
 
 
 def window_writer(settings, store, cache, registry: Callable[[], Registry]) -> WindowWriter:

@@ -14,6 +14,7 @@ from streams import window_buckets as wb
 from streams import window_loops
 from streams.windows import CountedEvent
 from vahini.codecs import feature_blob
+from vahini.ports.feature_store import FeatureRow
 from vahini.registry.loader import load_registry
 from vahini.registry.model import Feature
 
@@ -156,6 +157,30 @@ def test_settling_drops_the_buckets_that_left_and_finds_the_next_change(plan, se
             assert settle(counts, plan.suffix_plans, later_ms) == (expected_scopes, expected_next)
             assert counts == expected_counts
             assert list(counts) == [k for k in state.counts if k in expected_counts]  # order kept: same state bytes
+
+
+@needs_compiled
+@pytest.mark.parametrize("seed", range(8))
+def test_the_compiled_window_step_makes_the_python_steps_rows_timers_and_states(plan, seed):
+    rng = random.Random(seed)
+    users = [f"u{i}" for i in range(30)]
+    states = {"python": {u: wb.UserWindows() for u in users}, "compiled": {u: wb.UserWindows() for u in users}}
+    unsaved: dict = {"python": {}, "compiled": {}}
+    steps = {"python": window_loops.step_users_py, "compiled": window_loops.compiled.step_users}
+    rows = 0
+    for batch in range(8):
+        now_ms = NOW_MS + batch * 1_900_000  # about half an hour apart: buckets leave their windows
+        events = {u: _events(rng, rng.randrange(0, 8), moves=False) for u in rng.sample(users, 12)}
+        due = set(rng.sample(users, 4))
+        active = sorted(set(events) | due)
+        made = {k: step(plan, active, states[k], events, due, now_ms, unsaved[k], FeatureRow)
+                for k, step in steps.items()}
+        assert made["compiled"] == made["python"]
+        assert unsaved["compiled"] == unsaved["python"]
+        assert {u: wb.encode(s) for u, s in states["compiled"].items()} == \
+            {u: wb.encode(s) for u, s in states["python"].items()}
+        rows += len(made["python"][0])
+    assert rows > 50
 
 
 def test_replaying_counted_events_changes_nothing(plan):
