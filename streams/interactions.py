@@ -221,8 +221,8 @@ class InteractionWorker:
         round trip appends every user's interactions (see _append_buffered)."""
         buffered = self._buffered.setdefault(item.user_id, (tp, record.offset, []))
         buffered[2].append(item)
-        self._counted.setdefault(item.user_id, []).append(
-            CountedEvent(record.partition, record.offset, item.type, item.category_id, item.event_time_ms))
+        self._counted.setdefault(item.user_id, []).append(  # a CountedEvent, as a plain tuple
+            (record.partition, record.offset, item.type, item.category_id, item.event_time_ms))
         self._counted_topic = record.topic  # the interactions topic: window states keep its offsets
 
     def _append_buffered(self) -> None:
@@ -447,7 +447,7 @@ class InteractionWorker:
         changes = batch[0]
         if not self._retry("window_write", lambda: self._windows.write(changes)):
             return False
-        partition_of = {**{u: p for u, p in due.items()}, **{u: events[-1].partition for u, events in counted.items()}}
+        partition_of = {**{u: p for u, p in due.items()}, **{u: events[-1][0] for u, events in counted.items()}}
         timers = {u: (partition_of[u], t) for u, t in changes.timers.items()}
         metrics.WINDOW_ROWS.inc(len(changes.rows))
         self.stats.window_rows += len(changes.rows)
