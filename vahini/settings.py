@@ -189,7 +189,7 @@ class CassandraSettings(_Section):
     replication_factor: int = 1
     local_dc: str | None = None
     consistency: str = "LOCAL_QUORUM"
-    batch_rows: int = Field(100, ge=1, le=65_535, description="Rows per unlogged batch (same primary replica), within "
+    batch_rows: int = Field(250, ge=1, le=65_535, description="Rows per unlogged batch (same primary replica), within "
                             "batch_bytes; the nodes' batch_size_warn_threshold must be above batch_bytes")
     batch_bytes: int = Field(32 * 1024, ge=1024, description="Max payload bytes per batch")
     compression: bool = Field(False, description="lz4 on the client link: costs CPU per request; worth it "

@@ -92,7 +92,7 @@ class InteractionSerializer:
 
 
 class CassandraColdInteractions:
-    def __init__(self, connection: CassandraSession, retention_s: int, bucket_days: int, batch_rows: int = 100,
+    def __init__(self, connection: CassandraSession, retention_s: int, bucket_days: int, batch_rows: int = 250,
                  batch_bytes: int = 32 * 1024):
         self._connection = connection
         self._batch_rows, self._batch_bytes = batch_rows, batch_bytes

@@ -97,7 +97,7 @@ class RoutedBoundStatement(BoundStatement):
 
 
 class CassandraFeatureStore:
-    def __init__(self, connection: CassandraSession, batch_rows: int = 100, batch_bytes: int = 32 * 1024):
+    def __init__(self, connection: CassandraSession, batch_rows: int = 250, batch_bytes: int = 32 * 1024):
         self._connection = connection
         self._cluster = connection.cluster
         self._keyspace = connection.keyspace
