@@ -162,9 +162,12 @@ class FeatureCache:
         """After `rows` are durable: fence their entries so no older value can be filled.
         If the cache cannot be reached, start a new epoch and return False. Raises
         StoreUnavailable only when the epoch cannot be recorded either."""
-        # One formatting per row: the ingest worker fences every row it writes.
-        entries = dict(zip(self._keys((r.entity, r.group, r.key) for r in rows),
-                           [_FENCE_ENTRY % write_timestamp_us(r.event_time_ms, r.blob) for r in rows]))
+        # One formatting per row: the ingest workers fence every row they write.
+        if compiled is not None:
+            entries = compiled.fence_entries(rows, f"{self._settings.namespace}:{self._epoch}:", FENCE)
+        else:
+            entries = dict(zip(self._keys((r.entity, r.group, r.key) for r in rows),
+                               [_FENCE_ENTRY % write_timestamp_us(r.event_time_ms, r.blob) for r in rows]))
         try:
             self._breaker.call("fence", self._tier.set_if_newer, entries, self._settings.fence_ttl_s)
             return True

@@ -296,3 +296,21 @@ def test_one_hot_compiled_matches_the_numpy_path(monkeypatch):
                         blocks.append(transforms.scalar(c, labels, None if present is None else present.copy()))
                     np.testing.assert_array_equal(blocks[0], blocks[1], err_msg=f"{c} {present}")
                     assert blocks[0].dtype == blocks[1].dtype and blocks[0].any()
+
+
+@needs_compiled
+def test_fence_entries_match_the_python_formatting():
+    from vahini.ports.feature_store import FeatureRow, write_timestamp_us
+
+    rng = random.Random(9)
+    rows = [FeatureRow(rng.choice(["user", "user_category", "é"]), rng.choice(["u1", "ü|ÇAT", "", "a:b"]) + str(i),
+                       rng.choice(["g", "user_interaction_windows"]),
+                       rng.choice([0, 1, -5, -1_780_000_000_000, 1_780_000_000_123, 9_223_372_036_854_774]),
+                       bytes(rng.randrange(256) for _ in range(rng.choice([0, 3, 40]))), 0)
+            for i in range(2000)]
+    prefix = "vf:1780000000000:"
+    expected = {f"{prefix}{r.entity}:{r.group}:{r.key}": feature_cache._FENCE_ENTRY
+                % write_timestamp_us(r.event_time_ms, r.blob) for r in rows}
+    got = compiled.fence_entries(rows, prefix, feature_cache.FENCE)
+    assert got == expected
+    assert list(got) == list(expected)  # the same order: one Lua call's keys and values

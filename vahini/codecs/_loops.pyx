@@ -464,3 +464,27 @@ def one_hot_into(labels, dict position, present, float fill, bint fills, float[:
             if 0 <= k < width:
                 out[i, k] = 1.0
     return True
+
+
+def fence_entries(rows, str prefix, bytes tag):
+    """FeatureCache.fence's entries for FeatureRows: cache key (prefix, entity, group and
+    key apart by ':') -> the row's write timestamp as 20 decimal digits, then `tag`."""
+    cdef dict out = {}
+    cdef long long stamp
+    cdef Py_ssize_t tag_len = PyBytes_GET_SIZE(tag)
+    cdef bytes entry
+    cdef char* p
+    cdef int i
+    for row in rows:
+        stamp = <long long>row[3] * 1000 + <long long>(crc32(row[4]) % 1000)
+        if stamp < 0:
+            entry = b"%020d" % stamp + tag
+        else:
+            entry = PyBytes_FromStringAndSize(NULL, 20 + tag_len)
+            p = PyBytes_AS_STRING(entry)
+            for i in range(19, -1, -1):
+                p[i] = <char>(48 + stamp % 10)
+                stamp //= 10
+            memcpy(p + 20, PyBytes_AS_STRING(tag), tag_len)
+        out[f"{prefix}{<str>row[0]}:{<str>row[2]}:{<str>row[1]}"] = entry
+    return out
