@@ -165,7 +165,10 @@ cdef void _changed_rows(state, tuple scope_windows, tuple scope_rows, str user, 
     cdef Py_ssize_t start = 0, width
     for entity, group, ttl_s, group_width, pack in scope_rows[category]:
         width = group_width
-        rows.append(make_row(entity, key, group, now_ms, pack(now_ms, current[start:start + width]), ttl_s))
+        # make_row(...) without a named tuple's Python-level __new__, when it is one (FeatureRow)
+        row = (entity, key, group, now_ms, pack(now_ms, current[start:start + width]), ttl_s)
+        rows.append(tuple.__new__(make_row, row) if isinstance(make_row, type) and issubclass(make_row, tuple)
+                    else make_row(*row))
         start += width
     if category and not any(current):
         written.pop(scope, None)

@@ -176,6 +176,7 @@ def test_the_compiled_window_step_makes_the_python_steps_rows_timers_and_states(
         made = {k: step(plan, active, states[k], events, due, now_ms, unsaved[k], FeatureRow)
                 for k, step in steps.items()}
         assert made["compiled"] == made["python"]
+        assert {type(row) for k in made for row in made[k][0]} <= {FeatureRow}
         assert unsaved["compiled"] == unsaved["python"]
         assert {u: wb.encode(s) for u, s in states["compiled"].items()} == \
             {u: wb.encode(s) for u, s in states["python"].items()}

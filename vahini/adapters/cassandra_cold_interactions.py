@@ -133,15 +133,15 @@ class CassandraColdInteractions:
         batches: list[BatchStatement] = []
         filling: dict[object, list] = {}  # primary replica -> [its batch being filled, its bytes]
         encode, query_id, primary_of = self._serializer.encode, self._insert.query_id, self._primary.lookup()
-        partitions: set[tuple[str, int]] = set()
+        partitions, last_key, replica = 0, None, None
         for i in sorted(items, key=_PARTITION_ORDER):
             ttl_s = self.retention_s - (now_ms - i.event_time_ms) // 1000
             if ttl_s <= 0:
                 continue  # older than the retention: it would expire on arrival
-            bucket = i.event_time_ms // self._bucket_ms
-            partitions.add((i.user_id, bucket))
-            routing_key, values, statement = encode(i, bucket, ttl_s)
-            replica, nbytes = primary_of(routing_key), len(statement)
+            routing_key, values, statement = encode(i, i.event_time_ms // self._bucket_ms, ttl_s)
+            if routing_key != last_key:  # a new partition: a partition's rows come together
+                partitions, last_key, replica = partitions + 1, routing_key, primary_of(routing_key)
+            nbytes = len(statement)
             slot = filling.get(replica)
             if slot is None or len(slot[0]._statements_and_parameters) >= self._batch_rows \
                     or slot[1] + nbytes > self._batch_bytes:
@@ -149,7 +149,7 @@ class CassandraColdInteractions:
                 batches.append(slot[0])
             slot[0]._statements_and_parameters.add(query_id, values, statement)
             slot[1] += nbytes
-        return batches, len(partitions)
+        return batches, partitions
 
     def _new_batch(self, routing_key: bytes) -> BatchStatement:
         batch = BatchStatement(BatchType.UNLOGGED)
