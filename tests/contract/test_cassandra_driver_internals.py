@@ -73,8 +73,57 @@ def test_values_and_routing_keys_are_byte_identical_to_the_drivers_bind(request,
     store.close()
 
 
+@pytest.fixture(params=["compiled", "python"])
+def encoders(request):
+    """Runs a test with the compiled CQL encoders and batch loops, then with the Python ones."""
+    from vahini.adapters import compiled_cql
+
+    if request.param == "compiled" and compiled_cql.built is None:
+        pytest.skip("vahini.adapters._cql_rows was not built")
+    compiled_cql.use_compiled(request.param == "compiled")
+    yield request.param
+    compiled_cql.use_compiled(True)
+
+
+def _batched(batches) -> list:
+    """What a list of batches sends: each batch's routing key, statements and encoded bodies."""
+    return [(b.routing_key, list(b._statements_and_parameters), list(b._statements_and_parameters.encoded))
+            for b in batches]
+
+
 @pytest.mark.real_service
-def test_batches_hold_every_live_row_once_with_its_ttl_and_replica(request):
+def test_compiled_and_python_batching_send_the_same_batches(request):
+    from vahini.adapters import compiled_cql
+    from vahini.ports.interaction_store import StoredInteraction
+
+    if compiled_cql.built is None:
+        pytest.skip("vahini.adapters._cql_rows was not built")
+    endpoint, keyspace = request.getfixturevalue("cassandra_endpoint"), request.getfixturevalue("cassandra_keyspace")
+    # Both bounds bind: 20 rows are over 2 KiB for most batches
+    settings = Settings(feature_store=f"cassandra://{endpoint}/{keyspace}", cassandra={"batch_rows": 20,
+                                                                                        "batch_bytes": 2048})
+    store, cold = wiring.feature_store(settings), wiring.cold_interactions(settings)
+    now = int(time.time() * 1000)
+    rows = [FeatureRow(["user", "product"][i % 2], f"k{i % 50}", ["g1", "g2"][i % 3 == 0], now - i * 20,
+                       bytes(i % 200), ttl_s=(i % 4) * 3) for i in range(300)]
+    items = [StoredInteraction(f"e{i}", f"u{i % 40}", f"p{i}", [None, "c"][i % 2], ["CLICK", "ORDER"][i % 3 == 0],
+                               now - i * 86_400_000 // 7, {"k": "v" * (i % 300)}) for i in range(400)]
+    made = {}
+    try:
+        for mode in (False, True):
+            compiled_cql.use_compiled(mode)
+            batches, partitions = cold._batches(items, now)
+            made[mode] = (_batched(store._batches(rows, now)), _batched(batches), partitions)
+    finally:
+        compiled_cql.use_compiled(True)
+    assert made[True] == made[False]
+    assert len(made[True][0]) > 10 and len(made[True][1]) > 10
+    store.close()
+    cold.close()
+
+
+@pytest.mark.real_service
+def test_batches_hold_every_live_row_once_with_its_ttl_and_replica(request, encoders):
     """The one-pass batching: every live row in exactly one batch, its values those of
     RowSerializer with the TTL left, each batch within its bounds and of one primary replica."""
     endpoint, keyspace = request.getfixturevalue("cassandra_endpoint"), request.getfixturevalue("cassandra_keyspace")
@@ -125,7 +174,7 @@ def test_primary_replicas_are_the_drivers(request):
 
 
 @pytest.mark.real_service
-def test_cold_batches_hold_every_live_interaction_once_within_bounds_and_of_one_replica(request):
+def test_cold_batches_hold_every_live_interaction_once_within_bounds_and_of_one_replica(request, encoders):
     from vahini.ports.interaction_store import StoredInteraction
 
     endpoint, keyspace = request.getfixturevalue("cassandra_endpoint"), request.getfixturevalue("cassandra_keyspace")

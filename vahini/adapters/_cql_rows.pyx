@@ -138,3 +138,84 @@ def encode_interaction(bytes head, tuple kind, str user_id, str event_id, str pr
     p[0] = 0
     values = [user, bucket_value, kind[0], time_value, event, product, category, attribute_map, ttl_value]
     return routing_key, values, statement
+
+
+cdef inline list _slot_for(dict filling, list batches, object replica, bytes routing_key, Py_ssize_t nbytes,
+                           Py_ssize_t batch_rows, Py_ssize_t batch_bytes, new_batch):
+    """The batch of `replica` being filled, [batch, its statements, rows, bytes]; a new one
+    when it is full."""
+    cdef list slot = filling.get(replica)
+    if slot is None or <Py_ssize_t>slot[2] >= batch_rows or <Py_ssize_t>slot[3] + nbytes > batch_bytes:
+        batch = new_batch(routing_key)
+        slot = [batch, batch._statements_and_parameters, 0, 0]
+        filling[replica] = slot
+        batches.append(batch)
+    return slot
+
+
+cdef inline void _add(list slot, bytes query_id, list values, bytes statement, Py_ssize_t nbytes) except *:
+    statements = slot[1]  # an EncodedStatements: what its add() does
+    (<list>statements).append((True, query_id, values))
+    (<list>statements.encoded).append(statement)
+    slot[2] = <Py_ssize_t>slot[2] + 1
+    slot[3] = <Py_ssize_t>slot[3] + nbytes
+
+
+def row_batches(rows, long long now_ms, serializer, bytes head, bytes query_id, primary_of,
+                Py_ssize_t batch_rows, Py_ssize_t batch_bytes, new_batch):
+    """CassandraFeatureStore._batches, compiled: the same batches of the same statements."""
+    cdef list batches = []
+    cdef dict filling = {}
+    cdef dict entities = serializer._entities, groups = serializer._groups
+    cdef long long ttl, ttl_s
+    cdef Py_ssize_t nbytes
+    for r in rows:
+        ttl_s = r[5]
+        ttl = 0
+        if ttl_s:
+            ttl = -(-(<long long>r[3] + ttl_s * 1000 - now_ms) // 1000)
+            if ttl <= 0:
+                continue
+        entity = entities.get(r[0])
+        group = groups.get(r[2])
+        if entity is None or group is None:  # a name not seen yet: the serializer keeps its encodings
+            routing_key, values, statement = serializer.encode(r, ttl, head)
+        else:
+            routing_key, values, statement = encode_row(entity, group, r[1], r[3], r[4], ttl, head)
+        nbytes = len(r[4]) + 64
+        _add(_slot_for(filling, batches, primary_of(routing_key), routing_key, nbytes, batch_rows, batch_bytes,
+                       new_batch), query_id, values, statement, nbytes)
+    return batches
+
+
+def interaction_batches(items, long long now_ms, long long retention_s, long long bucket_ms, serializer,
+                        bytes query_id, primary_of, Py_ssize_t batch_rows, Py_ssize_t batch_bytes, new_batch):
+    """CassandraColdInteractions._batches over items already in partition order, compiled:
+    the same batches of the same statements, and the partitions they hold."""
+    cdef list batches = []
+    cdef dict filling = {}
+    cdef dict kinds = serializer._types
+    cdef bytes head = serializer._head, last_key = None
+    cdef long long ttl_s, event_time_ms, partitions = 0
+    cdef Py_ssize_t nbytes
+    replica = None
+    for i in items:
+        event_time_ms = i.event_time_ms
+        ttl_s = retention_s - (now_ms - event_time_ms) // 1000
+        if ttl_s <= 0:
+            continue
+        kind = kinds.get(i.type)
+        if kind is None:
+            routing_key, values, statement = serializer.encode(i, event_time_ms // bucket_ms, ttl_s)
+        else:
+            routing_key, values, statement = encode_interaction(
+                head, kind, i.user_id, i.event_id, i.product_id, i.category_id, event_time_ms, i.attributes,
+                event_time_ms // bucket_ms, ttl_s)
+        if routing_key != last_key:
+            partitions += 1
+            last_key = routing_key
+            replica = primary_of(routing_key)
+        nbytes = len(statement)
+        _add(_slot_for(filling, batches, replica, routing_key, nbytes, batch_rows, batch_bytes, new_batch),
+             query_id, values, statement, nbytes)
+    return batches, partitions

@@ -129,12 +129,19 @@ class CassandraColdInteractions:
     def _batches(self, items: Sequence[StoredInteraction], now_ms: int) -> tuple[list[BatchStatement], int]:
         """Unlogged batches of pre-encoded statements, each of rows sharing a primary replica,
         within batch_rows and batch_bytes; and how many partitions (user, bucket) they hold.
-        Items are taken in partition order, so a partition's rows stay together."""
+        Items are taken in partition order, so a partition's rows stay together. Compiled
+        where built (vahini.adapters.compiled_cql)."""
+        in_order = sorted(items, key=_PARTITION_ORDER)
+        compiled = compiled_cql.in_use()
+        if compiled is not None:
+            return compiled.interaction_batches(in_order, now_ms, self.retention_s, self._bucket_ms, self._serializer,
+                                                self._insert.query_id, self._primary.lookup(), self._batch_rows,
+                                                self._batch_bytes, self._new_batch)
         batches: list[BatchStatement] = []
         filling: dict[object, list] = {}  # primary replica -> [its batch being filled, its bytes]
         encode, query_id, primary_of = self._serializer.encode, self._insert.query_id, self._primary.lookup()
         partitions, last_key, replica = 0, None, None
-        for i in sorted(items, key=_PARTITION_ORDER):
+        for i in in_order:
             ttl_s = self.retention_s - (now_ms - i.event_time_ms) // 1000
             if ttl_s <= 0:
                 continue  # older than the retention: it would expire on arrival

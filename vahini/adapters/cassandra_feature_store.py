@@ -124,7 +124,12 @@ class CassandraFeatureStore:
 
     def _batches(self, rows: Sequence[FeatureRow], now_ms: int) -> list[BatchStatement]:
         """The live rows grouped by primary replica into batches bounded in rows and bytes,
-        in one pass: this runs once per row of every ingested event."""
+        in one pass: this runs once per row of every ingested event, compiled where built
+        (vahini.adapters.compiled_cql)."""
+        compiled = compiled_cql.in_use()
+        if compiled is not None:
+            return compiled.row_batches(rows, now_ms, self._serializer, self._statement_head, self._insert.query_id,
+                                        self._primary.lookup(), self._batch_rows, self._batch_bytes, self._new_batch)
         batches: list[BatchStatement] = []
         filling: dict[object, list] = {}  # primary replica -> [its batch being filled, its bytes]
         encode, primary_of, query_id = self._serializer.encode, self._primary.lookup(), self._insert.query_id
