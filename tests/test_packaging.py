@@ -13,3 +13,10 @@ def test_benchmark_baselines_are_not_runtime_dependencies():
     for baseline in ("faust", "feast"):
         assert baseline not in runtime, f"{baseline} is a benchmark baseline: keep it in the bench and dev extras"
     assert any("faust" in d for d in project["optional-dependencies"]["bench"])
+
+
+def test_every_compiled_module_of_the_write_side_is_built():
+    # `make test` installs with a C compiler at hand: the workers would log compiled_modules_missing.
+    from streams.app import warn_if_not_compiled
+
+    assert warn_if_not_compiled() == []
