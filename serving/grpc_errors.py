@@ -71,7 +71,7 @@ def _guarded(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandl
         started = time.perf_counter()
         try:
             response = inner(request, context)
-        except Exception as exc:  # noqa: BLE001 - every error must become a status
+        except Exception as exc:  # every error must become a status
             code = status_of(exc)
             metrics.GRPC_REQUESTS.labels(name, code.name).inc()
             if code == grpc.StatusCode.INTERNAL:

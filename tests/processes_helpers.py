@@ -29,7 +29,7 @@ class WorkerThread:
     def _run(self) -> None:
         try:
             self.worker.run(self.stop)
-        except BaseException as exc:  # noqa: BLE001 - the test asserts there was none
+        except BaseException as exc:  # the test asserts there was none
             self.failure = exc
             raise
 

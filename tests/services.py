@@ -40,7 +40,7 @@ def _docker_available() -> bool:
 
         docker.from_env(timeout=3).ping()
         return True
-    except Exception:
+    except Exception:  # noqa: BLE001 - any failure to reach it means no Docker here
         return False
 
 

@@ -14,7 +14,7 @@ from pytriton.model_config import ModelConfig, Tensor
 from pytriton.triton import Triton, TritonConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
-import functions  # noqa: E402 - the same file the tests import
+import functions  # after the path is set: the same file the tests import
 
 MAX_BATCH_SIZE = 64
 

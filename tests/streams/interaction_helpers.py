@@ -26,7 +26,7 @@ def interaction_settings(kind: str, request, tmp_path, unique: str, **overrides)
     return with_sample_registry(base.model_copy(update={"topics": topics, "interactions": interactions}))
 
 
-def RunningInteractionWorker(settings: Settings) -> WorkerThread:  # noqa: N802 - reads as the class it builds
+def RunningInteractionWorker(settings: Settings) -> WorkerThread:  # named as the class it builds
     """An interaction worker (with windowed counts) in a thread, on backends of its own."""
     log, cold, hot = wiring.event_log(settings), wiring.cold_interactions(settings), wiring.interaction_hot_tier(settings)
     store = wiring.feature_store(settings)

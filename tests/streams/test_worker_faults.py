@@ -30,7 +30,7 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def RunningWorker(settings, backends: Backends) -> WorkerThread:  # noqa: N802 - reads as the class it builds
+def RunningWorker(settings, backends: Backends) -> WorkerThread:  # named as the class it builds
     return WorkerThread(build_worker(settings, backends), backends)
 
 

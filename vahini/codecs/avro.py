@@ -154,7 +154,7 @@ class AvroCodec:
                 body.seek(HEADER_LEN)
                 record = _read_data(body, resolved.writer, resolved.named_schemas, resolved.reader, _READ_OPTIONS)
                 end = body.tell()
-        except Exception as exc:  # fastavro, and an own reader where fastavro would, raise many types on corrupt input
+        except Exception as exc:  # noqa: BLE001 - fastavro, and an own reader where fastavro would, raise many types on corrupt input
             raise DecodeError(f"corrupt {resolved.name} body: {type(exc).__name__}: {exc}") from None
         if end != len(data):
             raise DecodeError(f"{len(data) - end} trailing bytes after {resolved.name}")
