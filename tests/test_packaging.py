@@ -20,3 +20,18 @@ def test_every_compiled_module_of_the_write_side_is_built():
     from streams.app import warn_if_not_compiled
 
     assert warn_if_not_compiled() == []
+
+
+def test_tests_do_not_import_the_benchmarks():
+    # benchmarks/ is not installed: what a test needs from it belongs in the package (e.g. vahini.synthetic).
+    import ast
+
+    tests = PYPROJECT.parent / "tests"
+    found = []
+    for path in tests.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            found += [f"{path.relative_to(tests)}:{node.lineno} imports {n}" for n in names
+                      if n == "benchmarks" or n.startswith("benchmarks.")]
+    assert not found, found

@@ -12,7 +12,7 @@ from importlib.metadata import version
 
 import fastavro
 
-from benchmarks.common import synthesize
+from vahini.synthetic import synthesize
 from schemas import AVRO_DIR
 from vahini.codecs.avro import FEATURE_UPDATE, HEADER_LEN, MAGIC, AvroCodec, SchemaCatalog, _known
 from vahini.errors import DecodeError

@@ -16,7 +16,7 @@ import fastavro
 import pytest
 from fastavro.schema import parse_schema, to_parsing_canonical_form
 
-from benchmarks.common import synthesize
+from vahini.synthetic import synthesize
 from schemas import AVRO_DIR
 from vahini.codecs import feature_update_reader
 from vahini.codecs.avro import FEATURE_UPDATE, HEADER_LEN, MAGIC, AvroCodec, SchemaCatalog
