@@ -35,3 +35,22 @@ def test_tests_do_not_import_the_benchmarks():
             found += [f"{path.relative_to(tests)}:{node.lineno} imports {n}" for n in names
                       if n == "benchmarks" or n.startswith("benchmarks.")]
     assert not found, found
+
+
+def test_the_core_does_not_import_the_programs():
+    # vahini/ holds the ports, adapters, codecs and registry the programs share; streams/ and serving/
+    # import it, never the other way. The CLI and the demo (vahini/cli, vahini/demo.py) run the
+    # programs and sit above them.
+    import ast
+
+    core = PYPROJECT.parent / "vahini"
+    found = []
+    for path in core.rglob("*.py"):
+        if path.relative_to(core).parts[0] in ("cli", "demo.py"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
+            found += [f"vahini/{path.relative_to(core)}:{node.lineno} imports {n}" for n in names
+                      if n.split(".")[0] in ("streams", "serving")]
+    assert not found, found
