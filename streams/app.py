@@ -57,9 +57,21 @@ def build_worker(settings: Settings, backends: Backends, group: str | None = Non
     log_ = backends.event_log
     log_.create_topic(settings.topics.dead_letter, settings.topics.partitions)
     consumer = log_.consumer(group or settings.ingest.group, topics, start_offsets)
+    use_compiled_ingest(settings.compiled_ingest)
     return FeatureIngestWorker(consumer, log_.producer(), backends.store, backends.cache,
                                lambda: backends.registry.current, AvroCodec(SchemaCatalog.default()),
                                settings.ingest, settings.topics.dead_letter, stop_offsets)
+
+
+def use_compiled_ingest(on: bool) -> None:
+    """The ingest workers' compiled hot paths on (where built) or off (setting `compiled_ingest`),
+    for this process."""
+    window_loops.use_compiled(on)
+    interaction_reader.use_compiled(on)
+    compiled_cql.use_compiled(on)
+    if not on:
+        log.warning("compiled_ingest_off", detail="compiled_ingest = false: the Python code runs in place of the "
+                    "compiled hot paths, at several times the CPU per event")
 
 
 def warn_if_not_compiled() -> list[str]:
@@ -130,6 +142,7 @@ def build_interaction_worker(settings: Settings, event_log: EventLog, cold, hot,
     topics = interaction_topics(settings)
     for topic in [*topics, settings.topics.dead_letter]:
         event_log.create_topic(topic, settings.topics.partitions)
+    use_compiled_ingest(settings.compiled_ingest)
     return InteractionWorker(
         lambda: event_log.consumer(settings.interactions.group, topics, co_partitioned=True), event_log.producer(),
         cold, hot, AvroCodec(SchemaCatalog.default()), settings.interactions, settings.topics.dead_letter,

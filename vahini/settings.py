@@ -241,6 +241,10 @@ class Settings(BaseSettings):
         "librdkafka properties read from files, as container platforms mount secrets, e.g. "
         "{\"sasl.password\": \"/run/secrets/kafka-password\"}"))
     metrics_port: int = Field(0, ge=0, description="Prometheus /metrics port; 0 = off")
+    compiled_ingest: bool = Field(True, description=(
+        "Run the ingest workers' compiled hot paths where they were built: the interaction reader, the window "
+        "step, the CQL encoders and batch loops. false runs the Python code each stands in for: the same rows "
+        "and commits, at several times the CPU per event (an escape hatch)"))
     log_level: str = "INFO"
     topics: TopicSettings = TopicSettings()
     ingest: IngestSettings = IngestSettings()

@@ -13,6 +13,8 @@ from tests.processes_helpers import wait_for
 from tests.streams.interaction_helpers import RunningInteractionWorker, interaction_settings, producer
 from vahini import wiring
 from vahini.registry.publish import RegistryFollower
+from streams import window_loops
+from streams.app import use_compiled_ingest
 
 HOUR_MS = 3_600_000
 
@@ -38,7 +40,17 @@ class Features:
         self.store.close()
 
 
-def test_counts_per_user_and_category_follow_interactions_and_fall_when_events_age_out(settings, unique):
+@pytest.mark.parametrize("compiled_ingest", [True, False], ids=["compiled", "python"])
+def test_counts_per_user_and_category_follow_interactions_and_fall_when_events_age_out(settings, unique,
+                                                                                      compiled_ingest):
+    settings = settings.model_copy(update={"compiled_ingest": compiled_ingest})
+    try:
+        _counts_follow_interactions_and_fall_when_events_age_out(settings, unique)
+    finally:
+        use_compiled_ingest(True)
+
+
+def _counts_follow_interactions_and_fall_when_events_age_out(settings, unique):
     u = f"w-{unique}"
     now = int(time.time() * 1000)
     p = producer(settings)
@@ -49,6 +61,7 @@ def test_counts_per_user_and_category_follow_interactions_and_fall_when_events_a
     p.interaction(f"{u}-4", u, "p4", "CLICK", now, category_id="bags")                    # while open: hot
     p.flush()
     worker, features = RunningInteractionWorker(settings), Features(settings)
+    assert (window_loops.step_users is window_loops.step_users_py) == (not settings.compiled_ingest)
     user_counts = lambda: features.of("user", u, "user_interaction_windows")  # noqa: E731
     wait_for(lambda: user_counts() == {"clicks_1h": 2, "clicks_24h": 3, "orders_24h": 1, "wishlists_24h": 0},
              30, "the user's counts")
