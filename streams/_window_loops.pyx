@@ -123,6 +123,8 @@ def step_users(plan, users, dict states, events, set due, long long now_ms, dict
     cdef object suffix_plans = plan.suffix_plans
     cdef long long first, soonest, next_change
     cdef tuple pending
+    # make_row(...) without a named tuple's Python-level __new__, when it is one (FeatureRow)
+    cdef bint tuple_rows = isinstance(make_row, type) and issubclass(make_row, tuple)
     for user in users:
         state = states[user]
         new = events.get(user, ())
@@ -132,7 +134,7 @@ def step_users(plan, users, dict states, events, set due, long long now_ms, dict
             with_counts, state.next_change_ms = settle(state.counts, suffix_plans, now_ms)
             touched = with_counts | set(state.written)
         for scope in sorted(touched):
-            _changed_rows(state, scope_windows, scope_rows, user, scope, now_ms, rows, make_row)
+            _changed_rows(state, scope_windows, scope_rows, user, scope, now_ms, rows, make_row, tuple_rows)
         next_change = state.next_change_ms
         if soonest < next_change:
             next_change = soonest
@@ -155,7 +157,7 @@ cdef long long _first_new(state, events) except? -2:
 
 
 cdef void _changed_rows(state, tuple scope_windows, tuple scope_rows, str user, str scope, long long now_ms,
-                        list rows, make_row) except *:
+                        list rows, make_row, bint tuple_rows) except *:
     cdef bint category = len(scope) > 0
     cdef list current = scope_values(state.counts, scope, scope_windows[category], now_ms)
     cdef dict written = state.written
@@ -165,10 +167,8 @@ cdef void _changed_rows(state, tuple scope_windows, tuple scope_rows, str user, 
     cdef Py_ssize_t start = 0, width
     for entity, group, ttl_s, group_width, pack in scope_rows[category]:
         width = group_width
-        # make_row(...) without a named tuple's Python-level __new__, when it is one (FeatureRow)
         row = (entity, key, group, now_ms, pack(now_ms, current[start:start + width]), ttl_s)
-        rows.append(tuple.__new__(make_row, row) if isinstance(make_row, type) and issubclass(make_row, tuple)
-                    else make_row(*row))
+        rows.append(tuple.__new__(make_row, row) if tuple_rows else make_row(*row))
         start += width
     if category and not any(current):
         written.pop(scope, None)
