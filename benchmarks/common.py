@@ -20,6 +20,18 @@ def real_settings(run: str, keyspace: str, **overrides) -> Settings:
                     hot_tier=REDIS, config_store=f"zk://{ZOOKEEPER}/vahini-bench-{run}", **overrides)
 
 
+def local_service_pid(service: str) -> int | None:
+    """The pid of a service `infra/services.sh` started on this machine (its pid file), or
+    None when it is not running here: then the benchmark reports no CPU for it."""
+    home = os.environ.get("VAHINI_INFRA_HOME", os.path.expanduser("~/.cache/vahini-infra"))
+    try:
+        pid = int(open(os.path.join(home, "run", f"{service}.pid")).read())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    return pid
+
+
 def table(title: str, header: list[str], rows: list[list]) -> str:
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
     line = lambda cells: "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731

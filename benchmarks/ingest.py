@@ -143,9 +143,11 @@ def cpu_seconds(pids: list[int]) -> float:
 
 
 def measure_group(settings, group: str, topic: str, target: int, procs: list[subprocess.Popen],
-                  timeout_s: float = 3600) -> tuple[float, float]:
+                  timeout_s: float = 3600, store_pids: list[int] | None = None) -> tuple[float, ...]:
     """(events/s, worker CPU-µs per event) between the group's first commit and reaching
-    `target` committed events."""
+    `target` committed events; with `store_pids`, a third: those processes' CPU-µs per
+    event over the same span."""
+    store_pids = store_pids or []
     log = wiring.event_log(settings)
     first = None
     deadline = time.monotonic() + timeout_s
@@ -156,9 +158,10 @@ def measure_group(settings, group: str, topic: str, target: int, procs: list[sub
             bar.refresh()
             now = time.monotonic()
             if first is None and done > 0:
-                first = (now, done, cpu_seconds([p.pid for p in procs]))
+                first = (now, done, cpu_seconds([p.pid for p in procs]), cpu_seconds(store_pids))
             if done >= target:
                 cpu = cpu_seconds([p.pid for p in procs]) - first[2]
+                store_cpu = cpu_seconds(store_pids) - first[3]
                 break
             for p in procs:
                 if p.poll() is not None:
@@ -169,7 +172,8 @@ def measure_group(settings, group: str, topic: str, target: int, procs: list[sub
             time.sleep(0.25)
     log.close()
     events = max(done - first[1], 1)
-    return events / max(now - first[0], 1e-9), cpu / events * 1e6
+    rate = (events / max(now - first[0], 1e-9), cpu / events * 1e6)
+    return (*rate, store_cpu / events * 1e6) if store_pids else rate
 
 
 def paired(settings, run: str, topic: str, target: int, trees: dict[str, str | None]) -> dict[str, tuple]:

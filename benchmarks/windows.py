@@ -1,6 +1,7 @@
 """Windowed interaction counts: Vahini's interaction worker against faust-streaming.
 
-    .venv/bin/python -m benchmarks.windows [--events 20000] [--users 2000] [--baseline-tree /tmp/baseline]
+    .venv/bin/python -m benchmarks.windows [--events 100000] [--users 10000] [--baseline-tree /tmp/baseline]
+        [--rounds 3] [--faust-events 300]
 
 Both keep the sample registry's `user_interaction_windows` and
 `user_category_interaction_windows` (clicks/orders in the last 1 h and 24 h, per
@@ -10,15 +11,17 @@ interactions without sessions:
   (a) faust-streaming (benchmarks/faust_windows.py): hopping windowed tables with
       changelog topics, the counts written to the feature store after each event;
       measured on a prefix of the topic (--faust-events), as it is slow;
-  (b) `vahini ingest interactions`: counts recomputed per batch from each user's
-      history, written in batches; it also stores every interaction in the cold
-      tier, which (a) does not.
+  (b) `vahini ingest interactions`: counts kept in each user's time buckets
+      (streams/windows.py), the changed rows written once per batch; it also stores
+      every interaction in the cold tier, which (a) does not.
 
   (c) with --baseline-tree: (b) run from a checkout of another commit, on the same
-      topic, after (b).
+      topic, alternating with (b) round by round (--rounds), each from the start.
 
 Rates are events per second between the group's first commit and its last, with
-the worker's CPU per event over the same span.
+the worker's CPU per event over the same span, and the local Cassandra's (the one
+`infra/services.sh` started, when the benchmark uses it): on one machine the store
+shares the cores, so its CPU per event bounds every consumer's events/s.
 """
 
 from __future__ import annotations
@@ -27,11 +30,12 @@ import argparse
 import os
 import random
 import signal
+import statistics
 import sys
 import time
 import uuid
 
-from benchmarks.common import CASSANDRA, KAFKA, real_settings, table
+from benchmarks.common import CASSANDRA, KAFKA, local_service_pid, real_settings, table
 from benchmarks.ingest import fresh_keyspace, measure_group, spawn
 from tests.services import free_port
 from vahini import wiring
@@ -69,8 +73,9 @@ def env(settings, keyspace: str, group: str, run: str) -> dict:
 
 
 def run_one(settings, name: str, args: list[str], events: int, run: str,
-            tree: str | None = None) -> tuple[float, float]:
-    """(events/s, CPU-µs per event) of one consumer process until its group has committed `events`."""
+            tree: str | None = None) -> tuple[float, float, float | None]:
+    """(events/s, CPU-µs per event, the local Cassandra's CPU-µs per event or None) of one
+    consumer process until its group has committed `events`."""
     keyspace, group = f"bench_{name}_{run}", f"bench-{name}-{run}"
     fresh_keyspace(settings, keyspace).close()
     worker_env = env(settings, keyspace, group, f"{name}-{run}")
@@ -78,7 +83,10 @@ def run_one(settings, name: str, args: list[str], events: int, run: str,
         worker_env["PYTHONPATH"] = os.path.abspath(tree)
     proc = spawn(args, worker_env, group, os.path.abspath(tree) if tree else None)
     try:
-        return measure_group(settings, group, settings.topics.interactions, events, [proc])
+        store = local_service_pid("cassandra") if CASSANDRA == "127.0.0.1:9042" else None
+        rate = measure_group(settings, group, settings.topics.interactions, events, [proc],
+                             store_pids=[store] if store else None)
+        return (*rate, None) if len(rate) == 2 else rate
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
@@ -86,10 +94,11 @@ def run_one(settings, name: str, args: list[str], events: int, run: str,
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--events", type=int, default=20_000)
-    parser.add_argument("--users", type=int, default=2000)
-    parser.add_argument("--faust-events", type=int, default=3000, help="faust is measured on this prefix")
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--users", type=int, default=10_000)
+    parser.add_argument("--faust-events", type=int, default=300, help="faust is measured on this prefix (0: not run)")
     parser.add_argument("--baseline-tree", help="also run the vahini worker from this checkout of another commit")
+    parser.add_argument("--rounds", type=int, default=3, help="runs of (b) and (c), alternating which goes first")
     args = parser.parse_args()
     run = uuid.uuid4().hex[:8]
     topic = f"bench-windows-{run}"
@@ -100,22 +109,40 @@ def main() -> int:
     log.create_topic(topic, 8)
     log.close()
     produce(settings, args.events, args.users)
-    faust = run_one(settings, "faustw", [sys.executable, "-m", "benchmarks.faust_windows", "worker", "-l", "warn",
-                                         "--web-port", str(free_port())],
-                    min(args.faust_events, args.events), run)
+    rows = []
+    if args.faust_events:
+        faust = run_one(settings, "faustw", [sys.executable, "-m", "benchmarks.faust_windows", "worker", "-l", "warn",
+                                             "--web-port", str(free_port())],
+                        min(args.faust_events, args.events), run)
+        rows.append([f"(a) faust-streaming hopping windowed tables, on the first {args.faust_events:,}", "",
+                     *_cells(faust)])
     worker = [sys.executable, "-m", "vahini.cli", "ingest", "interactions"]
-    vahini = run_one(settings, "vahiniw", worker, args.events, run)
-    rows = [["(a) faust-streaming hopping windowed tables (baseline)", f"{faust[0]:,.0f}", "1.00x", f"{faust[1]:.0f}"],
-            ["(b) vahini ingest interactions (also stores every interaction)", f"{vahini[0]:,.0f}",
-             f"{vahini[0] / faust[0]:.2f}x", f"{vahini[1]:.0f}"]]
+    trees = {"(b) vahini ingest interactions (also stores every interaction)": None}
     if args.baseline_tree:
-        other = run_one(settings, "basew", worker, args.events, run, args.baseline_tree)
-        rows.append([f"(c) the same from {args.baseline_tree}", f"{other[0]:,.0f}", f"{other[0] / faust[0]:.2f}x",
-                     f"{other[1]:.0f}"])
+        trees[f"(c) the same from {args.baseline_tree}"] = args.baseline_tree
+    rates: dict[str, list[tuple]] = {label: [] for label in trees}
+    for i in range(args.rounds):
+        order = list(trees.items()) if i % 2 == 0 else list(reversed(trees.items()))
+        for label, tree in order:
+            rates[label].append(run_one(settings, f"{'basew' if tree else 'vahiniw'}{i}", worker, args.events, run,
+                                        tree))
+            rows.append([label, str(i + 1), *_cells(rates[label][-1])])
     print(table(f"Windowed counts (1 h and 24 h, per user and per user x category) over {args.events:,} "
-                f"interactions of {args.users:,} users (faust on the first {min(args.faust_events, args.events):,}), "
-                f"one process each", ["consumer", "events/s", "vs faust", "CPU-µs/event"], rows))
+                f"interactions of {args.users:,} users, one process each",
+                ["consumer", "round", "events/s", "CPU-µs/event", "Cassandra CPU-µs/event"], rows))
+    if args.baseline_tree:
+        this, other = rates.values()
+        ratios = [[f"{a[0] / b[0]:.2f}x", f"{a[1] / b[1]:.2f}x",
+                   "-" if a[2] is None else f"{a[2] / b[2]:.2f}x"] for a, b in zip(this, other)]
+        medians = [f"**{statistics.median(float(r[k][:-1]) for r in ratios):.2f}x**" if ratios[0][k] != "-" else "-"
+                   for k in range(3)]
+        print(table("(b) / (c), round by round", ["round", "events/s", "CPU-µs/event", "Cassandra CPU-µs/event"],
+                    [[str(i + 1), *r] for i, r in enumerate(ratios)] + [["median", *medians]]))
     return 0
+
+
+def _cells(rate: tuple) -> list[str]:
+    return [f"{rate[0]:,.0f}", f"{rate[1]:.0f}", "-" if rate[2] is None else f"{rate[2]:.0f}"]
 
 
 if __name__ == "__main__":
