@@ -1,4 +1,4 @@
-# The two commands a new user needs (see README):
+# The two commands a new user needs (README.md, "Two commands"):
 #   make demo   set up .venv and run the pipeline on embedded adapters, no servers
 #   make test   set up, start Kafka/Cassandra/Redis/ZooKeeper on loopback, run every test, stop them
 #   make test-cluster  the same for the fault tests on three brokers and three Cassandra nodes

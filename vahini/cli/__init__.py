@@ -93,7 +93,7 @@ def _add_produce(sub) -> None:
                                     "entity or user. Parquet files hold feature rows: columns entity, group, the "
                                     "entity's key columns, feature columns and optionally event_time_ms. "
                                     "event_time_ms (epoch milliseconds) is optional for every kind: absent or null "
-                                    "means now. The README shows one line of each kind.")
+                                    "means now. docs/events.md shows one line of each kind.")
     pr.add_argument("file", type=Path)
     pr.add_argument("--kind", choices=["feature-update", "interaction", "session"], default="feature-update",
                     help="event kind of every JSON line (default: %(default)s); Parquet files are feature updates")
@@ -208,7 +208,7 @@ def _add_get(sub) -> None:
 
 
 def _add_caller_arguments(p) -> None:
-    """How a command calls a server that has TLS and tokens on (see README, Security)."""
+    """How a command calls a server that has TLS and tokens on (docs/security.md)."""
     p.add_argument("--token-file", default=os.environ.get("VAHINI_TOKEN_FILE"),
                    help="file holding this caller's bearer token (default: $VAHINI_TOKEN_FILE)")
     p.add_argument("--ca-file", default=os.environ.get("VAHINI_CA_FILE"),
