@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from vahini.cli import commands
+from vahini.cli import commands, registry_commands
 from vahini.errors import BadSettings, InvalidEvent, NotAllowed, NotFound, StoreUnavailable
 
 DESCRIPTION = """\
@@ -61,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"vahini {_version()}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_apply(sub)
+    _add_registry(sub)
     _add_produce(sub)
     _add_demo(sub)
     _add_ingest(sub)
@@ -84,6 +85,29 @@ def _add_apply(sub) -> None:
     a.add_argument("directory", type=Path, help="directory of registry *.yaml files")
     a.add_argument("--dry-run", action="store_true", help="validate and print what would change; publish nothing")
     a.set_defaults(run=commands.apply)
+
+
+def _add_registry(sub) -> None:
+    r = sub.add_parser("registry", parents=[_GLOBAL], help="show the published registry, or diff two revisions",
+                       description="Each publish that changes the registry gets the next revision number "
+                                   "(`vahini apply` prints it); earlier revisions are kept in the config store.")
+    rsub = r.add_subparsers(dest="what", metavar="WHAT", required=True)
+    show = rsub.add_parser("show", parents=[_GLOBAL], help="entities, feature groups and models; or one of them",
+                           description="Without NAME: a line per entity, feature group and model. With the name "
+                                       "of a group: its features, types, defaults, TTL and readable versions; of "
+                                       "a model: its graph (lookups, sequences, columns, score nodes) and the "
+                                       "versions a request may pin.")
+    show.add_argument("name", nargs="?", help="a feature group or model")
+    show.add_argument("--revision", type=int, help="an earlier revision (default: the latest)")
+    show.add_argument("--json", action="store_true", help="the published document (or the group or model) as JSON")
+    show.set_defaults(run=registry_commands.show)
+    diff = rsub.add_parser("diff", parents=[_GLOBAL], help="what changed between two revisions",
+                           description="Entities, feature groups, features and model versions added, removed "
+                                       "or changed from revision OLD to NEW, worded as `vahini apply` words them.")
+    diff.add_argument("old", type=int, help="the earlier revision")
+    diff.add_argument("new", type=int, nargs="?", help="the later revision (default: the latest)")
+    diff.add_argument("--json", action="store_true", help='{"from": OLD, "to": NEW, "changes": [...]}')
+    diff.set_defaults(run=registry_commands.diff)
 
 
 def _add_produce(sub) -> None:

@@ -47,7 +47,7 @@ def apply(args) -> int:
     registry = plan.registry
     verb = "valid (dry run, not published)" if args.dry_run else f"published to {settings.config_store}"
     print(f"registry {verb}: {len(registry.entities)} entities, {len(registry.groups)} feature groups, "
-          f"{len(registry.models)} models")
+          f"{len(registry.models)} models, revision {registry.revision}")
     return 0
 
 

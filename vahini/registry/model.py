@@ -232,6 +232,7 @@ class Registry:
     history: dict[tuple[str, int], tuple[Feature, ...]] = field(default_factory=dict)
     # Earlier published versions of each model graph, so a request can pin one.
     model_history: dict[tuple[str, int], ModelGraph] = field(default_factory=dict)
+    revision: int = 0  # 1, 2, ... for each publish that changed something (vahini.registry.revisions)
 
     def model(self, name: str, version: int = 0) -> ModelGraph | None:
         """The latest graph of `name`, or the given published version of it."""
@@ -256,6 +257,7 @@ class Registry:
                 for (g, v), fs in sorted(self.history.items())
             ],
             "model_history": [_graph_dict(m) for _, m in sorted(self.model_history.items())],
+            "revision": self.revision,
         }
 
     @classmethod
@@ -277,6 +279,7 @@ class Registry:
             models=models,
             history={(h["group"], h["version"]): feats(h["features"]) for h in d.get("history", [])},
             model_history=model_history,
+            revision=d.get("revision", 0),
         )
 
     @classmethod

@@ -10,6 +10,7 @@ from typing import Callable
 
 from vahini.errors import ConfigError, ConfigProblem
 from vahini.ports.config_store import ConfigStore
+from vahini.registry import revisions
 from vahini.registry.compat import Change, changes
 from vahini.registry.loader import load_registry_located
 from vahini.registry.model_versions import assign_versions
@@ -70,7 +71,8 @@ def prepare(directory: Path, published: Registry | None) -> Plan:
                  for c in planned if c.blocking]
     if problems:
         raise ConfigError(problems)
-    return Plan(new, planned)
+    same = published is not None and revisions.same_content(old, new)
+    return Plan(replace(new, revision=old.revision if same else old.revision + 1), planned)
 
 
 def apply(directory: Path, store: ConfigStore, dry_run: bool = False) -> Plan:
@@ -81,7 +83,9 @@ def apply(directory: Path, store: ConfigStore, dry_run: bool = False) -> Plan:
     data, version = store.get_versioned(REGISTRY_KEY)
     plan = prepare(directory, _parse(data))
     if not dry_run:
-        store.replace(REGISTRY_KEY, json.dumps(plan.registry.to_json_dict(), sort_keys=True).encode(), version)
+        if data is None or plan.registry.revision != _parse(data).revision:
+            revisions.save(store, plan.registry)
+        store.replace(REGISTRY_KEY, revisions.encode(plan.registry), version)
     return plan
 
 
