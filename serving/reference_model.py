@@ -5,7 +5,7 @@ model node expects of an endpoint. Each model scores a float32 matrix (rows x
 columns) as sigmoid(matrix . weights + bias), one FP32 score per row. A model
 without weights weighs every column equally (1 / columns).
 
-    vahini model-server --port 8500 --model ranker --model reranker=weights.json
+    vahini dev model-server --port 8500 --model ranker --model reranker=weights.json
 
 where weights.json is {"weights": [0.1, -0.3, ...], "bias": 0.0}.
 """
@@ -109,7 +109,7 @@ def start_model_server(models: dict[str, LinearModel], port: int = 0,
 
 
 def parse_model_args(specs: list[str]) -> dict[str, LinearModel]:
-    """`name` (equal weights) or `name=weights.json`, as given to `vahini model-server --model`."""
+    """`name` (equal weights) or `name=weights.json`, as given to `vahini dev model-server --model`."""
     models = {}
     for spec in specs:
         name, _, path = spec.partition("=")

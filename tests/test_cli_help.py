@@ -2,6 +2,8 @@
 command run where no registry was published says what to do instead of acting on
 an empty registry."""
 
+from pathlib import Path
+
 import pytest
 
 from vahini.cli import _parser, main
@@ -43,7 +45,7 @@ def test_a_command_without_a_published_registry_says_to_apply_one(tmp_path, monk
     for name in ("EVENT_LOG", "FEATURE_STORE", "HOT_TIER", "CONFIG_STORE"):
         monkeypatch.delenv(f"VAHINI_{name}", raising=False)
     (tmp_path / "EVENTS").write_text("{}\n")
-    assert main(argv) == 2
+    assert main(argv) == 1
     err = capsys.readouterr().err.strip()
     assert err == f"vahini {argv[0]}: no registry in file://.vahini/config: run 'vahini apply DIR' first"
 
@@ -75,3 +77,21 @@ def test_version(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["--version"])
     assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"vahini {version('vahini')}"
+
+
+def test_exit_codes_tell_usage_user_errors_and_unavailable_services_apart(tmp_path, monkeypatch, capsys):
+    from tests.services import free_port
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("EVENT_LOG", "FEATURE_STORE", "HOT_TIER", "CONFIG_STORE"):
+        monkeypatch.delenv(f"VAHINI_{name}", raising=False)
+    with pytest.raises(SystemExit) as usage:
+        main(["get", "--entity", "user"])  # --keys and --groups missing
+    assert usage.value.code == 2 and "the following arguments are required: --keys, --groups" in \
+        capsys.readouterr().err
+    assert main(["apply", str(tmp_path / "nowhere")]) == 1  # a user error: no such directory
+    assert capsys.readouterr().err.strip() == f"vahini apply: {tmp_path / 'nowhere'} is not a directory"
+    assert main(["apply", str(Path(__file__).parents[1] / "vahini" / "samples" / "registry")]) == 0
+    nobody = f"127.0.0.1:{free_port()}"  # nothing listens there
+    assert main(["query", "home_ranker", "--set", "user_id=u1", "--target", nobody, "--timeout", "2"]) == 3
+    assert f"vahini query: {nobody}: UNAVAILABLE" in capsys.readouterr().err

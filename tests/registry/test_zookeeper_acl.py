@@ -45,7 +45,7 @@ def test_only_the_applying_principal_writes_the_registry_and_readers_read(reques
 
     result = subprocess.run([sys.executable, "-m", "vahini.cli", "apply", str(SAMPLE_REGISTRY)],
                             env=settings_env(reader), capture_output=True, text=True, timeout=60)
-    assert result.returncode == 2 and "only the principal that runs `vahini apply` may write" in result.stderr
+    assert result.returncode == 1 and "only the principal that runs `vahini apply` may write" in result.stderr
     said = capsys.readouterr()
     everything = result.stdout + result.stderr + said.out + said.err + repr(admin) + repr(reader)
     assert ADMIN_PW not in everything and READER_PW not in everything

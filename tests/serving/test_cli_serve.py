@@ -49,7 +49,7 @@ def test_serve_answers_exposes_metrics_and_stops_cleanly_on_sigterm(settings):
     assert proc.returncode == 0, err
 
     got = subprocess.run([sys.executable, "-m", "vahini.cli", "get", "--entity", "user", "--keys", "cli,nobody",
-                          "--groups", "user_activity"], env=settings_env(settings), capture_output=True, text=True,
+                          "--groups", "user_activity", "--json"], env=settings_env(settings), capture_output=True, text=True,
                          timeout=60)
     assert got.returncode == 0, got.stderr
     out = json.loads(got.stdout)
@@ -90,7 +90,7 @@ def test_serve_refuses_cpus_it_cannot_have_in_one_line(request, tmp_path, unique
     settings = with_sample_registry(stack_settings("embedded", request, tmp_path, unique))
     got = subprocess.run([sys.executable, "-m", "serving", "--port", str(free_port()), "--cpus", cpus],
                          env=settings_env(settings), capture_output=True, text=True, timeout=60)
-    assert got.returncode == 2
+    assert got.returncode == 1
     assert got.stderr.startswith(f"vahini serve: {message}") and "Traceback" not in got.stderr, got.stderr
 
 
@@ -111,7 +111,7 @@ def _get(settings, *args: str) -> subprocess.CompletedProcess:
 def test_get_with_a_bad_argument_prints_one_line_and_exits_non_zero(request, tmp_path, unique, args, message):
     settings = with_sample_registry(stack_settings("embedded", request, tmp_path, unique))
     got = _get(settings, *args)
-    assert got.returncode == 2
+    assert got.returncode == 1
     assert got.stderr.count("\n") == 1 and "Traceback" not in got.stderr
     assert message in got.stderr
 
@@ -119,7 +119,7 @@ def test_get_with_a_bad_argument_prints_one_line_and_exits_non_zero(request, tmp
 def test_get_without_a_published_registry_says_to_apply_one(request, tmp_path, unique):
     settings = stack_settings("embedded", request, tmp_path, unique)
     got = _get(settings, "--entity", "user", "--keys", "u1", "--groups", "user_activity")
-    assert got.returncode == 2
+    assert got.returncode == 1
     assert got.stderr.strip() == (f"vahini get: no registry in {settings.config_store}: "
                                   f"run 'vahini apply DIR' first")
 
@@ -133,7 +133,7 @@ def test_get_prints_float32_at_float32_precision(request, tmp_path, unique):
     producer.feature_update("user", {"user_id": "f"}, "user_profile", {"embedding": [0.1] * 16})
     producer.close()
     ingest_until_caught_up(settings)
-    got = _get(settings, "--entity", "user", "--keys", "f", "--groups", "user_profile")
+    got = _get(settings, "--entity", "user", "--keys", "f", "--groups", "user_profile", "--json")
     assert got.returncode == 0, got.stderr
     assert json.loads(got.stdout)["f"]["user_profile"]["features"]["embedding"]["value"] == [0.1] * 16
 

@@ -184,14 +184,14 @@ def test_vahini_query_prints_the_matrix_as_json_and_as_a_table(request, tmp_path
         assert out["missing"]["product.price"] == 1 and out["missing"]["user.account_age_days"] == 2
         assert json.loads(query("--json", "--version", "1").stdout)["version"] == 1
         pinned_away = query("--version", "7")
-        assert pinned_away.returncode == 2 and "NOT_FOUND: model 'home_ranker' has no version 7" in pinned_away.stderr
+        assert pinned_away.returncode == 1 and "NOT_FOUND: model 'home_ranker' has no version 7" in pinned_away.stderr
         table = query()
         assert table.returncode == 0 and f"home_ranker v1: 2 rows x {len(COLUMNS)} columns" in table.stdout
         assert "product.price" in table.stdout and "(1 defaulted)" in table.stdout
         bad = subprocess.run([sys.executable, "-m", "vahini.cli", "query", "nope", "--set", "user_id=u1",
                               "--target", f"127.0.0.1:{running.port}"], env=settings_env(settings),
                              capture_output=True, text=True, timeout=60)
-        assert bad.returncode == 2 and "NOT_FOUND: unknown model 'nope'" in bad.stderr
+        assert bad.returncode == 1 and "NOT_FOUND: unknown model 'nope'" in bad.stderr
     finally:
         running.stop(0)
 

@@ -165,7 +165,7 @@ def test_vahini_model_server_answers_model_infer_as_a_user_would(tmp_path):
     weights = tmp_path / "w.json"
     weights.write_text(json.dumps({"weights": [1.0, -2.0], "bias": 0.5}))
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "vahini.cli", "model-server", "--port", str(port),
+    proc = subprocess.Popen([sys.executable, "-m", "vahini.cli", "dev", "model-server", "--port", str(port),
                              "--model", "even", "--model", f"tuned={weights}"], stdout=subprocess.PIPE, text=True)
     try:
         assert "model server on 127.0.0.1" in proc.stdout.readline()
@@ -203,11 +203,11 @@ def test_vahini_query_blames_the_model_endpoint_not_tls_when_the_endpoint_is_dow
                               env=settings_env(settings), capture_output=True, text=True, timeout=60)
     try:
         endpoint_down = query(f"127.0.0.1:{running.port}")
-        assert endpoint_down.returncode == 2 and "UNAVAILABLE: model endpoint reference (ctr_model)" \
+        assert endpoint_down.returncode == 3 and "UNAVAILABLE: model endpoint reference (ctr_model)" \
             in endpoint_down.stderr
         assert "--ca-file" not in endpoint_down.stderr  # Vahini answered: the connection to it is fine
         vahini_down = query(f"127.0.0.1:{free_port()}")
-        assert vahini_down.returncode == 2 and "if the server uses TLS, give --ca-file" in vahini_down.stderr
+        assert vahini_down.returncode == 3 and "if the server uses TLS, give --ca-file" in vahini_down.stderr
     finally:
         channel.close()
         running.stop(0)

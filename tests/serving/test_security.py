@@ -278,15 +278,16 @@ def test_vahini_query_get_and_history_send_a_token_from_a_file_over_tls(request,
         ok = query("--token-file", str(token_file), "--ca-file", str(pki["ca"].cert))
         assert ok.returncode == 0, ok.stderr
         refused = query("--ca-file", str(pki["ca"].cert))
-        assert refused.returncode == 2 and "UNAUTHENTICATED" in refused.stderr and "--token-file" in refused.stderr
+        assert refused.returncode == 1 and "UNAUTHENTICATED" in refused.stderr and "--token-file" in refused.stderr
         plaintext = query("--token-file", str(token_file))  # a plaintext client against the TLS port
-        assert plaintext.returncode == 2 and "UNAVAILABLE" in plaintext.stderr
+        assert plaintext.returncode == 3 and "UNAVAILABLE" in plaintext.stderr
         assert "if the server uses TLS, give --ca-file" in plaintext.stderr
         assert RANKER not in ok.stdout + ok.stderr + refused.stdout + refused.stderr
         remote = ["--target", f"127.0.0.1:{running.port}", "--token-file", str(ops_token), "--ca-file",
                   str(pki["ca"].cert)]
         got = subprocess.run([sys.executable, "-m", "vahini.cli", "get", "--entity", "user", "--keys", "u1",
-                              "--groups", "user_profile", *remote], env=settings_env(settings), capture_output=True,
+                              "--groups", "user_profile", "--json", *remote], env=settings_env(settings),
+                             capture_output=True,
                              text=True, timeout=60)
         assert got.returncode == 0, got.stderr
         profile = json.loads(got.stdout)["u1"]["user_profile"]
@@ -298,7 +299,7 @@ def test_vahini_query_get_and_history_send_a_token_from_a_file_over_tls(request,
                                  f"127.0.0.1:{running.port}", "--token-file", str(token_file), "--ca-file",
                                  str(pki["ca"].cert)], env=settings_env(settings), capture_output=True, text=True,
                                 timeout=60)
-        assert denied.returncode == 2 and "PERMISSION_DENIED" in denied.stderr
+        assert denied.returncode == 1 and "PERMISSION_DENIED" in denied.stderr
         assert "may not call InteractionService.GetInteractions" in denied.stderr
     finally:
         running.stop(0)

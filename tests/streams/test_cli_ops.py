@@ -38,7 +38,7 @@ def test_replay_shows_progress_and_a_summary(settings):
 
 def test_replay_rejects_a_position_it_cannot_read(settings):
     result = vahini(settings, "replay", "--topic", settings.topics.feature_updates, "--from", "yesterday-ish")
-    assert result.returncode == 2 and "not earliest, latest, an offset" in result.stderr
+    assert result.returncode == 1 and "not earliest, latest, an offset" in result.stderr
 
 
 def test_produce_bulk_loads_parquet_feature_rows(settings, tmp_path):
@@ -144,7 +144,7 @@ def test_replay_of_a_topic_that_does_not_exist_is_refused_not_created(settings):
 
     missing = settings.topics.dead_letter + "s"  # a misspelt name
     result = vahini(settings, "replay", "--topic", missing, "--from", "earliest")
-    assert result.returncode == 2
+    assert result.returncode == 1
     assert f"topic '{missing}' does not exist" in result.stderr
     log = wiring.event_log(settings)
     assert not log.exists(missing)  # and it was not created on the way

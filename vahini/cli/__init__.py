@@ -32,7 +32,12 @@ examples:
   vahini history u42 --type click --limit 10     # a user's interactions, hot or cold
   vahini serve --port 50051                      # gRPC FeatureService, InteractionService, ModelProxy
   vahini query home_ranker --set user_id=u42 --set product_ids=p1,p2
-  vahini model-server --port 8500 --model ranker # a reference KServe v2 model endpoint
+  vahini dev model-server --model ranker         # a reference KServe v2 model endpoint, for tests
+  vahini registry show home_ranker               # what is published; `registry diff 1` what changed
+
+exit codes: 0 done; 1 a user error (bad input, settings, names or rights; some
+lines rejected); 2 a usage error (the command line); 3 a service it needs is
+unavailable or too slow (retry later); 130 interrupted.
 """
 
 
@@ -71,7 +76,8 @@ def _parser() -> argparse.ArgumentParser:
     _add_get(sub)
     _add_history(sub)
     _add_query(sub)
-    _add_model_server(sub)
+    _add_dev(sub)
+    _add_model_server(sub, "model-server", "the old name of `vahini dev model-server`", _old_model_server)
     return p
 
 
@@ -204,10 +210,12 @@ def _add_dead_letters(sub) -> None:
 
 
 def _add_serve(sub) -> None:
-    s = sub.add_parser("serve", parents=[_GLOBAL], help="serve the gRPC FeatureService (with health and reflection)",
-                       description="Serve FeatureService (Retrieve, Persist), gRPC health and reflection. Picks up "
+    s = sub.add_parser("serve", parents=[_GLOBAL], help="serve gRPC: FeatureService, InteractionService, ModelProxy",
+                       description="Serve FeatureService (Retrieve, Persist), InteractionService (histories), "
+                                   "ModelProxy (GetFeatures: a model's feature matrix and scores), gRPC health "
+                                   "and reflection. Picks up "
                                    "registry publishes without a restart. Calls beyond serving.max_in_flight get "
-                                   "RESOURCE_EXHAUSTED at once. A port already in use is refused (exit 2). SIGTERM "
+                                   "RESOURCE_EXHAUSTED at once. A port already in use is refused (exit 1). SIGTERM "
                                    "drains in-flight calls.")
     s.add_argument("--host", help="address to listen on (default: serving.host, 127.0.0.1)")
     s.add_argument("--port", type=int, help="port to listen on (default: serving.port, 50051)")
@@ -218,7 +226,7 @@ def _add_serve(sub) -> None:
 
 
 def _add_get(sub) -> None:
-    g = sub.add_parser("get", parents=[_GLOBAL], help="print features of some keys as JSON (for people; rankers use gRPC)",
+    g = sub.add_parser("get", parents=[_GLOBAL], help="print features of some keys (for people; rankers use gRPC)",
                        description="Read through the same path as Retrieve (LRU, cache, store) and print, per key "
                                    "and group, the schema version, the event time and each feature's value and "
                                    "status (present, missing, expired, unreadable).")
@@ -227,6 +235,8 @@ def _add_get(sub) -> None:
     g.add_argument("--groups", required=True, help="comma-separated feature groups")
     g.add_argument("--target", help="HOST:PORT of a running server: ask it (FeatureService.Retrieve) instead of "
                                     "reading the stores directly")
+    g.add_argument("--json", action="store_true", help="one JSON object: {key: {group: {schema_version, "
+                   "event_time_ms, event_time, features: {name: {value, status}}}}}")
     _add_caller_arguments(g)
     g.set_defaults(run=commands.get)
 
@@ -275,8 +285,16 @@ def _add_history(sub) -> None:
     h.set_defaults(run=commands.history)
 
 
-def _add_model_server(sub) -> None:
-    m = sub.add_parser("model-server", parents=[_GLOBAL], help="run the reference model server (KServe v2 gRPC, linear scorers)",
+def _add_dev(sub) -> None:
+    d = sub.add_parser("dev", parents=[_GLOBAL], help="tools for development and tests, not for production",
+                       description="Reference tools that stand in for other systems while you develop or test.")
+    dsub = d.add_subparsers(dest="what", metavar="TOOL", required=True)
+    _add_model_server(dsub, "model-server", "run the reference model server (KServe v2 gRPC, linear scorers)",
+                      commands.model_server)
+
+
+def _add_model_server(sub, name: str, help_: str, run) -> None:
+    m = sub.add_parser(name, parents=[_GLOBAL], help=help_,
                        description="A tiny KServe v2 / Triton-protocol model server for demos and tests: each "
                                    "--model scores a float32 matrix as sigmoid(matrix . weights + bias). A model "
                                    "graph's score node points at it like at any Triton or KServe endpoint.")
@@ -285,7 +303,13 @@ def _add_model_server(sub) -> None:
     m.add_argument("--model", dest="models", action="append", required=True, metavar="NAME[=WEIGHTS.json]",
                    help='a model: NAME weighs every column equally; NAME=FILE reads {"weights": [...], '
                         '"bias": 0.0} (repeatable)')
-    m.set_defaults(run=commands.model_server)
+    m.set_defaults(run=run)
+
+
+def _old_model_server(args) -> int:
+    print("vahini model-server: this is now `vahini dev model-server`; the old name goes in the next release",
+          file=sys.stderr)
+    return commands.model_server(args)
 
 
 def _version() -> str:
@@ -308,18 +332,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        return args.run(args) or 0
+        return args.run(args) or commands.OK
     except KeyboardInterrupt:
-        return 130
+        return commands.INTERRUPTED
     except (commands.UserError, BadSettings, NotFound, NotAllowed) as exc:
         print(f"vahini {args.command}: {exc}", file=sys.stderr)
-        return 2
+        return commands.USER_ERROR
     except InvalidEvent as exc:
         print(f"vahini {args.command}: {exc.detail}", file=sys.stderr)
-        return 2
+        return commands.USER_ERROR
+    except commands.Unavailable as exc:
+        print(f"vahini {args.command}: {exc}", file=sys.stderr)
+        return commands.UNAVAILABLE
     except StoreUnavailable as exc:
         print(f"vahini {args.command}: a backing service is unavailable: {exc}", file=sys.stderr)
-        return 3
+        return commands.UNAVAILABLE
 
 
 if __name__ == "__main__":

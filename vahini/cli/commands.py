@@ -14,8 +14,29 @@ from vahini.ports.config_store import ConcurrentModification
 from vahini.settings import Settings, load_settings
 
 
+# Exit codes, the same for every command (docs/cli.md, "Exit codes").
+OK = 0
+USER_ERROR = 1  # bad input, settings, names or rights: fix the command or what it reads
+USAGE = 2  # the command line itself: unknown option, missing argument (argparse)
+UNAVAILABLE = 3  # a service it needs is down or did not answer in time: retry later
+INTERRUPTED = 130
+
+
 class UserError(Exception):
     """Something the person running the command can fix; shown without a traceback."""
+
+
+class Unavailable(Exception):
+    """A service the command needs is down or too slow; retrying later may succeed."""
+
+
+def _call_error(target: str, exc, args) -> Exception:
+    """A failed gRPC call as the exception its exit code follows from."""
+    import grpc
+
+    retryable = exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
+                               grpc.StatusCode.RESOURCE_EXHAUSTED)
+    return (Unavailable if retryable else UserError)(_call_failed(target, exc, args))
 
 
 def _settings(args: argparse.Namespace, **overrides) -> Settings:
@@ -173,7 +194,7 @@ def query(args) -> int:
         try:
             reply = client.call_raw(mpb.GetFeaturesRequest(model=args.model, context=context, version=args.version))
         except grpc.RpcError as exc:
-            raise UserError(_call_failed(target, exc, args)) from None
+            raise _call_error(target, exc, args) from None
     matrix = np.frombuffer(reply.matrix, "<f4").reshape(tuple(reply.shape))
     missing = {c: n.missing + n.expired + n.unreadable for c, n in reply.counts.items()}
     scores = {s.node: np.frombuffer(s.values, "<f4") for s in reply.scores}
@@ -208,7 +229,7 @@ def _remote(args, call: str, request, timeout_s: float = 10.0):
     try:
         return getattr(stub, method)(request, timeout=timeout_s, metadata=metadata)
     except grpc.RpcError as exc:
-        raise UserError(_call_failed(args.target, exc, args)) from None
+        raise _call_error(args.target, exc, args) from None
     finally:
         channel.close()
 
@@ -328,7 +349,7 @@ def get(args) -> int:
         reader = FeatureReader(store, cache, lambda: follower.current)
         keys = args.keys.split(",")
         results = reader.retrieve(args.entity, keys, args.groups.split(","))
-        print(json.dumps({k: {r.group: _group_json(r, i) for r in results} for i, k in enumerate(keys)}, indent=2))
+        _print_features(args, {k: {r.group: _group_json(r, i) for r in results} for i, k in enumerate(keys)})
     finally:
         follower.close()
         cache.close()
@@ -344,9 +365,30 @@ def _get_remote(args) -> int:
     keys = args.keys.split(",")
     reply = _remote(args, "FeatureService.Retrieve", pb.RetrieveRequest(
         entity=args.entity, keys=keys, groups=[pb.GroupSelector(group=g) for g in args.groups.split(",")]))
-    print(json.dumps({k: {g.group: _group_json_of_reply(g, i) for g in reply.groups} for i, k in enumerate(keys)},
-                     indent=2))
+    _print_features(args, {k: {g.group: _group_json_of_reply(g, i) for g in reply.groups}
+                            for i, k in enumerate(keys)})
     return 0
+
+
+def _print_features(args, found: dict) -> None:
+    """Per key and group, its values: as JSON with --json, else a block per (key, group)."""
+    if args.json:
+        print(json.dumps(found, indent=2))
+        return
+    for key, groups in found.items():
+        for group, got in groups.items():
+            when = f"event time {got['event_time']}" if got["event_time"] else "never written"
+            print(f"{args.entity} {key}  {group} v{got['schema_version']}  {when}")
+            values = {name: _shown(feature["value"]) for name, feature in got["features"].items()}
+            width, value_width = max(map(len, values)), max(map(len, values.values()))
+            for name, feature in got["features"].items():
+                print(f"  {name:<{width}}  {values[name]:<{value_width}}  {feature['status']}")
+
+
+def _shown(value) -> str:
+    """A value as JSON, a long vector cut short."""
+    text = json.dumps(value)
+    return text if len(text) <= 48 else f"{text[:40]} ... ({len(value)} values)]"
 
 
 def _group_json_of_reply(group, i: int) -> dict:
