@@ -40,7 +40,7 @@ bench-model-proxy:
 # Bugs a linter finds without running anything (pyproject.toml [tool.ruff]); .ci/run runs it first.
 lint:
 	@bash infra/bootstrap.sh
-	.venv/bin/ruff check vahini streams serving schemas tests benchmarks
+	.venv/bin/ruff check vahini streams serving schemas tests benchmarks clients/python
 
 proto:
 	@bash infra/bootstrap.sh

@@ -17,7 +17,7 @@ def real_settings(run: str, keyspace: str, **overrides) -> Settings:
     """Settings of one benchmark run: its own keyspace, registry path and cache namespace."""
     overrides.setdefault("cache", CacheSettings(namespace=f"bench-{run}"))
     return Settings(event_log=f"kafka://{KAFKA}", feature_store=f"cassandra://{CASSANDRA}/{keyspace}",
-                    hot_tier=REDIS, config_store=f"zk://{ZOOKEEPER}/vahini-bench-{run}", **overrides)
+                    feature_cache=REDIS, config_store=f"zk://{ZOOKEEPER}/vahini-bench-{run}", **overrides)
 
 
 def local_service_pid(service: str) -> int | None:

@@ -239,7 +239,9 @@ def paired_rounds(settings, run: str, args) -> int:
 def env_for(settings, keyspace: str, group: str, topic: str) -> dict:
     env = dict(os.environ)
     env.update({"VAHINI_EVENT_LOG": settings.event_log, "VAHINI_FEATURE_STORE": f"cassandra://{CASSANDRA}/{keyspace}",
-                "VAHINI_HOT_TIER": settings.hot_tier, "VAHINI_CONFIG_STORE": settings.config_store,
+                "VAHINI_FEATURE_CACHE": settings.feature_cache,
+                "VAHINI_HOT_TIER": settings.feature_cache,  # the old name, for checkouts from before the rename
+                "VAHINI_CONFIG_STORE": settings.config_store,
                 "VAHINI_INGEST__GROUP": group, "VAHINI_TOPICS__FEATURE_UPDATES": topic,
                 "VAHINI_TOPICS__DEAD_LETTER": f"{topic}-dlq", "VAHINI_LOG_LEVEL": "WARNING",
                 "BENCH_TOPIC": topic, "BENCH_GROUP": group, "BENCH_KEYSPACE": keyspace, "BENCH_KAFKA": KAFKA,

@@ -46,7 +46,9 @@ def stack(run: str, name: str, kafka: str, cassandra: str, replication: int, par
 def worker_env(settings, group: str) -> dict:
     env = dict(os.environ)
     env.update({"VAHINI_EVENT_LOG": settings.event_log, "VAHINI_FEATURE_STORE": settings.feature_store,
-                "VAHINI_HOT_TIER": settings.hot_tier, "VAHINI_CONFIG_STORE": settings.config_store,
+                "VAHINI_FEATURE_CACHE": settings.feature_cache,
+                "VAHINI_HOT_TIER": settings.feature_cache,  # the old name, for checkouts from before the rename
+                "VAHINI_CONFIG_STORE": settings.config_store,
                 "VAHINI_INGEST__GROUP": group, "VAHINI_TOPICS__FEATURE_UPDATES": settings.topics.feature_updates,
                 "VAHINI_TOPICS__DEAD_LETTER": settings.topics.dead_letter,
                 "VAHINI_TOPICS__REPLICATION_FACTOR": str(settings.topics.replication_factor),

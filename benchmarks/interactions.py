@@ -164,7 +164,7 @@ def main() -> int:
     base = real_settings(run, f"bench_ia_{run}")
     topics = TopicSettings(interactions=f"bench-ia-{run}", sessions=f"bench-ia-{run}", dead_letter=f"bench-dl-{run}")
     settings = base.model_copy(update={"topics": topics, "interactions": InteractionSettings(
-        hot_tier=base.hot_tier, namespace=f"bench-{run}", group=f"bench-ia-{run}",
+        hot_tier=base.feature_cache, namespace=f"bench-{run}", group=f"bench-ia-{run}",
         inactivity_timeout_s=600, checkpoint_interval_s=600, batch_size=2000)})
     events = produce(settings, args.users, args.sessionless_users, seed=5)
     interactions = events

@@ -80,7 +80,7 @@ def row(name: str, lat: np.ndarray, base_p99: float | None) -> list:
 
 def cache_faults(settings, requests: list[list[str]], users: int) -> None:
     redis = PrivateRedis()
-    cached = ServerProcess(settings.model_copy(update={"hot_tier": redis.url}), "faults", 600, 64)
+    cached = ServerProcess(settings.model_copy(update={"feature_cache": redis.url}), "faults", 600, 64)
     call = grpc_call(cached.stub)
     for i in range(0, users, KEYS_PER_REQUEST):
         call([f"u{u}" for u in range(i, min(i + KEYS_PER_REQUEST, users))])

@@ -60,7 +60,9 @@ def produce(settings, events: int, users: int) -> None:
 def env(settings, keyspace: str, group: str, run: str) -> dict:
     out = dict(os.environ)
     out.update({"VAHINI_EVENT_LOG": settings.event_log, "VAHINI_FEATURE_STORE": f"cassandra://{CASSANDRA}/{keyspace}",
-                "VAHINI_HOT_TIER": settings.hot_tier, "VAHINI_CONFIG_STORE": settings.config_store,
+                "VAHINI_FEATURE_CACHE": settings.feature_cache,
+                "VAHINI_HOT_TIER": settings.feature_cache,  # the old name, for checkouts from before the rename
+                "VAHINI_CONFIG_STORE": settings.config_store,
                 "VAHINI_TOPICS__INTERACTIONS": settings.topics.interactions,
                 "VAHINI_TOPICS__SESSIONS": settings.topics.sessions,
                 "VAHINI_TOPICS__DEAD_LETTER": settings.topics.dead_letter,

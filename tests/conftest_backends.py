@@ -16,14 +16,14 @@ def stack_settings(kind: str, request, tmp_path, unique: str, **ingest) -> Setti
     ingest_settings = IngestSettings(**{"group": f"ingest-{unique}", "batch_linger_ms": 20, **ingest})
     if kind == "embedded":
         return Settings(event_log=f"sqlite:///{tmp_path}/events.db", feature_store=f"sqlite:///{tmp_path}/f.db",
-                        hot_tier=f"sqlite:///{tmp_path}/hot.db", config_store=f"file://{tmp_path}/config", topics=topics,
+                        feature_cache=f"sqlite:///{tmp_path}/hot.db", config_store=f"file://{tmp_path}/config", topics=topics,
                         ingest=ingest_settings,
                         interactions=InteractionSettings(hot_tier=f"sqlite:///{tmp_path}/ihot.db", namespace=f"ih-{unique}"))
     return Settings(
         event_log=f"kafka://{request.getfixturevalue('kafka_bootstrap')}",
         feature_store=f"cassandra://{request.getfixturevalue('cassandra_endpoint')}/"
                       f"{request.getfixturevalue('cassandra_keyspace')}",
-        hot_tier=request.getfixturevalue("redis_url"),
+        feature_cache=request.getfixturevalue("redis_url"),
         config_store=f"zk://{request.getfixturevalue('zookeeper_hosts')}/vahini-test-{unique}",
         topics=topics, ingest=ingest_settings, kafka_session_timeout_ms=6000,
         cache=CacheSettings(namespace=f"t-{unique}"),

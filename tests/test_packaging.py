@@ -54,3 +54,27 @@ def test_the_core_does_not_import_the_programs():
             found += [f"vahini/{path.relative_to(core)}:{node.lineno} imports {n}" for n in names
                       if n.split(".")[0] in ("streams", "serving")]
     assert not found, found
+
+
+def test_the_client_sdk_is_a_distribution_of_its_own_that_needs_only_grpc_protobuf_and_numpy(tmp_path):
+    """clients/python builds a wheel holding vahini_client alone, whose only requirements
+    are grpcio, protobuf and numpy (pandas and grpcio-reflection as extras)."""
+    import subprocess
+    import sys
+    import zipfile
+    from pathlib import Path
+
+    client = Path(__file__).resolve().parents[1] / "clients" / "python"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
+                    str(tmp_path), str(client)], check=True, capture_output=True, timeout=300)
+    [wheel] = tmp_path.glob("vahini_client-*.whl")
+    with zipfile.ZipFile(wheel) as z:
+        names = z.namelist()
+        metadata = z.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+    assert {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")} == {"vahini_client"}
+    assert "vahini_client/_proto/model_proxy_pb2_grpc.py" in names and "vahini_client/py.typed" in names
+    required = sorted(line.split(":", 1)[1].strip() for line in metadata.splitlines()
+                      if line.startswith("Requires-Dist:"))
+    plain = [r.split(">")[0].split("<")[0].split("=")[0] for r in required if "extra ==" not in r]
+    assert plain == ["grpcio", "numpy", "protobuf"], required
+    assert any(r.startswith("pandas") and 'extra == "pandas"' in r for r in required), required

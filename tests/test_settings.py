@@ -9,7 +9,7 @@ from vahini.settings import Settings, load_settings
 
 TOML = """
 feature_store = "cassandra://db-1,db-2:9142/features"
-hot_tier = "redis://cache:6379/2"
+feature_cache = "redis://cache:6379/2"
 
 [ingest]
 batch_size = 777
@@ -26,7 +26,7 @@ def clean_env(monkeypatch):
 
 def test_defaults_are_the_embedded_stack(clean_env):
     s = load_settings()
-    assert (s.event_log, s.feature_store, s.hot_tier, s.config_store) == (
+    assert (s.event_log, s.feature_store, s.feature_cache, s.config_store) == (
         "sqlite:///.vahini/events.db", "sqlite:///.vahini/features.db", "sqlite:///.vahini/hot.db", "file://.vahini/config")
 
 
@@ -34,14 +34,32 @@ def test_environment_beats_the_file_and_flags_beat_both(clean_env, tmp_path):
     path = tmp_path / "vahini.toml"
     path.write_text(TOML)
     clean_env.setenv("VAHINI_INGEST__BATCH_SIZE", "5000")
-    clean_env.setenv("VAHINI_HOT_TIER", "redis://env:6379/0")
+    clean_env.setenv("VAHINI_FEATURE_CACHE", "redis://env:6379/0")
     s = load_settings(str(path), metrics_port=9100)
     assert s.feature_store == "cassandra://db-1,db-2:9142/features"   # file
-    assert s.hot_tier == "redis://env:6379/0"                           # env over file
+    assert s.feature_cache == "redis://env:6379/0"                      # env over file
     assert s.ingest.batch_size == 5000 and s.ingest.batch_linger_ms == 9
     assert s.metrics_port == 9100                                       # flag
     clean_env.setenv("VAHINI_SETTINGS_FILE", str(path))
     assert Settings().feature_store == "cassandra://db-1,db-2:9142/features"
+
+
+def test_the_old_name_of_the_feature_cache_still_works_for_a_release_with_a_warning(clean_env, tmp_path):
+    path = tmp_path / "old.toml"
+    path.write_text('hot_tier = "redis://old-file:6379/0"\n')
+    with pytest.warns(FutureWarning, match=r"hot_tier \(VAHINI_HOT_TIER\) is now feature_cache"):
+        assert load_settings(str(path)).feature_cache == "redis://old-file:6379/0"
+    clean_env.setenv("VAHINI_HOT_TIER", "redis://old-env:6379/0")
+    with pytest.warns(FutureWarning, match="Using feature_cache = 'redis://old-env:6379/0'"):
+        assert load_settings().feature_cache == "redis://old-env:6379/0"
+    clean_env.setenv("VAHINI_FEATURE_CACHE", "redis://new:6379/0")  # the new name wins, and the warning says so
+    with pytest.warns(FutureWarning, match="Using feature_cache = 'redis://new:6379/0'"):
+        assert load_settings().feature_cache == "redis://new:6379/0"
+    clean_env.setenv("VAHINI_HOT_TIER", "redis://new:6379/0")  # both, agreeing: as a paired benchmark sets them
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_settings().feature_cache == "redis://new:6379/0"
 
 
 def test_mistakes_are_rejected(clean_env, tmp_path):

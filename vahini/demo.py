@@ -43,7 +43,7 @@ LIVE_CLICKS = 5  # u42's live session: served hot, then cold after the idle flus
 
 def embedded_settings(workdir: Path) -> Settings:
     return Settings(event_log=f"sqlite:///{workdir}/events.db", feature_store=f"sqlite:///{workdir}/features.db",
-                    hot_tier=f"sqlite:///{workdir}/hot.db", config_store=f"file://{workdir}/config",
+                    feature_cache=f"sqlite:///{workdir}/hot.db", config_store=f"file://{workdir}/config",
                     interactions=InteractionSettings(hot_tier=f"sqlite:///{workdir}/interactions-hot.db",
                                                      inactivity_timeout_s=DEMO_INACTIVITY_S))
 

@@ -5,7 +5,7 @@ Nested fields use `__` in environment names: VAHINI_INGEST__BATCH_SIZE=5000.
 Backends are chosen by URL scheme:
   event_log      sqlite:///path/events.db   | kafka://host:9092[,host2:9092]
   feature_store  sqlite:///path/features.db | cassandra://host[,host2]:9042/keyspace  (scylla:// is the same)
-  hot_tier       sqlite:///path/hot.db (shared by local processes) | memory:// (this process only)
+  feature_cache  sqlite:///path/hot.db (shared by local processes) | memory:// (this process only)
                  | redis://host:6379/0  (Dragonfly speaks the same protocol)
   config_store   file://path/to/dir         | zk://host:2181[,host2:2181]/root
 """
@@ -13,11 +13,12 @@ Backends are chosen by URL scheme:
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
 from vahini.errors import BadSettings
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 SETTINGS_FILE_ENV = "VAHINI_SETTINGS_FILE"
@@ -226,7 +227,11 @@ class Settings(BaseSettings):
 
     event_log: str = "sqlite:///.vahini/events.db"
     feature_store: str = "sqlite:///.vahini/features.db"
-    hot_tier: str = "sqlite:///.vahini/hot.db"
+    feature_cache: str = Field("sqlite:///.vahini/hot.db", description=(
+        "The cache in front of the feature store (the interaction store's session tier is "
+        "interactions.hot_tier)"))
+    hot_tier: str | None = Field(None, description="The old name of feature_cache, still read for one release, "
+                                 "with a warning")
     config_store: str = "file://.vahini/config"
     kafka_session_timeout_ms: int = Field(15_000, ge=1000, description=(
         "A worker unheard-of this long loses its partitions to the others. Keep it a few seconds above "
@@ -257,6 +262,19 @@ class Settings(BaseSettings):
     interactions: InteractionSettings = InteractionSettings()
     redis: RedisSettings = RedisSettings()
     zookeeper: ZooKeeperSettings = ZooKeeperSettings()
+
+    @model_validator(mode="after")
+    def _read_the_old_name_of_feature_cache(self) -> "Settings":
+        if self.hot_tier is None:
+            return self
+        if "feature_cache" not in self.model_fields_set:
+            self.feature_cache = self.hot_tier
+        elif self.feature_cache == self.hot_tier:
+            return self  # both names, one value: set for checkouts from before the rename
+        warnings.warn(f"the setting hot_tier (VAHINI_HOT_TIER) is now feature_cache (VAHINI_FEATURE_CACHE); "
+                      f"the old name goes in the next release. Using feature_cache = {self.feature_cache!r}",
+                      FutureWarning, stacklevel=2)
+        return self
 
     @field_validator("kafka", mode="before")
     @classmethod

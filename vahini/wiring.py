@@ -97,8 +97,8 @@ def _hedge(c) -> "HedgeOptions | None":
 
 
 def hot_tier(settings: Settings) -> HotTier:
-    url = settings.hot_tier
-    scheme = _scheme(url, "hot_tier", ("sqlite", "memory", "redis", "rediss"))
+    url = settings.feature_cache
+    scheme = _scheme(url, "feature_cache", ("sqlite", "memory", "redis", "rediss"))
     if scheme == "sqlite":
         from vahini.adapters.sqlite_hot_tier import SqliteHotTier
 

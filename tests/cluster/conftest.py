@@ -32,7 +32,7 @@ def cluster_settings(unique: str, redis_url: str, zookeeper_hosts: str, **ingest
     return Settings(
         event_log=f"kafka://{nodes.KAFKA_BOOTSTRAP}",
         feature_store=f"cassandra://{nodes.CASSANDRA_HOSTS}:9042/cluster_{unique}",
-        hot_tier=redis_url, config_store=f"zk://{zookeeper_hosts}/vahini-cluster-{unique}",
+        feature_cache=redis_url, config_store=f"zk://{zookeeper_hosts}/vahini-cluster-{unique}",
         topics=TopicSettings(feature_updates=f"fu-{unique}", interactions=f"ia-{unique}", sessions=f"ia-{unique}",
                              dead_letter=f"dlq-{unique}", partitions=4, replication_factor=3),
         ingest=IngestSettings(**{"group": f"ingest-{unique}", "batch_linger_ms": 20, **ingest}),

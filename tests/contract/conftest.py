@@ -28,7 +28,7 @@ def hot_tier(request, tmp_path):
     urls = {"memory": lambda: "memory://", "sqlite": lambda: f"sqlite:///{tmp_path}/hot.db",
             "redis": lambda: request.getfixturevalue("redis_url")}
     url = urls[request.param]()
-    tier = wiring.hot_tier(Settings(hot_tier=url))
+    tier = wiring.hot_tier(Settings(feature_cache=url))
     yield tier
     tier.close()
 

@@ -135,7 +135,7 @@ def test_a_hung_redis_is_bypassed_and_nothing_it_held_from_before_is_served_afte
 
     redis = PrivateRedis()
     settings = with_sample_registry(stack_settings("real", request, tmp_path, unique, batch_size=100))
-    settings = settings.model_copy(update={"hot_tier": redis.url})
+    settings = settings.model_copy(update={"feature_cache": redis.url})
     parts = Parts(settings)
     users = [f"s{i}" for i in range(50)]
     t = int(time.time() * 1000) - HOUR_MS

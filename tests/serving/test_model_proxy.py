@@ -283,7 +283,7 @@ def test_each_level_of_the_graph_is_one_round_trip_to_the_cache(request, tmp_pat
 
     cache = PrivateRedis()  # a Redis of this test's own: every command on it is this server's
     settings = with_sample_registry(stack_settings("real", request, tmp_path, unique))
-    running = start_server(settings.model_copy(update={"hot_tier": cache.url}), port=0)
+    running = start_server(settings.model_copy(update={"feature_cache": cache.url}), port=0)
     client = redis.Redis.from_url(cache.url)
     try:
         products = [f"x{unique}-{i}" for i in range(50)]
@@ -318,7 +318,7 @@ def test_the_click_history_is_read_while_the_features_are(request, tmp_path, uni
 
     shared = PrivateRedis()  # the feature cache and the session hot tier on one Redis: one command stream
     settings = with_sample_registry(stack_settings("real", request, tmp_path, unique))
-    settings = settings.model_copy(update={"hot_tier": shared.url, "interactions": settings.interactions.model_copy(
+    settings = settings.model_copy(update={"feature_cache": shared.url, "interactions": settings.interactions.model_copy(
         update={"hot_tier": shared.url})})
     user, now = f"u{unique}", int(time.time() * 1000)
     hot = wiring.interaction_hot_tier(settings)

@@ -41,7 +41,7 @@ def test_cache_and_hot_tier_use_an_acl_user_over_tls(request, tmp_path, unique, 
     instance, credentials, ca = secured_redis
     base = stack_settings("embedded", request, tmp_path, unique)
     settings = with_sample_registry(base.model_copy(update={
-        "hot_tier": instance.url, "redis": credentials,
+        "feature_cache": instance.url, "redis": credentials,
         "interactions": base.interactions.model_copy(update={"hot_tier": instance.url})}))
     running = start_server(settings, port=0)
     try:

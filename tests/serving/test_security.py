@@ -303,3 +303,35 @@ def test_vahini_query_get_and_history_send_a_token_from_a_file_over_tls(request,
         assert "may not call InteractionService.GetInteractions" in denied.stderr
     finally:
         running.stop(0)
+
+
+def test_the_client_sdk_calls_over_tls_with_a_token_and_gets_precise_refusals(request, tmp_path, unique, pki):
+    """vahini-client (clients/python) against the secured port: its token from a file,
+    the CA's certificate, and each of the three services."""
+    import vahini_client
+
+    settings, tokens = secured(with_sample_registry(stack_settings("embedded", request, tmp_path, unique)),
+                               tmp_path, pki)
+    tokens.write_text(callers_yaml("  - name: ops", f"    token_sha256: {sha(ADMIN)}",
+                                   "    allow: [FeatureService.Retrieve, InteractionService.GetInteractions]"))
+    running = start_server(settings, port=0)
+    target, ca = f"127.0.0.1:{running.port}", pki["ca"].cert
+    token_file = tmp_path / "ranker-token"
+    token_file.write_text(RANKER + "\n")
+    try:
+        with vahini_client.VahiniClient(target, token_file=token_file, ca_file=ca, timeout_s=10) as ranker:
+            got = ranker.get_features("home_ranker", user_id="u1", product_ids=["p1", "p2"])
+            assert got.row_ids == ["p1", "p2"] and got.matrix.shape == (2, len(got.columns))
+            assert ranker.retrieve("user", ["u1"], ["user_profile"]).groups["user_profile"].status_names(
+                "city") == ["missing"]
+            with pytest.raises(grpc.RpcError) as denied:
+                ranker.history("u1")
+            assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        with vahini_client.VahiniClient(target, token=ADMIN, ca_file=ca, timeout_s=10) as ops:
+            assert ops.history("u1").interactions == []
+        with vahini_client.VahiniClient(target, ca_file=ca, timeout_s=10) as anonymous:
+            with pytest.raises(grpc.RpcError) as refused:
+                anonymous.retrieve("user", ["u1"], ["user_profile"])
+            assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    finally:
+        running.stop(0)

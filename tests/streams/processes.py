@@ -16,7 +16,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VAHINI_")}
     env.update({
         "VAHINI_EVENT_LOG": settings.event_log, "VAHINI_FEATURE_STORE": settings.feature_store,
-        "VAHINI_HOT_TIER": settings.hot_tier, "VAHINI_CONFIG_STORE": settings.config_store,
+        "VAHINI_FEATURE_CACHE": settings.feature_cache, "VAHINI_CONFIG_STORE": settings.config_store,
         "VAHINI_KAFKA_SESSION_TIMEOUT_MS": str(settings.kafka_session_timeout_ms),
     })
     if settings.kafka_group_instance_id:
