@@ -68,14 +68,25 @@ def _counted(work) -> None:
     _control("-i", "off", os.getpid())
 
 
+def _program_module(name: str):
+    """streams/<name>.py of the tree under measure: vahini.streams.<name>, or in a checkout
+    from before the programs moved under the vahini namespace, streams.<name>."""
+    import importlib
+
+    try:
+        return importlib.import_module(f"vahini.streams.{name}")
+    except ModuleNotFoundError:
+        return importlib.import_module(f"streams.{name}")
+
+
 def _child_ingest() -> int:
     """Run from the tree under measure (first on sys.path): only its own modules are imported."""
-    import streams.app
-    from streams.app import Backends, build_worker
+    app = _program_module("app")
+    Backends, build_worker = app.Backends, app.build_worker
     from vahini.settings import load_settings
 
     tree = os.environ["VAHINI_INSTR_TREE"]
-    assert streams.app.__file__.startswith(tree), f"measuring {streams.app.__file__}, not the tree {tree}"
+    assert app.__file__.startswith(tree), f"measuring {app.__file__}, not the tree {tree}"
     settings = load_settings()
     worker = build_worker(settings, Backends.open(settings))
     wanted, records = int(os.environ["VAHINI_INSTR_EVENTS"]), []
@@ -91,15 +102,14 @@ def _child_ingest() -> int:
 
 def _child_interactions() -> int:
     """The interaction worker's loop, one step per batch, on records consumed into memory first."""
-    import streams.app
-    from streams.app import build_interaction_worker
-    from streams.windows import window_writer
+    app = _program_module("app")
+    build_interaction_worker, window_writer = app.build_interaction_worker, _program_module("windows").window_writer
     from vahini import wiring
     from vahini.registry.publish import RegistryFollower
     from vahini.settings import load_settings
 
     tree = os.environ["VAHINI_INSTR_TREE"]
-    assert streams.app.__file__.startswith(tree), f"measuring {streams.app.__file__}, not the tree {tree}"
+    assert app.__file__.startswith(tree), f"measuring {app.__file__}, not the tree {tree}"
     settings = load_settings()
     store = wiring.feature_store(settings)
     follower = RegistryFollower(wiring.config_store(settings))
@@ -148,8 +158,8 @@ def _child_model_proxy(subject: str) -> int:
 def _in_process_servicer(settings):
     """(call, close): GetFeatures as `vahini serve` wires it, called without gRPC, the reply
     serialized as gRPC would; and what closes its clients."""
-    from serving.api import model_proxy_pb2 as mpb
-    from serving.server import open_read_side
+    from vahini.serving.api import model_proxy_pb2 as mpb
+    from vahini.serving.server import open_read_side
 
     side = open_read_side(settings)
     servicer = side.model_proxy(settings)
@@ -295,7 +305,7 @@ def _count_servers(args, env: dict) -> None:
 
     requests = mp.requests_of(args.size, args.requests + 10, seed=args.size)
     print("counting vahini serve over gRPC ...", flush=True)
-    served, columns = count_server(["serving", "--port"], env, requests)
+    served, columns = count_server(["vahini.serving", "--port"], env, requests)
     print("counting the gRPC floor ...", flush=True)
     floor, _ = count_server(["benchmarks.model_proxy_floor", str(columns)], env, requests)  # as wide a reply
     rows = [["vahini serve: GetFeatures over gRPC", f"{served / 1e6:.2f}", "1.00"],
@@ -308,7 +318,7 @@ def count_server(module_args: list[str], env: dict, requests, warm: int = 10) ->
     """(instructions per request of a gRPC server process, every thread; columns of its
     matrix), the server called from here."""
     from benchmarks import model_proxy as mp
-    from serving.client import VahiniClient
+    from vahini.serving.client import VahiniClient
     from tests.services import free_port, port_open
 
     port = free_port()

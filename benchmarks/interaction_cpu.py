@@ -50,7 +50,7 @@ import fastavro
 from benchmarks.common import CASSANDRA, real_settings, table
 from benchmarks.ingest import cpu_seconds, fresh_keyspace, spawn
 from benchmarks.windows import env as worker_env
-from streams.metrics import INTERACTION_EVENTS
+from vahini.streams.metrics import INTERACTION_EVENTS
 from tests.cluster.traffic import metric
 from tests.services import free_port
 from vahini import wiring

@@ -26,8 +26,8 @@ import uuid
 import numpy as np
 
 from benchmarks.common import real_settings, table
-from serving.interactions import InteractionReader
-from streams.app import build_interaction_worker
+from vahini.serving.interactions import InteractionReader
+from vahini.streams.app import build_interaction_worker
 from vahini import wiring
 from vahini.ports.interaction_store import TYPES, HistoryQuery, OpenSession, StoredInteraction
 from vahini.producer import EventProducer

@@ -36,7 +36,7 @@ import numpy as np
 
 from benchmarks.common import REDIS, real_settings, table
 from benchmarks.model_proxy import REGISTRY_DIR, in_turns, load_vahini, requests_of, vahini_server, warm
-from serving.reference_model import start_model_server, LinearModel
+from vahini.serving.reference_model import start_model_server, LinearModel
 from tests.model_servers import servers
 from vahini.settings import InteractionSettings
 
@@ -71,7 +71,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=10, help="turns the paths take on the machine")
     parser.add_argument("--rows", type=int, default=100, help="candidate products per request")
     args = parser.parse_args()
-    from serving.client import VahiniClient
+    from vahini.serving.client import VahiniClient
 
     run = uuid.uuid4().hex[:8]
     work = Path(tempfile.mkdtemp(prefix="vahini-bench-models-"))

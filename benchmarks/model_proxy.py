@@ -152,12 +152,12 @@ class ServerProcess:
 
 
 def vahini_server(settings, cpus: set[int] | None = None) -> ServerProcess:
-    """`vahini serve` (python -m serving), with this run's settings and any VAHINI_SERVING__ overrides;
+    """`vahini serve` (python -m vahini.serving), with this run's settings and any VAHINI_SERVING__ overrides;
     pinned to `cpus` by `serving.cpus` if given."""
     overrides = {k: v for k, v in os.environ.items() if k.startswith("VAHINI_SERVING__")}
     if cpus:
         overrides["VAHINI_SERVING__CPUS"] = json.dumps(sorted(cpus))
-    return ServerProcess(["serving", "--port"], {**settings_env(settings), **overrides, "VAHINI_LOG_LEVEL": "ERROR"})
+    return ServerProcess(["vahini.serving", "--port"], {**settings_env(settings), **overrides, "VAHINI_LOG_LEVEL": "ERROR"})
 
 
 def floor_server(columns: int) -> ServerProcess:
@@ -437,7 +437,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=8.0, help="length of each open-loop step")
     parser.add_argument("--no-feast", action="store_true", help="skip the Feast baseline")
     args = parser.parse_args()
-    from serving.client import VahiniClient
+    from vahini.serving.client import VahiniClient
 
     run = uuid.uuid4().hex[:8]
     settings = real_settings(run, f"bench_mp_{run}").model_copy(update={"interactions": InteractionSettings(

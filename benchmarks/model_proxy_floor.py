@@ -14,8 +14,8 @@ from concurrent import futures
 import grpc
 import numpy as np
 
-from serving.api import model_proxy_pb2 as mpb
-from serving.api import model_proxy_pb2_grpc as mpb_grpc
+from vahini.serving.api import model_proxy_pb2 as mpb
+from vahini.serving.api import model_proxy_pb2_grpc as mpb_grpc
 from vahini.settings import ServingSettings
 
 

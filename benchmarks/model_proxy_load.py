@@ -21,8 +21,8 @@ import numpy as np
 def _client(target: str, requests, rate: float, seconds: float, start_at: float, cpus, out) -> None:
     """Send `requests` in turn at `rate` per second from `start_at` (epoch seconds)."""
     os.sched_setaffinity(0, cpus)
-    from serving.api import model_proxy_pb2 as mpb
-    from serving.api import model_proxy_pb2_grpc as mpb_grpc
+    from vahini.serving.api import model_proxy_pb2 as mpb
+    from vahini.serving.api import model_proxy_pb2_grpc as mpb_grpc
 
     stub = mpb_grpc.ModelProxyStub(grpc.insecure_channel(target))
     built = [mpb.GetFeaturesRequest(model="bench_ranker", context={

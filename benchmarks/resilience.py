@@ -31,7 +31,7 @@ import numpy as np
 from benchmarks.common import real_settings, table
 from benchmarks.retrieve import (KEYS_PER_REQUEST, grpc_call, key_sets, latencies, populate, registry_with_cache,
                                  throughput)
-from serving.api import feature_service_pb2_grpc as pb_grpc
+from vahini.serving.api import feature_service_pb2_grpc as pb_grpc
 from tests.faults import PrivateRedis
 from tests.services import free_port, port_open
 from tests.streams.processes import settings_env
@@ -56,7 +56,7 @@ class ServerProcess:
         serving_overrides = {k: v for k, v in os.environ.items() if k.startswith("VAHINI_SERVING__")}
         env = {**settings_env(self.settings), **serving_overrides, "VAHINI_SERVING__MAX_IN_FLIGHT": str(max_in_flight),
                "VAHINI_SERVING__MAX_WORKERS": str(workers), "VAHINI_LOG_LEVEL": "ERROR"}
-        self.proc = subprocess.Popen([sys.executable, "-m", "serving", "--port", str(self.port)], env=env,
+        self.proc = subprocess.Popen([sys.executable, "-m", "vahini.serving", "--port", str(self.port)], env=env,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                      preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
         deadline = time.monotonic() + 60
@@ -103,7 +103,7 @@ def cache_faults(settings, requests: list[list[str]], users: int) -> None:
 def _open_loop_client(target: str, requests, rate: float, seconds: float, start_at: float, out) -> None:
     """One load-generating process: sends at `rate` requests/s whatever the answers."""
     os.sched_setaffinity(0, LOAD_CPUS)
-    from serving.api import feature_service_pb2 as pb
+    from vahini.serving.api import feature_service_pb2 as pb
 
     stub = pb_grpc.FeatureServiceStub(grpc.insecure_channel(target))
     selectors = [pb.GroupSelector(group=g) for g in ("user_profile", "user_activity", "user_preferences")]

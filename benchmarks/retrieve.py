@@ -25,9 +25,9 @@ import grpc
 import numpy as np
 
 from benchmarks.common import real_settings, table
-from serving.api import feature_service_pb2 as pb
-from serving.api import feature_service_pb2_grpc as pb_grpc
-from serving.server import start_server
+from vahini.serving.api import feature_service_pb2 as pb
+from vahini.serving.api import feature_service_pb2_grpc as pb_grpc
+from vahini.serving.server import start_server
 from vahini import wiring
 from vahini.demo import SAMPLE_REGISTRY
 from vahini.feature_rows import row_of

@@ -26,8 +26,8 @@ import numpy as np
 
 from benchmarks.common import real_settings, table
 from benchmarks.retrieve import grpc_call, key_sets, latencies, populate
-from serving.api import feature_service_pb2_grpc as pb_grpc
-from serving.tls import channel_credentials
+from vahini.serving.api import feature_service_pb2_grpc as pb_grpc
+from vahini.serving.tls import channel_credentials
 from tests.certs import make_ca, make_cert
 from tests.services import free_port, port_open
 from tests.streams.processes import settings_env
@@ -38,7 +38,7 @@ TOKEN = "bench-ranker-token"
 def start(settings, extra_env: dict[str, str]) -> tuple[subprocess.Popen, int]:
     port = free_port()
     env = {**settings_env(settings), **extra_env, "VAHINI_LOG_LEVEL": "ERROR"}
-    proc = subprocess.Popen([sys.executable, "-m", "serving", "--port", str(port)], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "vahini.serving", "--port", str(port)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     while not port_open("127.0.0.1", port):

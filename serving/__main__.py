@@ -1,4 +1,4 @@
-"""`python -m serving [options]`: the read side's program, same as `vahini serve`."""
+"""`python -m vahini.serving [options]`: the read side's program, same as `vahini serve`."""
 
 import sys
 

@@ -19,9 +19,9 @@ from typing import Sequence
 import grpc
 import numpy as np
 
-from serving.api import model_proxy_pb2 as mpb
-from serving.api import model_proxy_pb2_grpc as mpb_grpc
-from serving.tls import channel_credentials
+from vahini.serving.api import model_proxy_pb2 as mpb
+from vahini.serving.api import model_proxy_pb2_grpc as mpb_grpc
+from vahini.serving.tls import channel_credentials
 
 RETRIED = frozenset({grpc.StatusCode.UNAVAILABLE})
 

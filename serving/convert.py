@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from serving.api import feature_service_pb2 as pb
-from serving.retrieval import GroupResult
+from vahini.serving.api import feature_service_pb2 as pb
+from vahini.serving.retrieval import GroupResult
 
 
 def tensor(array: np.ndarray) -> pb.Tensor:

@@ -6,7 +6,7 @@ import time
 
 import grpc
 
-from serving import metrics
+from vahini.serving import metrics
 from vahini.errors import DeadlineExceeded, EndpointRejected, InvalidEvent, NotFound, Reason, StoreUnavailable
 from vahini.logs import get_logger
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from serving.api import interaction_service_pb2 as ipb
-from serving.api import interaction_service_pb2_grpc as ipb_grpc
-from serving.grpc_errors import time_left
-from serving.interactions import InteractionReader
+from vahini.serving.api import interaction_service_pb2 as ipb
+from vahini.serving.api import interaction_service_pb2_grpc as ipb_grpc
+from vahini.serving.grpc_errors import time_left
+from vahini.serving.interactions import InteractionReader
 from vahini.ports.interaction_store import TYPES, HistoryQuery, StoredInteraction
 
 INTERACTION_SERVICE_NAME = ipb.DESCRIPTOR.services_by_name["InteractionService"].full_name

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from serving.api import kserve_v2_pb2 as kpb
+from vahini.serving.api import kserve_v2_pb2 as kpb
 from vahini.errors import EndpointRejected
 from vahini.registry.model import Endpoint
 

@@ -30,10 +30,10 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from serving import transforms
-from serving.interactions import InteractionReader, last_ids
-from serving.per_graph import PerGraph
-from serving.retrieval import (EXPIRED, MISSING, PRESENT, UNREADABLE, FeatureReader, GroupResult, PendingReads,
+from vahini.serving import transforms
+from vahini.serving.interactions import InteractionReader, last_ids
+from vahini.serving.per_graph import PerGraph
+from vahini.serving.retrieval import (EXPIRED, MISSING, PRESENT, UNREADABLE, FeatureReader, GroupResult, PendingReads,
                                Read, empty_column)
 from vahini.codecs.loops import looked_up, take_rows_into
 from vahini.errors import InvalidEvent, NotFound, Reason, StoreUnavailable

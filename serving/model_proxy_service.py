@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import grpc
 
-from serving.api import model_proxy_pb2 as mpb
-from serving.api import model_proxy_pb2_grpc as mpb_grpc
-from serving.grpc_errors import BadRequest, time_left
-from serving.model_proxy import ModelExecutor
+from vahini.serving.api import model_proxy_pb2 as mpb
+from vahini.serving.api import model_proxy_pb2_grpc as mpb_grpc
+from vahini.serving.grpc_errors import BadRequest, time_left
+from vahini.serving.model_proxy import ModelExecutor
 
 MODEL_PROXY_SERVICE_NAME = mpb.DESCRIPTOR.services_by_name["ModelProxy"].full_name
 

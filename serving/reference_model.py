@@ -20,8 +20,8 @@ from pathlib import Path
 import grpc
 import numpy as np
 
-from serving.api import kserve_v2_pb2 as kpb
-from serving.api import kserve_v2_pb2_grpc as kpb_grpc
+from vahini.serving.api import kserve_v2_pb2 as kpb
+from vahini.serving.api import kserve_v2_pb2_grpc as kpb_grpc
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,8 @@ from vahini.logs import get_logger
 from vahini.ports.feature_store import FeatureRow, FeatureStore
 from vahini.registry.model import KEY_SEPARATOR, SCALAR_DTYPES, Entity, Feature, FeatureGroup, Registry
 from vahini.registry.compat import readable_as
-from serving import metrics
-from serving.lru import TtlLru
+from vahini.serving import metrics
+from vahini.serving.lru import TtlLru
 
 log = get_logger(__name__)
 

@@ -26,11 +26,11 @@ from typing import Mapping, Sequence
 import grpc
 import numpy as np
 
-from serving import metrics
-from serving.api import kserve_v2_pb2_grpc as kpb_grpc
-from serving.kserve_tensors import TensorPlan, infer_request, read_scores
-from serving.per_graph import PerGraph
-from serving.model_proxy import FeatureMatrix, NodeScores
+from vahini.serving import metrics
+from vahini.serving.api import kserve_v2_pb2_grpc as kpb_grpc
+from vahini.serving.kserve_tensors import TensorPlan, infer_request, read_scores
+from vahini.serving.per_graph import PerGraph
+from vahini.serving.model_proxy import FeatureMatrix, NodeScores
 from vahini.errors import DeadlineExceeded, EndpointRejected, StoreUnavailable, VahiniError
 from vahini.logs import RateLimitedLog, get_logger
 from vahini.registry.graphs import input_columns

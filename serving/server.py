@@ -29,20 +29,20 @@ from vahini.registry.model import Registry
 from vahini.registry.publish import RegistryFollower
 from vahini.settings import Settings
 from vahini.validation import EventLimits, validate_feature_update
-from serving import convert
-from serving.api import feature_service_pb2 as pb
-from serving.api import feature_service_pb2_grpc as pb_grpc
-from serving.api import interaction_service_pb2_grpc as ipb_grpc
-from serving.api import model_proxy_pb2_grpc as mpb_grpc
-from serving.grpc_errors import BadRequest, ErrorMapping, time_left
-from serving.interaction_service import INTERACTION_SERVICE_NAME, InteractionServicer
-from serving.interactions import InteractionReader
-from serving.model_proxy import ModelExecutor
-from serving.model_proxy_service import MODEL_PROXY_SERVICE_NAME, ModelProxyServicer
-from serving.scoring import Scorer
-from serving.auth import CallerAuth, CallerTable
-from serving.tls import server_credentials
-from serving.retrieval import FeatureReader
+from vahini.serving import convert
+from vahini.serving.api import feature_service_pb2 as pb
+from vahini.serving.api import feature_service_pb2_grpc as pb_grpc
+from vahini.serving.api import interaction_service_pb2_grpc as ipb_grpc
+from vahini.serving.api import model_proxy_pb2_grpc as mpb_grpc
+from vahini.serving.grpc_errors import BadRequest, ErrorMapping, time_left
+from vahini.serving.interaction_service import INTERACTION_SERVICE_NAME, InteractionServicer
+from vahini.serving.interactions import InteractionReader
+from vahini.serving.model_proxy import ModelExecutor
+from vahini.serving.model_proxy_service import MODEL_PROXY_SERVICE_NAME, ModelProxyServicer
+from vahini.serving.scoring import Scorer
+from vahini.serving.auth import CallerAuth, CallerTable
+from vahini.serving.tls import server_credentials
+from vahini.serving.retrieval import FeatureReader
 
 log = get_logger(__name__)
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["FeatureService"].full_name

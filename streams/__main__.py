@@ -1,4 +1,4 @@
-"""`python -m streams [options]`: the write side's program, same as `vahini ingest features`."""
+"""`python -m vahini.streams [options]`: the write side's program, same as `vahini ingest features`."""
 
 import sys
 

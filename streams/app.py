@@ -21,10 +21,10 @@ from vahini.feature_cache import FeatureCache
 from vahini.registry.publish import RegistryFollower
 from vahini.settings import Settings
 from vahini.validation import EventLimits
-from streams import window_loops
-from streams.interactions import InteractionStats, InteractionWorker
-from streams.windows import WindowWriter, window_writer
-from streams.worker import FeatureIngestWorker, IngestStats, stop_on_signals
+from vahini.streams import window_loops
+from vahini.streams.interactions import InteractionStats, InteractionWorker
+from vahini.streams.windows import WindowWriter, window_writer
+from vahini.streams.worker import FeatureIngestWorker, IngestStats, stop_on_signals
 
 log = get_logger(__name__)
 
@@ -81,7 +81,7 @@ def warn_if_not_compiled() -> list[str]:
     missing = [name for name, built in (("vahini.codecs._loops", loops.compiled),
                                         ("vahini.codecs._interaction_reader", interaction_reader.compiled),
                                         ("vahini.adapters._cql_rows", compiled_cql.built),
-                                        ("streams._window_loops", window_loops.compiled)) if built is None]
+                                        ("vahini.streams._window_loops", window_loops.compiled)) if built is None]
     if missing:
         log.warning("compiled_modules_missing", modules=missing, detail="not built (no C compiler when Vahini was "
                     "installed): the same work runs in Python, at several times the CPU per event")

@@ -32,10 +32,10 @@ from vahini.ports.interaction_store import (TYPES, ColdInteractions, HistoryQuer
                                             StoredInteraction)
 from vahini.settings import InteractionSettings
 from vahini.validation import EventLimits, check_interaction_ids
-from streams import metrics
-from streams.dead_letter import DeadLetterSink
-from streams.retry import retry
-from streams.windows import CountedEvent, WindowWriter
+from vahini.streams import metrics
+from vahini.streams.dead_letter import DeadLetterSink
+from vahini.streams.retry import retry
+from vahini.streams.windows import CountedEvent, WindowWriter
 
 log = get_logger(__name__)
 

@@ -13,8 +13,8 @@ from tqdm import tqdm
 from vahini.ports.event_log import EventLog, TopicPartition
 from vahini.runtime import tune_gc_for_throughput
 from vahini.settings import Settings
-from streams.app import Backends, build_worker
-from streams.worker import IngestStats
+from vahini.streams.app import Backends, build_worker
+from vahini.streams.worker import IngestStats
 
 
 class PositionError(ValueError):

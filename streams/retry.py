@@ -8,7 +8,7 @@ from typing import Callable
 from vahini.backoff import Backoff
 from vahini.errors import VahiniError
 from vahini.logs import get_logger
-from streams import metrics
+from vahini.streams import metrics
 
 log = get_logger(__name__)
 

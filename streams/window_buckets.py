@@ -28,7 +28,7 @@ from typing import Callable, Sequence
 
 import msgspec
 
-from streams.window_loops import USER_SCOPE
+from vahini.streams.window_loops import USER_SCOPE
 from vahini.codecs import feature_blob
 from vahini.ports.interaction_store import TYPES
 from vahini.registry.model import FeatureGroup, Registry, window_of

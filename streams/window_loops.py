@@ -18,7 +18,7 @@ NEVER_MS = 2**62  # a next change that never comes
 USER_SCOPE = ""  # the user's own counts; any other scope is a category id
 
 try:
-    from streams import _window_loops as compiled
+    from vahini.streams import _window_loops as compiled
 except ImportError:  # installed without a C compiler: the Python loops serve alone
     compiled = None
 

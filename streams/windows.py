@@ -24,8 +24,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping, NamedTuple
 
-from streams import window_buckets as wb
-from streams import window_loops
+from vahini.streams import window_buckets as wb
+from vahini.streams import window_loops
 from vahini.ports.feature_store import FeatureRow
 from vahini.registry.model import Registry
 

@@ -27,10 +27,10 @@ from vahini.ports.event_log import LogConsumer, LogProducer, Record, TopicPartit
 from vahini.ports.feature_store import FeatureRow, FeatureStore
 from vahini.registry.model import Registry
 from vahini.settings import IngestSettings
-from streams import metrics
-from streams.dead_letter import DeadLetterSink
-from streams.pipeline import decode_batch
-from streams.retry import retry
+from vahini.streams import metrics
+from vahini.streams.dead_letter import DeadLetterSink
+from vahini.streams.pipeline import decode_batch
+from vahini.streams.retry import retry
 from vahini.validation import EventLimits
 
 log = get_logger(__name__)

@@ -17,7 +17,7 @@ def test_benchmark_baselines_are_not_runtime_dependencies():
 
 def test_every_compiled_module_of_the_write_side_is_built():
     # `make test` installs with a C compiler at hand: the workers would log compiled_modules_missing.
-    from streams.app import warn_if_not_compiled
+    from vahini.streams.app import warn_if_not_compiled
 
     assert warn_if_not_compiled() == []
 
@@ -38,22 +38,45 @@ def test_tests_do_not_import_the_benchmarks():
 
 
 def test_the_core_does_not_import_the_programs():
-    # vahini/ holds the ports, adapters, codecs and registry the programs share; streams/ and serving/
-    # import it, never the other way. The CLI and the demo (vahini/cli, vahini/demo.py) run the
-    # programs and sit above them.
+    # vahini/ holds the ports, adapters, codecs and registry the programs share; the programs
+    # (vahini.streams, vahini.serving: the folders streams/ and serving/, linked in) import it,
+    # never the other way. The CLI and the demo (vahini/cli, vahini/demo.py) run the programs
+    # and sit above them.
     import ast
 
     core = PYPROJECT.parent / "vahini"
+    programs = ("streams", "serving")
     found = []
     for path in core.rglob("*.py"):
-        if path.relative_to(core).parts[0] in ("cli", "demo.py"):
+        if path.relative_to(core).parts[0] in ("cli", "demo.py", *programs, "schemas"):
             continue
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
                 [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
             found += [f"vahini/{path.relative_to(core)}:{node.lineno} imports {n}" for n in names
-                      if n.split(".")[0] in ("streams", "serving")]
+                      if n.split(".")[0] in programs or n.split(".")[:2] in (["vahini", p] for p in programs)]
     assert not found, found
+
+
+def test_installing_vahini_puts_only_the_vahini_namespace_into_site_packages(tmp_path):
+    """The wheel `pip install .` installs: vahini, with the programs as vahini.streams,
+    vahini.serving and vahini.schemas, and no top-level streams, serving or schemas.
+    (Built without a compiler, which skips the optional compiled modules: faster.)"""
+    import os
+    import subprocess
+    import sys
+    import zipfile
+
+    env = {**os.environ, "CC": "/bin/false", "CXX": "/bin/false"}
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
+                    str(tmp_path), str(PYPROJECT.parent)], check=True, capture_output=True, timeout=600, env=env)
+    [wheel] = tmp_path.glob("vahini-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")} == {"vahini"}
+    for expected in ("vahini/streams/worker.py", "vahini/serving/server.py", "vahini/serving/api/model_proxy_pb2.py",
+                     "vahini/schemas/avro/vahini.events.Interaction.avsc", "vahini/schemas/proto/model_proxy.proto",
+                     "vahini/samples/registry/models.yaml"):
+        assert expected in names, expected
 
 
 def test_the_client_sdk_is_a_distribution_of_its_own_that_needs_only_grpc_protobuf_and_numpy(tmp_path):

@@ -132,7 +132,7 @@ def synthesize(producer: EventProducer, size: DemoSize, rng: random.Random, now_
 
 
 def _print_features(title: str, results) -> None:
-    from serving.retrieval import STATUS_NAMES
+    from vahini.serving.retrieval import STATUS_NAMES
 
     print(f"\n{title}:")
     for r in results:
@@ -143,7 +143,7 @@ def _print_features(title: str, results) -> None:
 
 
 def _ingest(settings: Settings, backends, updates: int):
-    from streams.app import build_worker
+    from vahini.streams.app import build_worker
 
     topic = settings.topics.feature_updates
     ends = {(topic, p): o for p, o in backends.event_log.end_offsets(topic).items()}
@@ -156,8 +156,8 @@ def _ingest(settings: Settings, backends, updates: int):
 
 
 def run_demo(workdir: Path, size: DemoSize = DemoSize(), seed: int = 7) -> dict:
-    from serving.retrieval import FeatureReader
-    from streams.app import Backends
+    from vahini.serving.retrieval import FeatureReader
+    from vahini.streams.app import Backends
 
     shutil.rmtree(workdir, ignore_errors=True)
     settings = embedded_settings(workdir)
@@ -193,8 +193,8 @@ def run_demo(workdir: Path, size: DemoSize = DemoSize(), seed: int = 7) -> dict:
 def _sessions(settings: Settings, event_log, producer: EventProducer) -> dict:
     """The interaction store: ingest the stream's interactions and sessions, then a live
     session of u42 served hot, flushed to the cold tier when it goes idle."""
-    from serving.interactions import InteractionReader
-    from streams.app import build_interaction_worker, interaction_topics
+    from vahini.serving.interactions import InteractionReader
+    from vahini.streams.app import build_interaction_worker, interaction_topics
     from vahini.ports.interaction_store import HistoryQuery
 
     cold, hot = wiring.cold_interactions(settings), wiring.interaction_hot_tier(settings)
@@ -248,8 +248,8 @@ SHOWN_COLUMNS = ("product.price", "log_price", "price_band", "brand=acme", "cate
 def _model_proxy(settings: Settings) -> dict:
     """Start a reference model server and the Model Proxy, and ask for home_ranker's
     matrix and home_ranker_scored's scores through the client, as a ranker would."""
-    from serving.reference_model import LinearModel, start_model_server
-    from serving.server import start_server
+    from vahini.serving.reference_model import LinearModel, start_model_server
+    from vahini.serving.server import start_server
 
     model_server, model_port, _ = start_model_server({n: LinearModel(w, b) for n, (w, b) in DEMO_MODELS.items()})
     serving = settings.serving.model_copy(update={"model_endpoints": {"reference": f"127.0.0.1:{model_port}"}})
@@ -266,7 +266,7 @@ def _model_proxy(settings: Settings) -> dict:
 def _query_models(target: str, products: list[str]) -> dict:
     import numpy as np
 
-    from serving.client import VahiniClient
+    from vahini.serving.client import VahiniClient
 
     with VahiniClient(target, timeout_s=5.0) as client:
         features = client.get_features("home_ranker", user_id="u42", product_ids=products)

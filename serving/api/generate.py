@@ -12,7 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from schemas import PROTO_DIR
+from vahini.schemas import PROTO_DIR
 
 OUT_DIR = Path(__file__).resolve().parent
 PROTOS = ("feature_service.proto", "interaction_service.proto", "model_proxy.proto", "kserve_v2.proto")
@@ -20,7 +20,7 @@ CLIENT_DIR = OUT_DIR.parent.parent / "clients" / "python" / "src" / "vahini_clie
 CLIENT_PROTOS = PROTOS[:3]  # what a ranker calls; kserve_v2 is the servers' side of model calls
 
 
-def generate(out_dir: Path, protos: tuple[str, ...] = PROTOS, package: str = "serving.api") -> list[Path]:
+def generate(out_dir: Path, protos: tuple[str, ...] = PROTOS, package: str = "vahini.serving.api") -> list[Path]:
     from grpc_tools import protoc
 
     args = ["grpc_tools.protoc", f"-I{PROTO_DIR}", f"--python_out={out_dir}", f"--pyi_out={out_dir}",
@@ -36,7 +36,7 @@ def generate(out_dir: Path, protos: tuple[str, ...] = PROTOS, package: str = "se
 
 
 def _targets() -> list[tuple[Path, tuple[str, ...], str]]:
-    return [(OUT_DIR, PROTOS, "serving.api"), (CLIENT_DIR, CLIENT_PROTOS, "vahini_client._proto")]
+    return [(OUT_DIR, PROTOS, "vahini.serving.api"), (CLIENT_DIR, CLIENT_PROTOS, "vahini_client._proto")]
 
 
 def main() -> int:

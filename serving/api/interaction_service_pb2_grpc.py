@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from serving.api import interaction_service_pb2 as interaction__service__pb2
+from vahini.serving.api import interaction_service_pb2 as interaction__service__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__

@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from serving.api import kserve_v2_pb2 as kserve__v2__pb2
+from vahini.serving.api import kserve_v2_pb2 as kserve__v2__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__

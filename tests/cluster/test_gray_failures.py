@@ -13,11 +13,11 @@ import grpc
 import numpy as np
 import pytest
 
-from serving.api import feature_service_pb2 as pb
-from serving.api import feature_service_pb2_grpc as pb_grpc
-from serving.api import model_proxy_pb2 as mpb
-from serving.api import model_proxy_pb2_grpc as mpb_grpc
-from serving.server import start_server
+from vahini.serving.api import feature_service_pb2 as pb
+from vahini.serving.api import feature_service_pb2_grpc as pb_grpc
+from vahini.serving.api import model_proxy_pb2 as mpb
+from vahini.serving.api import model_proxy_pb2_grpc as mpb_grpc
+from vahini.serving.server import start_server
 from tests.cluster import nodes
 from vahini import wiring
 from vahini.feature_rows import row_of

@@ -5,7 +5,7 @@ from fastavro.schema import parse_schema, to_parsing_canonical_form
 
 from vahini.codecs.avro import FEATURE_UPDATE, INTERACTION, MAGIC, AvroCodec, SchemaCatalog
 from vahini.errors import DecodeError, UnknownSchemaError
-from schemas import AVRO_DIR
+from vahini.schemas import AVRO_DIR
 
 UPDATE = {"entity": "user", "keys": {"user_id": "u1"}, "group": "user_profile",
           "values": {"n": 3, "x": 2.5, "b": True, "s": "hi", "v": [1.0, 2.0], "none": None},

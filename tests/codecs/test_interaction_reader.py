@@ -12,7 +12,7 @@ import random
 import pytest
 from fastavro.schema import parse_schema, to_parsing_canonical_form
 
-from schemas import AVRO_DIR
+from vahini.schemas import AVRO_DIR
 from vahini.codecs import interaction_reader
 from vahini.codecs.avro import INTERACTION, SESSION_EVENT, AvroCodec, SchemaCatalog
 from vahini.errors import InvalidEvent

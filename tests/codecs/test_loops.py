@@ -9,7 +9,7 @@ import zlib
 import numpy as np
 import pytest
 
-from serving import transforms
+from vahini.serving import transforms
 from vahini import feature_cache
 from vahini.codecs import feature_blob
 from vahini.codecs.loops import compiled
@@ -253,7 +253,7 @@ def _column_values(rng: np.random.Generator, n: int):
 
 @needs_compiled
 def test_scalar_transforms_compiled_match_the_numpy_path(monkeypatch):
-    from serving import transforms
+    from vahini.serving import transforms
     rng, gen = random.Random(12), np.random.default_rng(12)
     compared = 0
     for c in _transform_columns(rng):
@@ -278,7 +278,7 @@ def test_scalar_transforms_compiled_match_the_numpy_path(monkeypatch):
 
 @needs_compiled
 def test_one_hot_compiled_matches_the_numpy_path(monkeypatch):
-    from serving import transforms
+    from vahini.serving import transforms
     from vahini.registry.model import Column
     gen = np.random.default_rng(13)
     cases = [(("acme", "globex", "東京"), np.array(["acme", "zeta", "東京", "globex", "", "acme"], dtype=object)),

@@ -13,7 +13,7 @@ from importlib.metadata import version
 import fastavro
 
 from vahini.synthetic import synthesize
-from schemas import AVRO_DIR
+from vahini.schemas import AVRO_DIR
 from vahini.codecs.avro import FEATURE_UPDATE, HEADER_LEN, MAGIC, AvroCodec, SchemaCatalog, _known
 from vahini.errors import DecodeError
 

@@ -17,7 +17,7 @@ import pytest
 from fastavro.schema import parse_schema, to_parsing_canonical_form
 
 from vahini.synthetic import synthesize
-from schemas import AVRO_DIR
+from vahini.schemas import AVRO_DIR
 from vahini.codecs import feature_update_reader
 from vahini.codecs.avro import FEATURE_UPDATE, HEADER_LEN, MAGIC, AvroCodec, SchemaCatalog
 from vahini.errors import DecodeError

@@ -21,8 +21,8 @@ import grpc
 import numpy as np
 import pytest
 
-from serving.api import kserve_v2_pb2 as kpb
-from serving.api import kserve_v2_pb2_grpc as kpb_grpc
+from vahini.serving.api import kserve_v2_pb2 as kpb
+from vahini.serving.api import kserve_v2_pb2_grpc as kpb_grpc
 from tests.services import free_port
 
 HERE = Path(__file__).parent

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from prometheus_client import REGISTRY
 
-from serving.retrieval import PRESENT, FeatureReader
+from vahini.serving.retrieval import PRESENT, FeatureReader
 from vahini import wiring
 from vahini.feature_rows import row_of
 from vahini.ports.feature_store import FeatureRow

@@ -11,8 +11,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from serving.api import feature_service_pb2 as pb
-from serving.api import feature_service_pb2_grpc as pb_grpc
+from vahini.serving.api import feature_service_pb2 as pb
+from vahini.serving.api import feature_service_pb2_grpc as pb_grpc
 from tests.services import free_port
 from tests.conftest_backends import STACKS, stack_settings, with_sample_registry
 from tests.streams.processes import settings_env
@@ -26,7 +26,7 @@ def settings(request, tmp_path, unique):
 
 def test_serve_answers_exposes_metrics_and_stops_cleanly_on_sigterm(settings):
     port, metrics_port = free_port(), free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "serving", "--port", str(port),
+    proc = subprocess.Popen([sys.executable, "-m", "vahini.serving", "--port", str(port),
                              "--metrics-port", str(metrics_port)], env=settings_env(settings),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -64,7 +64,7 @@ def test_serve_pins_every_thread_to_the_cpus_it_is_given(settings):
 
     cpu = max(os.sched_getaffinity(0))  # one this test may use (of two or more: the highest, not the default set)
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "serving", "--port", str(port), "--cpus", str(cpu)],
+    proc = subprocess.Popen([sys.executable, "-m", "vahini.serving", "--port", str(port), "--cpus", str(cpu)],
                             env=settings_env(settings), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
@@ -88,7 +88,7 @@ def test_serve_pins_every_thread_to_the_cpus_it_is_given(settings):
 ])
 def test_serve_refuses_cpus_it_cannot_have_in_one_line(request, tmp_path, unique, cpus, message):
     settings = with_sample_registry(stack_settings("embedded", request, tmp_path, unique))
-    got = subprocess.run([sys.executable, "-m", "serving", "--port", str(free_port()), "--cpus", cpus],
+    got = subprocess.run([sys.executable, "-m", "vahini.serving", "--port", str(free_port()), "--cpus", cpus],
                          env=settings_env(settings), capture_output=True, text=True, timeout=60)
     assert got.returncode == 1
     assert got.stderr.startswith(f"vahini serve: {message}") and "Traceback" not in got.stderr, got.stderr
@@ -150,7 +150,7 @@ def test_a_running_embedded_server_serves_a_newer_ingested_value_within_the_lru_
     send_updates(settings, [update("fresh", 0, t, **profile, account_age_days=1)])
     ingest_until_caught_up(settings)
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "serving", "--port", str(port)], env=settings_env(settings),
+    proc = subprocess.Popen([sys.executable, "-m", "vahini.serving", "--port", str(port)], env=settings_env(settings),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         channel = grpc.insecure_channel(f"127.0.0.1:{port}")
@@ -160,7 +160,7 @@ def test_a_running_embedded_server_serves_a_newer_ingested_value_within_the_lru_
             group="user_profile", features=["account_age_days"])])
 
         def age() -> int:
-            from serving.convert import array_of
+            from vahini.serving.convert import array_of
             return int(array_of(stub.Retrieve(request_).groups[0].features[0].tensor)[0])
         assert age() == 1 and age() == 1  # now in the server's LRU and the shared hot tier
         send_updates(settings, [update("fresh", 0, t + 1, **profile, account_age_days=2)])

@@ -8,10 +8,10 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
-from serving.api import feature_service_pb2 as pb
-from serving.api import feature_service_pb2_grpc as pb_grpc
-from serving.convert import array_of
-from serving.server import SERVICE_NAME, start_server
+from vahini.serving.api import feature_service_pb2 as pb
+from vahini.serving.api import feature_service_pb2_grpc as pb_grpc
+from vahini.serving.convert import array_of
+from vahini.serving.server import SERVICE_NAME, start_server
 from vahini.settings import ServingSettings
 from tests.conftest_backends import STACKS, stack_settings, with_sample_registry
 
@@ -180,9 +180,9 @@ class _ExpiredContext:
 
 
 def test_the_server_stops_work_for_a_caller_whose_deadline_passed(tmp_path, unique):
-    from serving.grpc_errors import BadRequest
-    from serving.retrieval import FeatureReader
-    from serving.server import FeatureServicer
+    from vahini.serving.grpc_errors import BadRequest
+    from vahini.serving.retrieval import FeatureReader
+    from vahini.serving.server import FeatureServicer
     from vahini import wiring
     from vahini.registry.publish import RegistryFollower
 

@@ -1,4 +1,4 @@
-from serving.api.generate import stale_files
+from vahini.serving.api.generate import stale_files
 
 
 def test_checked_in_grpc_code_matches_the_proto():

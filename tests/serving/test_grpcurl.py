@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from serving.server import start_server
+from vahini.serving.server import start_server
 from tests.conftest_backends import stack_settings, with_sample_registry
 
 

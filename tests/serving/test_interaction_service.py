@@ -11,9 +11,9 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from serving.api import interaction_service_pb2 as ipb
-from serving.api import interaction_service_pb2_grpc as ipb_grpc
-from serving.server import start_server
+from vahini.serving.api import interaction_service_pb2 as ipb
+from vahini.serving.api import interaction_service_pb2_grpc as ipb_grpc
+from vahini.serving.server import start_server
 from tests.conftest_backends import STACKS
 from tests.processes_helpers import wait_for
 from tests.streams.interaction_helpers import RunningInteractionWorker, interaction_settings, producer
@@ -101,7 +101,7 @@ def test_vahini_history_prints_json_lines_per_user(request, tmp_path, unique):
 
 @pytest.mark.real_service
 def test_a_hung_hot_tier_is_bypassed_and_reads_come_from_the_cold_tier(request, tmp_path, unique):
-    from serving.interactions import InteractionReader
+    from vahini.serving.interactions import InteractionReader
     from tests.faults import PrivateRedis
     from vahini import wiring
     from vahini.ports.interaction_store import HistoryQuery, OpenSession, StoredInteraction
@@ -139,7 +139,7 @@ def test_a_hung_hot_tier_is_bypassed_and_reads_come_from_the_cold_tier(request, 
 
 
 def test_sequence_features_are_fixed_length_padded_and_count_matches():
-    from serving.interactions import count_matching, last_ids
+    from vahini.serving.interactions import count_matching, last_ids
     from vahini.ports.interaction_store import StoredInteraction
 
     history = [StoredInteraction(f"e{k}", "u", f"p{k}", f"c{k % 2}" if k != 3 else None, t, 100 - k, {})

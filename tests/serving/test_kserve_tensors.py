@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from serving.api import kserve_v2_pb2 as kpb
-from serving.kserve_tensors import TensorPlan, infer_request, read_scores
+from vahini.serving.api import kserve_v2_pb2 as kpb
+from vahini.serving.kserve_tensors import TensorPlan, infer_request, read_scores
 from vahini.errors import EndpointRejected
 from vahini.logs import RateLimitedLog
 from vahini.registry.model import Endpoint

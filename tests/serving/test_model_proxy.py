@@ -12,12 +12,12 @@ import grpc
 import numpy as np
 import pytest
 
-from serving.api import feature_service_pb2 as pb
-from serving.api import feature_service_pb2_grpc as pb_grpc
-from serving.api import model_proxy_pb2 as mpb
-from serving.api import model_proxy_pb2_grpc as mpb_grpc
-from serving.model_proxy import levels
-from serving.server import start_server
+from vahini.serving.api import feature_service_pb2 as pb
+from vahini.serving.api import feature_service_pb2_grpc as pb_grpc
+from vahini.serving.api import model_proxy_pb2 as mpb
+from vahini.serving.api import model_proxy_pb2_grpc as mpb_grpc
+from vahini.serving.model_proxy import levels
+from vahini.serving.server import start_server
 from tests.conftest_backends import STACKS, stack_settings, with_sample_registry
 from vahini.demo import SAMPLE_REGISTRY
 from vahini.registry.loader import load_registry
@@ -199,7 +199,7 @@ def test_vahini_query_prints_the_matrix_as_json_and_as_a_table(request, tmp_path
 def test_the_client_returns_numpy_and_retries_a_restarting_server_within_its_deadline(request, tmp_path, unique):
     import threading
 
-    from serving.client import VahiniClient
+    from vahini.serving.client import VahiniClient
     from tests.services import free_port
 
     settings = with_sample_registry(stack_settings("embedded", request, tmp_path, unique))
@@ -356,9 +356,9 @@ def test_the_next_level_is_sent_as_soon_as_the_groups_its_keys_come_from_are_rea
     """product_core's category ids key the user x category read: that read goes out
     right after product_core is taken, while the first level's other groups wait to
     be decoded, and the matrix is the same as reading level by level would give."""
-    from serving.model_proxy import ModelExecutor
-    from serving.retrieval import FeatureReader
-    from serving.server import open_read_side
+    from vahini.serving.model_proxy import ModelExecutor
+    from vahini.serving.retrieval import FeatureReader
+    from vahini.serving.server import open_read_side
     from vahini.feature_rows import row_of
     from vahini.validation import EventLimits, validate_feature_update
 

@@ -10,10 +10,10 @@ import grpc
 import numpy as np
 import pytest
 
-from serving.api import model_proxy_pb2 as mpb
-from serving.api import model_proxy_pb2_grpc as mpb_grpc
-from serving.reference_model import LinearModel, start_model_server
-from serving.server import start_server
+from vahini.serving.api import model_proxy_pb2 as mpb
+from vahini.serving.api import model_proxy_pb2_grpc as mpb_grpc
+from vahini.serving.reference_model import LinearModel, start_model_server
+from vahini.serving.server import start_server
 from tests.conftest_backends import STACKS, stack_settings
 from tests.faults import TcpProxy
 from tests.serving.test_model_proxy import context, persist, value
@@ -68,7 +68,7 @@ def test_two_chained_models_score_every_row_and_the_split_is_sticky_per_user(sta
     running, channel = serve(settings, f"127.0.0.1:{port}")
     products = [f"p{i}-{unique}" for i in range(4)]
     try:
-        from serving.api import feature_service_pb2_grpc as pb_grpc
+        from vahini.serving.api import feature_service_pb2_grpc as pb_grpc
         features = pb_grpc.FeatureServiceStub(channel)
         for i, p in enumerate(products[:3]):
             persist(features, "product", {"product_id": p}, "product_core", {"price": value(float_value=10.0 * i)})
@@ -158,8 +158,8 @@ def test_vahini_model_server_answers_model_infer_as_a_user_would(tmp_path):
     import subprocess
     import sys
 
-    from serving.api import kserve_v2_pb2 as kpb
-    from serving.api import kserve_v2_pb2_grpc as kpb_grpc
+    from vahini.serving.api import kserve_v2_pb2 as kpb
+    from vahini.serving.api import kserve_v2_pb2_grpc as kpb_grpc
     from tests.services import free_port
 
     weights = tmp_path / "w.json"

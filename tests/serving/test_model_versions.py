@@ -11,9 +11,9 @@ import grpc
 import numpy as np
 import pytest
 
-from serving.api import model_proxy_pb2 as mpb
-from serving.api import model_proxy_pb2_grpc as mpb_grpc
-from serving.server import start_server
+from vahini.serving.api import model_proxy_pb2 as mpb
+from vahini.serving.api import model_proxy_pb2_grpc as mpb_grpc
+from vahini.serving.server import start_server
 from tests.conftest_backends import STACKS, stack_settings
 from tests.serving.test_model_scoring import publish_registry
 from tests.serving.test_model_proxy import context

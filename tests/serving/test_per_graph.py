@@ -1,7 +1,7 @@
 """PerGraph: worked out once per graph object; a new publish (a new object) is worked out
 again, and old graphs do not pile up."""
 
-from serving.per_graph import PerGraph
+from vahini.serving.per_graph import PerGraph
 
 
 class Graph:

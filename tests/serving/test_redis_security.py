@@ -10,9 +10,9 @@ import grpc
 import pytest
 import redis
 
-from serving.api import feature_service_pb2 as pb
-from serving.api import feature_service_pb2_grpc as pb_grpc
-from serving.server import start_server
+from vahini.serving.api import feature_service_pb2 as pb
+from vahini.serving.api import feature_service_pb2_grpc as pb_grpc
+from vahini.serving.server import start_server
 from tests.certs import make_ca, make_cert
 from tests.conftest_backends import stack_settings, with_sample_registry
 from tests.faults import PrivateRedis

@@ -5,7 +5,7 @@ import time
 import pytest
 from prometheus_client import REGISTRY
 
-from serving.retrieval import MISSING, PRESENT, FeatureReader
+from vahini.serving.retrieval import MISSING, PRESENT, FeatureReader
 from vahini import wiring
 from vahini.feature_rows import row_of
 from vahini.registry.publish import RegistryFollower

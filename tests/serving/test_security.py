@@ -12,11 +12,11 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import REGISTRY
 
-from serving.api import feature_service_pb2 as pb
-from serving.api import feature_service_pb2_grpc as pb_grpc
-from serving.client import VahiniClient
-from serving.server import start_server
-from serving.tls import channel_credentials
+from vahini.serving.api import feature_service_pb2 as pb
+from vahini.serving.api import feature_service_pb2_grpc as pb_grpc
+from vahini.serving.client import VahiniClient
+from vahini.serving.server import start_server
+from vahini.serving.tls import channel_credentials
 from tests.certs import make_ca, make_cert
 from tests.conftest_backends import STACKS, stack_settings, with_sample_registry
 from tests.processes_helpers import wait_for

@@ -12,9 +12,9 @@ import grpc
 import pytest
 from prometheus_client import REGISTRY
 
-from serving.api import feature_service_pb2 as pb
-from serving.api import feature_service_pb2_grpc as pb_grpc
-from serving.server import start_server
+from vahini.serving.api import feature_service_pb2 as pb
+from vahini.serving.api import feature_service_pb2_grpc as pb_grpc
+from vahini.serving.server import start_server
 from vahini.errors import BadSettings
 from vahini.registry.model import Registry
 from tests.conftest_backends import STACKS, stack_settings, with_sample_registry
@@ -106,8 +106,8 @@ def test_calls_beyond_the_in_flight_limit_are_refused_at_once(hung_store_server)
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_one_call_reads_one_registry_snapshot(stack, request, tmp_path, unique):
-    from serving.retrieval import FeatureReader
-    from serving.server import FeatureServicer
+    from vahini.serving.retrieval import FeatureReader
+    from vahini.serving.server import FeatureServicer
     from vahini import wiring
     from vahini.registry.publish import RegistryFollower
 

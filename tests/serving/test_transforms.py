@@ -9,7 +9,7 @@ import zlib
 import numpy as np
 import pytest
 
-from serving import transforms
+from vahini.serving import transforms
 from vahini.registry.model import Column
 
 PRESENT = np.array([True, True, False])

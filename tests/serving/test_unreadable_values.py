@@ -9,7 +9,7 @@ import time
 import pytest
 from prometheus_client import REGISTRY
 
-from serving.retrieval import MISSING, PRESENT, UNREADABLE, FeatureReader
+from vahini.serving.retrieval import MISSING, PRESENT, UNREADABLE, FeatureReader
 from vahini import wiring
 from vahini.codecs import feature_blob
 from vahini.ports.feature_store import FeatureRow

@@ -8,7 +8,7 @@ import time
 from vahini import wiring
 from vahini.codecs.avro import FEATURE_UPDATE, AvroCodec, SchemaCatalog
 from vahini.settings import Settings
-from streams.app import Backends, build_worker
+from vahini.streams.app import Backends, build_worker
 
 CODEC = AvroCodec(SchemaCatalog.default())
 
@@ -70,7 +70,7 @@ def wait_for_commits(settings: Settings, timeout_s: float) -> None:
 
 
 def stored_clicks(settings: Settings, users: list[str]) -> dict[str, int]:
-    from serving.retrieval import FeatureReader
+    from vahini.serving.retrieval import FeatureReader
     from vahini.registry.publish import RegistryFollower
 
     follower = RegistryFollower(wiring.config_store(settings))

@@ -7,9 +7,9 @@ from vahini import wiring
 from vahini.ports.interaction_store import HistoryQuery
 from vahini.producer import EventProducer
 from vahini.settings import InteractionSettings, Settings
-from serving.interactions import History, InteractionReader
-from streams.app import build_interaction_worker
-from streams.windows import window_writer
+from vahini.serving.interactions import History, InteractionReader
+from vahini.streams.app import build_interaction_worker
+from vahini.streams.windows import window_writer
 from vahini.registry.publish import RegistryFollower
 from tests.conftest_backends import stack_settings, with_sample_registry
 from tests.processes_helpers import WorkerThread

@@ -7,14 +7,14 @@ import time
 
 import pytest
 
-from serving.retrieval import FeatureReader
+from vahini.serving.retrieval import FeatureReader
 from tests.conftest_backends import STACKS
 from tests.processes_helpers import wait_for
 from tests.streams.interaction_helpers import RunningInteractionWorker, interaction_settings, producer
 from vahini import wiring
 from vahini.registry.publish import RegistryFollower
-from streams import window_loops
-from streams.app import use_compiled_ingest
+from vahini.streams import window_loops
+from vahini.streams.app import use_compiled_ingest
 
 HOUR_MS = 3_600_000
 
@@ -94,7 +94,7 @@ def test_unsaved_states_hold_the_commit_until_saved_and_a_replay_counts_each_eve
     user's state is saved, the oldest event counted into it bounds the commit; after a
     save nothing does. A writer that lost its memory (a crash) and is given the events
     again from that offset counts each once, from the last saved state."""
-    from streams.windows import STATE_GROUP, CountedEvent, window_writer
+    from vahini.streams.windows import STATE_GROUP, CountedEvent, window_writer
 
     store = wiring.feature_store(settings)
     cache = wiring.feature_cache(settings, store)

@@ -111,7 +111,7 @@ def test_offsets_are_never_committed_past_an_interaction_held_only_in_the_hot_ti
 
 
 def test_bad_events_are_dead_lettered_and_the_worker_keeps_going(settings):
-    from streams.dead_letter import reason_of
+    from vahini.streams.dead_letter import reason_of
     from tests.streams.helpers import CODEC, dead_letters
     from vahini.codecs.avro import FEATURE_UPDATE, INTERACTION
 

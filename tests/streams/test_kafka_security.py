@@ -13,7 +13,7 @@ from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, A
                                    ResourcePatternType, ResourceType, ScramCredentialInfo, ScramMechanism,
                                    UserScramCredentialDeletion, UserScramCredentialUpsertion)
 
-from streams.app import Backends, build_worker
+from vahini.streams.app import Backends, build_worker
 from tests.conftest_backends import stack_settings, with_sample_registry
 from tests.processes_helpers import wait_for
 from tests.streams.helpers import CODEC, send_raw, stored_clicks, update

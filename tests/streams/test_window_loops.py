@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from streams import window_buckets as wb
-from streams import window_loops
-from streams.windows import CountedEvent
+from vahini.streams import window_buckets as wb
+from vahini.streams import window_loops
+from vahini.streams.windows import CountedEvent
 from vahini.codecs import feature_blob
 from vahini.ports.feature_store import FeatureRow
 from vahini.registry.loader import load_registry

@@ -6,7 +6,7 @@ import pytest
 
 from vahini import wiring
 from vahini.codecs.avro import FEATURE_UPDATE, INTERACTION
-from streams.dead_letter import reason_of
+from vahini.streams.dead_letter import reason_of
 from tests.conftest_backends import STACKS, stack_settings, with_sample_registry
 from tests.streams.helpers import (
     CODEC, dead_letters, ingest_until_caught_up, send_raw, send_updates, stored_clicks, update,
@@ -77,7 +77,7 @@ def test_out_of_order_and_replayed_events_never_overwrite_newer_values(settings)
     expected = {f"u{i}": 300 for i in range(30)}
     assert stored_clicks(settings, list(expected)) == expected
 
-    from streams.replay import replay
+    from vahini.streams.replay import replay
 
     stats = replay(settings, settings.topics.feature_updates, "earliest", None, "replay-1", progress=False)
     assert stats.events == 90 and stats.dead_lettered == 0
@@ -87,7 +87,7 @@ def test_out_of_order_and_replayed_events_never_overwrite_newer_values(settings)
 def test_replay_positions_offsets_latest_epoch_ms_and_iso_time(settings):
     from datetime import datetime, timezone
 
-    from streams.replay import replay
+    from vahini.streams.replay import replay
     from tests.streams.helpers import CODEC, send_raw
     from vahini.codecs.avro import FEATURE_UPDATE
 
@@ -113,7 +113,7 @@ def test_replay_positions_offsets_latest_epoch_ms_and_iso_time(settings):
 
 
 def test_a_new_value_fences_the_cached_one(settings):
-    from serving.retrieval import FeatureReader
+    from vahini.serving.retrieval import FeatureReader
     from vahini.registry.publish import RegistryFollower
 
     t = now_ms() - HOUR_MS
@@ -164,7 +164,7 @@ def test_group_ttl_expires_rows_in_the_store(settings, tmp_path):
 def test_a_store_outage_is_retried_and_nothing_is_committed_until_written(request, tmp_path, unique):
     import threading
 
-    from streams.app import Backends, build_worker
+    from vahini.streams.app import Backends, build_worker
     from tests.faults import TcpProxy
     from tests.streams.helpers import wait_for_commits
 

@@ -10,8 +10,8 @@ import time
 import pytest
 from prometheus_client import REGISTRY
 
-from streams.app import Backends, build_worker
-from streams.dead_letter import reason_of
+from vahini.streams.app import Backends, build_worker
+from vahini.streams.dead_letter import reason_of
 from tests.conftest_backends import stack_settings, with_sample_registry
 from tests.processes_helpers import WorkerThread, wait_for
 from tests.streams.helpers import CODEC, dead_letters, send_raw, send_updates, stored_clicks, update, wait_for_commits

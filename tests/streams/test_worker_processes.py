@@ -114,7 +114,7 @@ def test_sigterm_drains_and_commits_what_was_processed(settings):
 
 
 def test_a_replay_beside_live_ingestion_keeps_the_newest_values(settings):
-    from streams.replay import replay
+    from vahini.streams.replay import replay
 
     old, newest = versions(users=800, per_user=4, seed=3)
     send_updates(settings, old)
@@ -135,7 +135,7 @@ def test_a_replay_beside_live_ingestion_keeps_the_newest_values(settings):
 def test_a_running_worker_picks_up_a_new_feature_group_without_restart(settings, tmp_path):
     import shutil
 
-    from streams.dead_letter import reason_of
+    from vahini.streams.dead_letter import reason_of
     from tests.streams.helpers import dead_letters
     from vahini.demo import SAMPLE_REGISTRY
     from vahini.registry import publish

@@ -21,6 +21,7 @@ from cassandra.policies import DCAwareRoundRobinPolicy, ExponentialReconnectionP
 from cassandra.protocol import BatchMessage, ProtocolHandler
 from cassandra.query import tuple_factory
 
+from vahini.backoff import Backoff
 from vahini.adapters.cassandra_hedging import (HedgedReads, HedgeOptions, ObservedLatency, same_speculative_retry,
                                               wanted_speculative_retry)
 from vahini.errors import DeadlineExceeded, StoreUnavailable
@@ -163,17 +164,17 @@ class CassandraSession:
         """Workers start together and race to create the schema. Each waits until every
         node agrees on it before preparing statements, and retries a failed attempt
         (a node that has not heard of a table yet, agreement not reached in time)."""
-        deadline, delay = time.monotonic() + self.options.schema_timeout_s, 0.2
+        deadline, backoff = time.monotonic() + self.options.schema_timeout_s, Backoff(0.2, 5.0)
         while True:
             try:
                 self._apply_schema(tables)
                 return
             except (NoHostAvailable, DriverException, OSError) as exc:
+                delay = backoff.next_s()
                 if time.monotonic() + delay > deadline:
                     raise
-                log.warning("cassandra_schema_retry", error=str(exc), retry_in_s=delay)
+                log.warning("cassandra_schema_retry", error=str(exc), retry_in_s=round(delay, 3))
                 time.sleep(delay)
-                delay = min(delay * 2, 5.0)
 
     def _replication(self) -> str:
         """NetworkTopologyStrategy with replication_factor copies in the local data centre

@@ -103,7 +103,7 @@ def demo(args) -> int:
 
 
 def ingest_features(args) -> int:
-    from streams.app import run_ingest
+    from vahini.streams.app import run_ingest
 
     settings = _settings(args, metrics_port=args.metrics_port)
     ingest = settings.ingest.model_copy(update={k: v for k, v in {
@@ -118,7 +118,7 @@ def ingest_features(args) -> int:
 
 
 def ingest_interactions(args) -> int:
-    from streams.app import run_interaction_ingest
+    from vahini.streams.app import run_interaction_ingest
 
     settings = _settings(args, metrics_port=args.metrics_port)
     interactions = settings.interactions.model_copy(update={k: v for k, v in {
@@ -132,7 +132,7 @@ def ingest_interactions(args) -> int:
 
 
 def history(args) -> int:
-    from serving.interactions import InteractionReader
+    from vahini.serving.interactions import InteractionReader
     from vahini.ports.interaction_store import TYPES, HistoryQuery
 
     settings = _settings(args)
@@ -155,7 +155,7 @@ def history(args) -> int:
 
 
 def _history_remote(args, user: str, types: tuple[str, ...]) -> tuple[str, list[dict]]:
-    from serving.api import interaction_service_pb2 as ipb
+    from vahini.serving.api import interaction_service_pb2 as ipb
 
     reply = _remote(args, "InteractionService.GetInteractions", ipb.GetInteractionsRequest(
         user_id=user, types=[ipb.InteractionType.Value(t) for t in types], limit=args.limit))
@@ -178,7 +178,7 @@ def query(args) -> int:
     import grpc
     import numpy as np
 
-    from serving.api import model_proxy_pb2 as mpb
+    from vahini.serving.api import model_proxy_pb2 as mpb
 
     settings = _settings(args)
     context = {}
@@ -188,7 +188,7 @@ def query(args) -> int:
             raise UserError(f"--set {item!r}: expected NAME=ID[,ID...]")
         context[name] = mpb.ContextIds(ids=ids.split(","))
     target = args.target or f"{settings.serving.host}:{settings.serving.port}"
-    from serving.client import VahiniClient
+    from vahini.serving.client import VahiniClient
 
     with VahiniClient(target, timeout_s=args.timeout, max_attempts=1, **_caller(args)) as client:
         try:
@@ -218,10 +218,10 @@ def _remote(args, call: str, request, timeout_s: float = 10.0):
     """Call `call` ("Stub.Method") on --target with the command's credentials; a refusal is a UserError."""
     import grpc
 
-    from serving.client import connect
+    from vahini.serving.client import connect
 
-    from serving.api.feature_service_pb2_grpc import FeatureServiceStub
-    from serving.api.interaction_service_pb2_grpc import InteractionServiceStub
+    from vahini.serving.api.feature_service_pb2_grpc import FeatureServiceStub
+    from vahini.serving.api.interaction_service_pb2_grpc import InteractionServiceStub
 
     channel, metadata = connect(args.target, **_caller(args))
     service, method = call.split(".")
@@ -249,7 +249,7 @@ def _call_failed(target: str, exc, args) -> str:
 def _answered_by_vahini(exc) -> bool:
     """The server itself set this status (a store or model endpoint behind it is down),
     as opposed to the call never reaching it."""
-    from serving.grpc_errors import ANSWERED_BY
+    from vahini.serving.grpc_errors import ANSWERED_BY
 
     return ANSWERED_BY in tuple((exc.trailing_metadata() or ()))
 
@@ -278,7 +278,7 @@ def model_server(args) -> int:
     import signal
     import threading
 
-    from serving.reference_model import parse_model_args, start_model_server
+    from vahini.serving.reference_model import parse_model_args, start_model_server
 
     try:
         models = parse_model_args(args.models)
@@ -297,8 +297,8 @@ def model_server(args) -> int:
 
 
 def replay(args) -> int:
-    from streams.replay import PositionError, replay
-    from streams.worker import stop_on_signals
+    from vahini.streams.replay import PositionError, replay
+    from vahini.streams.worker import stop_on_signals
 
     settings = _settings(args)
     _published_registry_required(settings)
@@ -317,7 +317,7 @@ def replay(args) -> int:
 
 
 def serve(args) -> int:
-    from serving.server import run_server
+    from vahini.serving.server import run_server
 
     settings = _settings(args, metrics_port=args.metrics_port)
     given = {"host": args.host, "port": args.port, "cpus": _cpus(args.cpus) if args.cpus else None}
@@ -335,7 +335,7 @@ def _cpus(text: str) -> list[int]:
 
 
 def get(args) -> int:
-    from serving.retrieval import FeatureReader
+    from vahini.serving.retrieval import FeatureReader
     from vahini.registry.publish import RegistryFollower
 
     if args.target:
@@ -359,7 +359,7 @@ def get(args) -> int:
 
 def _get_remote(args) -> int:
     """`vahini get --target`: the same JSON, from FeatureService.Retrieve."""
-    from serving.api import feature_service_pb2 as pb
+    from vahini.serving.api import feature_service_pb2 as pb
 
     _settings(args)
     keys = args.keys.split(",")
@@ -394,8 +394,8 @@ def _shown(value) -> str:
 def _group_json_of_reply(group, i: int) -> dict:
     import numpy as np
 
-    from serving.convert import array_of
-    from serving.retrieval import STATUS_NAMES
+    from vahini.serving.convert import array_of
+    from vahini.serving.retrieval import STATUS_NAMES
 
     event_ms = int(array_of(group.event_time_ms)[i])
     features = {}
@@ -409,7 +409,7 @@ def _group_json_of_reply(group, i: int) -> dict:
 
 def _group_json(result, i: int) -> dict:
     """One key's values of one group, for people: float32 printed at float32 precision."""
-    from serving.retrieval import STATUS_NAMES
+    from vahini.serving.retrieval import STATUS_NAMES
 
     event_ms = int(result.event_time_ms[i])
     features = {}
@@ -451,7 +451,7 @@ def _published_registry_required(settings) -> None:
 
 
 def dead_letters(args) -> int:
-    from streams.dead_letter import summarize
+    from vahini.streams.dead_letter import summarize
 
     settings = _settings(args)
     log = wiring.event_log(settings)

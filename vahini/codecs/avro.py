@@ -61,7 +61,7 @@ class SchemaCatalog:
 
     @classmethod
     def default(cls) -> "SchemaCatalog":
-        from schemas import AVRO_DIR
+        from vahini.schemas import AVRO_DIR
 
         return cls.from_dir(AVRO_DIR)
 

@@ -1,6 +1,6 @@
 """The body of a FeatureUpdate written with exactly SCHEMA, read by code written for that
 schema: the ingest worker's largest cost, at about 0.7x of fastavro's time on the
-realistic mix (docs/benchmarks.md, "Ingest worker CPU per event").
+realistic mix (docs/benchmarks-history.md, "Ingest worker CPU per event").
 
 fastavro reads every byte of every varint through `fo.read(1)` and picks each value's
 reader by comparing its type name against a chain of strings, so a 16-float vector costs
