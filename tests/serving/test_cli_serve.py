@@ -138,9 +138,14 @@ def test_get_prints_float32_at_float32_precision(request, tmp_path, unique):
     assert json.loads(got.stdout)["f"]["user_profile"]["features"]["embedding"]["value"] == [0.1] * 16
 
 
-def test_a_running_embedded_server_serves_a_newer_ingested_value_within_the_lru_bound(request, tmp_path, unique):
+def test_a_running_embedded_server_serves_a_superseded_value_only_from_its_lru(request, tmp_path, unique):
     """The worker runs in another process than `vahini serve`: its fence in the shared
-    embedded hot tier, and the LRU's 1 s bound, are all that keep the server fresh."""
+    embedded hot tier, and the LRU's bound, are all that keep the server fresh. After the
+    new value is ingested, every answer with the old one must be an LRU hit (the server's
+    own counters say which tier answered), and the first LRU miss must bring the new one."""
+    import re
+    import urllib.request
+
     from tests.processes_helpers import wait_for
     from tests.streams.helpers import ingest_until_caught_up, send_updates, update
 
@@ -149,9 +154,15 @@ def test_a_running_embedded_server_serves_a_newer_ingested_value_within_the_lru_
     profile = dict(group="user_profile")  # cached in Redis-like hot tier and in a 1 s in-process LRU
     send_updates(settings, [update("fresh", 0, t, **profile, account_age_days=1)])
     ingest_until_caught_up(settings)
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "vahini.serving", "--port", str(port)], env=settings_env(settings),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    port, metrics_port = free_port(), free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "vahini.serving", "--port", str(port), "--metrics-port",
+                             str(metrics_port)], env=settings_env(settings), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+
+    def lru() -> tuple[float, float]:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read().decode()
+        return tuple(float(re.search(rf'^vahini_cache_lookups_total{{result="{result}",tier="lru"}} (\S+)$', text,
+                                     re.M).group(1)) for result in ("hit", "miss"))
     try:
         channel = grpc.insecure_channel(f"127.0.0.1:{port}")
         grpc.channel_ready_future(channel).result(timeout=30)
@@ -165,11 +176,18 @@ def test_a_running_embedded_server_serves_a_newer_ingested_value_within_the_lru_
         assert age() == 1 and age() == 1  # now in the server's LRU and the shared hot tier
         send_updates(settings, [update("fresh", 0, t + 1, **profile, account_age_days=2)])
         ingest_until_caught_up(settings)  # another process: only the fence and the LRU bound reach the server
-        written = time.monotonic()
-        wait_for(lambda: age() == 2, 30, "the server to serve the new value")
-        stale_for = time.monotonic() - written
-        lru_ttl_s = 1.0  # user_profile's cache.lru_ttl_s in the sample registry
-        assert stale_for <= lru_ttl_s + 2.0, f"served the old value for {stale_for:.1f} s after it was superseded"
+        answers = []
+
+        def answered_new() -> bool:
+            before = lru()
+            value = age()
+            after = lru()
+            answers.append((value, after[0] - before[0], after[1] - before[1]))  # (value, LRU hits, LRU misses)
+            return value == 2
+        wait_for(answered_new, 30, "the server to serve the new value")
+        stale = [a for a in answers if a[0] == 1]
+        assert all(hits == 1 and misses == 0 for _, hits, misses in stale), answers
+        assert answers[-1][2] == 1, answers  # the new value came once the LRU missed
         channel.close()
     finally:
         proc.terminate()
