@@ -37,10 +37,12 @@ bench-model-proxy:
 	@test -f .venv-bench/.installed || (.venv-bench/bin/pip install -q -e '.[dev,bench]' && touch .venv-bench/.installed)
 	.venv-bench/bin/python -m benchmarks.model_proxy
 
-# Bugs a linter finds without running anything (pyproject.toml [tool.ruff]); .ci/run runs it first.
+# Bugs a linter finds without running anything (pyproject.toml [tool.ruff]), and the shared
+# core's types ([tool.mypy]); .ci/run runs it first.
 lint:
 	@bash infra/bootstrap.sh
 	.venv/bin/ruff check vahini streams serving schemas tests benchmarks clients/python
+	.venv/bin/mypy
 
 proto:
 	@bash infra/bootstrap.sh

@@ -7,6 +7,7 @@ import logging
 import sys
 import threading
 import time
+from typing import TextIO, cast
 
 import structlog
 
@@ -34,7 +35,7 @@ def configure(level: str = "INFO", json_logs: bool | None = None) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
-        logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()),
+        logger_factory=structlog.PrintLoggerFactory(file=cast(TextIO, _CurrentStderr())),
         cache_logger_on_first_use=True,
     )
 

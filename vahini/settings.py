@@ -286,9 +286,10 @@ class Settings(BaseSettings):
 
     def kafka_properties(self) -> dict[str, str | int | float | bool]:
         """The librdkafka properties with secrets revealed, for the client only."""
-        properties = {k: v.get_secret_value() if isinstance(v, SecretStr) else v for k, v in self.kafka.items()}
+        properties: dict[str, str | int | float | bool] = {
+            k: v.get_secret_value() if isinstance(v, SecretStr) else v for k, v in self.kafka.items()}
         for name, path in self.kafka_files.items():
-            properties[name] = secret_value(None, path, f"kafka_files.{name}")
+            properties[name] = secret_value(None, path, f"kafka_files.{name}") or ""
         return properties
 
     @classmethod

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from vahini.errors import InvalidEvent, Reason
 from vahini.registry.loader import FLOAT32_MAX, INT_RANGES
@@ -96,11 +96,11 @@ def _entity_key(keys: Any, columns: tuple[str, ...], entity: str, max_key_bytes:
         if len(columns) == 1:
             value = keys.get(columns[0])
             if _plain_key_part(value, max_key_bytes):
-                return value
+                return cast(str, value)
         else:
             parts = [keys.get(c) for c in columns]
             if all(_plain_key_part(v, max_key_bytes) for v in parts):
-                return KEY_SEPARATOR.join(parts)
+                return KEY_SEPARATOR.join(cast(list[str], parts))
     return _checked_entity_key(keys, columns, entity, max_key_bytes)
 
 

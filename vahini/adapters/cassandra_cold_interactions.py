@@ -18,7 +18,7 @@ from __future__ import annotations
 import struct
 import time
 from operator import attrgetter
-from typing import Sequence
+from typing import Any, Sequence
 
 from cassandra.query import BatchStatement, BatchType
 
@@ -207,6 +207,7 @@ class CassandraColdInteractions:
             return 0
         cut = kept[keep_newest - 1] if keep_newest else None
         oldest_bucket = self._bucket(int(time.time() * 1000) - self.retention_s * 1000)
+        statements: list[tuple[Any, tuple]]
         if cut is None:
             statements = [(self._delete_type_in_bucket, (user_id, b, type_))
                           for b in range(self._bucket(kept[0].event_time_ms), oldest_bucket - 1, -1)]

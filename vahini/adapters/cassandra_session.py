@@ -155,7 +155,7 @@ class CassandraSession:
                 # 0.4-0.6x the CPU without it). The adapters unpack rows by position.
                 row_factory=tuple_factory, **extra)
         profiles = {EXEC_PROFILE_DEFAULT: profile()}
-        if o.hedge:
+        if o.hedge and self.read_latency is not None:
             profiles[HEDGED_READS] = profile(speculative_execution_policy=HedgedReads(self.read_latency,
                                                                                       o.hedge.max_hedges))
         return profiles
@@ -209,7 +209,7 @@ class CassandraSession:
             return
         existing = self.cluster.metadata.keyspaces[self.keyspace].tables
         altered = False
-        for name in (_TABLE_NAME.search(t).group(1) for t in tables):
+        for name in (_table_name(t) for t in tables):
             current = existing[name].options.get("speculative_retry", "") if name in existing else ""
             if not same_speculative_retry(current, wanted):
                 self.session.execute(f"ALTER TABLE {self.keyspace}.{name} WITH speculative_retry = '{wanted}'",
@@ -255,8 +255,9 @@ class CassandraSession:
     def _time_some(self, future) -> None:
         """Time one read in `sample_every`, for the hedges' delay."""
         self._sampled += 1
-        if self._sampled % self.options.hedge.sample_every == 0:
-            future.add_callback(self.read_latency.record_answer, future, time.monotonic())
+        hedge, latency = self.options.hedge, self.read_latency
+        if hedge is not None and latency is not None and self._sampled % hedge.sample_every == 0:
+            future.add_callback(latency.record_answer, future, time.monotonic())
 
     def _timeout(self, deadline: float | None) -> float:
         if deadline is None:
@@ -268,3 +269,11 @@ class CassandraSession:
 
     def close(self) -> None:
         self.cluster.shutdown()
+
+
+def _table_name(ddl: str) -> str:
+    """The table a CREATE TABLE statement of ours creates."""
+    found = _TABLE_NAME.search(ddl)
+    if found is None:
+        raise ValueError(f"not a CREATE TABLE statement: {ddl[:80]!r}")
+    return found.group(1)

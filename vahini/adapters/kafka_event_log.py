@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 import uuid
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence, cast
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition as KTP
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -57,7 +57,7 @@ class KafkaEventLog:
         self._base = {"bootstrap.servers": bootstrap_servers, **(extra or {})}
         self._refused: str | None = None
         try:
-            self._admin = AdminClient({**self._base, "error_cb": self._on_error})
+            self._admin = AdminClient(cast(dict, {**self._base, "error_cb": self._on_error}))
         except KafkaException as exc:  # e.g. a misspelt property in settings.kafka
             raise BadSettings(f"invalid Kafka client settings: {exc.args[0].str()}") from None
         self.default_partitions = default_partitions
@@ -414,7 +414,7 @@ class KafkaLogConsumer:
             self._rejoin()
         if self._held and time.monotonic() >= self._held_retry_at:
             self._commit_held()
-        out = []
+        out: list[Record] = []
         make = tuple.__new__  # Record(...) less the named tuple's Python-level __new__: one per event
         for msg in self._consumer.consume(num_messages=max_records, timeout=timeout_s):
             err = msg.error()

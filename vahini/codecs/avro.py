@@ -13,10 +13,10 @@ import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, cast
 
 import fastavro
-from fastavro._read import _read_data
+from fastavro._read import _read_data  # type: ignore[attr-defined]  # private: see the pin in pyproject.toml
 from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
 from fastavro.validation import ValidationError, validate
 
@@ -40,7 +40,7 @@ class KnownSchema:
 def _known(schema: dict | str) -> KnownSchema:
     parsed = parse_schema(schema)
     canonical = to_parsing_canonical_form(parsed)
-    return KnownSchema(parsed["name"], parsed, _fingerprint_of(canonical))
+    return KnownSchema(cast(dict, parsed)["name"], parsed, _fingerprint_of(canonical))
 
 
 class SchemaCatalog:

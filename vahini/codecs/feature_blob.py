@@ -203,8 +203,9 @@ _ROW_DTYPES: dict[int, tuple[tuple[Feature, ...], np.dtype]] = {}
 
 def _row_dtype_of(features: tuple[Feature, ...]) -> np.dtype:
     layout = layout_of(features)
-    names, formats, offsets = ["head_and_version", "event_time_ms", "bitmap"], \
-        ["<u8", "<i8", (np.uint8, layout.bitmap_len)], [0, 8, _HEADER.size]
+    names: list[str] = ["head_and_version", "event_time_ms", "bitmap"]
+    formats: list[object] = ["<u8", "<i8", (np.uint8, layout.bitmap_len)]
+    offsets: list[int] = [0, 8, _HEADER.size]
     for ftype, dtype, offset, count in layout.sections:
         of_type = [f for f in layout.order if f.type == ftype]
         for i, f in enumerate(of_type[:count]):
@@ -315,9 +316,9 @@ def _string_columns(blobs: list[bytes], start: int, count: int) -> list[list[str
     """The first `count` strings of every blob, one list per string feature: a single
     loop over all blobs, since this runs for every string-keyed row a server reads."""
     if compiled is not None:
-        columns = compiled.string_columns(blobs, start, count)
-        if columns is not None:
-            return columns  # else a blob is malformed: the loop below says how
+        built = compiled.string_columns(blobs, start, count)
+        if built is not None:
+            return built  # else a blob is malformed: the loop below says how
     columns: list[list[str]] = [[] for _ in range(count)]
     unpack = _U32.unpack_from
     try:

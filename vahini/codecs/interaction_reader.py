@@ -32,7 +32,7 @@ HEADER = MAGIC + bytes.fromhex(fingerprint(SCHEMA, "CRC-64-AVRO"))
 assert len(HEADER) == HEADER_LEN
 
 try:
-    from vahini.codecs import _interaction_reader as compiled
+    from vahini.codecs import _interaction_reader as compiled  # type: ignore[attr-defined]  # compiled: no stub
 except ImportError:  # installed without a C compiler: every message goes the general way
     compiled = None
 

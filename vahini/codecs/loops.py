@@ -11,7 +11,7 @@ from typing import Sequence
 import numpy as np
 
 try:
-    from vahini.codecs import _loops as compiled
+    from vahini.codecs import _loops as compiled  # type: ignore[attr-defined]  # compiled: no stub
 except ImportError:  # installed without a C compiler: the Python loops serve alone
     compiled = None
 

@@ -67,7 +67,12 @@ def newest_first(items: Sequence[StoredInteraction], limit: int | None = None) -
     ordered = sorted(items, key=NEWEST_FIRST_KEY, reverse=True)
     if len(set(map(_EVENT_ID, ordered))) < len(ordered):
         seen: set[str] = set()
-        ordered = [i for i in ordered if not (i.event_id in seen or seen.add(i.event_id))]
+        unique = []
+        for item in ordered:
+            if item.event_id not in seen:
+                seen.add(item.event_id)
+                unique.append(item)
+        ordered = unique
     return ordered if limit is None else ordered[:limit]
 
 

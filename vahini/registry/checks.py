@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from vahini.errors import ConfigProblem
 from vahini.registry.yaml_lines import LocatedList, LocatedMap
@@ -25,7 +25,7 @@ class Problems(list):
 
 def at(file: str, node: Any, key: str | int | None = None) -> Where:
     if isinstance(node, LocatedMap):
-        return Where(file, node.line_of(key) if key is not None else node.line)
+        return Where(file, node.line_of(cast(str, key)) if key is not None else node.line)
     if isinstance(node, LocatedList):
         return Where(file, node.line_of(key) if isinstance(key, int) else node.line)
     return Where(file, 1)

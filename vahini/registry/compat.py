@@ -72,9 +72,9 @@ def _feature_changes(old: Registry, new: Registry, name: str) -> list[Change]:
                 f"feature '{name}.{current.name}' changes type to {describe(current)}, but values stored under "
                 f"{versions} cannot be read as {describe(current)}; only int32 -> int and float32 -> float "
                 f"widen safely: give the feature a new name instead")))
-        elif before is not None and (f := before.feature(current.name)) and describe(f) != describe(current):
+        elif before is not None and (was := before.feature(current.name)) and describe(was) != describe(current):
             changes.append(Change("widened", name, current.name, f"feature '{name}.{current.name}' widens from "
-                                                      f"{describe(f)} to {describe(current)}"))
+                                                      f"{describe(was)} to {describe(current)}"))
     return changes
 
 

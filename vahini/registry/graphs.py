@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Iterator
+from typing import Any, Iterator, cast
 
 from vahini.registry.checks import NAME, Problems, at, fields, name_of, positive_int
 from vahini.registry.model import (
@@ -55,7 +55,8 @@ def parse_model(problems: Problems, file: str, node: Any) -> ModelGraph | None:
              _sequences(problems, file, node, name), _score(problems, file, node, name))
     if name is None or any(p is None for p in parts):
         return None
-    lookups, columns, sequences, score = parts
+    lookups, columns, sequences, score = cast(tuple[tuple[Lookup, ...], tuple[Column, ...], tuple[HistoryInput, ...],
+                                                     tuple[ScoreNode, ...]], parts)  # none is None (above)
     return ModelGraph(name, tuple(context), node["rows"], lookups, columns, on_outage, sequences, score)
 
 
@@ -90,7 +91,7 @@ def _columns(problems: Problems, file: str, node: LocatedMap, model: str | None)
     if items is None:
         return None
     columns = [_column(problems, file, items, i, model) for i in range(len(items))]
-    return None if None in columns else tuple(columns)
+    return None if None in columns else tuple(cast(list[Column], columns))
 
 
 def _column(problems: Problems, file: str, items: LocatedList, i: int, model: str | None) -> Column | None:

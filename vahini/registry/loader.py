@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 from vahini.errors import ConfigError
 from vahini.registry.model import (
@@ -98,7 +98,7 @@ class _Builder:
         features = self._features(file, node["features"], name)
         where = at(file, node)
         source = self._source(file, node, name, features)
-        if None in (name, version, ttl, cache, features, source):
+        if name is None or version is None or ttl is None or cache is None or features is None or source is None:
             return
         if self._unique(self.groups, name, where, "feature group"):
             group = FeatureGroup(name, node["entity"], version, ttl, tuple(features), cache, source)
@@ -123,7 +123,7 @@ class _Builder:
         optional = ("redis_ttl_s", "lru_size", "lru_ttl_s", "negative_ttl_s")
         if not fields(self.problems, file, node, f"cache of group '{group}'", (), optional):
             return None
-        values = {}
+        values: dict[str, Any] = {}
         for key in optional:
             if key in node:
                 value = node[key]
@@ -137,7 +137,9 @@ class _Builder:
         if not isinstance(items, LocatedList) or not items:
             self.problems.add(at(file, items), f"feature group '{group}' needs a non-empty list of features")
             return None
-        features, seen, ok = [], {}, True
+        features: list[Feature] = []
+        seen: dict[str, int] = {}
+        ok = True
         for node in items:
             feature = self._feature(file, node, group)
             if feature is None:
@@ -149,7 +151,7 @@ class _Builder:
                 ok = False
                 continue
             seen[feature.name] = node.line
-            self.feature_lines[(group, feature.name)] = at(file, node, "type")
+            self.feature_lines[(cast(str, group), feature.name)] = at(file, node, "type")
             features.append(feature)
         return features if ok else None
 
@@ -165,9 +167,10 @@ class _Builder:
             return None
         dim = 0
         if ftype == "vector":
-            dim = positive_int(self.problems, file, node, "dim", f"vector feature '{name}'")
-            if dim is None:
+            wanted = positive_int(self.problems, file, node, "dim", f"vector feature '{name}'")
+            if wanted is None:
                 return None
+            dim = wanted
         elif "dim" in node:
             self.problems.add(at(file, node, "dim"), f"feature '{name}' of type {ftype} cannot have a dim")
             return None

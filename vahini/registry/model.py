@@ -84,11 +84,11 @@ class FeatureGroup:
         object.__setattr__(self, "_positions", {f.name: j for j, f in enumerate(self.features)})
 
     def feature(self, name: str) -> Feature | None:
-        return self._by_name.get(name)
+        return self._by_name.get(name)  # type: ignore[attr-defined]  # set in __post_init__, not a field
 
     def position(self, name: str) -> int:
         """The feature's place in declared order (its bit in a stored blob's bitmap)."""
-        return self._positions[name]
+        return self._positions[name]  # type: ignore[attr-defined]  # set in __post_init__, not a field
 
 
 @dataclass(frozen=True)
@@ -290,7 +290,7 @@ class Registry:
 # Score-node fields added after the first release, left out of the published JSON while
 # at their defaults: a registry that does not use them stays readable by older
 # servers during a rolling upgrade.
-_NEWER_SCORE_FIELDS = {"inputs": []}
+_NEWER_SCORE_FIELDS: dict[str, object] = {"inputs": []}
 _NEWER_ENDPOINT_FIELDS = {"output": "", "column": None, "batch_size": 0}
 
 

@@ -28,7 +28,7 @@ def assign_versions(old: Registry, new: Registry) -> tuple[Registry, list[Change
         models[name] = replace(graph, version=latest + 1)
         changes.append(Change("model", name, None, f"model '{name}': version {latest + 1}"
                                                    f"{' (new)' if before is None else ' (graph changed)'}"))
-    kept = {}
+    kept: dict[tuple[str, int], ModelGraph] = {}
     for (name, version), graph in sorted(history.items(), reverse=True):  # newest first
         problem = _retire_reason(graph, new, models, sum(1 for m, _ in kept if m == name))
         if problem:

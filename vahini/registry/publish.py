@@ -6,7 +6,7 @@ import json
 import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 from vahini.errors import ConfigError, ConfigProblem
 from vahini.ports.config_store import ConfigStore
@@ -27,7 +27,8 @@ def read_published(store: ConfigStore) -> Registry | None:
     return _parse(store.get(REGISTRY_KEY))
 
 
-def _version_problems(old: Registry, new: Registry, where: dict[str, tuple[str, int]]) -> list[ConfigProblem]:
+def _version_problems(old: Registry, new: Registry,
+                      where: Mapping[str | tuple[str, str], tuple[str, int]]) -> list[ConfigProblem]:
     """A group whose features change must get a new version, or old blobs would be misread."""
     problems = []
     for name, group in new.groups.items():
@@ -67,7 +68,7 @@ def prepare(directory: Path, published: Registry | None) -> Plan:
     problems = _version_problems(old, new, where)
     new, model_changes = assign_versions(old, new)
     planned = changes(old, new) + model_changes
-    problems += [ConfigProblem(*where.get((c.group, c.feature), where[c.group]), c.message)
+    problems += [ConfigProblem(*where.get((c.group, c.feature or ""), where[c.group]), c.message)
                  for c in planned if c.blocking]
     if problems:
         raise ConfigError(problems)
@@ -81,9 +82,10 @@ def apply(directory: Path, store: ConfigStore, dry_run: bool = False) -> Plan:
     applies cannot drop each other's layout history: the later one raises
     ConcurrentModification and is simply run again."""
     data, version = store.get_versioned(REGISTRY_KEY)
-    plan = prepare(directory, _parse(data))
+    published = _parse(data)
+    plan = prepare(directory, published)
     if not dry_run:
-        if data is None or plan.registry.revision != _parse(data).revision:
+        if published is None or plan.registry.revision != published.revision:
             revisions.save(store, plan.registry)
         store.replace(REGISTRY_KEY, revisions.encode(plan.registry), version)
     return plan
@@ -109,9 +111,9 @@ class RegistryFollower:
         return self._current
 
     def _update(self, data: bytes | None) -> None:
-        if data is None:
-            return
         registry = _parse(data)
+        if registry is None:
+            return
         with self._lock:
             self._current = registry
         if self._on_change:
