@@ -6,13 +6,15 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from typing import Callable
 
 
 class TtlLru:
-    def __init__(self, max_entries: int, ttl_s: float):
+    def __init__(self, max_entries: int, ttl_s: float, clock: Callable[[], float] = time.monotonic):
         self._items: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
         self._max = max_entries
         self._ttl = ttl_s
+        self._clock = clock
         self._lock = threading.Lock()
 
     def get(self, key: str) -> bytes | None:
@@ -20,7 +22,7 @@ class TtlLru:
             item = self._items.get(key)
             if item is None:
                 return None
-            if item[1] <= time.monotonic():
+            if item[1] <= self._clock():
                 del self._items[key]
                 return None
             self._items.move_to_end(key)
@@ -28,7 +30,7 @@ class TtlLru:
 
     def put(self, key: str, value: bytes) -> None:
         with self._lock:
-            self._items[key] = (value, time.monotonic() + self._ttl)
+            self._items[key] = (value, self._clock() + self._ttl)
             self._items.move_to_end(key)
             if len(self._items) > self._max:
                 self._items.popitem(last=False)

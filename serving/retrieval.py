@@ -113,11 +113,12 @@ class _Slot:
 
 class FeatureReader:
     def __init__(self, store: FeatureStore, cache: FeatureCache | None, registry: Callable[[], Registry],
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, lru_clock: Callable[[], float] = time.monotonic):
         self._store = store
         self._cache = cache
         self._registry = registry
         self._clock = clock
+        self._lru_clock = lru_clock  # how the LRUs tell an entry's age: a test may run it
         self._lrus: dict[tuple[str, int], TtlLru] = {}
 
     def retrieve(self, entity: str, keys: Sequence[str], groups: Sequence[str],
@@ -205,7 +206,7 @@ class FeatureReader:
             return None
         lru = self._lrus.get((g.name, g.version))
         if lru is None:
-            lru = self._lrus[(g.name, g.version)] = TtlLru(g.cache.lru_size, g.cache.lru_ttl_s)
+            lru = self._lrus[(g.name, g.version)] = TtlLru(g.cache.lru_size, g.cache.lru_ttl_s, self._lru_clock)
         return lru
 
     def _start_cache(self, slots: list[_Slot]) -> Callable[[], None]:
