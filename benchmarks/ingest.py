@@ -42,6 +42,7 @@ import sys
 import tempfile
 import time
 import uuid
+from typing import NamedTuple, Sequence
 
 import fastavro
 from cassandra.cluster import Cluster
@@ -142,12 +143,16 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+class GroupRate(NamedTuple):
+    events_per_s: float
+    cpu_us_per_event: float  # the consumer processes'
+    store_cpu_us_per_event: float | None  # the store_pids' (None: none given)
+
+
 def measure_group(settings, group: str, topic: str, target: int, procs: list[subprocess.Popen],
-                  timeout_s: float = 3600, store_pids: list[int] | None = None) -> tuple[float, ...]:
-    """(events/s, worker CPU-µs per event) between the group's first commit and reaching
-    `target` committed events; with `store_pids`, a third: those processes' CPU-µs per
-    event over the same span."""
-    store_pids = store_pids or []
+                  timeout_s: float = 3600, store_pids: Sequence[int] = ()) -> GroupRate:
+    """Between the group's first commit and reaching `target` committed events: its
+    events/s, and the CPU-µs per event of the consumers and of `store_pids`."""
     log = wiring.event_log(settings)
     first = None
     deadline = time.monotonic() + timeout_s
@@ -172,8 +177,8 @@ def measure_group(settings, group: str, topic: str, target: int, procs: list[sub
             time.sleep(0.25)
     log.close()
     events = max(done - first[1], 1)
-    rate = (events / max(now - first[0], 1e-9), cpu / events * 1e6)
-    return (*rate, store_cpu / events * 1e6) if store_pids else rate
+    return GroupRate(events / max(now - first[0], 1e-9), cpu / events * 1e6,
+                     store_cpu / events * 1e6 if store_pids else None)
 
 
 def paired(settings, run: str, topic: str, target: int, trees: dict[str, str | None]) -> dict[str, tuple]:
@@ -269,7 +274,7 @@ def _cpu_us_per_call(decode, payloads: list[bytes]) -> float:
 
 
 def vahini_workers(settings, run: str, topic: str, total: int, workers: int,
-                   worker_tree: str | None = None) -> tuple[float, float]:
+                   worker_tree: str | None = None) -> GroupRate:
     keyspace, group = f"bench_w{workers}_{run}", f"bench-w{workers}-{run}"
     fresh_keyspace(settings, keyspace).close()
     env = env_for(settings, keyspace, group, topic)
@@ -329,7 +334,7 @@ def main() -> int:
         counts = sorted({1, 2, *counts})  # the table of ratios below needs both
     measured = {n: vahini_workers(settings, run, topic, args.events, n, args.worker_tree) for n in counts}
     cpu_rows = [[f"Vahini, {n} worker process{'es' if n > 1 else ''}", f"{rate:,.0f}", f"{cpu:.1f}"]
-                for n, (rate, cpu) in measured.items()]
+                for n, (rate, cpu, _) in measured.items()]
     cpu_rows.append(["bare fastavro decode of the same messages (floor)", "", f"{fastavro_us:.1f}"])
     cpu_rows.append(["the worker's own decode of them (vahini/codecs/feature_update_reader.py)", "",
                      f"{codec_us:.1f}"])

@@ -23,7 +23,7 @@ import sys
 import uuid
 
 from benchmarks.common import KAFKA, CASSANDRA, real_settings, synthesize, table
-from benchmarks.ingest import load_topic, measure_group, spawn_worker
+from benchmarks.ingest import GroupRate, load_topic, measure_group, spawn_worker
 from vahini import wiring
 from vahini.demo import SAMPLE_REGISTRY
 from vahini.registry import publish
@@ -57,7 +57,7 @@ def worker_env(settings, group: str) -> dict:
     return env
 
 
-def ingest(settings, name: str, data, events: int) -> tuple[float, float]:
+def ingest(settings, name: str, data, events: int) -> GroupRate:
     group = f"bench-{name}-{uuid.uuid4().hex[:6]}"
     proc = spawn_worker(worker_env(settings, group), group)
     try:
@@ -85,7 +85,7 @@ def main() -> int:
     rows, baseline = [], None
     for round_ in range(1, args.rounds + 1):
         for name, settings in stacks.items():
-            rate, cpu = ingest(settings, name, data, args.events)
+            rate, cpu, _ = ingest(settings, name, data, args.events)
             baseline = cpu if name == "single" else baseline
             rows.append([round_, DESCRIPTION[name], f"{rate:,.0f}", f"{cpu:.1f}", f"{cpu / baseline:.2f}"])
     print(table(f"Ingest by one worker process, {args.events:,} events, {args.partitions} partitions "

@@ -36,7 +36,7 @@ import time
 import uuid
 
 from benchmarks.common import CASSANDRA, KAFKA, local_service_pid, real_settings, table
-from benchmarks.ingest import fresh_keyspace, measure_group, spawn
+from benchmarks.ingest import GroupRate, fresh_keyspace, measure_group, spawn
 from tests.services import free_port
 from vahini import wiring
 from vahini.demo import SAMPLE_REGISTRY
@@ -66,7 +66,7 @@ def env(settings, keyspace: str, group: str, run: str) -> dict:
                 "VAHINI_TOPICS__INTERACTIONS": settings.topics.interactions,
                 "VAHINI_TOPICS__SESSIONS": settings.topics.sessions,
                 "VAHINI_TOPICS__DEAD_LETTER": settings.topics.dead_letter,
-                "VAHINI_INTERACTIONS__HOT_TIER": settings.hot_tier, "VAHINI_INTERACTIONS__GROUP": group,
+                "VAHINI_INTERACTIONS__HOT_TIER": settings.feature_cache, "VAHINI_INTERACTIONS__GROUP": group,
                 "VAHINI_INTERACTIONS__NAMESPACE": f"bench-{run}", "VAHINI_CACHE__NAMESPACE": f"bench-{run}",
                 "VAHINI_LOG_LEVEL": "WARNING", "BENCH_TOPIC": settings.topics.interactions, "BENCH_GROUP": group,
                 "BENCH_KAFKA": KAFKA, "BENCH_CONFIG_STORE": settings.config_store,
@@ -75,9 +75,9 @@ def env(settings, keyspace: str, group: str, run: str) -> dict:
 
 
 def run_one(settings, name: str, args: list[str], events: int, run: str,
-            tree: str | None = None) -> tuple[float, float, float | None]:
-    """(events/s, CPU-µs per event, the local Cassandra's CPU-µs per event or None) of one
-    consumer process until its group has committed `events`."""
+            tree: str | None = None) -> GroupRate:
+    """One consumer process's rate until its group has committed `events`, with the local
+    Cassandra's CPU where the benchmark uses it."""
     keyspace, group = f"bench_{name}_{run}", f"bench-{name}-{run}"
     fresh_keyspace(settings, keyspace).close()
     worker_env = env(settings, keyspace, group, f"{name}-{run}")
@@ -86,9 +86,8 @@ def run_one(settings, name: str, args: list[str], events: int, run: str,
     proc = spawn(args, worker_env, group, os.path.abspath(tree) if tree else None)
     try:
         store = local_service_pid("cassandra") if CASSANDRA == "127.0.0.1:9042" else None
-        rate = measure_group(settings, group, settings.topics.interactions, events, [proc],
-                             store_pids=[store] if store else None)
-        return (*rate, None) if len(rate) == 2 else rate
+        return measure_group(settings, group, settings.topics.interactions, events, [proc],
+                             store_pids=[store] if store else ())
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
@@ -122,7 +121,7 @@ def main() -> int:
     trees = {"(b) vahini ingest interactions (also stores every interaction)": None}
     if args.baseline_tree:
         trees[f"(c) the same from {args.baseline_tree}"] = args.baseline_tree
-    rates: dict[str, list[tuple]] = {label: [] for label in trees}
+    rates: dict[str, list[GroupRate]] = {label: [] for label in trees}
     for i in range(args.rounds):
         order = list(trees.items()) if i % 2 == 0 else list(reversed(trees.items()))
         for label, tree in order:
@@ -134,16 +133,19 @@ def main() -> int:
                 ["consumer", "round", "events/s", "CPU-µs/event", "Cassandra CPU-µs/event"], rows))
     if args.baseline_tree:
         this, other = rates.values()
-        ratios = [[f"{a[0] / b[0]:.2f}x", f"{a[1] / b[1]:.2f}x",
-                   "-" if a[2] is None else f"{a[2] / b[2]:.2f}x"] for a, b in zip(this, other)]
-        medians = [f"**{statistics.median(float(r[k][:-1]) for r in ratios):.2f}x**" if ratios[0][k] != "-" else "-"
-                   for k in range(3)]
+        ratios = [[None if a[k] is None or b[k] is None else a[k] / b[k] for k in range(3)]
+                  for a, b in zip(this, other)]
+        medians = [None if ratios[0][k] is None else statistics.median(r[k] for r in ratios) for k in range(3)]
         print(table("(b) / (c), round by round", ["round", "events/s", "CPU-µs/event", "Cassandra CPU-µs/event"],
-                    [[str(i + 1), *r] for i, r in enumerate(ratios)] + [["median", *medians]]))
+                    [[str(i + 1), *_ratios(r)] for i, r in enumerate(ratios)] + [["median", *_ratios(medians, "**")]]))
     return 0
 
 
-def _cells(rate: tuple) -> list[str]:
+def _ratios(values: list[float | None], mark: str = "") -> list[str]:
+    return ["-" if v is None else f"{mark}{v:.2f}x{mark}" for v in values]
+
+
+def _cells(rate: GroupRate) -> list[str]:
     return [f"{rate[0]:,.0f}", f"{rate[1]:.0f}", "-" if rate[2] is None else f"{rate[2]:.0f}"]
 
 

@@ -60,7 +60,7 @@ def _show_one(registry: Registry, name: str, as_json: bool) -> int:
         raise UserError(f"no feature group or model '{name}' in revision {registry.revision}; "
                         f"published: {', '.join(known)}")
     if as_json:
-        print(json.dumps(asdict(group) if group else _model_dict(model), indent=2, default=list))
+        print(json.dumps(asdict(group if group else model), indent=2, default=list))
         return 0
     print(*(_group_lines(group, registry) if group else _model_lines(model, registry)), sep="\n")
     return 0
@@ -98,10 +98,6 @@ def _model_lines(model: ModelGraph, registry: Registry) -> list[str]:
     for node in model.score:
         lines.append(f"  score {node.name}: " + ", ".join(f"{e.target}/{e.model} {e.percent}%" for e in node.endpoints))
     return lines
-
-
-def _model_dict(model: ModelGraph) -> dict:
-    return asdict(model)
 
 
 def _ttl(group: FeatureGroup) -> str:

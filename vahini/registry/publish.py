@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,12 +18,8 @@ from vahini.registry.model import Registry
 REGISTRY_KEY = "registry"
 
 
-def _parse(data: bytes | None) -> Registry | None:
-    return None if data is None else Registry.from_json_dict(json.loads(data))
-
-
 def read_published(store: ConfigStore) -> Registry | None:
-    return _parse(store.get(REGISTRY_KEY))
+    return revisions.decode(store.get(REGISTRY_KEY))
 
 
 def _version_problems(old: Registry, new: Registry,
@@ -82,7 +77,7 @@ def apply(directory: Path, store: ConfigStore, dry_run: bool = False) -> Plan:
     applies cannot drop each other's layout history: the later one raises
     ConcurrentModification and is simply run again."""
     data, version = store.get_versioned(REGISTRY_KEY)
-    published = _parse(data)
+    published = revisions.decode(data)
     plan = prepare(directory, published)
     if not dry_run:
         if published is None or plan.registry.revision != published.revision:
@@ -111,7 +106,7 @@ class RegistryFollower:
         return self._current
 
     def _update(self, data: bytes | None) -> None:
-        registry = _parse(data)
+        registry = revisions.decode(data)
         if registry is None:
             return
         with self._lock:

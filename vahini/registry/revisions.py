@@ -26,9 +26,12 @@ def encode(registry: Registry) -> bytes:
     return json.dumps(registry.to_json_dict(), sort_keys=True).encode()
 
 
-def read(store: ConfigStore, revision: int) -> Registry | None:
-    data = store.get(key_of(revision))
+def decode(data: bytes | None) -> Registry | None:
     return None if data is None else Registry.from_json_dict(json.loads(data))
+
+
+def read(store: ConfigStore, revision: int) -> Registry | None:
+    return decode(store.get(key_of(revision)))
 
 
 def same_content(old: Registry, new: Registry) -> bool:
