@@ -18,7 +18,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
 from vahini import wiring
-from vahini.codecs.loops import compiled
+from vahini.codecs import loops
 from vahini.errors import BadSettings, InvalidEvent
 from vahini.feature_cache import FeatureCache
 from vahini.feature_rows import newest_per_key, row_of, unexpired
@@ -226,8 +226,8 @@ def run_server(settings: Settings) -> None:
     running = start_server(settings)
     tune_gc_for_throughput()
     log.info("serving", address=f"{settings.serving.host}:{running.port}", metrics_port=settings.metrics_port,
-             compiled_loops=compiled is not None, cpus=sorted(os.sched_getaffinity(0)))
-    if compiled is None:
+             compiled_loops=loops.built is not None, cpus=sorted(os.sched_getaffinity(0)))
+    if loops.built is None:
         log.warning("compiled_loops_missing", detail="vahini.codecs._loops was not built (no C compiler when "
                     "Vahini was installed): reads run the same loops in Python, at about 1.7x the CPU per request")
     stop = threading.Event()

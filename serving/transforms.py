@@ -21,8 +21,12 @@ from typing import Sequence
 
 import numpy as np
 
-from vahini.codecs.loops import compiled, looked_up
+from vahini import fast_paths
+from vahini.codecs import loops
+from vahini.codecs.loops import looked_up
 from vahini.registry.model import AGE_UNITS_MS, Column
+
+compiled = fast_paths.bind(__name__, "compiled", loops.built)  # None while fast paths are off
 
 INT32_LIMIT = 2**31 - 1
 # Transforms whose output for an absent value is the column's default or 0, not

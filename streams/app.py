@@ -57,28 +57,17 @@ def build_worker(settings: Settings, backends: Backends, group: str | None = Non
     log_ = backends.event_log
     log_.create_topic(settings.topics.dead_letter, settings.topics.partitions)
     consumer = log_.consumer(group or settings.ingest.group, topics, start_offsets)
-    use_compiled_ingest(settings.compiled_ingest)
+    wiring.use_fast_paths(settings)
     return FeatureIngestWorker(consumer, log_.producer(), backends.store, backends.cache,
                                lambda: backends.registry.current, AvroCodec(SchemaCatalog.default()),
                                settings.ingest, settings.topics.dead_letter, stop_offsets)
-
-
-def use_compiled_ingest(on: bool) -> None:
-    """The ingest workers' compiled hot paths on (where built) or off (setting `compiled_ingest`),
-    for this process."""
-    window_loops.use_compiled(on)
-    interaction_reader.use_compiled(on)
-    compiled_cql.use_compiled(on)
-    if not on:
-        log.warning("compiled_ingest_off", detail="compiled_ingest = false: the Python code runs in place of the "
-                    "compiled hot paths, at several times the CPU per event")
 
 
 def warn_if_not_compiled() -> list[str]:
     """Log `compiled_modules_missing` when the install built none of the write side's
     compiled modules (no C compiler): the workers are correct without them, at several
     times the CPU per event. Returns the missing modules."""
-    missing = [name for name, built in (("vahini.codecs._loops", loops.compiled),
+    missing = [name for name, built in (("vahini.codecs._loops", loops.built),
                                         ("vahini.codecs._interaction_reader", interaction_reader.compiled),
                                         ("vahini.adapters._cql_rows", compiled_cql.built),
                                         ("vahini.streams._window_loops", window_loops.compiled)) if built is None]
@@ -142,7 +131,7 @@ def build_interaction_worker(settings: Settings, event_log: EventLog, cold, hot,
     topics = interaction_topics(settings)
     for topic in [*topics, settings.topics.dead_letter]:
         event_log.create_topic(topic, settings.topics.partitions)
-    use_compiled_ingest(settings.compiled_ingest)
+    wiring.use_fast_paths(settings)
     return InteractionWorker(
         lambda: event_log.consumer(settings.interactions.group, topics, co_partitioned=True), event_log.producer(),
         cold, hot, AvroCodec(SchemaCatalog.default()), settings.interactions, settings.topics.dead_letter,

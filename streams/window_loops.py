@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Callable, Iterable, Mapping, Sequence
 
+from vahini import fast_paths
 from vahini.registry.model import KEY_SEPARATOR
 
 NEVER_MS = 2**62  # a next change that never comes
@@ -184,4 +185,4 @@ def use_compiled(on: bool = True) -> bool:
     return fast
 
 
-use_compiled()
+fast_paths.register(__name__, use_compiled)

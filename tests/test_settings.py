@@ -62,6 +62,17 @@ def test_the_old_name_of_the_feature_cache_still_works_for_a_release_with_a_warn
         assert load_settings().feature_cache == "redis://new:6379/0"
 
 
+def test_the_old_name_of_fast_paths_still_works_for_a_release_with_a_warning(clean_env, tmp_path):
+    path = tmp_path / "old.toml"
+    path.write_text("compiled_ingest = false\n")
+    with pytest.warns(FutureWarning, match=r"compiled_ingest \(VAHINI_COMPILED_INGEST\) is now fast_paths"):
+        assert load_settings(str(path)).fast_paths is False
+    clean_env.setenv("VAHINI_FAST_PATHS", "true")  # the new name wins, and the warning says so
+    with pytest.warns(FutureWarning, match="Using fast_paths = True"):
+        assert load_settings(str(path)).fast_paths is True
+    assert load_settings().fast_paths is True and Settings(fast_paths=False).fast_paths is False
+
+
 def test_mistakes_are_rejected(clean_env, tmp_path):
     with pytest.raises(FileNotFoundError):
         load_settings(str(tmp_path / "missing.toml"))

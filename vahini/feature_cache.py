@@ -32,12 +32,15 @@ from typing import Callable, Iterable, Sequence
 
 from vahini import metrics
 from vahini.circuit import CircuitBreaker
-from vahini.codecs.loops import compiled
+from vahini import fast_paths
+from vahini.codecs import loops
 from vahini.errors import StoreUnavailable, VahiniError
 from vahini.logs import get_logger
 from vahini.ports.feature_store import FeatureRow, FeatureStore, write_timestamp_us
 from vahini.ports.hot_tier import HEADER_LEN, VERSION_DIGITS, HotTier, version_header
 from vahini.settings import CacheSettings
+
+compiled = fast_paths.bind(__name__, "compiled", loops.built)  # None while fast paths are off
 
 log = get_logger(__name__)
 

@@ -249,10 +249,14 @@ class Settings(BaseSettings):
         "librdkafka properties read from files, as container platforms mount secrets, e.g. "
         "{\"sasl.password\": \"/run/secrets/kafka-password\"}"))
     metrics_port: int = Field(0, ge=0, description="Prometheus /metrics port; 0 = off")
-    compiled_ingest: bool = Field(True, description=(
-        "Run the ingest workers' compiled hot paths where they were built: the interaction reader, the window "
-        "step, the CQL encoders and batch loops. false runs the Python code each stands in for: the same rows "
-        "and commits, at several times the CPU per event (an escape hatch)"))
+    fast_paths: bool = Field(True, description=(
+        "Run the fast paths: the compiled loops and encoders (interaction reader, window step, CQL encoders, "
+        "batch and read loops) and the pinned library internals (fastavro's _read_data and the own FeatureUpdate "
+        "reader, scylla-driver's pre-encoded batches and token-ring table, the hiredis-packed Redis wire). false "
+        "runs the Python code and the libraries' public APIs each stands in for: the same results at several "
+        "times the CPU (an escape hatch for a library upgrade or a compiled module in doubt)"))
+    compiled_ingest: bool | None = Field(None, description="The old name of fast_paths, still read for one release, "
+                                                           "with a warning")
     log_level: str = "INFO"
     topics: TopicSettings = TopicSettings()
     ingest: IngestSettings = IngestSettings()
@@ -274,6 +278,17 @@ class Settings(BaseSettings):
         warnings.warn(f"the setting hot_tier (VAHINI_HOT_TIER) is now feature_cache (VAHINI_FEATURE_CACHE); "
                       f"the old name goes in the next release. Using feature_cache = {self.feature_cache!r}",
                       FutureWarning, stacklevel=2)
+        return self
+
+    @model_validator(mode="after")
+    def _read_the_old_name_of_fast_paths(self) -> "Settings":
+        if self.compiled_ingest is None:
+            return self
+        if "fast_paths" not in self.model_fields_set:
+            self.fast_paths = self.compiled_ingest
+        warnings.warn(f"the setting compiled_ingest (VAHINI_COMPILED_INGEST) is now fast_paths (VAHINI_FAST_PATHS) "
+                      f"and covers every fast path; the old name goes in the next release. Using fast_paths = "
+                      f"{self.fast_paths}", FutureWarning, stacklevel=2)
         return self
 
     @field_validator("kafka", mode="before")

@@ -6,16 +6,20 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
+from vahini import fast_paths
 from vahini.errors import BadSettings
 from vahini.feature_cache import FeatureCache
 from vahini.ports.config_store import ConfigStore
 from vahini.ports.event_log import EventLog
 from vahini.ports.feature_store import FeatureStore
 from vahini.ports.hot_tier import HotTier
+from vahini.logs import get_logger
 from vahini.settings import Settings, secret_value
 
 if TYPE_CHECKING:
     from vahini.adapters.cassandra_hedging import HedgeOptions
+
+log = get_logger(__name__)
 
 
 class UnknownBackend(BadSettings):
@@ -43,7 +47,19 @@ def _hosts_port(netloc: str, default_port: int) -> tuple[list[str], int]:
     return hosts, port
 
 
+def use_fast_paths(settings: Settings) -> None:
+    """Apply `settings.fast_paths` to the process (vahini.fast_paths). Every builder here
+    calls it first, so a program runs its backends, codecs and loops as its settings say."""
+    if settings.fast_paths == fast_paths.enabled():
+        return
+    fast_paths.use(settings.fast_paths)
+    if not settings.fast_paths:
+        log.warning("fast_paths_off", detail="fast_paths = false: Python code and the libraries' public APIs run in "
+                    "place of the compiled loops and pinned internals, at several times the CPU per event")
+
+
 def event_log(settings: Settings) -> EventLog:
+    use_fast_paths(settings)
     url = settings.event_log
     if _scheme(url, "event_log", ("sqlite", "kafka")) == "sqlite":
         from vahini.adapters.sqlite_event_log import SqliteEventLog
@@ -57,6 +73,7 @@ def event_log(settings: Settings) -> EventLog:
 
 
 def feature_store(settings: Settings) -> FeatureStore:
+    use_fast_paths(settings)
     url = settings.feature_store
     if _scheme(url, "feature_store", ("sqlite", "cassandra", "scylla")) == "sqlite":
         from vahini.adapters.sqlite_feature_store import SqliteFeatureStore
@@ -97,6 +114,7 @@ def _hedge(c) -> "HedgeOptions | None":
 
 
 def hot_tier(settings: Settings) -> HotTier:
+    use_fast_paths(settings)
     url = settings.feature_cache
     scheme = _scheme(url, "feature_cache", ("sqlite", "memory", "redis", "rediss"))
     if scheme == "sqlite":
@@ -124,6 +142,7 @@ def feature_cache(settings: Settings, store: FeatureStore) -> FeatureCache:
 
 
 def config_store(settings: Settings) -> ConfigStore:
+    use_fast_paths(settings)
     url = settings.config_store
     if _scheme(url, "config_store", ("file", "zk")) == "file":
         from vahini.adapters.directory_config_store import DirectoryConfigStore
@@ -150,6 +169,7 @@ def _zookeeper_acl(settings: Settings, auth: tuple[str, str] | None) -> list | N
 def interaction_hot_tier(settings: Settings, timeout_s: float = 2.0):
     """The interaction hot tier. Readers pass a short `timeout_s` (a slow tier is bypassed);
     the worker keeps the default, since it must not give up on data that is not durable."""
+    use_fast_paths(settings)
     url = settings.interactions.hot_tier
     if _scheme(url, "interactions.hot_tier", ("sqlite", "redis", "rediss")) == "sqlite":
         from vahini.adapters.sqlite_interaction_tier import SqliteInteractionTier
@@ -162,6 +182,7 @@ def interaction_hot_tier(settings: Settings, timeout_s: float = 2.0):
 
 def cold_interactions(settings: Settings):
     """The cold tier, by default on the feature store's engine."""
+    use_fast_paths(settings)
     s = settings.interactions
     url = s.cold_store or settings.feature_store
     if _scheme(url, "interactions.cold_store", ("sqlite", "cassandra", "scylla")) == "sqlite":

@@ -11,10 +11,9 @@ from vahini.serving.retrieval import FeatureReader
 from tests.conftest_backends import STACKS
 from tests.processes_helpers import wait_for
 from tests.streams.interaction_helpers import RunningInteractionWorker, interaction_settings, producer
-from vahini import wiring
+from vahini import fast_paths, wiring
 from vahini.registry.publish import RegistryFollower
 from vahini.streams import window_loops
-from vahini.streams.app import use_compiled_ingest
 
 HOUR_MS = 3_600_000
 
@@ -40,14 +39,13 @@ class Features:
         self.store.close()
 
 
-@pytest.mark.parametrize("compiled_ingest", [True, False], ids=["compiled", "python"])
-def test_counts_per_user_and_category_follow_interactions_and_fall_when_events_age_out(settings, unique,
-                                                                                      compiled_ingest):
-    settings = settings.model_copy(update={"compiled_ingest": compiled_ingest})
+@pytest.mark.parametrize("fast", [True, False], ids=["fast-paths", "public-paths"])
+def test_counts_per_user_and_category_follow_interactions_and_fall_when_events_age_out(settings, unique, fast):
+    settings = settings.model_copy(update={"fast_paths": fast})
     try:
         _counts_follow_interactions_and_fall_when_events_age_out(settings, unique)
     finally:
-        use_compiled_ingest(True)
+        fast_paths.use(True)
 
 
 def _counts_follow_interactions_and_fall_when_events_age_out(settings, unique):
@@ -61,7 +59,7 @@ def _counts_follow_interactions_and_fall_when_events_age_out(settings, unique):
     p.interaction(f"{u}-4", u, "p4", "CLICK", now, category_id="bags")                    # while open: hot
     p.flush()
     worker, features = RunningInteractionWorker(settings), Features(settings)
-    assert (window_loops.step_users is window_loops.step_users_py) == (not settings.compiled_ingest)
+    assert (window_loops.step_users is window_loops.step_users_py) == (not settings.fast_paths)
     user_counts = lambda: features.of("user", u, "user_interaction_windows")  # noqa: E731
     wait_for(lambda: user_counts() == {"clicks_1h": 2, "clicks_24h": 3, "orders_24h": 1, "wishlists_24h": 0},
              30, "the user's counts")

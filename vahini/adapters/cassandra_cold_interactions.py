@@ -22,9 +22,10 @@ from typing import Any, Sequence
 
 from cassandra.query import BatchStatement, BatchType
 
+from vahini import fast_paths
 from vahini.adapters import compiled_cql
 from vahini.adapters.cassandra_replicas import PrimaryReplicas
-from vahini.adapters.cassandra_session import CassandraSession, EncodedStatements
+from vahini.adapters.cassandra_session import CassandraSession, EncodedStatements, public_batches
 from vahini.ports.interaction_store import HistoryQuery, StoredInteraction, newest_first
 
 TABLE = """
@@ -132,6 +133,8 @@ class CassandraColdInteractions:
         Items are taken in partition order, so a partition's rows stay together. Compiled
         where built (vahini.adapters.compiled_cql)."""
         in_order = sorted(items, key=_PARTITION_ORDER)
+        if not fast_paths.enabled():
+            return self._public_batches(in_order, now_ms)
         compiled = compiled_cql.in_use()
         if compiled is not None:
             return compiled.interaction_batches(in_order, now_ms, self.retention_s, self._bucket_ms, self._serializer,
@@ -157,6 +160,23 @@ class CassandraColdInteractions:
             slot[0]._statements_and_parameters.add(query_id, values, statement)
             slot[1] += nbytes
         return batches, partitions
+
+    def _public_batches(self, in_order: Sequence[StoredInteraction], now_ms: int) -> tuple[list[BatchStatement], int]:
+        """_batches through the driver's public bind() and BatchStatement.add()."""
+        bound, partitions, last_partition = [], 0, None
+        for i in in_order:
+            ttl_s = self.retention_s - (now_ms - i.event_time_ms) // 1000
+            if ttl_s <= 0:
+                continue
+            bucket = i.event_time_ms // self._bucket_ms
+            if (i.user_id, bucket) != last_partition:
+                partitions, last_partition = partitions + 1, (i.user_id, bucket)
+            values = (i.user_id, bucket, i.type, i.event_time_ms, i.event_id, i.product_id, i.category_id,
+                      i.attributes, ttl_s)
+            nbytes = 64 + len(i.user_id) + len(i.event_id) + len(i.product_id) + len(i.category_id or "") \
+                + sum(len(k) + len(v) for k, v in (i.attributes or {}).items())
+            bound.append((self._insert.bind(values), nbytes))
+        return public_batches(bound, self._primary.lookup(), self._batch_rows, self._batch_bytes), partitions
 
     def _new_batch(self, routing_key: bytes) -> BatchStatement:
         batch = BatchStatement(BatchType.UNLOGGED)

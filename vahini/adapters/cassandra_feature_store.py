@@ -22,9 +22,10 @@ from typing import Sequence
 
 from cassandra.query import BatchStatement, BatchType, BoundStatement
 
+from vahini import fast_paths
 from vahini.adapters import compiled_cql
 from vahini.adapters.cassandra_replicas import PrimaryReplicas
-from vahini.adapters.cassandra_session import CassandraSession, EncodedStatements
+from vahini.adapters.cassandra_session import CassandraSession, EncodedStatements, public_batches
 from vahini.ports.feature_store import FeatureRow, write_timestamp_us
 
 TABLE = """
@@ -126,6 +127,8 @@ class CassandraFeatureStore:
         """The live rows grouped by primary replica into batches bounded in rows and bytes,
         in one pass: this runs once per row of every ingested event, compiled where built
         (vahini.adapters.compiled_cql)."""
+        if not fast_paths.enabled():
+            return self._public_batches(rows, now_ms)
         compiled = compiled_cql.in_use()
         if compiled is not None:
             return compiled.row_batches(rows, now_ms, self._serializer, self._statement_head, self._insert.query_id,
@@ -150,6 +153,18 @@ class CassandraFeatureStore:
             slot[0]._statements_and_parameters.add(query_id, values, statement)
             slot[1] += nbytes
         return batches
+
+    def _public_batches(self, rows: Sequence[FeatureRow], now_ms: int) -> list[BatchStatement]:
+        """_batches through the driver's public bind() and BatchStatement.add()."""
+        bound = []
+        for r in rows:
+            ttl = r.ttl_left_s(now_ms) if r.ttl_s else None
+            if ttl is not None and ttl <= 0:
+                continue
+            values = (r.entity, r.key, r.group, r.event_time_ms, r.blob, write_timestamp_us(r.event_time_ms, r.blob),
+                      ttl or 0)
+            bound.append((self._insert.bind(values), len(r.blob) + 64))
+        return public_batches(bound, self._primary.lookup(), self._batch_rows, self._batch_bytes)
 
     def _new_batch(self, routing_key: bytes) -> BatchStatement:
         batch = BatchStatement(BatchType.UNLOGGED)
@@ -185,7 +200,11 @@ class CassandraFeatureStore:
         for found in by_replica.values():
             for start in range(0, len(found), self.KEYS_PER_READ):
                 chunk = found[start:start + self.KEYS_PER_READ]
-                bound = RoutedBoundStatement(self._select_keys).bind((entity, [k for _, k in chunk], list(groups)))
+                values = (entity, [k for _, k in chunk], list(groups))
+                if not fast_paths.enabled():  # no routing key: the driver picks the coordinator
+                    statements.append((self._select_keys.bind(values), None))
+                    continue
+                bound = RoutedBoundStatement(self._select_keys).bind(values)
                 bound.routing_key = chunk[0][0]
                 statements.append((bound, None))
         rows: dict[tuple[str, str], FeatureRow] = {}

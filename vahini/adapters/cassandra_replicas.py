@@ -8,6 +8,8 @@ from typing import Callable
 
 from cassandra.metadata import NoMurmur3
 
+from vahini import fast_paths
+
 
 class PrimaryReplicas:
     """The primary replica of a partition, as `Metadata.get_replicas(keyspace, key)[0]`
@@ -23,7 +25,10 @@ class PrimaryReplicas:
 
     def lookup(self) -> Callable[[bytes], object]:
         """A function from a routing key to its primary replica's Host (None when the
-        driver has no token map), valid for the current ring: take one per batch."""
+        driver has no token map), valid for the current ring: take one per batch. With
+        fast paths off, the driver's public `Metadata.get_replicas` answers each call."""
+        if not fast_paths.enabled():
+            return self._public_lookup
         token_map = self._cluster.metadata.token_map
         if token_map is None:
             return _no_replica
@@ -31,6 +36,10 @@ class PrimaryReplicas:
         if token_map is not built_map or token_map.tokens_to_hosts_by_ks.get(self._keyspace) is not built_replicas:
             self._lookup = self._build(token_map)
         return self._lookup
+
+    def _public_lookup(self, routing_key: bytes):
+        replicas = self._cluster.metadata.get_replicas(self._keyspace, routing_key)
+        return replicas[0] if replicas else None
 
     def _build(self, token_map) -> Callable[[bytes], object]:
         ring = token_map.ring

@@ -11,7 +11,7 @@ import struct
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Iterable, Sequence
 
 from cassandra import ConsistencyLevel, DriverException, OperationTimedOut
 from cassandra.auth import PlainTextAuthProvider
@@ -19,8 +19,9 @@ from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, N
 from cassandra.connection import ConnectionException
 from cassandra.policies import DCAwareRoundRobinPolicy, ExponentialReconnectionPolicy, TokenAwarePolicy
 from cassandra.protocol import BatchMessage, ProtocolHandler
-from cassandra.query import tuple_factory
+from cassandra.query import BatchStatement, BatchType, BoundStatement, tuple_factory
 
+from vahini import fast_paths
 from vahini.backoff import Backoff
 from vahini.adapters.cassandra_hedging import (HedgedReads, HedgeOptions, ObservedLatency, same_speculative_retry,
                                               wanted_speculative_retry)
@@ -116,6 +117,27 @@ class PreEncodingProtocolHandler(ProtocolHandler):
         return super().encode_message(msg, *args, **kwargs)
 
 
+def public_batches(statements: Iterable[tuple[BoundStatement, int]], primary_of: Callable[[bytes], object],
+                   max_rows: int, max_bytes: int) -> list[BatchStatement]:
+    """Unlogged batches of (bound statement, its size) sharing a primary replica, within
+    max_rows and max_bytes, through the driver's public API alone (`BatchStatement.add`):
+    the writers' path while fast paths are off (`vahini.fast_paths`)."""
+    batches: list[BatchStatement] = []
+    filling: dict[object, list] = {}  # primary replica -> [its batch being filled, rows, bytes]
+    for bound, nbytes in statements:
+        replica = primary_of(bound.routing_key)
+        slot = filling.get(replica)
+        if slot is None or slot[1] >= max_rows or slot[2] + nbytes > max_bytes:
+            batch = BatchStatement(BatchType.UNLOGGED)
+            batch.is_idempotent = True
+            slot = filling[replica] = [batch, 0, 0]
+            batches.append(batch)
+        slot[0].add(bound)  # the batch takes its routing key and keyspace from its first statement
+        slot[1] += 1
+        slot[2] += nbytes
+    return batches
+
+
 class CassandraSession:
     def __init__(self, options: CassandraOptions, tables: Sequence[str] = (), create_schema: bool = True):
         """Connect; with `create_schema`, create the keyspace and run each CREATE TABLE
@@ -134,7 +156,8 @@ class CassandraSession:
                                    1.0, options.reconnect_max_delay_s))
         try:
             self.session = self.cluster.connect()
-            self.session.client_protocol_handler = PreEncodingProtocolHandler
+            if fast_paths.enabled():  # off: the driver's own handler writes every message
+                self.session.client_protocol_handler = PreEncodingProtocolHandler
             if create_schema:
                 self._create_schema(tables)
         except (NoHostAvailable, DriverException, OSError) as exc:

@@ -5,6 +5,8 @@ stays the reference the tests compare the compiled encoders with."""
 
 from __future__ import annotations
 
+from vahini import fast_paths
+
 try:
     from vahini.adapters import _cql_rows as built  # type: ignore[attr-defined]  # compiled: no stub
 except ImportError:  # installed without a C compiler
@@ -18,6 +20,9 @@ def use_compiled(on: bool = True) -> bool:
     global _in_use
     _in_use = built if on else None
     return _in_use is not None
+
+
+fast_paths.register(__name__, use_compiled)
 
 
 def in_use():

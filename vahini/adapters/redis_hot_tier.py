@@ -11,7 +11,7 @@ from typing import Callable, Mapping, Sequence
 
 import redis
 
-from vahini.adapters.redis_wire import Wire
+from vahini.adapters.redis_wire import wire_for
 from vahini.errors import StoreUnavailable
 from vahini.ports.hot_tier import VERSION_DIGITS
 
@@ -38,7 +38,7 @@ class RedisHotTier:
         """`options`: credentials and TLS files for redis.Redis.from_url (username, password, ssl_*)."""
         self._redis = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, **options)
         self._set_if_newer = self._redis.register_script(_SET_IF_NEWER)
-        self._wire = Wire(self._redis)
+        self._wire = wire_for(self._redis)
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         return self.start_get_many(keys)()

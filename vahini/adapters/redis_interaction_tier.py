@@ -27,7 +27,7 @@ from typing import Callable, Mapping, Sequence
 import msgspec
 import redis
 
-from vahini.adapters.redis_wire import Wire
+from vahini.adapters.redis_wire import wire_for
 from vahini.errors import HotTierLost, StoreUnavailable
 from vahini.ports.interaction_store import (TYPES, HistoryQuery, OpenSession, StoredInteraction, decode_many,
                                             newest_first)
@@ -104,7 +104,7 @@ class RedisInteractionTier:
         self._evict = self._redis.register_script(_EVICT)
         self._append = self._redis.register_script(_APPEND)
         self._read = self._redis.register_script(_READ)
-        self._wire = Wire(self._redis)
+        self._wire = wire_for(self._redis)
 
     # -- keys ------------------------------------------------------------------
     def _user(self, user_id: str, part: str) -> str:

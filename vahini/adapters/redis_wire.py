@@ -9,7 +9,10 @@ call in one write, reads the replies in order, and keeps its own idle connection
 (list pop and append are atomic). A connection the server dropped (a restart) is
 retried once on a new one, and the other idle ones are dropped with it. A timeout
 is not retried: a hung server costs one timeout, and the callers' circuit
-breakers take it from there."""
+breakers take it from there.
+
+With fast paths off (`vahini.fast_paths`), `wire_for` gives PublicWire instead: the
+same calls through redis-py's public pipelines and scripts."""
 
 from __future__ import annotations
 
@@ -18,7 +21,10 @@ from typing import Callable, Sequence
 import hiredis
 import redis
 
-from vahini.codecs.loops import compiled
+from vahini import fast_paths
+from vahini.codecs import loops
+
+compiled = fast_paths.bind(__name__, "compiled", loops.built)  # None while fast paths are off
 
 
 class Wire:
@@ -124,3 +130,56 @@ class _Pending:
         # The driver's connection sits in reference cycles: its own collection may come late.
         if self._connection is not None:
             self._connection.disconnect()
+
+
+class PublicWire:
+    """Wire's calls on redis-py's public API alone, the path while fast paths are off
+    (`vahini.fast_paths`): pipelines, and scripts run as registered Script objects.
+    Replies are raw, as Wire reads them (a client on the same pool whose response
+    callbacks are all identity). `send` runs the commands at once, so nothing overlaps,
+    and its replies come from one snapshot taken when it is called, as Wire's do."""
+
+    def __init__(self, client: redis.Redis):
+        self._raw = redis.Redis(connection_pool=client.connection_pool)
+        for command in list(self._raw.response_callbacks):
+            self._raw.set_response_callback(command, _as_read)
+
+    def call(self, commands: Sequence[Sequence]) -> list:
+        if not commands:
+            return []
+        if commands[0] == ("MULTI",) and commands[-1] == ("EXEC",):
+            inner = commands[1:-1]
+            transaction = self._raw.pipeline(transaction=True)
+            for command in inner:
+                transaction.execute_command(*command)
+            return [b"OK", *[b"QUEUED"] * len(inner), transaction.execute(raise_on_error=False)]
+        pipe = self._raw.pipeline(transaction=False)
+        for command in commands:
+            pipe.execute_command(*command)
+        return pipe.execute()
+
+    def send(self, commands: Sequence[Sequence]) -> Callable[[], list]:
+        replies = self.call(commands)
+        return lambda: replies
+
+    def run_script(self, script, keys: Sequence[str], args: Sequence) -> object:
+        return self.send_script(script, [(keys, args)])()[0]
+
+    def send_script(self, script, calls: Sequence[tuple[Sequence[str], Sequence]]) -> Callable[[], list]:
+        pipe = self._raw.pipeline(transaction=False)
+        for keys, args in calls:
+            script(keys=list(keys), args=list(args), client=pipe)  # the pipeline loads it if the server lacks it
+        replies = pipe.execute() if calls else []
+        return lambda: replies
+
+    def close(self) -> None:
+        """Nothing of its own to close: its connections are the client's pool's."""
+
+
+def _as_read(response, **_options):
+    return response
+
+
+def wire_for(client: redis.Redis) -> Wire | PublicWire:
+    """The wire for `client`: Wire with fast paths on, PublicWire with them off."""
+    return Wire(client) if fast_paths.enabled() else PublicWire(client)

@@ -20,6 +20,7 @@ from fastavro._read import _read_data  # type: ignore[attr-defined]  # private: 
 from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
 from fastavro.validation import ValidationError, validate
 
+from vahini import fast_paths
 from vahini.codecs import feature_update_reader
 from vahini.errors import DecodeError, UnknownSchemaError
 
@@ -28,6 +29,16 @@ HEADER_LEN = len(MAGIC) + 8
 # What fastavro.schemaless_reader passes _read_data with its default arguments.
 _READ_OPTIONS = {"return_record_name": False, "return_record_name_override": False, "handle_unicode_errors": "strict",
                  "return_named_type": False, "return_named_type_override": False}
+
+_fast = True  # read with the own reader and _read_data; False: schemaless_reader only
+
+
+def _use_fast_reads(on: bool) -> None:
+    global _fast
+    _fast = on
+
+
+fast_paths.register(__name__, _use_fast_reads)
 
 
 @dataclass(frozen=True)
@@ -109,7 +120,8 @@ class AvroCodec:
     rebuilds on every call (named schemas, options) made once per writer schema, reading
     from the message's own buffer: 0.8x of schemaless_reader's time. That is a private
     function: pyproject.toml pins fastavro, and tests/contract/test_fastavro_internals.py
-    checks the output against schemaless_reader."""
+    checks the output against schemaless_reader. With fast paths off (`vahini.fast_paths`)
+    every message goes to `schemaless_reader` itself."""
 
     def __init__(self, catalog: SchemaCatalog):
         self.catalog = catalog
@@ -147,7 +159,12 @@ class AvroCodec:
         fp = data[2:HEADER_LEN]
         resolved = self._resolutions.get(fp) or self._resolve(fp)
         try:
-            if resolved.read_body is not None:
+            if not _fast:  # fast_paths = false: the public reader, as documented
+                body = io.BytesIO(data)
+                body.seek(HEADER_LEN)
+                record = cast(dict, fastavro.schemaless_reader(body, resolved.writer, resolved.reader))
+                end = body.tell()
+            elif resolved.read_body is not None:
                 record, end = resolved.read_body(data, HEADER_LEN)
             else:
                 body = io.BytesIO(data)

@@ -20,9 +20,12 @@ from typing import Any, Callable, Collection, Sequence
 
 import numpy as np
 
-from vahini.codecs.loops import compiled
+from vahini import fast_paths
+from vahini.codecs import loops
 from vahini.errors import DecodeError
 from vahini.registry.model import SCALAR_DTYPES, Feature
+
+compiled = fast_paths.bind(__name__, "compiled", loops.built)  # None while fast paths are off
 
 MAGIC = b"VF"
 FORMAT = 1

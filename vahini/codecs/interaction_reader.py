@@ -17,6 +17,7 @@ from typing import Sequence
 
 from fastavro.schema import fingerprint
 
+from vahini import fast_paths
 from vahini.codecs.avro import HEADER_LEN, MAGIC
 from vahini.ports.interaction_store import StoredInteraction
 from vahini.validation import EventLimits
@@ -44,6 +45,9 @@ def use_compiled(on: bool = True) -> bool:
     global _use
     _use = on and compiled is not None
     return _use
+
+
+fast_paths.register(__name__, use_compiled)
 
 
 class InteractionReader:

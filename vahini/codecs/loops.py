@@ -10,10 +10,13 @@ from typing import Sequence
 
 import numpy as np
 
+from vahini import fast_paths
+
 try:
-    from vahini.codecs import _loops as compiled  # type: ignore[attr-defined]  # compiled: no stub
+    from vahini.codecs import _loops as built  # type: ignore[attr-defined]  # compiled: no stub
 except ImportError:  # installed without a C compiler: the Python loops serve alone
-    compiled = None
+    built = None
+compiled = fast_paths.bind(__name__, "compiled", built)  # None while fast paths are off
 
 
 def looked_up(items: Sequence, mapping: dict, default: int) -> np.ndarray:
