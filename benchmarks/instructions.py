@@ -318,7 +318,7 @@ def count_server(module_args: list[str], env: dict, requests, warm: int = 10) ->
     """(instructions per request of a gRPC server process, every thread; columns of its
     matrix), the server called from here."""
     from benchmarks import model_proxy as mp
-    from vahini.serving.client import VahiniClient
+    from vahini_client import VahiniClient
     from tests.services import free_port, port_open
 
     port = free_port()

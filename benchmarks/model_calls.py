@@ -71,7 +71,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=10, help="turns the paths take on the machine")
     parser.add_argument("--rows", type=int, default=100, help="candidate products per request")
     args = parser.parse_args()
-    from vahini.serving.client import VahiniClient
+    from vahini_client import VahiniClient
 
     run = uuid.uuid4().hex[:8]
     work = Path(tempfile.mkdtemp(prefix="vahini-bench-models-"))

@@ -437,7 +437,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=8.0, help="length of each open-loop step")
     parser.add_argument("--no-feast", action="store_true", help="skip the Feast baseline")
     args = parser.parse_args()
-    from vahini.serving.client import VahiniClient
+    from vahini_client import VahiniClient
 
     run = uuid.uuid4().hex[:8]
     settings = real_settings(run, f"bench_mp_{run}").model_copy(update={"interactions": InteractionSettings(

@@ -16,7 +16,9 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import NamedTuple
 
+import numpy as np
 from tqdm import tqdm
 
 from vahini import wiring
@@ -263,18 +265,43 @@ def _model_proxy(settings: Settings) -> dict:
     return summary
 
 
+class _Matrix(NamedTuple):
+    """What the demo shows of a GetFeatures reply."""
+
+    version: int
+    columns: list[str]
+    row_ids: list[str]
+    matrix: np.ndarray
+    counts: dict[str, dict[str, int]]
+    scores: dict[str, np.ndarray]
+    endpoints: dict[str, str]
+
+
+def _get_features(stub, model: str, **context: list[str] | str) -> _Matrix:
+    from vahini.serving.api import model_proxy_pb2 as mpb
+
+    reply = stub.GetFeatures(mpb.GetFeaturesRequest(model=model, context={
+        name: mpb.ContextIds(ids=[ids] if isinstance(ids, str) else ids) for name, ids in context.items()}), timeout=5.0)
+    return _Matrix(reply.version, list(reply.columns), list(reply.row_ids),
+                   np.frombuffer(reply.matrix, "<f4").reshape(tuple(reply.shape)),
+                   {c: {"missing": n.missing} for c, n in reply.counts.items()},
+                   {s.node: np.frombuffer(s.values, "<f4") for s in reply.scores},
+                   {s.node: s.endpoint for s in reply.scores})
+
+
 def _query_models(target: str, products: list[str]) -> dict:
-    import numpy as np
+    import grpc
 
-    from vahini.serving.client import VahiniClient
+    from vahini.serving.api.model_proxy_pb2_grpc import ModelProxyStub
 
-    with VahiniClient(target, timeout_s=5.0) as client:
-        features = client.get_features("home_ranker", user_id="u42", product_ids=products)
-        scored = client.get_features("home_ranker_scored", user_id="u42", product_ids=products)
+    with grpc.insecure_channel(target) as channel:
+        stub = ModelProxyStub(channel)
+        features = _get_features(stub, "home_ranker", user_id="u42", product_ids=products)
+        scored = _get_features(stub, "home_ranker_scored", user_id="u42", product_ids=products)
         latencies = []
         for _ in range(50):
             started = time.perf_counter()
-            client.get_features("home_ranker", user_id="u42", product_ids=products)
+            _get_features(stub, "home_ranker", user_id="u42", product_ids=products)
             latencies.append((time.perf_counter() - started) * 1000)
     _print_matrix(features)
     print(f"\nModel Proxy: home_ranker_scored v{scored.version}, scored by the reference model server "

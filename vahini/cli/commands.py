@@ -178,7 +178,9 @@ def query(args) -> int:
     import grpc
     import numpy as np
 
+    from vahini.cli.channel import connect
     from vahini.serving.api import model_proxy_pb2 as mpb
+    from vahini.serving.api.model_proxy_pb2_grpc import ModelProxyStub
 
     settings = _settings(args)
     context = {}
@@ -188,13 +190,15 @@ def query(args) -> int:
             raise UserError(f"--set {item!r}: expected NAME=ID[,ID...]")
         context[name] = mpb.ContextIds(ids=ids.split(","))
     target = args.target or f"{settings.serving.host}:{settings.serving.port}"
-    from vahini.serving.client import VahiniClient
-
-    with VahiniClient(target, timeout_s=args.timeout, max_attempts=1, **_caller(args)) as client:
-        try:
-            reply = client.call_raw(mpb.GetFeaturesRequest(model=args.model, context=context, version=args.version))
-        except grpc.RpcError as exc:
-            raise _call_error(target, exc, args) from None
+    channel, metadata = connect(target, **_caller(args))
+    try:
+        reply = ModelProxyStub(channel).GetFeatures(
+            mpb.GetFeaturesRequest(model=args.model, context=context, version=args.version), timeout=args.timeout,
+            metadata=metadata)
+    except grpc.RpcError as exc:
+        raise _call_error(target, exc, args) from None
+    finally:
+        channel.close()
     matrix = np.frombuffer(reply.matrix, "<f4").reshape(tuple(reply.shape))
     missing = {c: n.missing + n.expired + n.unreadable for c, n in reply.counts.items()}
     scores = {s.node: np.frombuffer(s.values, "<f4") for s in reply.scores}
@@ -209,7 +213,7 @@ def query(args) -> int:
 
 
 def _caller(args) -> dict:
-    """The --token-file, --ca-file, --cert-file and --key-file of a command, for serving.client."""
+    """The --token-file, --ca-file, --cert-file and --key-file of a command, for cli.channel.connect."""
     token = _read_secret(args.token_file, "--token-file") if args.token_file else None
     return {"token": token, "ca_file": args.ca_file, "cert_file": args.cert_file, "key_file": args.key_file}
 
@@ -218,7 +222,7 @@ def _remote(args, call: str, request, timeout_s: float = 10.0):
     """Call `call` ("Stub.Method") on --target with the command's credentials; a refusal is a UserError."""
     import grpc
 
-    from vahini.serving.client import connect
+    from vahini.cli.channel import connect
 
     from vahini.serving.api.feature_service_pb2_grpc import FeatureServiceStub
     from vahini.serving.api.interaction_service_pb2_grpc import InteractionServiceStub
