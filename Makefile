@@ -41,7 +41,7 @@ bench-model-proxy:
 # core's types ([tool.mypy]); .ci/run runs it first.
 lint:
 	@bash infra/bootstrap.sh
-	.venv/bin/ruff check vahini streams serving schemas tests benchmarks clients/python
+	.venv/bin/ruff check vahini streams serving offline schemas tests benchmarks clients/python
 	.venv/bin/mypy
 
 proto:

@@ -55,6 +55,9 @@ class FeatureMatrix:
     counts: dict[str, dict[str, int]] = field(default_factory=dict)  # column -> {missing, expired, unreadable}
     degraded: str = ""  # why defaults were served for reads that failed (on_outage: defaults), else ""
     scores: dict[str, "NodeScores"] = field(default_factory=dict)  # score node -> its scores, in graph order
+    served_at_ms: int = 0  # the one moment the request was served as of: TTLs, ages and reads
+    log_sample: float = 0.0  # the graph's share of requests to log (registry `log: {sample: ...}`)
+    rows_field: str = ""  # the context field whose ids are the rows
 
 
 @dataclass
@@ -172,6 +175,7 @@ class _Request:
     context: Mapping[str, Sequence[str]]
     rows: list[str]
     deadline: float | None
+    now_ms: int  # served as of this moment, once for the whole request: a training set replays it
     fetched: dict[str, _Fetched] = field(default_factory=dict)
     sequences: dict[str, list[str]] = field(default_factory=dict)
     outages: list[str] = field(default_factory=list)
@@ -200,12 +204,15 @@ class ModelExecutor:
         self._plans: PerGraph[_Plan] = PerGraph()
 
     def run(self, model: str, context: Mapping[str, Sequence[str]], version: int = 0,
-            timeout_s: float | None = None) -> FeatureMatrix:
+            timeout_s: float | None = None, as_of_ms: int | None = None) -> FeatureMatrix:
+        """The model's matrix for `context`, served as of now, or as of `as_of_ms` (a
+        training set replays a past moment through this same code)."""
         registry = self._registry()  # one snapshot for the whole request
+        now_ms = int(self._clock() * 1000) if as_of_ms is None else as_of_ms
         graph = _graph(registry, model, version)
         rows = _check_context(graph, context)
         request = _Request(registry, graph, self._plan(graph, registry), context, rows,
-                           None if timeout_s is None else time.monotonic() + timeout_s,
+                           None if timeout_s is None else time.monotonic() + timeout_s, now_ms,
                            distinct_rows=len(set(rows)) == len(rows))
         histories = self._start_histories(request)  # sent first: answered while the first level is in flight
         in_flight = self._start_level(request, 0)
@@ -220,6 +227,7 @@ class ModelExecutor:
         if graph.score and self._scorer is not None:
             matrix.scores = self._scorer.score(graph, matrix, context, request.time_left(), request.outages)
         matrix.degraded = "; ".join(request.outages)
+        matrix.served_at_ms, matrix.log_sample, matrix.rows_field = request.now_ms, graph.log_sample, graph.rows
         return matrix
 
     # -- reading -----------------------------------------------------------------------------
@@ -239,7 +247,8 @@ class ModelExecutor:
                 reads.append(Read(planned.entity, unique, (planned.group,), {planned.group: planned.features},
                                   checked=True))
         if reads:
-            level.pending = self._reader.start_many(reads, timeout_s=request.time_left(), registry=request.registry)
+            level.pending = self._reader.start_many(reads, timeout_s=request.time_left(), registry=request.registry,
+                                                    now_ms=request.now_ms)
         return level
 
     def _take_level(self, request: _Request, level: _LevelRead, feeding: bool) -> None:
@@ -309,7 +318,7 @@ class ModelExecutor:
         graph, plan, n = request.graph, request.plan, len(request.rows)
         values = np.empty((n, len(plan.columns)), np.float32)
         counts = {}
-        now_ms = int(self._clock() * 1000)
+        now_ms = request.now_ms
         for c, (start, width, names), as_is in zip(graph.columns, plan.spans, plan.as_is):
             if as_is:  # most columns: the value itself, cast into its slot
                 block, status, index = _distinct(request, c.source)

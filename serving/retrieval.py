@@ -113,13 +113,17 @@ class _Slot:
 
 class FeatureReader:
     def __init__(self, store: FeatureStore, cache: FeatureCache | None, registry: Callable[[], Registry],
-                 clock: Callable[[], float] = time.time, lru_clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.time, lru_clock: Callable[[], float] = time.monotonic,
+                 lru: bool = True):
+        """`lru`: keep the groups' in-process LRUs (cache.lru_size); off for a reader whose
+        reads are of different moments (a training set's), where a key's entry is not reusable."""
         self._store = store
         self._cache = cache
         self._registry = registry
         self._clock = clock
         self._lru_clock = lru_clock  # how the LRUs tell an entry's age: a test may run it
         self._lrus: dict[tuple[str, int], TtlLru] = {}
+        self._use_lrus = lru
 
     def retrieve(self, entity: str, keys: Sequence[str], groups: Sequence[str],
                  features: dict[str, Sequence[str]] | None = None, timeout_s: float | None = None,
@@ -136,21 +140,23 @@ class FeatureReader:
         return [pending.results(i) for i in range(len(reads))]
 
     def start_many(self, reads: Sequence[Read], timeout_s: float | None = None,
-                   registry: Registry | None = None) -> PendingReads:
+                   registry: Registry | None = None, now_ms: int | None = None) -> PendingReads:
         """`retrieve_many` in steps: the cache lookup is sent now, and each read's results
         are taken from the returned PendingReads, in any order, so a caller can use one
-        read's results (start a read keyed by them) before the others are decoded."""
+        read's results (start a read keyed by them) before the others are decoded.
+        `now_ms`: the moment TTLs are measured from (default: the clock when the store
+        answers), so a request reads all its levels as of one moment."""
         started = time.perf_counter()
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         registry = registry or self._registry()
         slots = [[_Slot(r.entity, g, r.keys, [None] * len(r.keys)) for g in self._check(registry, r)] for r in reads]
         every_slot = [s for of_read in slots for s in of_read]
-        if any(s.group.cache.lru_size > 0 for s in every_slot):  # decided per group, not per key
+        if self._use_lrus and any(s.group.cache.lru_size > 0 for s in every_slot):  # decided per group, not per key
             self._from_lru(every_slot)
         from_cache = self._start_cache(every_slot)
         metrics.RETRIEVE_KEYS.observe(sum(len(r.keys) for r in reads))
         return PendingReads(self, registry, reads, slots, partial(self._fetched, every_slot, from_cache, deadline),
-                            started)
+                            started, now_ms)
 
     def _check(self, registry: Registry, read: Read) -> list[FeatureGroup]:
         if read.entity not in registry.entities:
@@ -202,7 +208,7 @@ class FeatureReader:
         metrics.CACHE_LOOKUPS.labels("lru", "miss").inc(misses - hits)
 
     def _lru(self, g: FeatureGroup) -> TtlLru | None:
-        if g.cache.lru_size <= 0:
+        if g.cache.lru_size <= 0 or not self._use_lrus:
             return None
         lru = self._lrus.get((g.name, g.version))
         if lru is None:
@@ -402,11 +408,11 @@ class PendingReads:
     its own read. A failure of that fetch is raised by every call."""
 
     def __init__(self, reader: FeatureReader, registry: Registry, reads: Sequence[Read], slots: list[list[_Slot]],
-                 fetch: Callable[[], None], started: float):
+                 fetch: Callable[[], None], started: float, now_ms: int | None = None):
         self._reader, self._registry, self._reads, self._slots = reader, registry, reads, slots
         self._fetch: Callable[[], None] | None = fetch
         self._failure: Exception | None = None
-        self._now_ms = 0
+        self._given_now_ms, self._now_ms = now_ms, 0
         self._started, self._left = started, len(reads)
 
     def results(self, i: int) -> list[GroupResult]:
@@ -418,7 +424,7 @@ class PendingReads:
             except Exception as exc:
                 self._failure = exc
                 raise
-            self._now_ms = int(self._reader._clock() * 1000)
+            self._now_ms = int(self._reader._clock() * 1000) if self._given_now_ms is None else self._given_now_ms
         if self._failure is not None:
             raise self._failure
         read = self._reads[i]

@@ -38,6 +38,7 @@ from vahini.serving.grpc_errors import BadRequest, ErrorMapping, time_left
 from vahini.serving.interaction_service import INTERACTION_SERVICE_NAME, InteractionServicer
 from vahini.serving.interactions import InteractionReader
 from vahini.serving.model_proxy import ModelExecutor
+from vahini.serving.feature_log import FeatureLogger
 from vahini.serving.model_proxy_service import MODEL_PROXY_SERVICE_NAME, ModelProxyServicer
 from vahini.serving.scoring import Scorer
 from vahini.serving.auth import CallerAuth, CallerTable
@@ -131,9 +132,11 @@ class ReadSide:
     scorer: Scorer
     close: Callable[[], None]
 
+    feature_log: FeatureLogger
+
     def model_proxy(self, settings: Settings) -> ModelProxyServicer:
         return ModelProxyServicer(ModelExecutor(self.reader, self.registry, self.histories, self.scorer),
-                                  settings.serving.max_keys_per_request)
+                                  settings.serving.max_keys_per_request, self.feature_log)
 
 
 def open_read_side(settings: Settings) -> ReadSide:
@@ -144,14 +147,20 @@ def open_read_side(settings: Settings) -> ReadSide:
     histories = InteractionReader(wiring.interaction_hot_tier(settings, timeout_s=settings.cache.timeout_ms / 1000),
                                   wiring.cold_interactions(settings), settings)
     scorer = Scorer(settings.serving.model_endpoints)
+    event_log = wiring.event_log(settings)
+    feature_log = FeatureLogger(event_log, settings.topics.feature_log, settings.topics.partitions,
+                                settings.serving.feature_log_queue)
 
     def close() -> None:
+        feature_log.close()
+        event_log.close()
         scorer.close()
         histories.close()
         follower.close()
         cache.close()
         store.close()
-    return ReadSide(store, cache, registry, FeatureReader(store, cache, registry), histories, scorer, close)
+    return ReadSide(store, cache, registry, FeatureReader(store, cache, registry), histories, scorer, close,
+                    feature_log)
 
 
 def start_server(settings: Settings, port: int | None = None) -> RunningServer:

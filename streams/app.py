@@ -22,6 +22,7 @@ from vahini.registry.publish import RegistryFollower
 from vahini.settings import Settings
 from vahini.validation import EventLimits
 from vahini.streams import window_loops
+from vahini.streams.archive import ArchiveStats, ArchiveWorker
 from vahini.streams.interactions import InteractionStats, InteractionWorker
 from vahini.streams.windows import WindowWriter, window_writer
 from vahini.streams.worker import FeatureIngestWorker, IngestStats, stop_on_signals
@@ -168,4 +169,46 @@ def run_interaction_ingest(settings: Settings, stop_at_end: bool = False) -> Int
             closable.close()
     log.info("interaction_ingest_stopped", events=stats.events, to_hot=stats.to_hot, to_cold=stats.to_cold,
              cold_writes=stats.cold_writes, dead_lettered=stats.dead_lettered)
+    return stats
+
+
+def archive_topics(settings: Settings) -> list[str]:
+    return list(dict.fromkeys([settings.topics.feature_updates, settings.topics.interactions]))
+
+
+def build_archive_worker(settings: Settings, event_log: EventLog, archive, registry: RegistryFollower,
+                         group: str | None = None, topics: list[str] | None = None,
+                         start_offsets: Mapping[TopicPartition, int] | None = None,
+                         stop_offsets: Mapping[TopicPartition, int] | None = None) -> ArchiveWorker:
+    topics = topics or archive_topics(settings)
+    consumer = event_log.consumer(group or settings.archive.group, topics, start_offsets)
+    return ArchiveWorker(consumer, archive, AvroCodec(SchemaCatalog.default()), lambda: registry.current,
+                         settings.archive, EventLimits.of(settings.ingest), settings.ingest.retry_backoff_max_s,
+                         stop_offsets)
+
+
+def run_archive_ingest(settings: Settings, stop_at_end: bool = False) -> ArchiveStats:
+    """`vahini ingest archive`: archive FeatureUpdates and interactions until SIGTERM/SIGINT.
+    With `stop_at_end`, also stop once the group has committed the log end seen at start."""
+    stop = stop_on_signals()
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port)
+    event_log, archive = wiring.event_log(settings), wiring.archive(settings)
+    registry = RegistryFollower(wiring.config_store(settings))
+    topics = archive_topics(settings)
+    for topic in topics:
+        event_log.create_topic(topic, settings.topics.partitions)
+    if stop_at_end:
+        _stop_when_committed(event_log, settings.archive.group, topics, stop)
+    worker = build_archive_worker(settings, event_log, archive, registry)
+    log.info("archive_started", topics=topics, group=settings.archive.group, archive=settings.archive.url,
+             flush_rows=settings.archive.flush_rows, flush_interval_s=settings.archive.flush_interval_s)
+    try:
+        stats = worker.run(stop)
+    finally:
+        worker.close()
+        registry.close()
+        event_log.close()
+    log.info("archive_stopped", records=stats.records, rows=stats.rows, interactions=stats.interactions,
+             skipped=stats.skipped, files=stats.files)
     return stats

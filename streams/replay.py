@@ -13,7 +13,10 @@ from tqdm import tqdm
 from vahini.ports.event_log import EventLog, TopicPartition
 from vahini.runtime import tune_gc_for_throughput
 from vahini.settings import Settings
-from vahini.streams.app import Backends, build_worker
+from vahini import wiring
+from vahini.registry.publish import RegistryFollower
+from vahini.streams.app import Backends, build_archive_worker, build_worker
+from vahini.streams.archive import ArchiveStats
 from vahini.streams.worker import IngestStats
 
 
@@ -53,20 +56,29 @@ def resolve(log: EventLog, topic: str, position: tuple[str, int]) -> dict[TopicP
     return {(topic, p): o for p, o in per_partition.items()}
 
 
-def replay(settings: Settings, topic: str, start: str, end: str | None, group: str,
-           progress: bool = True, stop: threading.Event | None = None) -> IngestStats:
+def offset_range(log: EventLog, topic: str, start: str, end: str | None
+                 ) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int], int]:
+    """The start and stop offsets of a replay of `topic` from `start` to `end` (default: the
+    end now), leaving out partitions with nothing in range (a replay would wait on them
+    forever), and how many records that is."""
     first, last = parse_position(start), parse_position(end or "latest")
-    backends = Backends.open(settings)
-    log = backends.event_log
     if not log.exists(topic):
-        backends.close()
-        raise PositionError(f"topic {topic!r} does not exist in {settings.event_log}")
-    start_offsets = resolve(log, topic, first)
-    stop_offsets = resolve(log, topic, last)
-    # Partitions with nothing in range are left out, or the replay would wait on them forever.
+        raise PositionError(f"topic {topic!r} does not exist")
+    start_offsets, stop_offsets = resolve(log, topic, first), resolve(log, topic, last)
     start_offsets = {tp: o for tp, o in start_offsets.items() if o < stop_offsets[tp]}
     stop_offsets = {tp: stop_offsets[tp] for tp in start_offsets}
-    total = sum(max(0, stop_offsets[tp] - o) for tp, o in start_offsets.items())
+    return start_offsets, stop_offsets, sum(stop_offsets[tp] - o for tp, o in start_offsets.items())
+
+
+def replay(settings: Settings, topic: str, start: str, end: str | None, group: str,
+           progress: bool = True, stop: threading.Event | None = None) -> IngestStats:
+    backends = Backends.open(settings)
+    log = backends.event_log
+    try:
+        start_offsets, stop_offsets, total = offset_range(log, topic, start, end)
+    except PositionError:
+        backends.close()
+        raise
     worker = build_worker(settings, backends, group=group, topics=[topic],
                           start_offsets=start_offsets, stop_offsets=stop_offsets)
     stop = stop or threading.Event()
@@ -82,3 +94,25 @@ def replay(settings: Settings, topic: str, start: str, end: str | None, group: s
         bar.close()
         worker.close()
         backends.close()
+
+
+def replay_into_archive(settings: Settings, topic: str, start: str, end: str | None, group: str,
+                        progress: bool = True, stop: threading.Event | None = None) -> ArchiveStats:
+    """A backfill of the offline archive: `topic` (FeatureUpdates or interactions) from
+    `start` to `end`, through the archive worker, under its own consumer group."""
+    log, archive = wiring.event_log(settings), wiring.archive(settings)
+    registry = RegistryFollower(wiring.config_store(settings))
+    try:
+        start_offsets, stop_offsets, total = offset_range(log, topic, start, end)
+        worker = build_archive_worker(settings, log, archive, registry, group=group, topics=[topic],
+                                      start_offsets=start_offsets, stop_offsets=stop_offsets)
+        bar = tqdm(total=total, unit="ev", unit_scale=True, desc=f"archive {topic}", disable=not progress,
+                   smoothing=0.1)
+        try:
+            return worker.run(stop or threading.Event(), on_batch=bar.update)
+        finally:
+            bar.close()
+            worker.close()
+    finally:
+        registry.close()
+        log.close()

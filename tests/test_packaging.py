@@ -39,13 +39,14 @@ def test_tests_do_not_import_the_benchmarks():
 
 def test_the_core_does_not_import_the_programs():
     # vahini/ holds the ports, adapters, codecs and registry the programs share; the programs
-    # (vahini.streams, vahini.serving: the folders streams/ and serving/, linked in) import it,
+    # (vahini.streams, vahini.serving, vahini.offline: the folders streams/, serving/ and
+    # offline/, linked in) import it,
     # never the other way. The CLI and the demo (vahini/cli, vahini/demo.py) run the programs
     # and sit above them.
     import ast
 
     core = PYPROJECT.parent / "vahini"
-    programs = ("streams", "serving")
+    programs = ("streams", "serving", "offline")
     found = []
     for path in core.rglob("*.py"):
         if path.relative_to(core).parts[0] in ("cli", "demo.py", *programs, "schemas"):
@@ -73,7 +74,8 @@ def test_installing_vahini_puts_only_the_vahini_namespace_into_site_packages(tmp
     [wheel] = tmp_path.glob("vahini-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")} == {"vahini"}
-    for expected in ("vahini/streams/worker.py", "vahini/serving/server.py", "vahini/serving/api/model_proxy_pb2.py",
+    for expected in ("vahini/streams/worker.py", "vahini/serving/server.py", "vahini/offline/training_set.py",
+                     "vahini/schemas/avro/vahini.events.FeatureLog.avsc", "vahini/serving/api/model_proxy_pb2.py",
                      "vahini/schemas/avro/vahini.events.Interaction.avsc", "vahini/schemas/proto/model_proxy.proto",
                      "vahini/samples/registry/models.yaml"):
         assert expected in names, expected

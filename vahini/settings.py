@@ -37,6 +37,8 @@ class TopicSettings(_Section):
     interactions: str = "vahini.interactions"
     sessions: str = "vahini.interactions"
     dead_letter: str = "vahini.dead-letter"
+    feature_log: str = Field("vahini.feature-log", description="Served responses of models with `log: {sample: ...}` "
+                                                               "(FeatureLog, Avro)")
     partitions: int = Field(8, ge=1, description="Partitions for topics Vahini creates")
     replication_factor: int = Field(1, ge=1)
 
@@ -85,6 +87,9 @@ class ServingSettings(_Section):
         "CPUs to pin the serving process to, e.g. [3]; empty: wherever the OS schedules it. One process per "
         "core, pinned, hands each call between gRPC's threads and the handler on one core, which cut p99 by "
         "10-20% on a 2-core machine (docs/benchmarks.md); give it a core nothing else is pinned to"))
+    feature_log_queue: int = Field(10_000, ge=1, description=(
+        "Responses waiting to be logged (feature logging). A request never waits for the log: when the queue is "
+        "full, its record is dropped and counted in vahini_feature_log_dropped_total"))
     tls: ServingTlsSettings = Field(default_factory=ServingTlsSettings)
     auth: ServingAuthSettings = Field(default_factory=ServingAuthSettings)
     model_endpoints: dict[str, str] = Field(default_factory=dict, description=(
@@ -101,6 +106,18 @@ class CacheSettings(_Section):
     probe_interval_s: float = Field(0.5, gt=0, description="While bypassed, how often to probe the cache")
     fence_ttl_s: float = Field(5.0, gt=0, description="Life of a writer's fence against older fills")
     epoch_poll_s: float = Field(1.0, gt=0, description="How often each process re-reads the cache epoch")
+
+
+class ArchiveSettings(_Section):
+    """The offline archive (`vahini ingest archive`) that training sets are built from."""
+
+    url: str = Field("file://.vahini/archive", description="Where the archive's Parquet files go (file://PATH)")
+    group: str = "vahini-archive"
+    flush_rows: int = Field(200_000, ge=1, description="Rows and interactions buffered before files are written "
+                                                       "and offsets committed")
+    flush_interval_s: float = Field(60.0, gt=0, description="At most this long between a record's arrival and its "
+                                                            "file: fewer, larger files with a longer interval")
+    batch_size: int = Field(10_000, ge=1, description="Records per poll")
 
 
 class InteractionSettings(_Section):
@@ -264,6 +281,7 @@ class Settings(BaseSettings):
     cassandra: CassandraSettings = CassandraSettings()
     cache: CacheSettings = CacheSettings()
     interactions: InteractionSettings = InteractionSettings()
+    archive: ArchiveSettings = ArchiveSettings()
     redis: RedisSettings = RedisSettings()
     zookeeper: ZooKeeperSettings = ZooKeeperSettings()
 

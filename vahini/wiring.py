@@ -197,3 +197,14 @@ def cold_interactions(settings: Settings):
     c = settings.cassandra
     return CassandraColdInteractions(_cassandra(settings, url, [TABLE]), s.retention_days * 86_400, s.bucket_days,
                                      batch_rows=c.batch_rows, batch_bytes=c.batch_bytes)
+
+
+def archive(settings: Settings):
+    """The offline archive (needs the `offline` extra: pyarrow)."""
+    use_fast_paths(settings)
+    url = settings.archive.url
+    _scheme(url, "archive.url", ("file",))
+    from vahini.adapters.parquet_archive import ParquetArchive
+
+    parsed = urlparse(url)
+    return ParquetArchive(parsed.netloc + parsed.path)

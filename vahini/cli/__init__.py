@@ -76,6 +76,8 @@ def _parser() -> argparse.ArgumentParser:
     _add_get(sub)
     _add_history(sub)
     _add_query(sub)
+    _add_logs(sub)
+    _add_training_set(sub)
     _add_dev(sub)
     _add_model_server(sub, "model-server", "the old name of `vahini dev model-server`", _old_model_server)
     return p
@@ -180,6 +182,23 @@ def _add_ingest(sub) -> None:
                         "summary. An open session holds the commit until it ends (END, inactivity) or the "
                         "next checkpoint flushes it")
     n.set_defaults(run=commands.ingest_interactions)
+    a = isub.add_parser("archive", parents=[_GLOBAL], help="keep every FeatureUpdate and interaction in the offline archive",
+                        description="Consume the feature-update and interaction topics into the offline archive "
+                                    "(archive.url): Parquet files partitioned by group and day, each row with its "
+                                    "event time, which `vahini training-set` builds training sets from. Files are "
+                                    "synced and renamed into place before offsets are committed: a crash loses "
+                                    "nothing, and what is written twice is read once. Invalid events are skipped "
+                                    "and counted (the online workers dead-letter them). Backfill with "
+                                    "`vahini replay --into archive`.")
+    a.add_argument("--group", help="consumer group (default: archive.group)")
+    a.add_argument("--batch-size", type=int, help="records per poll (default: archive.batch_size)")
+    a.add_argument("--flush-rows", type=int, help="records buffered before files are written (default: "
+                                                  "archive.flush_rows)")
+    a.add_argument("--archive", metavar="URL", help="where the files go, file://PATH (default: archive.url)")
+    a.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on this port")
+    a.add_argument("--stop-at-end", action="store_true",
+                   help="exit 0 once the group has committed the log end seen at start, and print a JSON summary")
+    a.set_defaults(run=commands.ingest_archive)
 
 
 def _add_replay(sub) -> None:
@@ -193,7 +212,11 @@ def _add_replay(sub) -> None:
     r.add_argument("--from", dest="start", required=True, metavar="POSITION", help="first position to re-ingest")
     r.add_argument("--to", dest="end", metavar="POSITION",
                    help="stop before this position (exclusive); default: the end of the topic when the replay starts")
-    r.add_argument("--group", default=None, help="consumer group (default vahini-replay-<topic>)")
+    r.add_argument("--group", default=None, help="consumer group (default vahini-replay-<topic>, or "
+                                                 "vahini-archive-replay-<topic> with --into archive)")
+    r.add_argument("--into", choices=("store", "archive"), default="store",
+                   help="store: the online store (default); archive: the offline archive, to backfill the "
+                        "history training sets are built from")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.set_defaults(run=commands.replay)
 
@@ -283,6 +306,46 @@ def _add_history(sub) -> None:
                                     "instead of reading the tiers directly")
     _add_caller_arguments(h)
     h.set_defaults(run=commands.history)
+
+
+def _add_logs(sub) -> None:
+    lg = sub.add_parser("logs", parents=[_GLOBAL], help="the feature log: responses the Model Proxy logged",
+                        description="Models that declare `log: {sample: 0.05}` in the registry have that share of "
+                                    "their responses published, as served, to topics.feature_log.")
+    lsub = lg.add_subparsers(dest="what", metavar="WHAT", required=True)
+    e = lsub.add_parser("export", parents=[_GLOBAL], help="a model's logged responses as Parquet, a row per served row",
+                        description="Read the feature log and write MODEL's responses served in [--since, --until) "
+                                    "to --out: one row per served row, with the columns request_id, event_time, "
+                                    "one per context field (the rows field holds the row's id), one per matrix "
+                                    "column named as in the reply, score.<node> per score node, and version. "
+                                    "Read it with pandas (pd.read_parquet) or DuckDB (SELECT * FROM 'FILE'); "
+                                    "add a label column and it is a labels file for `vahini training-set`.")
+    e.add_argument("model", metavar="MODEL", help="the model whose responses to export")
+    e.add_argument("--since", metavar="TIME", help="served at or after: ISO-8601 or epoch ms (default: the start)")
+    e.add_argument("--until", metavar="TIME", help="served before: ISO-8601 or epoch ms (default: now)")
+    e.add_argument("--out", required=True, metavar="FILE.parquet", help="the Parquet file to write")
+    e.add_argument("--no-progress", action="store_true", help="no progress bar")
+    e.set_defaults(run=commands.logs_export)
+
+
+def _add_training_set(sub) -> None:
+    t = sub.add_parser("training-set", parents=[_GLOBAL],
+                       help="point-in-time training rows for a model, built by the Model Proxy's own graph code",
+                       description="For each row of --labels (Parquet or CSV: one column per context field of the "
+                                   "model's graph, the rows field holding one id per row; an event_time column, a "
+                                   "timestamp or epoch ms; any other columns, carried through), write the row the "
+                                   "Model Proxy would have served at event_time: each group's value as of that "
+                                   "moment with TTLs measured from it, chained lookups resolved as of it, sequences "
+                                   "from the interactions before it, and the same transforms and defaults, from "
+                                   "the offline archive (`vahini ingest archive`). The output has the labels' "
+                                   "columns and one per matrix column, as `vahini logs export` writes them.")
+    t.add_argument("model", metavar="MODEL", help="the model whose graph builds the rows")
+    t.add_argument("--labels", required=True, metavar="FILE", help="the labels file: .parquet or .csv")
+    t.add_argument("--out", required=True, metavar="FILE.parquet", help="the Parquet file to write")
+    t.add_argument("--version", type=int, default=0, help="the version of the model's graph (default: the latest)")
+    t.add_argument("--archive", metavar="URL", help="the archive to read, file://PATH (default: archive.url)")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.set_defaults(run=commands.training_set)
 
 
 def _add_dev(sub) -> None:

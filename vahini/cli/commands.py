@@ -131,6 +131,21 @@ def ingest_interactions(args) -> int:
     return 0
 
 
+def ingest_archive(args) -> int:
+    from vahini.streams.app import run_archive_ingest
+
+    settings = _settings(args, metrics_port=args.metrics_port)
+    archive = settings.archive.model_copy(update={k: v for k, v in {
+        "group": args.group, "batch_size": args.batch_size, "flush_rows": args.flush_rows,
+        "url": args.archive}.items() if v is not None})
+    settings = settings.model_copy(update={"archive": archive})
+    _published_registry_required(settings)
+    stats = run_archive_ingest(settings, stop_at_end=args.stop_at_end)
+    print(json.dumps({"records": stats.records, "rows": stats.rows, "interactions": stats.interactions,
+                      "skipped": stats.skipped, "files": stats.files}))
+    return 0
+
+
 def history(args) -> int:
     from vahini.serving.interactions import InteractionReader
     from vahini.ports.interaction_store import TYPES, HistoryQuery
@@ -301,11 +316,21 @@ def model_server(args) -> int:
 
 
 def replay(args) -> int:
-    from vahini.streams.replay import PositionError, replay
+    from vahini.streams.replay import PositionError, replay, replay_into_archive
     from vahini.streams.worker import stop_on_signals
 
     settings = _settings(args)
     _published_registry_required(settings)
+    if args.into == "archive":
+        try:
+            archived = replay_into_archive(settings, args.topic, args.start, args.end,
+                                           args.group or f"vahini-archive-replay-{args.topic}",
+                                           progress=not args.no_progress, stop=stop_on_signals())
+        except PositionError as exc:
+            raise UserError(str(exc)) from None
+        print(f"archive replay done: records={archived.records} rows={archived.rows} "
+              f"interactions={archived.interactions} skipped={archived.skipped} files={archived.files}")
+        return 0
     try:
         stats = replay(settings, args.topic, args.start, args.end, args.group or f"vahini-replay-{args.topic}",
                        progress=not args.no_progress, stop=stop_on_signals())
@@ -474,4 +499,50 @@ def dead_letters(args) -> int:
     for entry in summary["latest"]:
         key = f"  {entry['entity_key']}" if entry["entity_key"] else ""
         print(f"{_iso(entry['failed_at_ms'])}  {entry['source']}{key}  {entry['reason']}: {entry['detail']}")
+    return 0
+
+
+def _moment_ms(text: str | None, flag: str) -> int | None:
+    """An ISO-8601 time (UTC unless it says otherwise) or epoch milliseconds."""
+    if text is None:
+        return None
+    if text.isdigit():
+        return int(text)
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise UserError(f"{flag} {text!r}: expected an ISO-8601 time (2026-12-07T10:00:00Z) or epoch "
+                        f"milliseconds") from None
+    return int((moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp() * 1000)
+
+
+def logs_export(args) -> int:
+    from vahini.offline.export import ExportError, export_feature_log
+
+    settings = _settings(args)
+    since, until = _moment_ms(args.since, "--since"), _moment_ms(args.until, "--until")
+    try:
+        stats = export_feature_log(settings, args.model, Path(args.out), since, until, progress=not args.no_progress)
+    except ExportError as exc:
+        raise UserError(str(exc)) from None
+    print(json.dumps({"out": args.out, "responses": stats.responses, "rows": stats.rows,
+                      "versions": list(stats.versions)}))
+    return 0
+
+
+def training_set(args) -> int:
+    from vahini.offline.labels import LabelsError
+    from vahini.offline.training_set import TrainingSetError, build_training_set
+
+    settings = _settings(args)
+    if args.archive:
+        settings = settings.model_copy(update={"archive": settings.archive.model_copy(update={"url": args.archive})})
+    _published_registry_required(settings)
+    try:
+        stats = build_training_set(settings, args.model, Path(args.labels), Path(args.out), args.version,
+                                   progress=not args.no_progress)
+    except (LabelsError, TrainingSetError) as exc:
+        raise UserError(str(exc)) from None
+    print(json.dumps({"out": args.out, "rows": stats.rows, "columns": stats.columns, "requests": stats.requests,
+                      "executor_runs": stats.runs}))
     return 0

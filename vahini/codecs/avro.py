@@ -194,3 +194,4 @@ class AvroCodec:
 FEATURE_UPDATE = "vahini.events.FeatureUpdate"
 INTERACTION = "vahini.events.Interaction"
 SESSION_EVENT = "vahini.events.SessionEvent"
+FEATURE_LOG = "vahini.events.FeatureLog"

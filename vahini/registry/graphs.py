@@ -37,12 +37,15 @@ Path = tuple  # ("features", 3, "buckets"): where in the model's YAML a problem 
 # -- parsing -------------------------------------------------------------------------------
 def parse_model(problems: Problems, file: str, node: Any) -> ModelGraph | None:
     if not fields(problems, file, node, "model", ("name", "context", "rows", "lookups", "features"),
-                  ("description", "on_outage", "sequences", "score")):
+                  ("description", "on_outage", "sequences", "score", "log")):
         return None
     name = name_of(problems, file, node, "name", "model")
     on_outage = node.get("on_outage", "fail")
     if on_outage not in ("fail", "defaults"):
         problems.add(at(file, node, "on_outage"), f"model on_outage {on_outage!r} must be 'fail' or 'defaults'")
+        return None
+    log_sample = _log_sample(problems, file, node, name)
+    if log_sample is None:
         return None
     context = node["context"]
     if not isinstance(context, list) or not context or not all(isinstance(c, str) and NAME.match(c) for c in context):
@@ -57,7 +60,22 @@ def parse_model(problems: Problems, file: str, node: Any) -> ModelGraph | None:
         return None
     lookups, columns, sequences, score = cast(tuple[tuple[Lookup, ...], tuple[Column, ...], tuple[HistoryInput, ...],
                                                      tuple[ScoreNode, ...]], parts)  # none is None (above)
-    return ModelGraph(name, tuple(context), node["rows"], lookups, columns, on_outage, sequences, score)
+    return ModelGraph(name, tuple(context), node["rows"], lookups, columns, on_outage, sequences, score,
+                      log_sample=log_sample)
+
+
+def _log_sample(problems: Problems, file: str, node: LocatedMap, model: str | None) -> float | None:
+    """`log: {sample: 0.05}`: the share of requests whose response is logged (feature logging)."""
+    log = node.get("log")
+    if log is None:
+        return 0.0
+    if not fields(problems, file, log, f"model '{model}' log", ("sample",), ()):
+        return None
+    sample = log["sample"]
+    if isinstance(sample, bool) or not isinstance(sample, (int, float)) or not 0 <= sample <= 1:
+        problems.add(at(file, log, "sample"), f"model '{model}' log sample {sample!r} must be a number from 0 to 1")
+        return None
+    return float(sample)
 
 
 def _items(problems: Problems, file: str, node: LocatedMap, key: str, model: str | None,

@@ -204,6 +204,7 @@ class ModelGraph:
     sequences: tuple[HistoryInput, ...] = ()
     score: tuple[ScoreNode, ...] = ()
     version: int = 0  # assigned by `vahini apply`: 1, 2, ... for each published change of the graph
+    log_sample: float = 0.0  # `log: {sample: ...}`: the share of requests the Model Proxy logs (0 to 1)
 
     def __post_init__(self) -> None:
         for name, kind in (("lookups", Lookup), ("columns", Column), ("sequences", HistoryInput),

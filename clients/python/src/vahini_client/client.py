@@ -118,7 +118,7 @@ class VahiniClient:
                              {c: {"missing": n.missing, "expired": n.expired, "unreadable": n.unreadable}
                               for c, n in reply.counts.items()}, reply.degraded,
                              {s.node: np.frombuffer(s.values, "<f4") for s in reply.scores},
-                             {s.node: s.endpoint for s in reply.scores})
+                             {s.node: s.endpoint for s in reply.scores}, reply.request_id)
 
     def close(self) -> None:
         self._channel.close()

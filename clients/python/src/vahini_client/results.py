@@ -64,6 +64,7 @@ class ModelFeatures:
     degraded: str = ""  # non-empty: a store was down and defaults were served (the graph's on_outage: defaults)
     scores: dict[str, np.ndarray] = field(default_factory=dict)  # score node -> float32 per row
     endpoints: dict[str, str] = field(default_factory=dict)  # score node -> the endpoint that scored
+    request_id: str = ""  # the response's id: the feature log's, when the model logs it
 
     def to_pandas(self):
         """The matrix as a DataFrame indexed by row id (needs `pip install vahini-client[pandas]`)."""

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11model_proxy.proto\x12\tvahini.v1\"\x19\n\nContextIds\x12\x0b\n\x03ids\x18\x01 \x03(\t\"\xb8\x01\n\x12GetFeaturesRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12;\n\x07\x63ontext\x18\x02 \x03(\x0b\x32*.vahini.v1.GetFeaturesRequest.ContextEntry\x12\x0f\n\x07version\x18\x03 \x01(\r\x1a\x45\n\x0c\x43ontextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12$\n\x05value\x18\x02 \x01(\x0b\x32\x15.vahini.v1.ContextIds:\x02\x38\x01\"D\n\x0c\x43olumnCounts\x12\x0f\n\x07missing\x18\x01 \x01(\r\x12\x0f\n\x07\x65xpired\x18\x02 \x01(\r\x12\x12\n\nunreadable\x18\x03 \x01(\r\"\xc3\x02\n\x13GetFeaturesResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07\x63olumns\x18\x02 \x03(\t\x12\x0f\n\x07row_ids\x18\x03 \x03(\t\x12\r\n\x05shape\x18\x04 \x03(\x03\x12\x0e\n\x06matrix\x18\x05 \x01(\x0c\x12:\n\x06\x63ounts\x18\x06 \x03(\x0b\x32*.vahini.v1.GetFeaturesResponse.CountsEntry\x12\x10\n\x08\x64\x65graded\x18\x07 \x01(\t\x12\x0f\n\x07version\x18\x08 \x01(\r\x12\x0e\n\x06\x64types\x18\t \x03(\t\x12%\n\x06scores\x18\n \x03(\x0b\x32\x15.vahini.v1.NodeScores\x1a\x46\n\x0b\x43ountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12&\n\x05value\x18\x02 \x01(\x0b\x32\x17.vahini.v1.ColumnCounts:\x02\x38\x01\"<\n\nNodeScores\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x02 \x01(\t\x12\x0e\n\x06values\x18\x03 \x01(\x0c\x32Z\n\nModelProxy\x12L\n\x0bGetFeatures\x12\x1d.vahini.v1.GetFeaturesRequest\x1a\x1e.vahini.v1.GetFeaturesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11model_proxy.proto\x12\tvahini.v1\"\x19\n\nContextIds\x12\x0b\n\x03ids\x18\x01 \x03(\t\"\xb8\x01\n\x12GetFeaturesRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12;\n\x07\x63ontext\x18\x02 \x03(\x0b\x32*.vahini.v1.GetFeaturesRequest.ContextEntry\x12\x0f\n\x07version\x18\x03 \x01(\r\x1a\x45\n\x0c\x43ontextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12$\n\x05value\x18\x02 \x01(\x0b\x32\x15.vahini.v1.ContextIds:\x02\x38\x01\"D\n\x0c\x43olumnCounts\x12\x0f\n\x07missing\x18\x01 \x01(\r\x12\x0f\n\x07\x65xpired\x18\x02 \x01(\r\x12\x12\n\nunreadable\x18\x03 \x01(\r\"\xd7\x02\n\x13GetFeaturesResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07\x63olumns\x18\x02 \x03(\t\x12\x0f\n\x07row_ids\x18\x03 \x03(\t\x12\r\n\x05shape\x18\x04 \x03(\x03\x12\x0e\n\x06matrix\x18\x05 \x01(\x0c\x12:\n\x06\x63ounts\x18\x06 \x03(\x0b\x32*.vahini.v1.GetFeaturesResponse.CountsEntry\x12\x10\n\x08\x64\x65graded\x18\x07 \x01(\t\x12\x0f\n\x07version\x18\x08 \x01(\r\x12\x0e\n\x06\x64types\x18\t \x03(\t\x12%\n\x06scores\x18\n \x03(\x0b\x32\x15.vahini.v1.NodeScores\x12\x12\n\nrequest_id\x18\x0b \x01(\t\x1a\x46\n\x0b\x43ountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12&\n\x05value\x18\x02 \x01(\x0b\x32\x17.vahini.v1.ColumnCounts:\x02\x38\x01\"<\n\nNodeScores\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x02 \x01(\t\x12\x0e\n\x06values\x18\x03 \x01(\x0c\x32Z\n\nModelProxy\x12L\n\x0bGetFeatures\x12\x1d.vahini.v1.GetFeaturesRequest\x1a\x1e.vahini.v1.GetFeaturesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -44,11 +44,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_COLUMNCOUNTS']._serialized_start=246
   _globals['_COLUMNCOUNTS']._serialized_end=314
   _globals['_GETFEATURESRESPONSE']._serialized_start=317
-  _globals['_GETFEATURESRESPONSE']._serialized_end=640
-  _globals['_GETFEATURESRESPONSE_COUNTSENTRY']._serialized_start=570
-  _globals['_GETFEATURESRESPONSE_COUNTSENTRY']._serialized_end=640
-  _globals['_NODESCORES']._serialized_start=642
-  _globals['_NODESCORES']._serialized_end=702
-  _globals['_MODELPROXY']._serialized_start=704
-  _globals['_MODELPROXY']._serialized_end=794
+  _globals['_GETFEATURESRESPONSE']._serialized_end=660
+  _globals['_GETFEATURESRESPONSE_COUNTSENTRY']._serialized_start=590
+  _globals['_GETFEATURESRESPONSE_COUNTSENTRY']._serialized_end=660
+  _globals['_NODESCORES']._serialized_start=662
+  _globals['_NODESCORES']._serialized_end=722
+  _globals['_MODELPROXY']._serialized_start=724
+  _globals['_MODELPROXY']._serialized_end=814
 # @@protoc_insertion_point(module_scope)

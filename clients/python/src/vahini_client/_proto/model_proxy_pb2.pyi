@@ -40,7 +40,7 @@ class ColumnCounts(_message.Message):
     def __init__(self, missing: _Optional[int] = ..., expired: _Optional[int] = ..., unreadable: _Optional[int] = ...) -> None: ...
 
 class GetFeaturesResponse(_message.Message):
-    __slots__ = ("model", "columns", "row_ids", "shape", "matrix", "counts", "degraded", "version", "dtypes", "scores")
+    __slots__ = ("model", "columns", "row_ids", "shape", "matrix", "counts", "degraded", "version", "dtypes", "scores", "request_id")
     class CountsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -58,6 +58,7 @@ class GetFeaturesResponse(_message.Message):
     VERSION_FIELD_NUMBER: _ClassVar[int]
     DTYPES_FIELD_NUMBER: _ClassVar[int]
     SCORES_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     model: str
     columns: _containers.RepeatedScalarFieldContainer[str]
     row_ids: _containers.RepeatedScalarFieldContainer[str]
@@ -68,7 +69,8 @@ class GetFeaturesResponse(_message.Message):
     version: int
     dtypes: _containers.RepeatedScalarFieldContainer[str]
     scores: _containers.RepeatedCompositeFieldContainer[NodeScores]
-    def __init__(self, model: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., row_ids: _Optional[_Iterable[str]] = ..., shape: _Optional[_Iterable[int]] = ..., matrix: _Optional[bytes] = ..., counts: _Optional[_Mapping[str, ColumnCounts]] = ..., degraded: _Optional[str] = ..., version: _Optional[int] = ..., dtypes: _Optional[_Iterable[str]] = ..., scores: _Optional[_Iterable[_Union[NodeScores, _Mapping]]] = ...) -> None: ...
+    request_id: str
+    def __init__(self, model: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., row_ids: _Optional[_Iterable[str]] = ..., shape: _Optional[_Iterable[int]] = ..., matrix: _Optional[bytes] = ..., counts: _Optional[_Mapping[str, ColumnCounts]] = ..., degraded: _Optional[str] = ..., version: _Optional[int] = ..., dtypes: _Optional[_Iterable[str]] = ..., scores: _Optional[_Iterable[_Union[NodeScores, _Mapping]]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class NodeScores(_message.Message):
     __slots__ = ("node", "endpoint", "values")

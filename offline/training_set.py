@@ -1,0 +1,200 @@
+"""`vahini training-set`: point-in-time-correct training rows for a model, built by the
+Model Proxy's own code.
+
+Each label row (context ids and a moment t) becomes the row the Model Proxy would have
+served at t: the unchanged ModelExecutor runs the model's graph, with the archive's
+rows and histories as of t in place of the online stores (vahini.offline.as_of), and
+with t as its clock, so TTLs and ages are measured from t. Chained lookups, sequences,
+transforms and defaults are the serving code itself: there is no second
+implementation to drift. DuckDB does the point-in-time joins
+(vahini.offline.archive_reader).
+
+Label rows that share their context and moment are served as one request, as a ranker
+would have sent them. Rows are written in the labels' order, chunk by chunk, with every
+labels column carried through; a labels column named like a matrix column (an export
+used as labels) is replaced by the rebuilt one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from vahini import wiring
+from vahini.errors import VahiniError
+from vahini.registry.model import ModelGraph, Registry
+from vahini.registry.publish import RegistryFollower
+from vahini.serving.model_proxy import FeatureMatrix, ModelExecutor, levels
+from vahini.serving.retrieval import FeatureReader
+from vahini.settings import Settings
+from vahini.offline.archive_reader import ArchiveReader
+from vahini.offline.as_of import AsOfFeatures, AsOfHistories, Moment
+from vahini.offline.labels import EVENT_TIME, read_labels
+
+DAY_MS = 86_400_000
+
+
+class TrainingSetError(VahiniError):
+    """A training set that cannot be built as asked."""
+
+
+@dataclass
+class TrainingStats:
+    rows: int = 0
+    requests: int = 0
+    runs: int = 0  # executor runs: requests x passes (a chained lookup costs a pass per level)
+    columns: int = 0
+
+
+@dataclass
+class _Request:
+    context: dict[str, list[str]]
+    moment: int
+    rows: list[int]  # positions in the chunk
+
+
+def build_training_set(settings: Settings, model: str, labels: Path, out: Path, version: int = 0,
+                       progress: bool = True, chunk_rows: int = 50_000) -> TrainingStats:
+    follower = RegistryFollower(wiring.config_store(settings))
+    reader = ArchiveReader(wiring.archive(settings), settings.interactions.retention_days * DAY_MS)
+    try:
+        registry = follower.current
+        graph = _graph(registry, model, version)
+        table, moments = read_labels(labels, graph.context)
+        builder = _Builder(registry, graph, reader)
+        return builder.write(table, moments, out, progress, chunk_rows)
+    finally:
+        reader.close()
+        follower.close()
+
+
+def _graph(registry: Registry, model: str, version: int) -> ModelGraph:
+    graph = registry.model(model, version)
+    if graph is None:
+        raise TrainingSetError(f"no model {model!r}" + (f" version {version}" if version else "") +
+                               " in the published registry")
+    windowed = sorted({lookup.group for lookup in graph.lookups
+                       if registry.groups[lookup.group].source == "interactions"})
+    if windowed:
+        raise TrainingSetError(f"model {model!r} reads windowed counts ({', '.join(windowed)}): training sets do "
+                               f"not rebuild those from the archive yet")
+    return graph
+
+
+class _Builder:
+    def __init__(self, registry: Registry, graph: ModelGraph, reader: ArchiveReader):
+        self._graph, self._reader = graph, reader
+        self._moment = Moment()
+        self._features, self._histories = AsOfFeatures(self._moment), AsOfHistories(self._moment)
+        feature_reader = FeatureReader(self._features, None, lambda: registry, lru=False)
+        self._executor = ModelExecutor(feature_reader, lambda: registry, self._histories)
+        # A pass per level of chained lookups, one for the sequences, and the clean run.
+        self._max_passes = len(levels(graph)) + 2
+        self.stats = TrainingStats()
+
+    def write(self, table: pa.Table, moments: np.ndarray, out: Path, progress: bool, chunk_rows: int
+              ) -> TrainingStats:
+        writer = None
+        partial = out.with_name(f".{out.name}.partial")
+        bar = tqdm(total=table.num_rows, unit="row", unit_scale=True, desc=f"training set {self._graph.name}",
+                   disable=not progress)
+        try:
+            for start in range(0, table.num_rows, chunk_rows):
+                chunk = self._chunk(table.slice(start, chunk_rows), moments[start:start + chunk_rows], bar)
+                writer = writer or pq.ParquetWriter(partial, chunk.schema)
+                writer.write_table(chunk)
+            if writer is None:
+                raise TrainingSetError("the labels file has no rows")
+        finally:
+            bar.close()
+            if writer is not None:
+                writer.close()
+        partial.rename(out)
+        self.stats.rows = table.num_rows
+        return self.stats
+
+    def _chunk(self, labels: pa.Table, moments: np.ndarray, bar) -> pa.Table:
+        requests = self._requests(labels, moments)
+        matrices = self._serve(requests, bar)
+        columns = matrices[0][1].columns if matrices else []
+        dtypes = matrices[0][1].dtypes if matrices else []
+        values = np.zeros((labels.num_rows, len(columns)), np.float32)
+        for request, matrix in matrices:
+            values[request.rows] = matrix.values
+        self.stats.columns = len(columns)
+        built = {name: (values[:, j].astype(np.int32) if dtype == "int32" else values[:, j])
+                 for j, (name, dtype) in enumerate(zip(columns, dtypes))}
+        return _with_columns(labels, moments, built)
+
+    def _requests(self, labels: pa.Table, moments: np.ndarray) -> list[_Request]:
+        """Label rows sharing their context and moment, as one request each."""
+        graph = self._graph
+        others = [c for c in graph.context if c != graph.rows]
+        other_ids = [labels[c].to_pylist() for c in others]
+        grouped: dict[tuple, _Request] = {}
+        for i, moment in enumerate(moments.tolist()):
+            ids = tuple(column[i] for column in other_ids)
+            request = grouped.get((ids, moment))
+            if request is None:
+                context = {c: v.split(",") for c, v in zip(others, ids)}
+                request = grouped[(ids, moment)] = _Request(context, moment, [])
+            request.rows.append(i)
+        row_ids = labels[graph.rows].to_pylist()
+        for request in grouped.values():
+            request.context[graph.rows] = [row_ids[i] for i in request.rows]
+        self.stats.requests += len(grouped)
+        return list(grouped.values())
+
+    def _serve(self, requests: list[_Request], bar) -> list[tuple[_Request, FeatureMatrix]]:
+        """Run every request until it asks for nothing unresolved; resolve between passes."""
+        done: list[tuple[_Request, FeatureMatrix]] = []
+        pending = requests
+        for _ in range(self._max_passes):
+            again = []
+            for request in pending:
+                self._moment.t_ms, self._moment.missed = request.moment, False
+                matrix = self._executor.run(self._graph.name, request.context, self._graph.version,
+                                            as_of_ms=request.moment)
+                self.stats.runs += 1
+                if self._moment.missed:
+                    again.append(request)
+                else:
+                    done.append((request, matrix))
+                    bar.update(len(request.rows))
+            if not again:
+                break
+            self._resolve()
+            pending = again
+        else:
+            raise TrainingSetError(f"requests still asked for unresolved rows after {self._max_passes} passes")
+        self._features.resolved.clear()
+        self._histories.resolved.clear()
+        return done
+
+    def _resolve(self) -> None:
+        features, histories = self._features, self._histories
+        features.resolved.update(self._reader.rows_as_of(features.misses))
+        histories.resolved.update(self._reader.histories_as_of(histories.misses))
+        features.misses.clear()
+        histories.misses.clear()
+
+
+def _with_columns(labels: pa.Table, moments: np.ndarray, built: dict[str, np.ndarray]) -> pa.Table:
+    """The labels' columns, `event_time` as a timestamp, each matrix column in place of a
+    labels column of its name or else after them."""
+    columns: dict[str, pa.Array | pa.ChunkedArray] = {}
+    for name in labels.column_names:
+        if name == EVENT_TIME:
+            columns[name] = pa.array(moments, pa.int64()).cast(pa.timestamp("ms", tz="UTC"))
+        elif name in built:
+            columns[name] = pa.array(built[name])
+        else:
+            columns[name] = labels[name]
+    for name, values in built.items():
+        if name not in columns:
+            columns[name] = pa.array(values)
+    return pa.table(columns)
