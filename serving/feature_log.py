@@ -68,6 +68,7 @@ class FeatureLogger:
         self._producer: LogProducer | None = None
         self._codec = AvroCodec(SchemaCatalog.default())
         self._queue: queue.Queue[Served | None] = queue.Queue(capacity)
+        self._closing = threading.Event()
         self._thread = threading.Thread(target=self._publish, name="feature-log", daemon=True)
         self._thread.start()
 
@@ -84,19 +85,33 @@ class FeatureLogger:
         return True
 
     def close(self, timeout_s: float = 10.0) -> None:
-        """Publish what is queued, flush, and stop."""
-        self._queue.put(None)
+        """Publish what is queued and flush, for up to `timeout_s`; then stop. With the event
+        log hung, what is left is given up (a server stops on time) and logged."""
+        self._closing.set()
+        try:
+            self._queue.put_nowait(None)
+        except queue.Full:
+            pass  # the thread sees `_closing` once the queue is drained
         self._thread.join(timeout_s)
-        if self._producer is not None:
-            self._producer.close()
+        if self._thread.is_alive():
+            log.warning("feature_log_not_flushed", queued=self._queue.qsize(), waited_s=timeout_s)
 
     def _publish(self) -> None:
+        try:
+            self._publish_until_closed()
+        finally:  # the thread's own producer: closed by it, even when close() stopped waiting
+            if self._producer is not None:
+                self._producer.close()
+
+    def _publish_until_closed(self) -> None:
         unflushed: list[str] = []  # the model of each record sent and not yet acknowledged
         while True:
             try:
-                served = self._queue.get(timeout=0.2) if unflushed else self._queue.get()
+                served = self._queue.get(timeout=0.2)
             except queue.Empty:  # a quiet moment: make what was sent durable
                 self._flush(unflushed)
+                if self._closing.is_set():
+                    return
                 continue
             if served is None:
                 self._flush(unflushed)
@@ -107,6 +122,9 @@ class FeatureLogger:
 
     def _send(self, served: Served, unflushed: list[str]) -> None:
         model = served.matrix.model
+        if self._closing.is_set() and self._producer is None:  # never reached the log: stop trying
+            DROPPED.labels(model, "shutdown").inc()
+            return
         try:
             producer = self._producer or self._open()
             value = self._codec.encode(FEATURE_LOG, record_of(served))

@@ -325,3 +325,31 @@ def test_a_model_on_outage_policy_is_validated_with_file_and_line(tmp_path):
     (d / "models.yaml").write_text(models)
     found = problems(d)
     assert any("models.yaml:" in p and "on_outage 'shrug' must be 'fail' or 'defaults'" in p for p in found), found
+
+
+@pytest.mark.parametrize("log, message", [
+    ("{sample: 1.5}", "log sample 1.5 must be a number from 0 to 1"),
+    ("{sample: yes}", "log sample True must be a number from 0 to 1"),
+    ("{rate: 0.1}", "is missing required field 'sample'"),
+    ("0.1", "log must be a mapping"),
+])
+def test_a_model_log_sample_is_validated_with_file_and_line(tmp_path, log, message):
+    models = (SAMPLE_REGISTRY / "models.yaml").read_text().replace("  - name: home_ranker\n",
+                                                                   f"  - name: home_ranker\n    log: {log}\n", 1)
+    d = tmp_path / "registry"
+    shutil.copytree(SAMPLE_REGISTRY, d)
+    (d / "models.yaml").write_text(models)
+    found = problems(d)
+    assert any("models.yaml:7" in p and message in p for p in found), found
+
+
+def test_a_model_log_sample_is_published_with_its_graph(tmp_path):
+    from vahini.registry.loader import load_registry
+
+    d = tmp_path / "registry"
+    shutil.copytree(SAMPLE_REGISTRY, d)
+    (d / "models.yaml").write_text((SAMPLE_REGISTRY / "models.yaml").read_text().replace(
+        "  - name: home_ranker\n", "  - name: home_ranker\n    log: {sample: 0.05}\n", 1))
+    registry = load_registry(d)
+    assert registry.models["home_ranker"].log_sample == 0.05
+    assert registry.models["home_ranker_scored"].log_sample == 0.0

@@ -358,9 +358,9 @@ def test_the_next_level_is_sent_as_soon_as_the_groups_its_keys_come_from_are_rea
             return self._pending.results(i)
 
     class RecordingReader(FeatureReader):
-        def start_many(self, reads, timeout_s=None, registry=None):
+        def start_many(self, reads, timeout_s=None, registry=None, now_ms=None):
             events.append(("send", sorted(r.groups[0] for r in reads)))
-            return Recorded(super().start_many(reads, timeout_s, registry), reads)
+            return Recorded(super().start_many(reads, timeout_s, registry, now_ms), reads)
 
     settings = with_sample_registry(stack_settings(stack, request, tmp_path, unique))
     side = open_read_side(settings)

@@ -21,7 +21,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
     })
     if settings.kafka_group_instance_id:
         env["VAHINI_KAFKA_GROUP_INSTANCE_ID"] = settings.kafka_group_instance_id
-    for section in ("topics", "ingest", "cassandra", "cache", "interactions", "redis", "zookeeper"):
+    for section in ("topics", "ingest", "cassandra", "cache", "interactions", "archive", "redis", "zookeeper"):
         part = getattr(settings, section)
         for name in type(part).model_fields:
             value = getattr(part, name)

@@ -69,6 +69,10 @@ def _log_sample(problems: Problems, file: str, node: LocatedMap, model: str | No
     log = node.get("log")
     if log is None:
         return 0.0
+    if not isinstance(log, LocatedMap):
+        problems.add(at(file, node, "log"), f"model '{model}' log must be a mapping like {{sample: 0.05}}, "
+                                           f"got {type(log).__name__}")
+        return None
     if not fields(problems, file, log, f"model '{model}' log", ("sample",), ()):
         return None
     sample = log["sample"]
