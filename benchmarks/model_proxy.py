@@ -165,10 +165,10 @@ def floor_server(columns: int) -> ServerProcess:
     return ServerProcess(["benchmarks.model_proxy_floor", str(columns)])
 
 
-def vahini_call(client):
+def vahini_call(client, model: str = "bench_ranker"):
     def call(request):
         user, products = request
-        return client.get_features("bench_ranker", user_id=user, product_ids=products).matrix
+        return client.get_features(model, user_id=user, product_ids=products).matrix
     return call
 
 
@@ -383,7 +383,7 @@ def in_turns(calls: dict, requests, rounds: int) -> dict[str, np.ndarray]:
 
 
 def capacity(target: str, requests, idle_p99: float, ceiling_p99: float, seconds: float,
-             start_rate: float, refine: int = 2) -> list[list]:
+             start_rate: float, refine: int = 2, model: str = "bench_ranker") -> list[list]:
     """Open-loop rates up from `start_rate`, each step 1.25x the last, until two rates in
     a row (one noisy step on a shared machine does not end the search) fail the looser
     of the two bounds: p99 under twice the idle p99 (the issue's capacity), and p99 at
@@ -393,7 +393,7 @@ def capacity(target: str, requests, idle_p99: float, ceiling_p99: float, seconds
     1.25x grid alone can under-report capacity by a fifth. Rows sorted by rate."""
     rows, rate, failed = [], start_rate, 0
     while True:
-        row = _load_step(target, requests, rate, seconds, idle_p99, ceiling_p99)
+        row = _load_step(target, requests, rate, seconds, idle_p99, ceiling_p99, model)
         rows.append(row)
         failed = 0 if row[-1] == "yes" else failed + 1
         if failed == 2 or rate > 2000:
@@ -404,16 +404,18 @@ def capacity(target: str, requests, idle_p99: float, ceiling_p99: float, seconds
         above = [float(r[0]) for r in rows if r[-2] == "no" and float(r[0]) > max(passed, default=0.0)]
         if not passed or not above:
             break
-        rows.append(_load_step(target, requests, (max(passed) * min(above)) ** 0.5, seconds, idle_p99, ceiling_p99))
+        rows.append(_load_step(target, requests, (max(passed) * min(above)) ** 0.5, seconds, idle_p99, ceiling_p99,
+                               model))
     return sorted(rows, key=lambda r: float(r[0]))
 
 
-def _load_step(target: str, requests, rate: float, seconds: float, idle_p99: float, ceiling_p99: float) -> list:
+def _load_step(target: str, requests, rate: float, seconds: float, idle_p99: float, ceiling_p99: float,
+               model: str = "bench_ranker") -> list:
     """One open-loop rate as a table row: rate, p50, p99, p99 vs idle, refused, and
     whether it met each bound ("yes"/"no", the last two cells)."""
     from benchmarks.model_proxy_load import open_loop
 
-    result = open_loop(target, requests, rate, seconds, LOAD_CPUS)
+    result = open_loop(target, requests, rate, seconds, LOAD_CPUS, model=model)
     p99 = float(np.percentile(result["ok"], 99)) if len(result["ok"]) else float("inf")
     refused = result["refused"] / max(result["sent"], 1)
     served = refused < 0.01 and not result["failed"]

@@ -18,14 +18,15 @@ import grpc
 import numpy as np
 
 
-def _client(target: str, requests, rate: float, seconds: float, start_at: float, cpus, out) -> None:
+def _client(target: str, requests, rate: float, seconds: float, start_at: float, cpus, out,
+            model: str = "bench_ranker") -> None:
     """Send `requests` in turn at `rate` per second from `start_at` (epoch seconds)."""
     os.sched_setaffinity(0, cpus)
     from vahini.serving.api import model_proxy_pb2 as mpb
     from vahini.serving.api import model_proxy_pb2_grpc as mpb_grpc
 
     stub = mpb_grpc.ModelProxyStub(grpc.insecure_channel(target))
-    built = [mpb.GetFeaturesRequest(model="bench_ranker", context={
+    built = [mpb.GetFeaturesRequest(model=model, context={
         "user_id": mpb.ContextIds(ids=[user]), "product_ids": mpb.ContextIds(ids=products)})
         for user, products in requests]
     ok, outcome, lock = [], {"refused": 0, "failed": 0}, threading.Lock()
@@ -58,12 +59,13 @@ def _client(target: str, requests, rate: float, seconds: float, start_at: float,
         out.put({"sent": n, "ok": list(ok), **outcome})
 
 
-def open_loop(target: str, requests, rate: float, seconds: float, cpus, clients: int = 2) -> dict:
+def open_loop(target: str, requests, rate: float, seconds: float, cpus, clients: int = 2,
+              model: str = "bench_ranker") -> dict:
     ctx = multiprocessing.get_context("spawn")
     out = ctx.Queue()
     start_at = time.time() + 3.0  # every client imported and connected
     procs = [ctx.Process(target=_client, args=(target, requests[c::clients], rate / clients, seconds,
-                                               start_at + c / rate, cpus, out)) for c in range(clients)]
+                                               start_at + c / rate, cpus, out, model)) for c in range(clients)]
     for p in procs:
         p.start()
     parts = [out.get(timeout=seconds + 120) for _ in procs]

@@ -42,11 +42,10 @@ class ArchiveReader:
             wanted = pa.table({"i": pa.array(range(len(of_group)), pa.int64()),
                                "entity": [a[0] for a in of_group], "key": [a[1] for a in of_group],
                                "t": pa.array([a[3] for a in of_group], pa.int64())})
-            self._db.register("wanted", wanted)
+            self._load_wanted(wanted)
             answers = self._db.execute(
                 f"SELECT w.i, f.event_time_ms, f.blob, f.ttl_s FROM wanted w ASOF LEFT JOIN {table} f "
                 f"ON w.entity = f.entity AND w.key = f.key AND w.t >= f.event_time_ms").fetchall()
-            self._db.unregister("wanted")
             for i, event_time, blob, ttl_s in answers:
                 entity, key, _, _ = ask = of_group[i]
                 found[ask] = None if blob is None else FeatureRow(entity, key, group, event_time, blob, ttl_s or 0)
@@ -60,14 +59,13 @@ class ArchiveReader:
         wanted = pa.table({"i": pa.array(range(len(asked)), pa.int64()), "user_id": [a[0] for a in asked],
                            "type": [a[1] for a in asked], "t": pa.array([a[2] for a in asked], pa.int64()),
                            "n": pa.array([a[3] for a in asked], pa.int64())})
-        self._db.register("wanted", wanted)
+        self._load_wanted(wanted)
         answers = self._db.execute(
             "SELECT w.i, x.event_id, x.user_id, x.product_id, x.category_id, x.type, x.event_time_ms, x.attributes "
             "FROM wanted w JOIN interactions x ON x.user_id = w.user_id AND x.type = w.type "
             "AND x.event_time_ms <= w.t AND x.event_time_ms > w.t - ? "
             "QUALIFY row_number() OVER (PARTITION BY w.i ORDER BY x.event_time_ms DESC, x.event_id DESC) <= w.n "
             "ORDER BY w.i, x.event_time_ms DESC, x.event_id DESC", [self._retention_ms]).fetchall()
-        self._db.unregister("wanted")
         for i, event_id, user, product, category, type_, event_time, attributes in answers:
             found[asked[i]].append(StoredInteraction(event_id, user, product, category, type_, event_time,
                                                      dict(attributes or {})))
@@ -75,6 +73,13 @@ class ArchiveReader:
 
     def close(self) -> None:
         self._db.close()
+
+    def _load_wanted(self, wanted: pa.Table) -> None:
+        """The asks as a DuckDB table: joined against a registered Arrow table, an ASOF join
+        runs some 40x slower."""
+        self._db.register("wanted_arrow", wanted)
+        self._db.execute("CREATE OR REPLACE TEMP TABLE wanted AS SELECT * FROM wanted_arrow")
+        self._db.unregister("wanted_arrow")
 
     def _group_table(self, group: str) -> str:
         """The group's archived rows, one per (entity, key, event time), as a temp table."""

@@ -1,10 +1,11 @@
 """The Model Proxy's ports answered as of a past moment, from what the archive held:
 a FeatureStore and a history reader that the unchanged ModelExecutor reads through.
 
-They answer from rows resolved beforehand (vahini.offline.archive_reader). What was
-not resolved yet is noted as a miss and answered as absent; the training set resolves
-the misses and runs the request again, so a chained lookup's keys, which come from an
-earlier level's values, are resolved one level per pass."""
+They answer from rows resolved beforehand (vahini.offline.archive_reader). A read that
+asks for rows not resolved yet notes them as misses and raises Unresolved, which ends
+the run; the training set resolves the misses and runs the request again. So a chained
+lookup's keys, which come from an earlier level's values, are resolved one level per
+pass, and a run that cannot finish stops at its first unresolved read."""
 
 from __future__ import annotations
 
@@ -16,6 +17,12 @@ from vahini.serving.interactions import History
 from vahini.offline.archive_reader import FeatureAsk, HistoryAsk
 
 _UNRESOLVED = object()
+
+
+class Unresolved(Exception):
+    """A read asked for rows not resolved yet (noted as misses): run the request again
+    once they are. Not a StoreUnavailable, which a graph with on_outage: defaults would
+    answer with defaults."""
 
 
 class Moment:
@@ -35,16 +42,19 @@ class AsOfFeatures:
 
     def read(self, entity: str, keys: Sequence[str], groups: Sequence[str],
              timeout_s: float | None = None) -> dict[tuple[str, str], FeatureRow]:
-        t, found = self._moment.t_ms, {}
+        t, found, missed = self._moment.t_ms, {}, False
         for key in keys:
             for group in groups:
                 ask = (entity, key, group, t)
                 row = self.resolved.get(ask, _UNRESOLVED)
                 if row is _UNRESOLVED:
                     self.misses.add(ask)
-                    self._moment.missed = True
+                    missed = True
                 elif row is not None:
                     found[(key, group)] = row
+        if missed:
+            self._moment.missed = True
+            raise Unresolved(f"{entity} rows as of {t}")
         return found
 
     read_in_bulk = read

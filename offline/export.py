@@ -4,8 +4,9 @@ row per served row.
 Columns, fixed so that other tools can rely on them:
   request_id         the response's id (GetFeaturesResponse.request_id)
   event_time         when the row was served (timestamp, ms, UTC)
-  <context field>    one per context field, as in the graph: the rows field holds that
-                     row's id; another field its id (several ids joined by ",")
+  <context field>    one per context field, as in the graph, in name order and the rows
+                     field last: the rows field holds that row's id; another field its
+                     id (several ids joined by ",")
   <matrix column>    one per column of the reply, named exactly as in its `columns`
                      (int32 for int32 columns, else float32)
   score.<node>       one per score node (float32)
@@ -51,8 +52,10 @@ def table_of(record: dict) -> pa.Table:
     out: dict[str, pa.Array] = {
         "request_id": pa.array([record["request_id"]] * n, pa.string()),
         "event_time": pa.array(np.full(n, record["served_at_ms"], np.int64), pa.int64()).cast(EVENT_TIME)}
-    for field, ids in record["context"].items():
-        out[field] = pa.array(record["row_ids"] if field == record["rows_field"] else [",".join(ids)] * n, pa.string())
+    rows_field = record["rows_field"]
+    for field in sorted(f for f in record["context"] if f != rows_field):  # then the rows field: a fixed order
+        out[field] = pa.array([",".join(record["context"][field])] * n, pa.string())
+    out[rows_field] = pa.array(record["row_ids"], pa.string())
     for j, (name, dtype) in enumerate(zip(columns, record["dtypes"])):
         column = matrix[:, j]
         out[name] = pa.array(column.astype(np.int32) if dtype == "int32" else column.copy())

@@ -47,7 +47,7 @@ def read_labels(path: Path, context: tuple[str, ...]) -> tuple[pa.Table, np.ndar
 
 
 def _no_empty(path: Path, name: str, column: pa.ChunkedArray) -> None:
-    empty = pc.or_(pc.is_null(column), pc.equal(column, ""))
+    empty = pc.or_kleene(pc.is_null(column), pc.equal(column, ""))
     if pc.any(empty).as_py():
         row = pc.index(empty, True).as_py()
         raise LabelsError(f"{path}: row {row + 1} has no {name!r} (every label row needs each context id)")

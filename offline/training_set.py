@@ -26,13 +26,13 @@ from tqdm import tqdm
 
 from vahini import wiring
 from vahini.errors import VahiniError
-from vahini.registry.model import ModelGraph, Registry
+from vahini.registry.model import KEY_SEPARATOR, ModelGraph, Registry
 from vahini.registry.publish import RegistryFollower
-from vahini.serving.model_proxy import FeatureMatrix, ModelExecutor, levels
+from vahini.serving.model_proxy import FeatureMatrix, ModelExecutor, levels, plan_of
 from vahini.serving.retrieval import FeatureReader
 from vahini.settings import Settings
 from vahini.offline.archive_reader import ArchiveReader
-from vahini.offline.as_of import AsOfFeatures, AsOfHistories, Moment
+from vahini.offline.as_of import AsOfFeatures, AsOfHistories, Moment, Unresolved
 from vahini.offline.labels import EVENT_TIME, read_labels
 
 DAY_MS = 86_400_000
@@ -87,13 +87,14 @@ def _graph(registry: Registry, model: str, version: int) -> ModelGraph:
 
 class _Builder:
     def __init__(self, registry: Registry, graph: ModelGraph, reader: ArchiveReader):
-        self._graph, self._reader = graph, reader
+        self._graph, self._reader, self._registry = graph, reader, registry
+        self._key_sources = plan_of(graph, registry).key_sources
         self._moment = Moment()
         self._features, self._histories = AsOfFeatures(self._moment), AsOfHistories(self._moment)
         feature_reader = FeatureReader(self._features, None, lambda: registry, lru=False)
         self._executor = ModelExecutor(feature_reader, lambda: registry, self._histories)
-        # A pass per level of chained lookups, one for the sequences, and the clean run.
-        self._max_passes = len(levels(graph)) + 2
+        # At worst a pass per lookup (a level's entities are read one after the other), and the clean run.
+        self._max_passes = len(graph.lookups) + 2
         self.stats = TrainingStats()
 
     def write(self, table: pa.Table, moments: np.ndarray, out: Path, progress: bool, chunk_rows: int
@@ -153,14 +154,19 @@ class _Builder:
         """Run every request until it asks for nothing unresolved; resolve between passes."""
         done: list[tuple[_Request, FeatureMatrix]] = []
         pending = requests
+        self._prefetch(requests)
         for _ in range(self._max_passes):
             again = []
             for request in pending:
                 self._moment.t_ms, self._moment.missed = request.moment, False
-                matrix = self._executor.run(self._graph.name, request.context, self._graph.version,
-                                            as_of_ms=request.moment)
                 self.stats.runs += 1
-                if self._moment.missed:
+                try:
+                    matrix = self._executor.run(self._graph.name, request.context, self._graph.version,
+                                                as_of_ms=request.moment)
+                except Unresolved:
+                    again.append(request)
+                    continue
+                if self._moment.missed:  # a history not resolved yet
                     again.append(request)
                 else:
                     done.append((request, matrix))
@@ -174,6 +180,26 @@ class _Builder:
         self._features.resolved.clear()
         self._histories.resolved.clear()
         return done
+
+    def _prefetch(self, requests: list[_Request]) -> None:
+        """What the first pass would miss, resolved before it: the lookups keyed by context
+        ids and row ids alone, and the sequences' histories. This only saves a pass: a key
+        worked out differently here than by the executor is a miss, resolved in the next."""
+        graph, features, histories = self._graph, self._features, self._histories
+        for request in requests:
+            for lookup in levels(graph)[0]:
+                entity = self._registry.groups[lookup.group].entity
+                parts = [request.context[graph.rows] if source == "row" else
+                         [request.context[source[len("context."):]][0]] * len(request.rows)
+                         for source in self._key_sources[lookup.name]]
+                features.misses.update((entity, KEY_SEPARATOR.join(combo), lookup.group, request.moment)
+                                       for combo in zip(*parts))
+            wanted: dict[tuple[str, str], int] = {}
+            for sequence in graph.sequences:
+                key = (request.context[sequence.user.partition(".")[2]][0], sequence.type)
+                wanted[key] = max(wanted.get(key, 0), sequence.length)
+            histories.misses.update((user, type_, request.moment, n) for (user, type_), n in wanted.items())
+        self._resolve()
 
     def _resolve(self) -> None:
         features, histories = self._features, self._histories

@@ -270,17 +270,20 @@ class FeatureReader:
 
     def _take_rows(self, s: _Slot, rows) -> list:
         """Record a store read's rows (and its misses) in the slot; return what to cache."""
-        now_ms, to_cache, g = self._clock() * 1000, [], s.group
+        g = s.group
+        caching, lru = self._cache is not None and g.cache.redis_ttl_s > 0, self._lru(g)  # once per slot
+        now_ms, to_cache = self._clock() * 1000, []
         for i in s.unfound():
             row = rows.get((s.keys[i], g.name))
-            s.blobs[i] = row.blob if row is not None else _NO_ROW
-            if g.cache.redis_ttl_s > 0:
+            s.blobs[i] = blob = row.blob if row is not None else _NO_ROW
+            if caching:
                 ttl = g.cache.redis_ttl_s if row is not None else g.cache.negative_ttl_s
                 if row is not None and g.ttl_s:  # a cached copy never outlives the stored row
                     ttl = min(ttl, (row.event_time_ms + g.ttl_s * 1000 - now_ms) / 1000)
                 if ttl > 0:
                     to_cache.append((s.entity, s.keys[i], g.name, row, ttl))
-            self._remember_in_lru(s, i, s.blobs[i])
+            if lru is not None and blob:
+                lru.put(lru_key(s.entity, g.name, s.keys[i]), blob)
         return to_cache
 
     def _remember_in_lru(self, s: _Slot, i: int, blob: bytes | None) -> None:
