@@ -12,7 +12,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from vahini import wiring
-from vahini.codecs.avro import FEATURE_LOG, AvroCodec, SchemaCatalog
+from vahini.codecs.avro import AvroCodec, SchemaCatalog
 from vahini.serving.api import model_proxy_pb2 as mpb
 from vahini.serving.api import model_proxy_pb2_grpc as mpb_grpc
 from vahini.serving.feature_log import FeatureLogger, Served
