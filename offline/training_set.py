@@ -16,8 +16,11 @@ used as labels) is replaced by the rebuilt one."""
 
 from __future__ import annotations
 
+import multiprocessing
+import queue
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -58,18 +61,101 @@ class _Request:
 
 
 def build_training_set(settings: Settings, model: str, labels: Path, out: Path, version: int = 0,
-                       progress: bool = True, chunk_rows: int = 50_000) -> TrainingStats:
+                       progress: bool = True, chunk_rows: int = 50_000, workers: int = 1) -> TrainingStats:
+    """`workers` > 1: that many processes, each building a contiguous share of the labels
+    (the executor is Python: one process runs on one core), merged in order."""
     follower = RegistryFollower(wiring.config_store(settings))
-    reader = ArchiveReader(wiring.archive(settings), settings.interactions.retention_days * DAY_MS)
     try:
         registry = follower.current
         graph = _graph(registry, model, version)
-        table, moments = read_labels(labels, graph.context)
-        builder = _Builder(registry, graph, reader)
-        return builder.write(table, moments, out, progress, chunk_rows)
+    finally:
+        follower.close()
+    table, moments = read_labels(labels, graph.context)
+    if table.num_rows == 0:
+        raise TrainingSetError(f"{labels}: no rows")
+    bar = tqdm(total=table.num_rows, unit="row", unit_scale=True, desc=f"training set {model}", disable=not progress)
+    try:
+        if workers <= 1 or table.num_rows <= chunk_rows:
+            return _build(settings, registry, graph, table, moments, out, chunk_rows, bar.update)
+        return _in_parallel(settings, registry, graph, labels, table.num_rows, out, chunk_rows, workers, bar)
+    finally:
+        bar.close()
+
+
+def _build(settings: Settings, registry: Registry, graph: ModelGraph, table: pa.Table, moments: np.ndarray,
+           out: Path, chunk_rows: int, advance: Callable[[int], object]) -> TrainingStats:
+    reader = ArchiveReader(wiring.archive(settings), settings.interactions.retention_days * DAY_MS)
+    try:
+        return _Builder(registry, graph, reader).write(table, moments, out, chunk_rows, advance)
     finally:
         reader.close()
-        follower.close()
+
+
+def _in_parallel(settings: Settings, registry: Registry, graph: ModelGraph, labels: Path, rows: int, out: Path,
+                 chunk_rows: int, workers: int, bar) -> TrainingStats:
+    per_worker = -(-rows // workers // chunk_rows) * chunk_rows  # whole chunks each
+    shares = [(start, min(start + per_worker, rows)) for start in range(0, rows, per_worker)]
+    parts = [out.with_name(f".{out.name}.part{i}") for i in range(len(shares))]
+    context = multiprocessing.get_context("spawn")  # not fork: the parent's threads (DuckDB, ZooKeeper) stay behind
+    progress, results = context.Queue(), context.Queue()
+    processes = [context.Process(target=_build_share, daemon=True, args=(
+        settings, registry, graph, labels, share, part, chunk_rows, progress, results))
+        for share, part in zip(shares, parts)]
+    for process in processes:
+        process.start()
+    try:
+        stats = _collect(processes, progress, results, bar)
+        _concatenate(parts, out)
+    finally:
+        for process in processes:
+            process.join(5)
+        for part in parts:
+            part.unlink(missing_ok=True)
+    return stats
+
+
+def _build_share(settings: Settings, registry: Registry, graph: ModelGraph, labels: Path, share: tuple[int, int],
+                 part: Path, chunk_rows: int, progress, results) -> None:
+    try:
+        table, moments = read_labels(labels, graph.context)
+        start, stop = share
+        stats = _build(settings, registry, graph, table.slice(start, stop - start), moments[start:stop], part,
+                       chunk_rows, progress.put)
+        results.put((stats, None))
+    except Exception as exc:  # noqa: BLE001 - the parent reports it
+        results.put((None, f"{type(exc).__name__}: {exc}"))
+
+
+def _collect(processes: list, progress, results, bar) -> TrainingStats:
+    """Each share's stats, summed, while the progress bar follows their rows."""
+    total, done = TrainingStats(), 0
+    while done < len(processes):
+        while not progress.empty():
+            bar.update(progress.get())
+        try:
+            stats, failure = results.get(timeout=0.2)
+        except queue.Empty:
+            if not any(p.is_alive() for p in processes) and results.empty():
+                raise TrainingSetError("a training-set worker process died") from None
+            continue
+        if failure is not None:
+            raise TrainingSetError(f"a training-set worker failed: {failure}")
+        done += 1
+        total.rows, total.requests = total.rows + stats.rows, total.requests + stats.requests
+        total.runs, total.columns = total.runs + stats.runs, stats.columns
+    while not progress.empty():
+        bar.update(progress.get())
+    return total
+
+
+def _concatenate(parts: list[Path], out: Path) -> None:
+    """The parts' rows, in order, as one file (written beside it, then renamed)."""
+    partial = out.with_name(f".{out.name}.partial")
+    with pq.ParquetWriter(partial, pq.read_schema(parts[0])) as writer:
+        for part in parts:
+            for batch in pq.ParquetFile(part).iter_batches(batch_size=65_536):
+                writer.write_batch(batch)
+    partial.rename(out)
 
 
 def _graph(registry: Registry, model: str, version: int) -> ModelGraph:
@@ -97,30 +183,25 @@ class _Builder:
         self._max_passes = len(graph.lookups) + 2
         self.stats = TrainingStats()
 
-    def write(self, table: pa.Table, moments: np.ndarray, out: Path, progress: bool, chunk_rows: int
-              ) -> TrainingStats:
+    def write(self, table: pa.Table, moments: np.ndarray, out: Path, chunk_rows: int,
+              advance: Callable[[int], object]) -> TrainingStats:
         writer = None
         partial = out.with_name(f".{out.name}.partial")
-        bar = tqdm(total=table.num_rows, unit="row", unit_scale=True, desc=f"training set {self._graph.name}",
-                   disable=not progress)
         try:
             for start in range(0, table.num_rows, chunk_rows):
-                chunk = self._chunk(table.slice(start, chunk_rows), moments[start:start + chunk_rows], bar)
+                chunk = self._chunk(table.slice(start, chunk_rows), moments[start:start + chunk_rows], advance)
                 writer = writer or pq.ParquetWriter(partial, chunk.schema)
                 writer.write_table(chunk)
-            if writer is None:
-                raise TrainingSetError("the labels file has no rows")
         finally:
-            bar.close()
             if writer is not None:
                 writer.close()
         partial.rename(out)
         self.stats.rows = table.num_rows
         return self.stats
 
-    def _chunk(self, labels: pa.Table, moments: np.ndarray, bar) -> pa.Table:
+    def _chunk(self, labels: pa.Table, moments: np.ndarray, advance: Callable[[int], object]) -> pa.Table:
         requests = self._requests(labels, moments)
-        matrices = self._serve(requests, bar)
+        matrices = self._serve(requests, advance)
         columns = matrices[0][1].columns if matrices else []
         dtypes = matrices[0][1].dtypes if matrices else []
         values = np.zeros((labels.num_rows, len(columns)), np.float32)
@@ -150,7 +231,8 @@ class _Builder:
         self.stats.requests += len(grouped)
         return list(grouped.values())
 
-    def _serve(self, requests: list[_Request], bar) -> list[tuple[_Request, FeatureMatrix]]:
+    def _serve(self, requests: list[_Request], advance: Callable[[int], object]
+               ) -> list[tuple[_Request, FeatureMatrix]]:
         """Run every request until it asks for nothing unresolved; resolve between passes."""
         done: list[tuple[_Request, FeatureMatrix]] = []
         pending = requests
@@ -170,7 +252,7 @@ class _Builder:
                     again.append(request)
                 else:
                     done.append((request, matrix))
-                    bar.update(len(request.rows))
+                    advance(len(request.rows))
             if not again:
                 break
             self._resolve()

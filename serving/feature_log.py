@@ -69,6 +69,7 @@ class FeatureLogger:
         self._codec = AvroCodec(SchemaCatalog.default())
         self._queue: queue.Queue[Served | None] = queue.Queue(capacity)
         self._closing = threading.Event()
+        self._given_up = threading.Event()  # close() stopped waiting: what is left is dropped
         self._thread = threading.Thread(target=self._publish, name="feature-log", daemon=True)
         self._thread.start()
 
@@ -94,6 +95,7 @@ class FeatureLogger:
             pass  # the thread sees `_closing` once the queue is drained
         self._thread.join(timeout_s)
         if self._thread.is_alive():
+            self._given_up.set()
             log.warning("feature_log_not_flushed", queued=self._queue.qsize(), waited_s=timeout_s)
 
     def _publish(self) -> None:
@@ -122,14 +124,13 @@ class FeatureLogger:
 
     def _send(self, served: Served, unflushed: list[str]) -> None:
         model = served.matrix.model
-        if self._closing.is_set() and self._producer is None:  # never reached the log: stop trying
+        if self._given_up.is_set():  # the server stopped waiting for the log: stop trying
             DROPPED.labels(model, "shutdown").inc()
             return
         try:
             producer = self._producer or self._open()
             value = self._codec.encode(FEATURE_LOG, record_of(served))
-            producer.send(self._topic, value, key=served.request_id.encode(),
-                                timestamp_ms=served.matrix.served_at_ms)
+            producer.send(self._topic, value, key=served.request_id.encode(), timestamp_ms=served.matrix.served_at_ms)
         except (VahiniError, ValueError, TypeError) as exc:
             DROPPED.labels(model, "not_sent").inc()
             log.warning("feature_log_not_sent", model=model, error=str(exc))

@@ -52,12 +52,13 @@ def served(request, tmp_path, unique):
     replayed = vahini(env, tmp_path, "replay", "--topic", settings.topics.feature_updates, "--from", "earliest",
                       "--into", "archive", "--no-progress")
     assert replayed.returncode == 0 and "records=3 rows=3" in replayed.stdout, replayed.stderr
+    env["settings"] = settings  # for the tests that call the library; vahini() leaves it out
     return env
 
 
 def vahini(env: dict, cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "vahini.cli", *args], env=env, cwd=cwd, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "vahini.cli", *args], cwd=cwd, capture_output=True, text=True,
+                          env={k: v for k, v in env.items() if k != "settings"}, timeout=120)
 
 
 def test_export_then_a_csv_labels_file_gives_back_what_was_served(served, tmp_path):
@@ -110,3 +111,17 @@ def test_the_readme_snippet_reads_an_export(served, tmp_path):
     ran = subprocess.run([sys.executable, "-c", snippet], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert ran.returncode == 0, ran.stderr
     assert "p1" in ran.stdout and "19.5" in ran.stdout and "250.0" in ran.stdout
+
+
+def test_worker_processes_build_the_same_rows_in_the_same_order(served, tmp_path):
+    from vahini.offline.training_set import build_training_set
+
+    assert vahini(served, tmp_path, "logs", "export", "home_ranker", "--out", "served.parquet").returncode == 0
+    settings = served["settings"]
+    one = build_training_set(settings, "home_ranker", tmp_path / "served.parquet", tmp_path / "one.parquet",
+                             progress=False, chunk_rows=2)
+    two = build_training_set(settings, "home_ranker", tmp_path / "served.parquet", tmp_path / "two.parquet",
+                             progress=False, chunk_rows=2, workers=2)
+    assert (one.rows, one.requests) == (two.rows, two.requests) == (6, 3)
+    assert pq.read_table(tmp_path / "two.parquet").equals(pq.read_table(tmp_path / "one.parquet"))
+    assert sorted(p.name for p in tmp_path.iterdir() if ".part" in p.name or p.name.startswith(".")) == []

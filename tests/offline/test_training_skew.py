@@ -27,7 +27,6 @@ from tests.streams.interaction_helpers import Reader, RunningInteractionWorker, 
 
 DAY_MS = 86_400_000
 PROFILE_TTL_MS = 2_592_000 * 1000  # user_profile's ttl_s
-PRODUCTS = ["p1", "p2", "p3", "p4"]
 CATEGORIES = ["shoes", "bags"]
 
 
@@ -36,10 +35,17 @@ def settings(request, tmp_path, unique):
     return with_logging(interaction_settings(request.param, request, tmp_path, unique), tmp_path, unique)
 
 
-def _change_everything(p, r: int, now: int) -> None:
+@pytest.fixture
+def ids(unique):
+    """Users and products of this test alone: the real stack's keyspace is shared by the tests."""
+    return {"u1": f"u1-{unique}", "u2": f"u2-{unique}", "products": [f"p{i}-{unique}" for i in range(1, 5)],
+            "unknown": f"p-unknown-{unique}"}
+
+
+def _change_everything(p, ids: dict, r: int, now: int) -> None:
     """Round r's feature updates and clicks: products change category (the chained
     lookup's key), prices, stats (every other round), the user's profile and affinities."""
-    for i, product in enumerate(PRODUCTS):
+    for i, product in enumerate(ids["products"]):
         p.feature_update("product", {"product_id": product}, "product_core", {
             "category_id": CATEGORIES[(r + i) % 2], "brand": ["acme", "globex", "initech", "other"][(r + i) % 4],
             "price": 9.99 * (r + 1) + i, "in_stock": True, "listed_at_ms": now - (i + 1) * DAY_MS - 3_600_000 * r},
@@ -48,14 +54,14 @@ def _change_everything(p, r: int, now: int) -> None:
             p.feature_update("product", {"product_id": product}, "product_stats", {
                 "ctr_7d": 0.013 * (r + i + 1), "cvr_7d": 0.0021 * (r + 1), "rating": 4.5,
                 "embedding": [0.1 * (r + k) for k in range(16)]}, now - 200)
-    p.feature_update("user", {"user_id": "u1"}, "user_profile", {
+    p.feature_update("user", {"user_id": ids["u1"]}, "user_profile", {
         "account_age_days": 100 + r, "is_premium": r % 2 == 1, "city": "pune", "avg_order_value": 42.0,
         "embedding": [0.0] * 16}, now - 200)
     for c, category in enumerate(CATEGORIES):
-        p.feature_update("user_category", {"user_id": "u1", "category_id": category}, "user_category_affinity",
+        p.feature_update("user_category", {"user_id": ids["u1"], "category_id": category}, "user_category_affinity",
                          {"clicks_30d": 2 * r + c, "orders_30d": r, "affinity": 0.17 * (r + c)}, now - 200)
-    for user in ("u1", "u2"):
-        p.interaction(f"{user}-click-{r}", user, PRODUCTS[r % 4], "CLICK", now - 100,
+    for user in (ids["u1"], ids["u2"]):
+        p.interaction(f"{user}-click-{r}", user, ids["products"][r % 4], "CLICK", now - 100,
                       category_id=CATEGORIES[r % 2])
     p.flush()
 
@@ -65,11 +71,11 @@ def _serve(stub, user: str, products: list[str]) -> mpb.GetFeaturesResponse:
         "user_id": mpb.ContextIds(ids=[user]), "product_ids": mpb.ContextIds(ids=products)}), timeout=10)
 
 
-def test_a_training_set_equals_what_was_served_bit_for_bit(settings, tmp_path):
+def test_a_training_set_equals_what_was_served_bit_for_bit(settings, ids, tmp_path):
     started = int(time.time() * 1000)
     p = producer(settings)
     # u2's profile lives 15 s more: served live in the first rounds, expired in the last.
-    p.feature_update("user", {"user_id": "u2"}, "user_profile", {"account_age_days": 7, "is_premium": True},
+    p.feature_update("user", {"user_id": ids["u2"]}, "user_profile", {"account_age_days": 7, "is_premium": True},
                      started - PROFILE_TTL_MS + 15_000)
     backends = Backends.open(settings)
     backends.event_log.create_topic(settings.topics.feature_updates, settings.topics.partitions)
@@ -83,15 +89,16 @@ def test_a_training_set_equals_what_was_served_bit_for_bit(settings, tmp_path):
             stub = mpb_grpc.ModelProxyStub(channel)
             for r in range(4):
                 now = int(time.time() * 1000)
-                _change_everything(p, r, now)
+                _change_everything(p, ids, r, now)
                 wait_for_commits(settings, 60)
-                wait_for(lambda: f"u1-click-{r}" in reader.ids("u1") and f"u2-click-{r}" in reader.ids("u2"), 60,
+                u1, u2 = ids["u1"], ids["u2"]
+                wait_for(lambda: f"{u1}-click-{r}" in reader.ids(u1) and f"{u2}-click-{r}" in reader.ids(u2), 60,
                          f"round {r}'s clicks in the interaction store")
-                served.append(_serve(stub, "u1", [*PRODUCTS, "p-unknown"]))
-                served.append(_serve(stub, "u2", ["p1", "p3", "p-unknown"]))
+                served.append(_serve(stub, u1, [*ids["products"], ids["unknown"]]))
+                served.append(_serve(stub, u2, [ids["products"][0], ids["products"][2], ids["unknown"]]))
                 time.sleep(1.1)
             wait_for(lambda: time.time() * 1000 > started + 16_000, 30, "u2's profile to expire")
-            served.append(_serve(stub, "u2", ["p2", "p4"]))
+            served.append(_serve(stub, ids["u2"], [ids["products"][1], ids["products"][3]]))
     finally:
         running.stop(0)  # flushes the feature log
         reader.close()
@@ -121,7 +128,7 @@ def test_a_training_set_equals_what_was_served_bit_for_bit(settings, tmp_path):
     # The run covered what it claims: a category change moved the chained lookup's
     # key, the sequence grew, and u2's profile was served live and then expired.
     age = log["user.account_age_days"].to_numpy()
-    u2 = np.array(log["user_id"].to_pylist()) == "u2"
+    u2 = np.array(log["user_id"].to_pylist()) == ids["u2"]
     assert 7 in age[u2] and 0 in age[u2]
     assert len(set(log["user_cat.clicks_30d"].to_pylist())) > 3
     assert len(set(log["clicks_on_category"].to_pylist())) > 1 and np.any(log["recent_categories_3"].to_numpy())

@@ -344,6 +344,9 @@ def _add_training_set(sub) -> None:
     t.add_argument("--out", required=True, metavar="FILE.parquet", help="the Parquet file to write")
     t.add_argument("--version", type=int, default=0, help="the version of the model's graph (default: the latest)")
     t.add_argument("--archive", metavar="URL", help="the archive to read, file://PATH (default: archive.url)")
+    t.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="processes building shares of the labels side by side, each on a core (default 1; 0: one "
+                        "per core). Each holds its own copy of the archive's tables: memory grows with N")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.set_defaults(run=commands.training_set)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from datetime import datetime, timezone
@@ -540,7 +541,7 @@ def training_set(args) -> int:
     _published_registry_required(settings)
     try:
         stats = build_training_set(settings, args.model, Path(args.labels), Path(args.out), args.version,
-                                   progress=not args.no_progress)
+                                   progress=not args.no_progress, workers=args.workers or os.cpu_count() or 1)
     except (LabelsError, TrainingSetError) as exc:
         raise UserError(str(exc)) from None
     print(json.dumps({"out": args.out, "rows": stats.rows, "columns": stats.columns, "requests": stats.requests,
