@@ -98,8 +98,9 @@ def _in_parallel(settings: Settings, registry: Registry, graph: ModelGraph, labe
     parts = [out.with_name(f".{out.name}.part{i}") for i in range(len(shares))]
     context = multiprocessing.get_context("spawn")  # not fork: the parent's threads (DuckDB, ZooKeeper) stay behind
     progress, results = context.Queue(), context.Queue()
+    values = settings.model_dump()  # a settings object read from a file is of a class that does not pickle
     processes = [context.Process(target=_build_share, daemon=True, args=(
-        settings, registry, graph, labels, share, part, chunk_rows, progress, results))
+        values, registry, graph, labels, share, part, chunk_rows, progress, results))
         for share, part in zip(shares, parts)]
     for process in processes:
         process.start()
@@ -114,9 +115,10 @@ def _in_parallel(settings: Settings, registry: Registry, graph: ModelGraph, labe
     return stats
 
 
-def _build_share(settings: Settings, registry: Registry, graph: ModelGraph, labels: Path, share: tuple[int, int],
+def _build_share(values: dict, registry: Registry, graph: ModelGraph, labels: Path, share: tuple[int, int],
                  part: Path, chunk_rows: int, progress, results) -> None:
     try:
+        settings = Settings(**values)
         table, moments = read_labels(labels, graph.context)
         start, stop = share
         stats = _build(settings, registry, graph, table.slice(start, stop - start), moments[start:stop], part,
