@@ -52,6 +52,12 @@ class TrainingStats:
     runs: int = 0  # executor runs: requests x passes (a chained lookup costs a pass per level)
     columns: int = 0
 
+    def add(self, share: "TrainingStats") -> None:
+        """Count another worker's share in."""
+        self.rows, self.requests, self.runs = self.rows + share.rows, self.requests + share.requests, \
+            self.runs + share.runs
+        self.columns = share.columns
+
 
 @dataclass
 class _Request:
@@ -143,8 +149,7 @@ def _collect(processes: list, progress, results, bar) -> TrainingStats:
         if failure is not None:
             raise TrainingSetError(f"a training-set worker failed: {failure}")
         done += 1
-        total.rows, total.requests = total.rows + stats.rows, total.requests + stats.requests
-        total.runs, total.columns = total.runs + stats.runs, stats.columns
+        total.add(stats)
     while not progress.empty():
         bar.update(progress.get())
     return total
@@ -177,6 +182,7 @@ class _Builder:
     def __init__(self, registry: Registry, graph: ModelGraph, reader: ArchiveReader):
         self._graph, self._reader, self._registry = graph, reader, registry
         self._key_sources = plan_of(graph, registry).key_sources
+        self._first_level = levels(graph)[0]  # the lookups keyed by context and row ids alone
         self._moment = Moment()
         self._features, self._histories = AsOfFeatures(self._moment), AsOfHistories(self._moment)
         feature_reader = FeatureReader(self._features, None, lambda: registry, lru=False)
@@ -271,7 +277,7 @@ class _Builder:
         worked out differently here than by the executor is a miss, resolved in the next."""
         graph, features, histories = self._graph, self._features, self._histories
         for request in requests:
-            for lookup in levels(graph)[0]:
+            for lookup in self._first_level:
                 entity = self._registry.groups[lookup.group].entity
                 parts = [request.context[graph.rows] if source == "row" else
                          [request.context[source[len("context."):]][0]] * len(request.rows)

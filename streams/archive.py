@@ -120,7 +120,7 @@ class ArchiveWorker:
             return True
         waited = self._first_buffered_at is not None and \
             time.monotonic() - self._first_buffered_at >= self._settings.flush_interval_s
-        return waited or (self._offsets and self.finished())
+        return waited or (bool(self._offsets) and self.finished())
 
     def _flush(self, stop: threading.Event) -> None:
         """Write the buffer durably, then commit its offsets: never the other way round."""
