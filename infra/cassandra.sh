@@ -17,6 +17,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 LIB_DIR="$VAHINI_INFRA_HOME/cassandra/lib"
 HOME_DIR="$VAHINI_INFRA_HOME/$SERVICE"
 DATA_DIR="$HOME_DIR/data"
+STATE_DIR="$DATA_DIR"
 TLS_DIR="$HOME_DIR/tls"
 CONF="$HOME_DIR/cassandra.yaml"
 HOST=127.0.0.1; CLUSTER=vahini; STORAGE_PORT=7000; EXTRA_JVM=()
@@ -81,7 +82,7 @@ do_start() {
     -Dcassandra.skip_wait_for_gossip_to_settle=0 -Dcassandra.ring_delay_ms=0 \
     -Dlogback.configurationFile="$INFRA_DIR/conf/cassandra-logback.xml" \
     -cp "$LIB_DIR/*" org.apache.cassandra.service.CassandraDaemon
-  wait_until 180 do_health || die "Cassandra did not become healthy; see $LOG_DIR/$SERVICE.log"
+  wait_until 180 do_health || not_healthy
   log "healthy"
 }
 

@@ -2,7 +2,8 @@
 # The cluster profile: three Kafka brokers (combined broker + controller, a quorum of
 # three) and three Cassandra nodes, on 127.0.0.2, .3 and .4, beside the single-node
 # services. Replication 3 everywhere; the same cached jars as the single nodes.
-#   infra/cluster.sh install|start|health|stop [node ...]
+#   infra/cluster.sh install|start|health|stop|reset [node ...]
+# reset stops the nodes and removes their data: with no node named, the next start is a new cluster.
 # Nodes: kafka-1 kafka-2 kafka-3 cassandra-1 cassandra-2 cassandra-3 (all when none is named).
 # Starting a single node (e.g. one a test killed) rejoins it to the running cluster.
 #   infra/cluster.sh controller   prints the node (kafka-N) whose controller leads the KRaft quorum
@@ -57,5 +58,10 @@ case "$action" in
   start) start ;;
   controller) controller ;;
   install|health|stop) parallel "$action" "${nodes[@]}" ;;
-  *) echo "usage: $0 install|start|health|stop [node ...] | controller" >&2; exit 2 ;;
+  reset)
+    parallel reset "${nodes[@]}"
+    # A new quorum formats under a new id; a single node keeps the one its peers have.
+    (( $# == 0 )) && rm -f "${VAHINI_INFRA_HOME:-$HOME/.cache/vahini-infra}/kafka-cluster.id"
+    ;;
+  *) echo "usage: $0 install|start|health|stop|reset [node ...] | controller" >&2; exit 2 ;;
 esac

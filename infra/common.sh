@@ -11,6 +11,13 @@ mkdir -p "$RUN_DIR" "$LOG_DIR"
 log() { printf '[infra %s] %s\n' "$SERVICE" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
+# not_healthy: a service that did not come up says why, in CI's output too, not only in its log.
+not_healthy() {
+  log "did not become healthy; the last lines of $LOG_DIR/$SERVICE.log:"
+  tail -n 40 "$LOG_DIR/$SERVICE.log" 2>/dev/null | cut -c1-300 >&2 || true
+  die "$SERVICE did not become healthy; see $LOG_DIR/$SERVICE.log"
+}
+
 pid_file() { echo "$RUN_DIR/$SERVICE.pid"; }
 
 is_running() {
@@ -101,6 +108,10 @@ dispatch() {
     start) do_install; if do_health; then log "already running"; else do_start; fi ;;
     health) do_health && log "healthy" ;;
     stop) stop_daemon ;;
-    *) echo "usage: $0 install|start|health|stop" >&2; exit 2 ;;
+    # Stop and forget every stored byte: the next start is a fresh install's. Test runs
+    # begin here, since state left by earlier runs (e.g. thousands of test topics) slows
+    # a start down past its deadline.
+    reset) stop_daemon; log "removing $STATE_DIR"; rm -rf "$STATE_DIR" ;;
+    *) echo "usage: $0 install|start|health|stop|reset" >&2; exit 2 ;;
   esac
 }

@@ -20,6 +20,7 @@ TLS_DIR="$VAHINI_INFRA_HOME/kafka/tls"
 HOME_DIR="$VAHINI_INFRA_HOME/$SERVICE"
 DATA_DIR="$HOME_DIR/data"
 CONF="$HOME_DIR/server.properties"
+STATE_DIR="$DATA_DIR"
 if [[ "$PROFILE" == cluster ]]; then
   HOST="127.0.0.$((NODE + 1))"; KAFKA_PORT=9092; HEAP=512m
   # All three nodes format their storage with one cluster id.
@@ -80,7 +81,7 @@ do_start() {
   fi
   log "starting on $HOST:$KAFKA_PORT"
   start_daemon java "${JAVA_ARGS[@]}" kafka.Kafka "$CONF"
-  wait_until 120 do_health || die "Kafka did not become healthy; see $LOG_DIR/$SERVICE.log"
+  wait_until 120 do_health || not_healthy
   log "healthy"
 }
 

@@ -4,6 +4,7 @@ SERVICE=redis
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 REDIS_PORT="${VAHINI_REDIS_PORT:-6379}"
 HOME_DIR="$VAHINI_INFRA_HOME/redis"
+STATE_DIR="$HOME_DIR"
 
 do_install() { apt_install redis-server redis-tools; mkdir -p "$HOME_DIR"; }
 
@@ -13,7 +14,7 @@ do_start() {
   log "starting on 127.0.0.1:$REDIS_PORT"
   start_daemon redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$HOME_DIR" \
     --daemonize no --save "" --appendonly yes --appendfsync everysec --maxmemory-policy noeviction
-  wait_until 30 do_health || die "Redis did not become healthy; see $LOG_DIR/$SERVICE.log"
+  wait_until 30 do_health || not_healthy
   log "healthy"
 }
 

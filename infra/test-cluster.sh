@@ -7,7 +7,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash infra/bootstrap.sh
 bash infra/services.sh install zookeeper redis
 bash infra/cluster.sh install
-if [[ "${VAHINI_KEEP_SERVICES:-0}" != 1 ]]; then
+if [[ "${VAHINI_KEEP_SERVICES:-0}" != 1 ]]; then  # from empty services, as in infra/test.sh
+  bash infra/cluster.sh reset; bash infra/services.sh reset zookeeper redis
   trap 'bash infra/cluster.sh stop; bash infra/services.sh stop zookeeper redis' EXIT
 fi
 bash infra/services.sh start zookeeper redis

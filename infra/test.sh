@@ -8,7 +8,13 @@ bash infra/services.sh install
 bash infra/grpcurl.sh install
 bash infra/model-servers.sh install  # MLServer and Triton (PyTriton), for the scoring tests
 export VAHINI_GRPCURL="${VAHINI_GRPCURL:-$(bash infra/grpcurl.sh path)}"
-if [[ "${VAHINI_KEEP_SERVICES:-0}" != 1 ]]; then trap 'bash infra/services.sh stop' EXIT; fi
+# A run starts from empty services, as on a fresh machine: state left by earlier runs
+# (thousands of test topics, gigabytes of tables) slows the services' start past its deadline.
+# VAHINI_KEEP_SERVICES=1 keeps them running, and their data, between runs.
+if [[ "${VAHINI_KEEP_SERVICES:-0}" != 1 ]]; then
+  bash infra/services.sh reset
+  trap 'bash infra/services.sh stop' EXIT
+fi
 bash infra/services.sh start
 export VAHINI_REQUIRE_SERVICES=1
 unset VAHINI_ALLOW_PARTIAL

@@ -5,6 +5,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 ZK_PORT="${VAHINI_ZOOKEEPER_PORT:-2181}"
 HOME_DIR="$VAHINI_INFRA_HOME/zookeeper"
 CONF="$HOME_DIR/zoo.cfg"
+STATE_DIR="$HOME_DIR/data"
 
 do_install() {
   apt_install zookeeper
@@ -25,7 +26,7 @@ do_start() {
     -Dlog4j.configuration="file:$INFRA_DIR/conf/zookeeper-log4j.properties" \
     -cp "/usr/share/java/zookeeper.jar:/usr/share/java/*" \
     org.apache.zookeeper.server.ZooKeeperServerMain "$CONF"
-  wait_until 60 do_health || die "ZooKeeper did not become healthy; see $LOG_DIR/$SERVICE.log"
+  wait_until 60 do_health || not_healthy
   log "healthy"
 }
 
