@@ -113,14 +113,15 @@ def write_labels(path: Path, rows: int, now: int, seed: int = 9) -> None:
         "label": pa.array(rng.random(requests * ROWS_PER_REQUEST) < 0.05)}), path)
 
 
-def vahini_command(root: Path, labels: Path, out: Path, workers: int = 1) -> list[str]:
+def vahini_command(root: Path, labels: Path, out: Path, workers: int = 1, method: str = "columnar") -> list[str]:
     settings = root / "vahini.toml"
     if not settings.exists():
         settings.write_text(f'config_store = "file://{root}/config"\n[archive]\nurl = "file://{root}/archive"\n')
         subprocess.run([sys.executable, "-m", "vahini.cli", "apply", str(SAMPLE_REGISTRY), "--settings",
                         str(settings)], check=True, stdout=subprocess.DEVNULL)
     return [sys.executable, "-m", "vahini.cli", "training-set", "home_ranker", "--labels", str(labels),
-            "--out", str(out), "--settings", str(settings), "--no-progress", "--workers", str(workers)]
+            "--out", str(out), "--settings", str(settings), "--no-progress", "--workers", str(workers),
+            "--method", method]
 
 
 def measured(command: list[str], cwd: Path | None = None) -> tuple[float, float]:
@@ -152,6 +153,8 @@ def main() -> int:
     parser.add_argument("--offline-store", choices=("duckdb", "file"), default="duckdb",
                         help="Feast's offline store for get_historical_features")
     parser.add_argument("--no-feast", action="store_true", help="Vahini alone")
+    parser.add_argument("--replay", action="store_true",
+                        help="also time --method replay (the executor per request: the reference, ~10x slower)")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="vahini-training-bench-"))
     try:
@@ -163,6 +166,9 @@ def main() -> int:
         runs = {"vahini, 1 process": vahini_command(root, labels, root / "vahini.parquet"),
                 f"vahini, {os.cpu_count()} processes": vahini_command(root, labels, root / "vahini-n.parquet",
                                                                        os.cpu_count() or 1)}
+        if args.replay:
+            runs["vahini --method replay, 1 process"] = vahini_command(root, labels, root / "vahini-replay.parquet",
+                                                                       method="replay")
         if not args.no_feast:
             runs["feast"] = [sys.executable, "-m", "benchmarks.training_set_feast", str(root / "feast"),
                              str(labels), str(root / "feast.parquet"), args.offline_store]
@@ -181,7 +187,7 @@ def main() -> int:
             rows.append([name, f"{seconds:.1f}", f"{args.rows / seconds:,.0f}", f"{peak:.0f}"])
         if "feast" in results:
             f, fm = float(np.median([s for s, _ in results["feast"]])), max(m for _, m in results["feast"])
-            for name in names[:-1]:
+            for name in (n for n in names if n != "feast"):
                 v, vm = float(np.median([s for s, _ in results[name]])), max(m for _, m in results[name])
                 rows.append([f"feast / {name}", f"{f / v:.2f}x", "", f"{fm / vm:.2f}x"])
         print(table(f"Training set of {args.rows:,} label rows ({args.rows // ROWS_PER_REQUEST:,} requests of 100 "

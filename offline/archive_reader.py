@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Iterable
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 
 from vahini.ports.archive import Archive
@@ -51,25 +52,64 @@ class ArchiveReader:
                 found[ask] = None if blob is None else FeatureRow(entity, key, group, event_time, blob, ttl_s or 0)
         return found
 
+    def latest_rows(self, group: str, keys: pa.Array | pa.ChunkedArray, t: np.ndarray) -> np.ndarray:
+        """For each (keys[i], t[i]), the position of the group's row the online store held
+        at t[i] (see `rows`), or -1: no row then, or a null key. A group belongs to one
+        entity, so the key alone names a row."""
+        table = self._group_table(group)
+        self._load_wanted(pa.table({"i": pa.array(np.arange(len(keys), dtype=np.int64)), "key": keys,
+                                    "t": pa.array(t, pa.int64())}))
+        found = self._db.execute(
+            f"SELECT w.i, f.r FROM wanted w ASOF JOIN {table} f ON w.key = f.key AND w.t >= f.event_time_ms"
+        ).fetchnumpy()
+        out = np.full(len(keys), -1, np.int64)
+        out[found["i"]] = found["r"]
+        return out
+
+    def rows(self, group: str, positions: np.ndarray) -> tuple[list[bytes | None], np.ndarray]:
+        """The blobs and event times of the group's rows at `positions` (sorted, distinct)."""
+        table = self._group_table(group)
+        self._load_wanted(pa.table({"r": pa.array(positions, pa.int64())}))
+        found = self._db.execute(f"SELECT f.blob, f.event_time_ms FROM wanted w JOIN {table} f ON f.r = w.r "
+                                 f"ORDER BY w.r").to_arrow_table()
+        return found["blob"].to_pylist(), found["event_time_ms"].to_numpy()
+
     def histories_as_of(self, asks: Iterable[HistoryAsk]) -> dict[HistoryAsk, list[StoredInteraction]]:
         asked = list(asks)
         found: dict[HistoryAsk, list[StoredInteraction]] = {a: [] for a in asked}
         if not asked or not self._load_interactions():
             return found
-        wanted = pa.table({"i": pa.array(range(len(asked)), pa.int64()), "user_id": [a[0] for a in asked],
-                           "type": [a[1] for a in asked], "t": pa.array([a[2] for a in asked], pa.int64()),
-                           "n": pa.array([a[3] for a in asked], pa.int64())})
-        self._load_wanted(wanted)
-        answers = self._db.execute(
-            "SELECT w.i, x.event_id, x.user_id, x.product_id, x.category_id, x.type, x.event_time_ms, x.attributes "
-            "FROM wanted w JOIN interactions x ON x.user_id = w.user_id AND x.type = w.type "
-            "AND x.event_time_ms <= w.t AND x.event_time_ms > w.t - ? "
-            "QUALIFY row_number() OVER (PARTITION BY w.i ORDER BY x.event_time_ms DESC, x.event_id DESC) <= w.n "
-            "ORDER BY w.i, x.event_time_ms DESC, x.event_id DESC", [self._retention_ms]).fetchall()
+        answers = self._db.execute(self._newest(asked, "x.event_id, x.user_id, x.product_id, x.category_id, x.type, "
+                                                       "x.event_time_ms, x.attributes"),
+                                   [self._retention_ms]).fetchall()
         for i, event_id, user, product, category, type_, event_time, attributes in answers:
             found[asked[i]].append(StoredInteraction(event_id, user, product, category, type_, event_time,
                                                      dict(attributes or {})))
         return found
+
+    def newest_ids_as_of(self, asks: list[HistoryAsk], field: str) -> list[list[str | None]]:
+        """histories_as_of's interactions, only their `field` (product_id or category_id),
+        per ask in order: a training set's sequences need no more."""
+        if field not in ("product_id", "category_id"):
+            raise ValueError(f"field must be product_id or category_id, not {field!r}")
+        if not asks or not self._load_interactions():
+            return [[] for _ in asks]
+        answers = self._db.execute(self._newest(asks, f"x.{field}"), [self._retention_ms]).to_arrow_table()
+        ends = np.searchsorted(answers["i"].to_numpy(), np.arange(1, len(asks) + 1)).tolist()
+        ids = answers[field].to_pylist()
+        return [ids[start:end] for start, end in zip([0, *ends[:-1]], ends)]
+
+    def _newest(self, asks: list[HistoryAsk], columns: str) -> str:
+        """The query of each ask's newest n interactions (as `w.i`, then `columns`), in the
+        asks' order, newest first. Loads the asks."""
+        self._load_wanted(pa.table({
+            "i": pa.array(range(len(asks)), pa.int64()), "user_id": [a[0] for a in asks],
+            "type": [a[1] for a in asks], "t": pa.array([a[2] for a in asks], pa.int64()),
+            "n": pa.array([a[3] for a in asks], pa.int64())}))
+        return (f"SELECT w.i, {columns} FROM wanted w JOIN interactions x ON x.user_id = w.user_id "
+                f"AND x.type = w.type AND x.event_time_ms <= w.t AND x.event_time_ms > w.t - ? "
+                f"QUALIFY row_number() OVER (PARTITION BY w.i ORDER BY x.event_time_ms DESC, x.event_id DESC) <= w.n "
+                f"ORDER BY w.i, x.event_time_ms DESC, x.event_id DESC")
 
     def close(self) -> None:
         self._db.close()
@@ -82,19 +122,21 @@ class ArchiveReader:
         self._db.unregister("wanted_arrow")
 
     def _group_table(self, group: str) -> str:
-        """The group's archived rows, one per (entity, key, event time), as a temp table."""
+        """The group's archived rows, one per (entity, key, event time), as a temp table;
+        `r` numbers them (a row's position, for `latest_rows` and `rows`)."""
         table = self._groups.get(group)
         if table is not None:
             return table
         table = self._groups[group] = f"g{len(self._groups)}"
         files = self._archive.feature_files(group)
         if not files:
-            self._db.execute(f"CREATE TEMP TABLE {table} (entity VARCHAR, key VARCHAR, event_time_ms BIGINT, "
-                             f"blob BLOB, ttl_s BIGINT)")
+            self._db.execute(f"CREATE TEMP TABLE {table} (r BIGINT, entity VARCHAR, key VARCHAR, "
+                             f"event_time_ms BIGINT, blob BLOB, ttl_s BIGINT)")
             return table
         self._db.execute(
-            f"CREATE TEMP TABLE {table} AS SELECT entity, key, event_time_ms, arg_max(blob, precedence) AS blob, "
-            f"arg_max(ttl_s, precedence) AS ttl_s FROM read_parquet(?) GROUP BY entity, key, event_time_ms",
+            f"CREATE TEMP TABLE {table} AS SELECT row_number() OVER () - 1 AS r, * FROM (SELECT entity, key, "
+            f"event_time_ms, arg_max(blob, precedence) AS blob, arg_max(ttl_s, precedence) AS ttl_s "
+            f"FROM read_parquet(?) GROUP BY entity, key, event_time_ms)",
             [files])
         return table
 

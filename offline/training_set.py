@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import multiprocessing
 import queue
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -35,10 +36,12 @@ from vahini.serving.model_proxy import FeatureMatrix, ModelExecutor, levels, pla
 from vahini.serving.retrieval import FeatureReader
 from vahini.settings import Settings
 from vahini.offline.archive_reader import ArchiveReader
+from vahini.offline.columnar import ColumnarBuilder
 from vahini.offline.as_of import AsOfFeatures, AsOfHistories, Moment, Unresolved
 from vahini.offline.labels import EVENT_TIME, read_labels
 
 DAY_MS = 86_400_000
+METHODS = ("columnar", "replay")  # replay: the Model Proxy's executor per request, the reference
 
 
 class TrainingSetError(VahiniError):
@@ -67,9 +70,14 @@ class _Request:
 
 
 def build_training_set(settings: Settings, model: str, labels: Path, out: Path, version: int = 0,
-                       progress: bool = True, chunk_rows: int = 50_000, workers: int = 1) -> TrainingStats:
+                       progress: bool = True, chunk_rows: int = 250_000, workers: int = 1,
+                       method: str = "columnar") -> TrainingStats:
     """`workers` > 1: that many processes, each building a contiguous share of the labels
-    (the executor is Python: one process runs on one core), merged in order."""
+    (a process runs on one core), merged in order. `method`: "columnar" (every label row
+    of a chunk at once, vahini.offline.columnar) or "replay" (the Model Proxy's executor
+    once per request: the reference the columnar method is tested against)."""
+    if method not in METHODS:
+        raise TrainingSetError(f"method {method!r}: expected one of {', '.join(METHODS)}")
     follower = RegistryFollower(wiring.config_store(settings))
     try:
         registry = follower.current
@@ -82,23 +90,24 @@ def build_training_set(settings: Settings, model: str, labels: Path, out: Path, 
     bar = tqdm(total=table.num_rows, unit="row", unit_scale=True, desc=f"training set {model}", disable=not progress)
     try:
         if workers <= 1 or table.num_rows <= chunk_rows:
-            return _build(settings, registry, graph, table, moments, out, chunk_rows, bar.update)
-        return _in_parallel(settings, registry, graph, labels, table.num_rows, out, chunk_rows, workers, bar)
+            return _build(settings, registry, graph, table, moments, out, chunk_rows, bar.update, method)
+        return _in_parallel(settings, registry, graph, labels, table.num_rows, out, chunk_rows, workers, bar,
+                            method)
     finally:
         bar.close()
 
 
 def _build(settings: Settings, registry: Registry, graph: ModelGraph, table: pa.Table, moments: np.ndarray,
-           out: Path, chunk_rows: int, advance: Callable[[int], object]) -> TrainingStats:
+           out: Path, chunk_rows: int, advance: Callable[[int], object], method: str) -> TrainingStats:
     reader = ArchiveReader(wiring.archive(settings), settings.interactions.retention_days * DAY_MS)
     try:
-        return _Builder(registry, graph, reader).write(table, moments, out, chunk_rows, advance)
+        return _Builder(registry, graph, reader, method).write(table, moments, out, chunk_rows, advance)
     finally:
         reader.close()
 
 
 def _in_parallel(settings: Settings, registry: Registry, graph: ModelGraph, labels: Path, rows: int, out: Path,
-                 chunk_rows: int, workers: int, bar) -> TrainingStats:
+                 chunk_rows: int, workers: int, bar, method: str) -> TrainingStats:
     per_worker = -(-rows // workers // chunk_rows) * chunk_rows  # whole chunks each
     shares = [(start, min(start + per_worker, rows)) for start in range(0, rows, per_worker)]
     parts = [out.with_name(f".{out.name}.part{i}") for i in range(len(shares))]
@@ -106,7 +115,7 @@ def _in_parallel(settings: Settings, registry: Registry, graph: ModelGraph, labe
     progress, results = context.Queue(), context.Queue()
     values = settings.model_dump()  # a settings object read from a file is of a class that does not pickle
     processes = [context.Process(target=_build_share, daemon=True, args=(
-        values, registry, graph, labels, share, part, chunk_rows, progress, results))
+        values, registry, graph, labels, share, part, chunk_rows, progress, results, method))
         for share, part in zip(shares, parts)]
     for process in processes:
         process.start()
@@ -122,13 +131,13 @@ def _in_parallel(settings: Settings, registry: Registry, graph: ModelGraph, labe
 
 
 def _build_share(values: dict, registry: Registry, graph: ModelGraph, labels: Path, share: tuple[int, int],
-                 part: Path, chunk_rows: int, progress, results) -> None:
+                 part: Path, chunk_rows: int, progress, results, method: str) -> None:
     try:
         settings = Settings(**values)
         table, moments = read_labels(labels, graph.context)
         start, stop = share
         stats = _build(settings, registry, graph, table.slice(start, stop - start), moments[start:stop], part,
-                       chunk_rows, progress.put)
+                       chunk_rows, progress.put, method)
         results.put((stats, None))
     except Exception as exc:  # noqa: BLE001 - the parent reports it
         results.put((None, f"{type(exc).__name__}: {exc}"))
@@ -179,8 +188,9 @@ def _graph(registry: Registry, model: str, version: int) -> ModelGraph:
 
 
 class _Builder:
-    def __init__(self, registry: Registry, graph: ModelGraph, reader: ArchiveReader):
+    def __init__(self, registry: Registry, graph: ModelGraph, reader: ArchiveReader, method: str):
         self._graph, self._reader, self._registry = graph, reader, registry
+        self._columnar = ColumnarBuilder(registry, graph, reader) if method == "columnar" else None
         self._key_sources = plan_of(graph, registry).key_sources
         self._first_level = levels(graph)[0]  # the lookups keyed by context and row ids alone
         self._moment = Moment()
@@ -195,30 +205,48 @@ class _Builder:
               advance: Callable[[int], object]) -> TrainingStats:
         writer = None
         partial = out.with_name(f".{out.name}.partial")
-        try:
-            for start in range(0, table.num_rows, chunk_rows):
-                chunk = self._chunk(table.slice(start, chunk_rows), moments[start:start + chunk_rows], advance)
-                writer = writer or pq.ParquetWriter(partial, chunk.schema)
-                writer.write_table(chunk)
-        finally:
-            if writer is not None:
-                writer.close()
+        # A chunk is written while the next is built: Parquet's encoding runs without the GIL.
+        with ThreadPoolExecutor(1, thread_name_prefix="training-set-writer") as background:
+            written: Future | None = None
+            try:
+                for start in range(0, table.num_rows, chunk_rows):
+                    chunk = self._chunk(table.slice(start, chunk_rows), moments[start:start + chunk_rows], advance)
+                    writer = writer or pq.ParquetWriter(partial, chunk.schema)
+                    if written is not None:
+                        written.result()
+                    written = background.submit(writer.write_table, chunk)
+                if written is not None:
+                    written.result()
+            finally:
+                if writer is not None:
+                    if written is not None:
+                        written.exception()  # wait: close only once nothing is being written
+                    writer.close()
         partial.rename(out)
         self.stats.rows = table.num_rows
         return self.stats
 
     def _chunk(self, labels: pa.Table, moments: np.ndarray, advance: Callable[[int], object]) -> pa.Table:
-        requests = self._requests(labels, moments)
-        matrices = self._serve(requests, advance)
+        if self._columnar is not None:
+            columns, dtypes = self._columnar.columns
+            values = self._columnar.matrix(labels, moments)
+            advance(labels.num_rows)
+        else:
+            columns, dtypes, values = self._replayed(labels, moments, advance)
+        self.stats.columns = len(columns)
+        built = {name: (values[:, j].astype(np.int32) if dtype == "int32" else values[:, j])
+                 for j, (name, dtype) in enumerate(zip(columns, dtypes))}
+        return _with_columns(labels, moments, built)
+
+    def _replayed(self, labels: pa.Table, moments: np.ndarray, advance: Callable[[int], object]
+                  ) -> tuple[list[str], list[str], np.ndarray]:
+        matrices = self._serve(self._requests(labels, moments), advance)
         columns = matrices[0][1].columns if matrices else []
         dtypes = matrices[0][1].dtypes if matrices else []
         values = np.zeros((labels.num_rows, len(columns)), np.float32)
         for request, matrix in matrices:
             values[request.rows] = matrix.values
-        self.stats.columns = len(columns)
-        built = {name: (values[:, j].astype(np.int32) if dtype == "int32" else values[:, j])
-                 for j, (name, dtype) in enumerate(zip(columns, dtypes))}
-        return _with_columns(labels, moments, built)
+        return columns, dtypes, values
 
     def _requests(self, labels: pa.Table, moments: np.ndarray) -> list[_Request]:
         """Label rows sharing their context and moment, as one request each."""

@@ -158,6 +158,14 @@ class FeatureReader:
         return PendingReads(self, registry, reads, slots, partial(self._fetched, every_slot, from_cache, deadline),
                             started, now_ms)
 
+    def decode(self, registry: Registry, group: FeatureGroup, blobs: Sequence[bytes | None],
+               features: Sequence[str] | None = None) -> GroupResult:
+        """Stored rows' blobs (None: no row) decoded as a read of them decodes them, but
+        with no TTL applied: a caller reading as of many moments applies it per moment
+        (a training set). Measured from the epoch, no row has expired."""
+        slot = _Slot(group.entity, group, range(len(blobs)), [_NO_ROW if b is None else b for b in blobs])
+        return self._assemble(registry, slot, 0, features)
+
     def _check(self, registry: Registry, read: Read) -> list[FeatureGroup]:
         if read.entity not in registry.entities:
             raise NotFound(f"unknown entity '{read.entity}'")

@@ -59,8 +59,9 @@ def _hash_bucket_in_python(ids: Sequence[str], buckets: int) -> np.ndarray:
 
 
 def scalar(c: Column, values: np.ndarray, present: np.ndarray | None, **extra) -> np.ndarray:
-    """The block of a column whose source is a lookup's feature (see the module doc)."""
-    if compiled is not None and values.ndim == 1:
+    """The block of a column whose source is a lookup's feature (see the module doc).
+    `now_ms` (for `age`) is one moment, or one per row (a training set's rows)."""
+    if compiled is not None and values.ndim == 1 and np.ndim(extra.get("now_ms", 0)) == 0:  # one moment for all rows
         block = _compiled_one_hot(c, values, present) if c.transform == "one_hot" else \
             _compiled_scalar(c, values, present, **extra) if c.transform in compiled.TRANSFORM_KINDS else None
         if block is not None:

@@ -347,6 +347,10 @@ def _add_training_set(sub) -> None:
     t.add_argument("--workers", type=int, default=1, metavar="N",
                    help="processes building shares of the labels side by side, each on a core (default 1; 0: one "
                         "per core). Each holds its own copy of the archive's tables: memory grows with N")
+    t.add_argument("--method", choices=("columnar", "replay"), default="columnar",
+                   help="columnar (default): every label row of a chunk at once, a point-in-time join per lookup; "
+                        "replay: the Model Proxy's executor once per request, slower, the reference the columnar "
+                        "method is tested against. Both give the same rows")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.set_defaults(run=commands.training_set)
 

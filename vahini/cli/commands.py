@@ -541,9 +541,10 @@ def training_set(args) -> int:
     _published_registry_required(settings)
     try:
         stats = build_training_set(settings, args.model, Path(args.labels), Path(args.out), args.version,
-                                   progress=not args.no_progress, workers=args.workers or os.cpu_count() or 1)
+                                   progress=not args.no_progress, workers=args.workers or os.cpu_count() or 1,
+                                   method=args.method)
     except (LabelsError, TrainingSetError) as exc:
         raise UserError(str(exc)) from None
-    print(json.dumps({"out": args.out, "rows": stats.rows, "columns": stats.columns, "requests": stats.requests,
-                      "executor_runs": stats.runs}))
+    print(json.dumps({"out": args.out, "rows": stats.rows, "columns": stats.columns, "method": args.method,
+                      "requests": stats.requests, "executor_runs": stats.runs}))
     return 0

@@ -1,0 +1,286 @@
+"""A training set's matrix for many label rows at once, column by column.
+
+The Model Proxy serves one request at a time, and the replay builder
+(vahini.offline.training_set, `--method replay`) runs it once per labelled request:
+some 2 ms each, most of it per-request bookkeeping. This builder takes the same graph
+through the same steps for every label row of a chunk together:
+
+- each lookup is one DuckDB point-in-time join over the chunk's rows, level by level,
+  a chained lookup's keys built from the earlier level's values as the executor builds them;
+- each stored row is decoded once, by the serving FeatureReader, however many label rows
+  read it; its TTL is then applied per label row, as of that row's moment;
+- each column is made by the serving transforms and gathered by the serving loops, as
+  the executor makes it: once per distinct stored row, or row by row where the moment
+  matters (`age`) or two sources meet (`ratio`);
+- sequences are read once per (user, moment), as the executor reads them per request.
+
+The replay builder is its reference: a test builds both from the same archive and
+holds them equal, bit for bit, and the skew test holds this one equal to what was
+served."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from vahini.codecs.loops import take_rows_into
+from vahini.offline.archive_reader import ArchiveReader
+from vahini.offline.as_of import AsOfFeatures, Moment
+from vahini.offline.labels import LabelsError
+from vahini.registry.model import KEY_SEPARATOR, Column, Lookup, ModelGraph, Registry
+from vahini.serving import transforms
+from vahini.serving.model_proxy import levels, plan_of
+from vahini.serving.retrieval import EXPIRED, MISSING, PRESENT, FeatureReader, empty_column
+
+
+class ContextError(LabelsError):
+    """A labels row whose context the Model Proxy would have refused."""
+
+
+@dataclass
+class _Looked:
+    """One lookup over a chunk: the values and status of each distinct stored row it
+    found, then two rows of the features' defaults (status MISSING, then EXPIRED), and
+    `index[i]` the row of label row i."""
+
+    features: list[str]
+    values: dict[str, np.ndarray]
+    status: np.ndarray  # (distinct rows + 2, features) int8
+    index: np.ndarray
+
+
+@dataclass
+class _Sequence:
+    """A sequence over a chunk: `request[i]` the (user, moment) of label row i, and
+    `ids[r]` the sequence's ids for request r."""
+
+    request: np.ndarray
+    ids: list[list[str]]
+
+
+class ColumnarBuilder:
+    def __init__(self, registry: Registry, graph: ModelGraph, reader: ArchiveReader):
+        self._registry, self._graph, self._reader = registry, graph, reader
+        self._plan = plan_of(graph, registry)
+        self._levels = levels(graph)
+        # Used to decode stored rows only: its store is never read.
+        self._decoder = FeatureReader(AsOfFeatures(Moment()), None, lambda: registry, lru=False)
+
+    @property
+    def columns(self) -> tuple[list[str], list[str]]:
+        """The matrix's column names and dtypes."""
+        return self._plan.columns, self._plan.dtypes
+
+    def matrix(self, labels: pa.Table, moments: np.ndarray) -> np.ndarray:
+        """The rows x columns float32 matrix the Model Proxy would have served for each
+        label row (its context ids as of its moment)."""
+        context = self._context(labels)
+        looked: dict[str, _Looked] = {}
+        for level in self._levels:
+            for lookup in level:
+                looked[lookup.name] = self._look_up(lookup, context, looked, moments)
+        sequences = self._sequences(context, moments)
+        matrix = np.empty((labels.num_rows, len(self._plan.columns)), np.float32)
+        for c, (start, _, _), as_is in zip(self._graph.columns, self._plan.spans, self._plan.as_is):
+            if as_is:
+                values, _, index = _distinct(looked, c.source)
+                take_rows_into(matrix, start, values, index)
+            elif c.source in sequences:
+                self._sequence_column(matrix, start, c, sequences[c.source], context, looked)
+            else:
+                take_rows_into(matrix, start, *_block(c, looked, moments))
+        return matrix
+
+    # -- lookups -------------------------------------------------------------------------------
+    def _context(self, labels: pa.Table) -> dict[str, pa.Array]:
+        context = {}
+        for name in self._graph.context:
+            ids = labels[name].combine_chunks()
+            if name != self._graph.rows and pc.any(pc.match_substring(ids, ",")).as_py():
+                row = pc.index(pc.match_substring(ids, ","), True).as_py()
+                raise ContextError(f"labels row {row + 1}: context.{name} holds several ids; the model takes one")
+            if pc.any(pc.match_substring(ids, KEY_SEPARATOR)).as_py():
+                row = pc.index(pc.match_substring(ids, KEY_SEPARATOR), True).as_py()
+                raise ContextError(f"labels row {row + 1}: context.{name} contains '{KEY_SEPARATOR}'")
+            context[name] = ids
+        return context
+
+    def _keys(self, lookup: Lookup, context: dict[str, pa.Array], looked: dict[str, _Looked]) -> pa.Array:
+        """Each label row's storage key for `lookup`; null where a part is missing."""
+        parts = []
+        for source in self._plan.key_sources[lookup.name]:
+            if source == "row":
+                parts.append(context[self._graph.rows])
+            elif source.startswith("context."):
+                parts.append(context[source[len("context."):]])
+            else:
+                parts.append(_key_part(looked, source))
+        return parts[0] if len(parts) == 1 else pc.binary_join_element_wise(*parts, KEY_SEPARATOR)
+
+    def _look_up(self, lookup: Lookup, context: dict[str, pa.Array], looked: dict[str, _Looked],
+                 moments: np.ndarray) -> _Looked:
+        group = self._registry.groups[lookup.group]
+        features = list(self._plan.features[lookup.name]) or [f.name for f in group.features]
+        at = self._reader.latest_rows(lookup.group, self._keys(lookup, context, looked), moments)
+        found = np.flatnonzero(at >= 0)
+        positions, of_found = _distinct_positions(at[found])
+        blobs, _ = self._reader.rows(lookup.group, positions)
+        decoded = self._decoder.decode(self._registry, group, blobs, features)
+        distinct = len(positions)
+        index = np.full(len(at), distinct, np.int64)  # no row: the MISSING row
+        if group.ttl_s:  # as of each label row's moment; an unreadable row (no event time) stays unreadable
+            event_time = decoded.event_time_ms[of_found]
+            expired = (event_time != 0) & (moments[found] - event_time > group.ttl_s * 1000)
+            of_found = np.where(expired, distinct + 1, of_found)
+        index[found] = of_found
+        values = {f: np.concatenate([decoded.values[f], empty_column(group.feature(f), 2)]) for f in features}
+        status = np.concatenate([decoded.status, np.full((1, len(features)), MISSING, np.int8),
+                                 np.full((1, len(features)), EXPIRED, np.int8)])
+        return _Looked(features, values, status, index)
+
+    # -- sequences ------------------------------------------------------------------------------
+    def _sequences(self, context: dict[str, pa.Array], moments: np.ndarray) -> dict[str, _Sequence]:
+        """Each sequence's ids per (user, moment): one history read per user, type and
+        moment, however many sequences use it, of the longest length among them."""
+        graph = self._graph
+        if not graph.sequences:
+            return {}
+        longest: dict[tuple[str, str], int] = {}
+        for s in graph.sequences:
+            key = (s.user.partition(".")[2], s.type)
+            longest[key] = max(longest.get(key, 0), s.length)
+        requests = {field: _requests(context[field], moments) for field, _ in longest}
+        read: dict[tuple[str, str, str], list[list[str | None]]] = {}  # (user field, type, id field) -> per request
+        out = {}
+        for s in graph.sequences:
+            field = s.user.partition(".")[2]
+            request, pairs = requests[field]
+            if (field, s.type, s.field) not in read:
+                n = longest[(field, s.type)]
+                read[(field, s.type, s.field)] = self._reader.newest_ids_as_of(
+                    [(user, s.type, t, n) for user, t in pairs], s.field)
+            out[s.name] = _Sequence(request, [_padded(ids, s.length) for ids in read[(field, s.type, s.field)]])
+        return out
+
+    def _sequence_column(self, matrix: np.ndarray, start: int, c: Column, sequence: _Sequence,
+                         context: dict[str, pa.Array], looked: dict[str, _Looked]) -> None:
+        if c.transform == "hash":  # the same ids on every row of a request
+            block = np.concatenate([transforms.sequence(c, ids, None, 1) for ids in sequence.ids])
+            take_rows_into(matrix, start, block, sequence.request)
+            return
+        # count_matching: per request, how many of its ids equal each row's value
+        match = context[self._graph.rows] if c.args[0] == "row" else pa.array(_ids(looked, c.args[0]), pa.string())
+        block = _matching(sequence, match).astype(np.float32)
+        take_rows_into(matrix, start, transforms.as_dtype(c, block.reshape(-1, 1)),
+                       np.arange(len(match), dtype=np.int64))
+
+
+def _distinct_positions(at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """np.unique(at, return_inverse=True) for non-negative ints, in linear time: the
+    positions are a table's rows, so a mark per row replaces the sort."""
+    if not len(at):
+        return at, at
+    marked = np.zeros(int(at.max()) + 1, bool)
+    marked[at] = True
+    positions = np.flatnonzero(marked)
+    rank = np.cumsum(marked) - 1
+    return positions, rank[at]
+
+
+def _requests(users: pa.Array, moments: np.ndarray) -> tuple[np.ndarray, list[tuple[str, int]]]:
+    """Per label row the position of its (user, moment) among the distinct pairs, and the
+    pairs. Hashed (dictionary-encoded), not sorted."""
+    user_codes = _codes(users)
+    times = pa.array(moments, pa.int64()).dictionary_encode()
+    time_codes = times.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    pair = pa.array(user_codes[0] * len(times.dictionary) + time_codes).dictionary_encode()
+    distinct = pair.dictionary.to_numpy()
+    names, instants = user_codes[1], times.dictionary.to_numpy()
+    return (pair.indices.to_numpy(zero_copy_only=False).astype(np.int64),
+            [(names[u], int(instants[t])) for u, t in zip((distinct // len(instants)).tolist(),
+                                                          (distinct % len(instants)).tolist())])
+
+
+def _codes(ids: pa.Array) -> tuple[np.ndarray, list[str]]:
+    """Each id's number among the distinct ids (-1 for null), and the distinct ids."""
+    encoded = ids.dictionary_encode()
+    codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+    return codes, encoded.dictionary.to_pylist()
+
+
+def _padded(ids: list[str | None], n: int) -> list[str]:
+    """As vahini.serving.interactions.last_ids makes a sequence: the newest n, a missing id
+    and the padding as ""."""
+    out = [v or "" for v in ids[:n]]
+    return out + [""] * (n - len(out))
+
+
+def _matching(sequence: _Sequence, match: pa.Array) -> np.ndarray:
+    """Per label row, how many ids of its request's sequence equal its `match` value
+    (null: none; padding matches nothing). Ids and values are numbered together, and each
+    (request, id) pair counted once."""
+    width = len(sequence.ids[0]) if sequence.ids else 0
+    ids = pa.array([id_ for ids in sequence.ids for id_ in ids], pa.string())
+    codes, names = _codes(pa.concat_arrays([ids, match.cast(pa.string())]))
+    padding = names.index("") if "" in names else -1
+    of_sequences, of_rows = codes[:len(ids)], codes[len(ids):]
+    vocabulary = len(names) + 1
+    taken = of_sequences != padding
+    pairs = (np.repeat(np.arange(len(sequence.ids), dtype=np.int64), width) * vocabulary + of_sequences)[taken]
+    counted, counts = np.unique(pairs, return_counts=True)
+    asked = sequence.request * vocabulary + np.where(of_rows < 0, len(names), of_rows)  # null: no id has that code
+    if not len(counted):
+        return np.zeros(len(asked), np.int64)
+    at = np.minimum(np.searchsorted(counted, asked), len(counted) - 1)
+    return np.where(counted[at] == asked, counts[at], 0)
+
+
+def _distinct(looked: dict[str, _Looked], source: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`<lookup>.<feature>` per distinct stored row (defaults at the end), its status,
+    and per label row the position of its value."""
+    name, _, feature = source.partition(".")
+    lk = looked[name]
+    return lk.values[feature], lk.status[:, lk.features.index(feature)], lk.index
+
+
+def _present(status: np.ndarray) -> np.ndarray | None:
+    """As the executor passes it: None when every value is present."""
+    present = status == PRESENT
+    return None if present.all() else present
+
+
+def _per_row(looked: dict[str, _Looked], source: str) -> tuple[np.ndarray, np.ndarray | None]:
+    values, status, index = _distinct(looked, source)
+    return values[index], _present(status[index])
+
+
+def _block(c: Column, looked: dict[str, _Looked], moments: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A transformed column's block and, per label row, its row in the block."""
+    if c.transform == "ratio":  # two sources, maybe of two lookups: row by row
+        values, present = _per_row(looked, c.source)
+        block = transforms.scalar(c, values, present, over=_per_row(looked, c.args[0]))
+        return block, np.arange(len(values), dtype=np.int64)
+    if c.transform == "age":  # measured from each row's own moment
+        values, present = _per_row(looked, c.source)
+        return transforms.scalar(c, values, present, now_ms=moments), np.arange(len(values), dtype=np.int64)
+    values, status, index = _distinct(looked, c.source)  # once per distinct stored row
+    return transforms.scalar(c, values, _present(status)), index
+
+
+def _ids(looked: dict[str, _Looked], source: str) -> list[str | None]:
+    """A feature as an id per label row: None where it has no value."""
+    values, status, index = _distinct(looked, source)
+    ids = [v if s == PRESENT else None for v, s in zip(transforms.as_strings(values), status.tolist())]
+    return [ids[i] for i in index.tolist()]
+
+
+def _key_part(looked: dict[str, _Looked], source: str) -> pa.Array:
+    """A feature as a key part per label row: null where it has no value, or one no
+    stored key can hold (empty, or with the key separator in it)."""
+    values, status, index = _distinct(looked, source)
+    parts = [v if s == PRESENT and v and KEY_SEPARATOR not in v else None
+             for v, s in zip(transforms.as_strings(values), status.tolist())]
+    return pa.array(parts, pa.string()).take(pa.array(index))
