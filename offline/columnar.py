@@ -32,6 +32,7 @@ from vahini.offline.as_of import AsOfFeatures, Moment
 from vahini.offline.labels import LabelsError
 from vahini.registry.model import KEY_SEPARATOR, Column, Lookup, ModelGraph, Registry
 from vahini.serving import transforms
+from vahini.serving.interactions import padded
 from vahini.serving.model_proxy import levels, plan_of
 from vahini.serving.retrieval import EXPIRED, MISSING, PRESENT, FeatureReader, empty_column
 
@@ -162,7 +163,7 @@ class ColumnarBuilder:
                 n = longest[(field, s.type)]
                 read[(field, s.type, s.field)] = self._reader.newest_ids_as_of(
                     [(user, s.type, t, n) for user, t in pairs], s.field)
-            out[s.name] = _Sequence(request, [_padded(ids, s.length) for ids in read[(field, s.type, s.field)]])
+            out[s.name] = _Sequence(request, [padded(ids, s.length) for ids in read[(field, s.type, s.field)]])
         return out
 
     def _sequence_column(self, matrix: np.ndarray, start: int, c: Column, sequence: _Sequence,
@@ -171,11 +172,15 @@ class ColumnarBuilder:
             block = np.concatenate([transforms.sequence(c, ids, None, 1) for ids in sequence.ids])
             take_rows_into(matrix, start, block, sequence.request)
             return
-        # count_matching: per request, how many of its ids equal each row's value
-        match = context[self._graph.rows] if c.args[0] == "row" else pa.array(_ids(looked, c.args[0]), pa.string())
-        block = _matching(sequence, match).astype(np.float32)
-        take_rows_into(matrix, start, transforms.as_dtype(c, block.reshape(-1, 1)),
-                       np.arange(len(match), dtype=np.int64))
+        # count_matching: the serving transform, request by request, on the request's rows
+        match = context[self._graph.rows].to_pylist() if c.args[0] == "row" else _ids(looked, c.args[0])
+        order = np.argsort(sequence.request, kind="stable")
+        ends = np.searchsorted(sequence.request[order], np.arange(1, len(sequence.ids) + 1)).tolist()
+        block = np.empty((len(match), 1), np.float32)
+        for ids, begin, end in zip(sequence.ids, [0, *ends[:-1]], ends):
+            rows = order[begin:end]
+            block[rows] = transforms.sequence(c, ids, [match[i] for i in rows.tolist()], end - begin)
+        take_rows_into(matrix, start, block, np.arange(len(match), dtype=np.int64))
 
 
 def _distinct_positions(at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -209,33 +214,6 @@ def _codes(ids: pa.Array) -> tuple[np.ndarray, list[str]]:
     encoded = ids.dictionary_encode()
     codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
     return codes, encoded.dictionary.to_pylist()
-
-
-def _padded(ids: list[str | None], n: int) -> list[str]:
-    """As vahini.serving.interactions.last_ids makes a sequence: the newest n, a missing id
-    and the padding as ""."""
-    out = [v or "" for v in ids[:n]]
-    return out + [""] * (n - len(out))
-
-
-def _matching(sequence: _Sequence, match: pa.Array) -> np.ndarray:
-    """Per label row, how many ids of its request's sequence equal its `match` value
-    (null: none; padding matches nothing). Ids and values are numbered together, and each
-    (request, id) pair counted once."""
-    width = len(sequence.ids[0]) if sequence.ids else 0
-    ids = pa.array([id_ for ids in sequence.ids for id_ in ids], pa.string())
-    codes, names = _codes(pa.concat_arrays([ids, match.cast(pa.string())]))
-    padding = names.index("") if "" in names else -1
-    of_sequences, of_rows = codes[:len(ids)], codes[len(ids):]
-    vocabulary = len(names) + 1
-    taken = of_sequences != padding
-    pairs = (np.repeat(np.arange(len(sequence.ids), dtype=np.int64), width) * vocabulary + of_sequences)[taken]
-    counted, counts = np.unique(pairs, return_counts=True)
-    asked = sequence.request * vocabulary + np.where(of_rows < 0, len(names), of_rows)  # null: no id has that code
-    if not len(counted):
-        return np.zeros(len(asked), np.int64)
-    at = np.minimum(np.searchsorted(counted, asked), len(counted) - 1)
-    return np.where(counted[at] == asked, counts[at], 0)
 
 
 def _distinct(looked: dict[str, _Looked], source: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -90,8 +90,13 @@ def last_ids(history: list[StoredInteraction], field: str, n: int, pad: str = ""
     if field not in ("product_id", "category_id"):
         raise ValueError(f"field must be product_id or category_id, not {field!r}")
     of_type = history if type_ is None else [i for i in history if i.type == type_]
-    ids = [v or pad for v in map(attrgetter(field), of_type[:n])]
-    return ids + [pad] * (n - len(ids))
+    return padded(list(map(attrgetter(field), of_type[:n])), n, pad)
+
+
+def padded(ids: list[str | None], n: int, pad: str = "") -> list[str]:
+    """The first n of `ids` (newest first), a missing id as `pad`, padded with `pad` to length n."""
+    out = [v or pad for v in ids[:n]]
+    return out + [pad] * (n - len(out))
 
 
 def count_matching(history: list[StoredInteraction], field: str, value: str, last: int,

@@ -118,12 +118,14 @@ def test_a_training_set_equals_what_was_served_bit_for_bit(settings, ids, tmp_pa
 
     labels = log.append_column("clicked", pa.array(np.arange(log.num_rows) % 2 == 0))
     pq.write_table(labels, tmp_path / "labels.parquet")
-    built = build_training_set(settings, "home_ranker", tmp_path / "labels.parquet", training, progress=False)
-    rebuilt = pq.read_table(training)
-    assert built.rows == log.num_rows and rebuilt.column_names == labels.column_names
-    for name in columns:  # every value, bit for bit (float32 compared as its bits)
-        assert _bits(rebuilt[name]) == _bits(log[name]), name
-    assert rebuilt["clicked"].equals(labels["clicked"]) and rebuilt["request_id"].equals(log["request_id"])
+    for method in ("columnar", "replay"):  # the default, and the executor it is held to
+        built = build_training_set(settings, "home_ranker", tmp_path / "labels.parquet", training, progress=False,
+                                   method=method)
+        rebuilt = pq.read_table(training)
+        assert built.rows == log.num_rows and rebuilt.column_names == labels.column_names
+        for name in columns:  # every value, bit for bit (float32 compared as its bits)
+            assert _bits(rebuilt[name]) == _bits(log[name]), (method, name)
+        assert rebuilt["clicked"].equals(labels["clicked"]) and rebuilt["request_id"].equals(log["request_id"])
 
     # The run covered what it claims: a category change moved the chained lookup's
     # key, the sequence grew, and u2's profile was served live and then expired.
