@@ -61,9 +61,9 @@ class ArchiveReader:
                                     "t": pa.array(t, pa.int64())}))
         found = self._db.execute(
             f"SELECT w.i, f.r FROM wanted w ASOF JOIN {table} f ON w.key = f.key AND w.t >= f.event_time_ms"
-        ).fetchnumpy()
+        ).to_arrow_table()
         out = np.full(len(keys), -1, np.int64)
-        out[found["i"]] = found["r"]
+        out[found["i"].to_numpy()] = found["r"].to_numpy()
         return out
 
     def rows(self, group: str, positions: np.ndarray) -> tuple[list[bytes | None], np.ndarray]:

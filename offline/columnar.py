@@ -54,6 +54,18 @@ class _Looked:
 
 
 @dataclass
+class _Found:
+    """A lookup's point-in-time join over a chunk: the label rows that found a stored
+    row (`found`), the position of each one's row among the distinct rows found
+    (`of_found`), the number of label rows asked, and the distinct rows' blobs."""
+
+    found: np.ndarray
+    of_found: np.ndarray
+    asked: int
+    blobs: list[bytes | None]
+
+
+@dataclass
 class _Sequence:
     """A sequence over a chunk: `request[i]` the (user, moment) of label row i, and
     `ids[r]` the sequence's ids for request r."""
@@ -82,7 +94,8 @@ class ColumnarBuilder:
         looked: dict[str, _Looked] = {}
         for level in self._levels:
             for lookup in level:
-                looked[lookup.name] = self._look_up(lookup, context, looked, moments)
+                found = self._find(lookup, self._keys(lookup, context, looked), moments)
+                looked[lookup.name] = self._decoded(lookup, found, moments)
         sequences = self._sequences(context, moments)
         matrix = np.empty((labels.num_rows, len(self._plan.columns)), np.float32)
         for c, (start, _, _), as_is in zip(self._graph.columns, self._plan.spans, self._plan.as_is):
@@ -121,17 +134,20 @@ class ColumnarBuilder:
                 parts.append(_key_part(looked, source))
         return parts[0] if len(parts) == 1 else pc.binary_join_element_wise(*parts, KEY_SEPARATOR)
 
-    def _look_up(self, lookup: Lookup, context: dict[str, pa.Array], looked: dict[str, _Looked],
-                 moments: np.ndarray) -> _Looked:
-        group = self._registry.groups[lookup.group]
-        features = list(self._plan.features[lookup.name]) or [f.name for f in group.features]
-        at = self._reader.latest_rows(lookup.group, self._keys(lookup, context, looked), moments)
+    def _find(self, lookup: Lookup, keys: pa.Array, moments: np.ndarray) -> _Found:
+        """The stored rows each label row reads, and their blobs, once each."""
+        at = self._latest_rows(lookup, keys, moments)
         found = np.flatnonzero(at >= 0)
         positions, of_found = _distinct_positions(at[found])
-        blobs, _ = self._reader.rows(lookup.group, positions)
-        decoded = self._decoder.decode(self._registry, group, blobs, features)
-        distinct = len(positions)
-        index = np.full(len(at), distinct, np.int64)  # no row: the MISSING row
+        return _Found(found, of_found, len(at), self._reader.rows(lookup.group, positions)[0])
+
+    def _decoded(self, lookup: Lookup, rows: _Found, moments: np.ndarray) -> _Looked:
+        group = self._registry.groups[lookup.group]
+        features = list(self._plan.features[lookup.name]) or [f.name for f in group.features]
+        found, of_found = rows.found, rows.of_found
+        decoded = self._decoder.decode(self._registry, group, rows.blobs, features)
+        distinct = len(rows.blobs)
+        index = np.full(rows.asked, distinct, np.int64)  # no row: the MISSING row
         if group.ttl_s:  # as of each label row's moment; an unreadable row (no event time) stays unreadable
             event_time = decoded.event_time_ms[of_found]
             expired = (event_time != 0) & (moments[found] - event_time > group.ttl_s * 1000)
@@ -141,6 +157,16 @@ class ColumnarBuilder:
         status = np.concatenate([decoded.status, np.full((1, len(features)), MISSING, np.int8),
                                  np.full((1, len(features)), EXPIRED, np.int8)])
         return _Looked(features, values, status, index)
+
+    def _latest_rows(self, lookup: Lookup, keys: pa.Array, moments: np.ndarray) -> np.ndarray:
+        """reader.latest_rows, each distinct (key, moment) asked once when the key is not
+        the row id: a user's key repeats on every row of a request."""
+        if "row" in self._plan.key_sources[lookup.name]:  # nearly every (row id, moment) is distinct
+            return self._reader.latest_rows(lookup.group, keys, moments)
+        key_codes, _ = _codes(keys)
+        pairs, first = _distinct_pairs(key_codes, moments)
+        at = self._reader.latest_rows(lookup.group, keys.take(pa.array(first)), moments[first])
+        return at[pairs]
 
     # -- sequences ------------------------------------------------------------------------------
     def _sequences(self, context: dict[str, pa.Array], moments: np.ndarray) -> dict[str, _Sequence]:
@@ -174,12 +200,13 @@ class ColumnarBuilder:
             return
         # count_matching: the serving transform, request by request, on the request's rows
         match = context[self._graph.rows].to_pylist() if c.args[0] == "row" else _ids(looked, c.args[0])
-        order = np.argsort(sequence.request, kind="stable")
+        order = np.argsort(sequence.request, kind="stable")  # the rows, request by request
         ends = np.searchsorted(sequence.request[order], np.arange(1, len(sequence.ids) + 1)).tolist()
+        in_order = np.array(match, dtype=object)[order].tolist()
+        blocks = [transforms.sequence(c, ids, in_order[begin:end], end - begin)
+                  for ids, begin, end in zip(sequence.ids, [0, *ends[:-1]], ends)]
         block = np.empty((len(match), 1), np.float32)
-        for ids, begin, end in zip(sequence.ids, [0, *ends[:-1]], ends):
-            rows = order[begin:end]
-            block[rows] = transforms.sequence(c, ids, [match[i] for i in rows.tolist()], end - begin)
+        block[order] = np.concatenate(blocks) if blocks else block[:0]
         take_rows_into(matrix, start, block, np.arange(len(match), dtype=np.int64))
 
 
@@ -196,17 +223,23 @@ def _distinct_positions(at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _requests(users: pa.Array, moments: np.ndarray) -> tuple[np.ndarray, list[tuple[str, int]]]:
-    """Per label row the position of its (user, moment) among the distinct pairs, and the
-    pairs. Hashed (dictionary-encoded), not sorted."""
-    user_codes = _codes(users)
+    """Per label row the position of its (user, moment) among the distinct pairs, and the pairs."""
+    codes, names = _codes(users)
+    pairs, first = _distinct_pairs(codes, moments)
+    return pairs, [(names[u], int(t)) for u, t in zip(codes[first].tolist(), moments[first].tolist())]
+
+
+def _distinct_pairs(codes: np.ndarray, moments: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row the position of its (code, moment) among the distinct pairs, and the
+    first row of each pair. Hashed (dictionary-encoded), not sorted. A code of -1 (a
+    null id) is a pair like any other."""
     times = pa.array(moments, pa.int64()).dictionary_encode()
     time_codes = times.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-    pair = pa.array(user_codes[0] * len(times.dictionary) + time_codes).dictionary_encode()
-    distinct = pair.dictionary.to_numpy()
-    names, instants = user_codes[1], times.dictionary.to_numpy()
-    return (pair.indices.to_numpy(zero_copy_only=False).astype(np.int64),
-            [(names[u], int(instants[t])) for u, t in zip((distinct // len(instants)).tolist(),
-                                                          (distinct % len(instants)).tolist())])
+    pair = pa.array((codes + 1) * len(times.dictionary) + time_codes).dictionary_encode()
+    positions = pair.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    first = np.full(len(pair.dictionary), len(positions), np.int64)
+    np.minimum.at(first, positions, np.arange(len(positions), dtype=np.int64))
+    return positions, first
 
 
 def _codes(ids: pa.Array) -> tuple[np.ndarray, list[str]]:
