@@ -10,7 +10,9 @@ Copies written twice by the archive worker (a replay after a crash) are read onc
 
 from __future__ import annotations
 
-from typing import Iterable
+import functools
+import threading
+from typing import Callable, Iterable
 
 import duckdb
 import numpy as np
@@ -24,15 +26,27 @@ FeatureAsk = tuple[str, str, str, int]        # entity, key, group, t
 HistoryAsk = tuple[str, str, int, int]        # user, type, t, how many
 
 
+def _one_at_a_time(method: Callable) -> Callable:
+    @functools.wraps(method)
+    def locked(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+    return locked
+
+
 class ArchiveReader:
+    """Safe to use from several threads: their queries take turns on its one connection."""
+
     def __init__(self, archive: Archive, retention_ms: int, threads: int | None = None):
         self._archive, self._retention_ms = archive, retention_ms
         self._db = duckdb.connect()
+        self._lock = threading.RLock()  # one connection: one query at a time, whichever thread asks
         if threads:
             self._db.execute(f"SET threads = {int(threads)}")
         self._groups: dict[str, str] = {}  # group -> its temp table
         self._interactions_loaded = False
 
+    @_one_at_a_time
     def rows_as_of(self, asks: Iterable[FeatureAsk]) -> dict[FeatureAsk, FeatureRow | None]:
         by_group: dict[str, list[FeatureAsk]] = {}
         for ask in asks:
@@ -52,6 +66,7 @@ class ArchiveReader:
                 found[ask] = None if blob is None else FeatureRow(entity, key, group, event_time, blob, ttl_s or 0)
         return found
 
+    @_one_at_a_time
     def latest_rows(self, group: str, keys: pa.Array | pa.ChunkedArray, t: np.ndarray) -> np.ndarray:
         """For each (keys[i], t[i]), the position of the group's row the online store held
         at t[i] (see `rows`), or -1: no row then, or a null key. A group belongs to one
@@ -66,6 +81,12 @@ class ArchiveReader:
         out[found["i"].to_numpy()] = found["r"].to_numpy()
         return out
 
+    @_one_at_a_time
+    def group_rows(self, group: str) -> int:
+        """How many rows the group's table has (positions 0 to that, less one)."""
+        return self._db.execute(f"SELECT count(*) FROM {self._group_table(group)}").fetchall()[0][0]
+
+    @_one_at_a_time
     def rows(self, group: str, positions: np.ndarray) -> tuple[list[bytes | None], np.ndarray]:
         """The blobs and event times of the group's rows at `positions` (sorted, distinct)."""
         table = self._group_table(group)
@@ -74,6 +95,7 @@ class ArchiveReader:
                                  f"ORDER BY w.r").to_arrow_table()
         return found["blob"].to_pylist(), found["event_time_ms"].to_numpy()
 
+    @_one_at_a_time
     def histories_as_of(self, asks: Iterable[HistoryAsk]) -> dict[HistoryAsk, list[StoredInteraction]]:
         asked = list(asks)
         found: dict[HistoryAsk, list[StoredInteraction]] = {a: [] for a in asked}
@@ -87,6 +109,7 @@ class ArchiveReader:
                                                      dict(attributes or {})))
         return found
 
+    @_one_at_a_time
     def newest_ids_as_of(self, asks: list[HistoryAsk], field: str) -> list[list[str | None]]:
         """histories_as_of's interactions, only their `field` (product_id or category_id),
         per ask in order: a training set's sequences need no more."""

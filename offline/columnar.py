@@ -20,6 +20,7 @@ served."""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,7 +35,11 @@ from vahini.registry.model import KEY_SEPARATOR, Column, Lookup, ModelGraph, Reg
 from vahini.serving import transforms
 from vahini.serving.interactions import padded
 from vahini.serving.model_proxy import levels, plan_of
-from vahini.serving.retrieval import EXPIRED, MISSING, PRESENT, FeatureReader, empty_column
+from vahini.serving.retrieval import EXPIRED, MISSING, PRESENT, FeatureReader, GroupResult, empty_column
+
+# A group of up to this many archived rows is decoded whole, once (some 100 bytes of
+# memory a row); a bigger one chunk by chunk, only the rows the chunk reads.
+WHOLE_GROUP_ROWS = 2_000_000
 
 
 class ContextError(LabelsError):
@@ -57,12 +62,12 @@ class _Looked:
 class _Found:
     """A lookup's point-in-time join over a chunk: the label rows that found a stored
     row (`found`), the position of each one's row among the distinct rows found
-    (`of_found`), the number of label rows asked, and the distinct rows' blobs."""
+    (`of_found`), the number of label rows asked, and those rows decoded."""
 
     found: np.ndarray
     of_found: np.ndarray
     asked: int
-    blobs: list[bytes | None]
+    decoded: GroupResult
 
 
 @dataclass
@@ -74,9 +79,25 @@ class _Sequence:
     ids: list[list[str]]
 
 
+@dataclass
+class _Read:
+    """A chunk's label rows as read ahead: their context ids and moments, the first
+    level's stored rows, and the sequences."""
+
+    rows: int
+    context: dict[str, pa.Array]
+    moments: np.ndarray
+    first_level: dict[str, _Found]
+    sequences: dict[str, _Sequence]
+
+
 class ColumnarBuilder:
-    def __init__(self, registry: Registry, graph: ModelGraph, reader: ArchiveReader):
+    def __init__(self, registry: Registry, graph: ModelGraph, reader: ArchiveReader,
+                 whole_group_rows: int | None = None):
         self._registry, self._graph, self._reader = registry, graph, reader
+        self._whole_group_rows = WHOLE_GROUP_ROWS if whole_group_rows is None else whole_group_rows
+        self._wholes: dict[tuple[str, tuple[str, ...]], GroupResult | None] = {}
+        self._decoding = threading.Lock()  # the reading thread and the building one may both ask
         self._plan = plan_of(graph, registry)
         self._levels = levels(graph)
         # Used to decode stored rows only: its store is never read.
@@ -90,14 +111,28 @@ class ColumnarBuilder:
     def matrix(self, labels: pa.Table, moments: np.ndarray) -> np.ndarray:
         """The rows x columns float32 matrix the Model Proxy would have served for each
         label row (its context ids as of its moment)."""
+        return self.matrix_of(self.read_ahead(labels, moments))
+
+    def read_ahead(self, labels: pa.Table, moments: np.ndarray) -> _Read:
+        """What the chunk reads before any of its values are known: its first level's
+        rows and its sequences. A training set reads the next chunk's in a thread while
+        it builds this one's matrix (DuckDB runs a join on one core and lets go of the GIL)."""
         context = self._context(labels)
+        first = {lookup.name: self._find(lookup, self._keys(lookup, context, {}), moments)
+                 for lookup in (self._levels[0] if self._levels else [])}
+        return _Read(labels.num_rows, context, moments, first, self._sequences(context, moments))
+
+    def matrix_of(self, read: _Read) -> np.ndarray:
+        """`matrix`, from what read_ahead read."""
+        context, moments = read.context, read.moments
         looked: dict[str, _Looked] = {}
-        for level in self._levels:
+        for k, level in enumerate(self._levels):
             for lookup in level:
-                found = self._find(lookup, self._keys(lookup, context, looked), moments)
+                found = read.first_level[lookup.name] if k == 0 else \
+                    self._find(lookup, self._keys(lookup, context, looked), moments)
                 looked[lookup.name] = self._decoded(lookup, found, moments)
-        sequences = self._sequences(context, moments)
-        matrix = np.empty((labels.num_rows, len(self._plan.columns)), np.float32)
+        sequences = read.sequences
+        matrix = np.empty((read.rows, len(self._plan.columns)), np.float32)
         for c, (start, _, _), as_is in zip(self._graph.columns, self._plan.spans, self._plan.as_is):
             if as_is:
                 values, _, index = _distinct(looked, c.source)
@@ -135,18 +170,38 @@ class ColumnarBuilder:
         return parts[0] if len(parts) == 1 else pc.binary_join_element_wise(*parts, KEY_SEPARATOR)
 
     def _find(self, lookup: Lookup, keys: pa.Array, moments: np.ndarray) -> _Found:
-        """The stored rows each label row reads, and their blobs, once each."""
+        """The stored rows each label row reads, decoded once each."""
         at = self._latest_rows(lookup, keys, moments)
         found = np.flatnonzero(at >= 0)
+        whole = self._whole_group(lookup)
+        if whole is not None:
+            return _Found(found, at[found], len(at), whole)
         positions, of_found = _distinct_positions(at[found])
-        return _Found(found, of_found, len(at), self._reader.rows(lookup.group, positions)[0])
+        blobs, _ = self._reader.rows(lookup.group, positions)
+        return _Found(found, of_found, len(at), self._decode(lookup, blobs))
+
+    def _whole_group(self, lookup: Lookup) -> GroupResult | None:
+        """Every archived row of the lookup's group, decoded, when the group has at most
+        `whole_group_rows`: decoded once for the whole training set rather than chunk by
+        chunk. None for a bigger group."""
+        key = (lookup.group, self._plan.features[lookup.name])
+        with self._decoding:
+            if key not in self._wholes:
+                count = self._reader.group_rows(lookup.group)
+                self._wholes[key] = None if count > self._whole_group_rows else \
+                    self._decode(lookup, self._reader.rows(lookup.group, np.arange(count, dtype=np.int64))[0])
+            return self._wholes[key]
+
+    def _decode(self, lookup: Lookup, blobs: list[bytes | None]) -> GroupResult:
+        group = self._registry.groups[lookup.group]
+        features = list(self._plan.features[lookup.name]) or [f.name for f in group.features]
+        return self._decoder.decode(self._registry, group, blobs, features)
 
     def _decoded(self, lookup: Lookup, rows: _Found, moments: np.ndarray) -> _Looked:
         group = self._registry.groups[lookup.group]
-        features = list(self._plan.features[lookup.name]) or [f.name for f in group.features]
-        found, of_found = rows.found, rows.of_found
-        decoded = self._decoder.decode(self._registry, group, rows.blobs, features)
-        distinct = len(rows.blobs)
+        decoded, found, of_found = rows.decoded, rows.found, rows.of_found
+        features = decoded.features
+        distinct = len(decoded.event_time_ms)
         index = np.full(rows.asked, distinct, np.int64)  # no row: the MISSING row
         if group.ttl_s:  # as of each label row's moment; an unreadable row (no event time) stays unreadable
             event_time = decoded.event_time_ms[of_found]
@@ -194,8 +249,10 @@ class ColumnarBuilder:
 
     def _sequence_column(self, matrix: np.ndarray, start: int, c: Column, sequence: _Sequence,
                          context: dict[str, pa.Array], looked: dict[str, _Looked]) -> None:
-        if c.transform == "hash":  # the same ids on every row of a request
-            block = np.concatenate([transforms.sequence(c, ids, None, 1) for ids in sequence.ids])
+        if c.transform == "hash":  # the same ids on every row of a request: transforms.sequence's
+            # hash_bucket, over every request's ids in one call
+            flat = [id_ for ids in sequence.ids for id_ in ids]
+            block = transforms.hash_bucket(flat, c.args[0]).reshape(len(sequence.ids), -1)
             take_rows_into(matrix, start, block, sequence.request)
             return
         # count_matching: the serving transform, request by request, on the request's rows

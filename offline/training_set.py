@@ -21,7 +21,7 @@ import queue
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -70,7 +70,7 @@ class _Request:
 
 
 def build_training_set(settings: Settings, model: str, labels: Path, out: Path, version: int = 0,
-                       progress: bool = True, chunk_rows: int = 250_000, workers: int = 1,
+                       progress: bool = True, chunk_rows: int = 125_000, workers: int = 1,
                        method: str = "columnar") -> TrainingStats:
     """`workers` > 1: that many processes, each building a contiguous share of the labels
     (a process runs on one core), merged in order. `method`: "columnar" (every label row
@@ -209,8 +209,7 @@ class _Builder:
         with ThreadPoolExecutor(1, thread_name_prefix="training-set-writer") as background:
             written: Future | None = None
             try:
-                for start in range(0, table.num_rows, chunk_rows):
-                    chunk = self._chunk(table.slice(start, chunk_rows), moments[start:start + chunk_rows], advance)
+                for chunk in self._chunks(table, moments, chunk_rows, advance):
                     writer = writer or pq.ParquetWriter(partial, chunk.schema)
                     if written is not None:
                         written.result()
@@ -226,13 +225,31 @@ class _Builder:
         self.stats.rows = table.num_rows
         return self.stats
 
-    def _chunk(self, labels: pa.Table, moments: np.ndarray, advance: Callable[[int], object]) -> pa.Table:
-        if self._columnar is not None:
-            columns, dtypes = self._columnar.columns
-            values = self._columnar.matrix(labels, moments)
-            advance(labels.num_rows)
-        else:
-            columns, dtypes, values = self._replayed(labels, moments, advance)
+    def _chunks(self, table: pa.Table, moments: np.ndarray, chunk_rows: int,
+                advance: Callable[[int], object]) -> Iterator[pa.Table]:
+        """The output, chunk by chunk. The columnar method reads the next chunk's first
+        level and sequences ahead, in a thread, while it builds this one."""
+        starts = range(0, table.num_rows, chunk_rows)
+        columnar = self._columnar
+        if columnar is None:
+            for start in starts:
+                labels, at = table.slice(start, chunk_rows), moments[start:start + chunk_rows]
+                yield self._with_matrix(labels, at, *self._replayed(labels, at, advance))
+            return
+        with ThreadPoolExecutor(1, thread_name_prefix="training-set-reader") as reading:
+            ahead = reading.submit(columnar.read_ahead, table.slice(0, chunk_rows), moments[:chunk_rows])
+            for start in starts:
+                read = ahead.result()
+                following = start + chunk_rows
+                if following < table.num_rows:
+                    ahead = reading.submit(columnar.read_ahead, table.slice(following, chunk_rows),
+                                           moments[following:following + chunk_rows])
+                labels, at = table.slice(start, chunk_rows), moments[start:start + chunk_rows]
+                yield self._with_matrix(labels, at, *columnar.columns, columnar.matrix_of(read))
+                advance(labels.num_rows)
+
+    def _with_matrix(self, labels: pa.Table, moments: np.ndarray, columns: list[str], dtypes: list[str],
+                     values: np.ndarray) -> pa.Table:
         self.stats.columns = len(columns)
         built = {name: (values[:, j].astype(np.int32) if dtype == "int32" else values[:, j])
                  for j, (name, dtype) in enumerate(zip(columns, dtypes))}

@@ -18,6 +18,7 @@ import pytest
 from vahini.adapters.parquet_archive import ParquetArchive
 from vahini.demo import SAMPLE_REGISTRY
 from vahini.feature_rows import row_of
+from vahini.offline import columnar as columnar_method
 from vahini.offline.labels import LabelsError
 from vahini.offline.training_set import build_training_set
 from vahini.ports.feature_store import FeatureRow
@@ -138,7 +139,11 @@ def _bits(table: pa.Table) -> dict[str, np.ndarray]:
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 @pytest.mark.parametrize("model", ["home_ranker", "edge_ranker"])
-def test_the_columnar_method_builds_the_rows_the_executor_replays(settings, tmp_path, seed, model):
+@pytest.mark.parametrize("groups", ["decoded whole", "decoded chunk by chunk"])
+def test_the_columnar_method_builds_the_rows_the_executor_replays(settings, tmp_path, seed, model, groups,
+                                                                  monkeypatch):
+    if groups == "decoded chunk by chunk":
+        monkeypatch.setattr(columnar_method, "WHOLE_GROUP_ROWS", 0)
     _archive(settings, tmp_path / "registry", seed)
     _labels(tmp_path / "labels.parquet", seed)
     built = {}
