@@ -82,9 +82,12 @@ class ArchiveReader:
         return out
 
     @_one_at_a_time
-    def group_rows(self, group: str) -> int:
-        """How many rows the group's table has (positions 0 to that, less one)."""
-        return self._db.execute(f"SELECT count(*) FROM {self._group_table(group)}").fetchall()[0][0]
+    def group_size(self, group: str) -> tuple[int, int]:
+        """How many rows the group's table has (positions 0 to that, less one), and the
+        bytes of their blobs."""
+        rows, blob_bytes = self._db.execute(f"SELECT count(*), coalesce(sum(octet_length(blob)), 0) "
+                                            f"FROM {self._group_table(group)}").fetchall()[0]
+        return int(rows), int(blob_bytes)
 
     @_one_at_a_time
     def rows(self, group: str, positions: np.ndarray) -> tuple[list[bytes | None], np.ndarray]:

@@ -37,9 +37,11 @@ from vahini.serving.interactions import padded
 from vahini.serving.model_proxy import levels, plan_of
 from vahini.serving.retrieval import EXPIRED, MISSING, PRESENT, FeatureReader, GroupResult, empty_column
 
-# A group of up to this many archived rows is decoded whole, once (some 100 bytes of
-# memory a row); a bigger one chunk by chunk, only the rows the chunk reads.
-WHOLE_GROUP_ROWS = 2_000_000
+# A group whose archived rows hold up to this many bytes (their blobs, and 100 a row
+# for the Python objects) is decoded whole, once: its blobs and decoded values take
+# about twice that while it is. A bigger one is decoded chunk by chunk, only the rows
+# each chunk reads.
+WHOLE_GROUP_BYTES = 256 * 2**20
 
 
 class ContextError(LabelsError):
@@ -93,9 +95,9 @@ class _Read:
 
 class ColumnarBuilder:
     def __init__(self, registry: Registry, graph: ModelGraph, reader: ArchiveReader,
-                 whole_group_rows: int | None = None):
+                 whole_group_bytes: int | None = None):
         self._registry, self._graph, self._reader = registry, graph, reader
-        self._whole_group_rows = WHOLE_GROUP_ROWS if whole_group_rows is None else whole_group_rows
+        self._whole_group_bytes = WHOLE_GROUP_BYTES if whole_group_bytes is None else whole_group_bytes
         self._wholes: dict[tuple[str, tuple[str, ...]], GroupResult | None] = {}
         self._decoding = threading.Lock()  # the reading thread and the building one may both ask
         self._plan = plan_of(graph, registry)
@@ -181,14 +183,14 @@ class ColumnarBuilder:
         return _Found(found, of_found, len(at), self._decode(lookup, blobs))
 
     def _whole_group(self, lookup: Lookup) -> GroupResult | None:
-        """Every archived row of the lookup's group, decoded, when the group has at most
-        `whole_group_rows`: decoded once for the whole training set rather than chunk by
-        chunk. None for a bigger group."""
+        """Every archived row of the lookup's group, decoded, when the group is at most
+        `whole_group_bytes` (see WHOLE_GROUP_BYTES): decoded once for the whole training
+        set rather than chunk by chunk. None for a bigger group."""
         key = (lookup.group, self._plan.features[lookup.name])
         with self._decoding:
             if key not in self._wholes:
-                count = self._reader.group_rows(lookup.group)
-                self._wholes[key] = None if count > self._whole_group_rows else \
+                count, blob_bytes = self._reader.group_size(lookup.group)
+                self._wholes[key] = None if blob_bytes + 100 * count > self._whole_group_bytes else \
                     self._decode(lookup, self._reader.rows(lookup.group, np.arange(count, dtype=np.int64))[0])
             return self._wholes[key]
 

@@ -143,7 +143,7 @@ def _bits(table: pa.Table) -> dict[str, np.ndarray]:
 def test_the_columnar_method_builds_the_rows_the_executor_replays(settings, tmp_path, seed, model, groups,
                                                                   monkeypatch):
     if groups == "decoded chunk by chunk":
-        monkeypatch.setattr(columnar_method, "WHOLE_GROUP_ROWS", 0)
+        monkeypatch.setattr(columnar_method, "WHOLE_GROUP_BYTES", 0)
     _archive(settings, tmp_path / "registry", seed)
     _labels(tmp_path / "labels.parquet", seed)
     built = {}
