@@ -30,7 +30,6 @@ import pyarrow.compute as pc
 from vahini.codecs.loops import take_rows_into
 from vahini.offline.archive_reader import ArchiveReader
 from vahini.offline.as_of import AsOfFeatures, Moment
-from vahini.offline.labels import LabelsError
 from vahini.registry.model import KEY_SEPARATOR, Column, Lookup, ModelGraph, Registry
 from vahini.serving import transforms
 from vahini.serving.interactions import padded
@@ -42,10 +41,6 @@ from vahini.serving.retrieval import EXPIRED, MISSING, PRESENT, FeatureReader, G
 # about twice that while it is. A bigger one is decoded chunk by chunk, only the rows
 # each chunk reads.
 WHOLE_GROUP_BYTES = 256 * 2**20
-
-
-class ContextError(LabelsError):
-    """A labels row whose context the Model Proxy would have refused."""
 
 
 @dataclass
@@ -147,17 +142,8 @@ class ColumnarBuilder:
 
     # -- lookups -------------------------------------------------------------------------------
     def _context(self, labels: pa.Table) -> dict[str, pa.Array]:
-        context = {}
-        for name in self._graph.context:
-            ids = labels[name].combine_chunks()
-            if name != self._graph.rows and pc.any(pc.match_substring(ids, ",")).as_py():
-                row = pc.index(pc.match_substring(ids, ","), True).as_py()
-                raise ContextError(f"labels row {row + 1}: context.{name} holds several ids; the model takes one")
-            if pc.any(pc.match_substring(ids, KEY_SEPARATOR)).as_py():
-                row = pc.index(pc.match_substring(ids, KEY_SEPARATOR), True).as_py()
-                raise ContextError(f"labels row {row + 1}: context.{name} contains '{KEY_SEPARATOR}'")
-            context[name] = ids
-        return context
+        """The context ids, as checked by labels.check_context_ids."""
+        return {name: labels[name].combine_chunks() for name in self._graph.context}
 
     def _keys(self, lookup: Lookup, context: dict[str, pa.Array], looked: dict[str, _Looked]) -> pa.Array:
         """Each label row's storage key for `lookup`; null where a part is missing."""

@@ -1,7 +1,7 @@
 """Reading a training set's labels file (Parquet or CSV) and checking it.
 
 One column per context field of the model's graph (the rows field holding one id per
-label row; another field its id, or ids joined by ","), an `event_time` column (a
+label row, another field its one id), an `event_time` column (a
 timestamp, or epoch milliseconds), and any other columns, which are carried through.
 The export of `vahini logs export`, with a label column added, is a valid labels file."""
 
@@ -44,6 +44,23 @@ def read_labels(path: Path, context: tuple[str, ...]) -> tuple[pa.Table, np.ndar
         _no_empty(path, name, column)
         table = table.set_column(table.column_names.index(name), name, column)
     return table, _moments(path, table[EVENT_TIME])
+
+
+def check_context_ids(path: Path, table: pa.Table, context: tuple[str, ...], rows_field: str) -> None:
+    """Refuse what the Model Proxy would refuse in a request: several ids in a field other
+    than the rows field, or an id with the key separator in it."""
+    from vahini.registry.model import KEY_SEPARATOR
+
+    for name in context:
+        if name != rows_field:
+            _refuse(path, table[name], ",", f"has several ids in {name!r}: the model takes one")
+        _refuse(path, table[name], KEY_SEPARATOR, f"has an id with {KEY_SEPARATOR!r} in {name!r}")
+
+
+def _refuse(path: Path, column: pa.ChunkedArray, substring: str, why: str) -> None:
+    holds = pc.match_substring(column, substring)
+    if pc.any(holds).as_py():
+        raise LabelsError(f"{path}: row {pc.index(holds, True).as_py() + 1} {why}")
 
 
 def _no_empty(path: Path, name: str, column: pa.ChunkedArray) -> None:

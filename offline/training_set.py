@@ -38,7 +38,7 @@ from vahini.settings import Settings
 from vahini.offline.archive_reader import ArchiveReader
 from vahini.offline.columnar import ColumnarBuilder
 from vahini.offline.as_of import AsOfFeatures, AsOfHistories, Moment, Unresolved
-from vahini.offline.labels import EVENT_TIME, read_labels
+from vahini.offline.labels import EVENT_TIME, check_context_ids, read_labels
 
 DAY_MS = 86_400_000
 METHODS = ("columnar", "replay")  # replay: the Model Proxy's executor per request, the reference
@@ -85,6 +85,7 @@ def build_training_set(settings: Settings, model: str, labels: Path, out: Path, 
     finally:
         follower.close()
     table, moments = read_labels(labels, graph.context)
+    check_context_ids(labels, table, graph.context, graph.rows)
     if table.num_rows == 0:
         raise TrainingSetError(f"{labels}: no rows")
     bar = tqdm(total=table.num_rows, unit="row", unit_scale=True, desc=f"training set {model}", disable=not progress)

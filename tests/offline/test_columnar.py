@@ -171,11 +171,18 @@ def pc_count(table: pa.Table, column: str, value: float) -> int:
     return int((table[column].to_numpy() == value).sum())
 
 
-def test_a_context_with_several_ids_is_refused_with_its_row(settings, tmp_path):
+@pytest.mark.parametrize("method", ["columnar", "replay"])
+@pytest.mark.parametrize("ids, why", [
+    (["u1,u2", "p2"], "has several ids in 'user_id': the model takes one"),
+    (["u1", "p|2"], "has an id with '|' in 'product_ids'"),
+])
+def test_a_context_the_model_proxy_would_refuse_is_refused_with_its_row(settings, tmp_path, method, ids, why):
     _archive(settings, tmp_path / "registry", 1)
-    pq.write_table(pa.table({"user_id": ["u1", "u1,u2"], "product_ids": ["p1", "p2"],
-                             "event_time": pa.array([NOW, NOW], pa.int64())}), tmp_path / "labels.parquet")
-    with pytest.raises(LabelsError, match=r"labels row 2: context.user_id holds several ids"):
-        build_training_set(settings, "home_ranker", tmp_path / "labels.parquet", tmp_path / "out.parquet",
-                           progress=False)
+    labels = tmp_path / "labels.parquet"
+    pq.write_table(pa.table({"user_id": ["u1", "u1", ids[0]], "product_ids": ["p1", "p1", ids[1]],
+                             "event_time": pa.array([NOW] * 3, pa.int64())}), labels)
+    with pytest.raises(LabelsError) as refused:
+        build_training_set(settings, "home_ranker", labels, tmp_path / "out.parquet", progress=False, chunk_rows=2,
+                           method=method)
+    assert str(refused.value) == f"{labels}: row 3 {why}"
     assert not (tmp_path / "out.parquet").exists()
