@@ -76,7 +76,7 @@ class ArchiveReader:
     @_one_at_a_time
     def latest_rows(self, group: str, keys: pa.Array | pa.ChunkedArray, t: np.ndarray) -> np.ndarray:
         """For each (keys[i], t[i]), the position of the group's row the online store held
-        at t[i] (see `rows`), or -1: no row then, or a null key. A group belongs to one
+        at t[i] (see `blobs`), or -1: no row then, or a null key. A group belongs to one
         entity, so the key alone names a row."""
         table = self._group_table(group)
         self._load_wanted(pa.table({"i": pa.array(np.arange(len(keys), dtype=np.int64)), "key": keys,
@@ -97,13 +97,13 @@ class ArchiveReader:
         return int(rows), int(blob_bytes)
 
     @_one_at_a_time
-    def rows(self, group: str, positions: np.ndarray) -> tuple[list[bytes | None], np.ndarray]:
-        """The blobs and event times of the group's rows at `positions` (sorted, distinct)."""
+    def blobs(self, group: str, positions: np.ndarray) -> list[bytes | None]:
+        """The blobs of the group's rows at `positions` (sorted, distinct)."""
         table = self._group_table(group)
         self._load_wanted(pa.table({"r": pa.array(positions, pa.int64())}))
-        found = self._db.execute(f"SELECT f.blob, f.event_time_ms FROM wanted w JOIN {table} f ON f.r = w.r "
-                                 f"ORDER BY w.r").to_arrow_table()
-        return found["blob"].to_pylist(), found["event_time_ms"].to_numpy()
+        found = self._db.execute(f"SELECT f.blob FROM wanted w JOIN {table} f ON f.r = w.r ORDER BY w.r"
+                                 ).to_arrow_table()
+        return found["blob"].to_pylist()
 
     @_one_at_a_time
     def histories_as_of(self, asks: Iterable[HistoryAsk]) -> dict[HistoryAsk, list[StoredInteraction]]:
@@ -156,7 +156,7 @@ class ArchiveReader:
 
     def _group_table(self, group: str) -> str:
         """The group's archived rows, one per (entity, key, event time), as a temp table;
-        `r` numbers them (a row's position, for `latest_rows` and `rows`)."""
+        `r` numbers them (a row's position, for `latest_rows` and `blobs`)."""
         table = self._groups.get(group)
         if table is not None:
             return table

@@ -105,11 +105,6 @@ class ColumnarBuilder:
         """The matrix's column names and dtypes."""
         return self._plan.columns, self._plan.dtypes
 
-    def matrix(self, labels: pa.Table, moments: np.ndarray) -> np.ndarray:
-        """The rows x columns float32 matrix the Model Proxy would have served for each
-        label row (its context ids as of its moment)."""
-        return self.matrix_of(self.read_ahead(labels, moments))
-
     def read_ahead(self, labels: pa.Table, moments: np.ndarray) -> _Read:
         """What the chunk reads before any of its values are known: its first level's
         rows and its sequences. A training set reads the next chunk's in a thread while
@@ -120,7 +115,8 @@ class ColumnarBuilder:
         return _Read(labels.num_rows, context, moments, first, self._sequences(context, moments))
 
     def matrix_of(self, read: _Read) -> np.ndarray:
-        """`matrix`, from what read_ahead read."""
+        """The rows x columns float32 matrix the Model Proxy would have served for each
+        label row of a chunk (its context ids as of its moment), from what read_ahead read."""
         context, moments = read.context, read.moments
         looked: dict[str, _Looked] = {}
         for k, level in enumerate(self._levels):
@@ -165,8 +161,7 @@ class ColumnarBuilder:
         if whole is not None:
             return _Found(found, at[found], len(at), whole)
         positions, of_found = _distinct_positions(at[found])
-        blobs, _ = self._reader.rows(lookup.group, positions)
-        return _Found(found, of_found, len(at), self._decode(lookup, blobs))
+        return _Found(found, of_found, len(at), self._decode(lookup, self._reader.blobs(lookup.group, positions)))
 
     def _whole_group(self, lookup: Lookup) -> GroupResult | None:
         """Every archived row of the lookup's group, decoded, when the group is at most
@@ -177,7 +172,7 @@ class ColumnarBuilder:
             if key not in self._wholes:
                 count, blob_bytes = self._reader.group_size(lookup.group)
                 self._wholes[key] = None if blob_bytes + 100 * count > self._whole_group_bytes else \
-                    self._decode(lookup, self._reader.rows(lookup.group, np.arange(count, dtype=np.int64))[0])
+                    self._decode(lookup, self._reader.blobs(lookup.group, np.arange(count, dtype=np.int64)))
             return self._wholes[key]
 
     def _decode(self, lookup: Lookup, blobs: list[bytes | None]) -> GroupResult:
@@ -206,8 +201,7 @@ class ColumnarBuilder:
         the row id: a user's key repeats on every row of a request."""
         if "row" in self._plan.key_sources[lookup.name]:  # nearly every (row id, moment) is distinct
             return self._reader.latest_rows(lookup.group, keys, moments)
-        key_codes, _ = _codes(keys)
-        pairs, first = _distinct_pairs(key_codes, moments)
+        pairs, first = _distinct_pairs(_codes(keys), moments)
         at = self._reader.latest_rows(lookup.group, keys.take(pa.array(first)), moments[first])
         return at[pairs]
 
@@ -269,7 +263,8 @@ def _distinct_positions(at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _requests(users: pa.Array, moments: np.ndarray) -> tuple[np.ndarray, list[tuple[str, int]]]:
     """Per label row the position of its (user, moment) among the distinct pairs, and the pairs."""
-    codes, names = _codes(users)
+    encoded = users.dictionary_encode()
+    codes, names = _codes(encoded), encoded.dictionary.to_pylist()
     pairs, first = _distinct_pairs(codes, moments)
     return pairs, [(names[u], int(t)) for u, t in zip(codes[first].tolist(), moments[first].tolist())]
 
@@ -287,11 +282,11 @@ def _distinct_pairs(codes: np.ndarray, moments: np.ndarray) -> tuple[np.ndarray,
     return positions, first
 
 
-def _codes(ids: pa.Array) -> tuple[np.ndarray, list[str]]:
-    """Each id's number among the distinct ids (-1 for null), and the distinct ids."""
-    encoded = ids.dictionary_encode()
-    codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
-    return codes, encoded.dictionary.to_pylist()
+def _codes(ids: pa.Array) -> np.ndarray:
+    """Each id's number among the distinct ids (-1 for null): its index in
+    ids.dictionary_encode().dictionary."""
+    encoded = ids if pa.types.is_dictionary(ids.type) else ids.dictionary_encode()
+    return pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
 
 
 def _distinct(looked: dict[str, _Looked], source: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -326,17 +321,22 @@ def _block(c: Column, looked: dict[str, _Looked], moments: np.ndarray) -> tuple[
     return transforms.scalar(c, values, _present(status)), index
 
 
+def _distinct_ids(looked: dict[str, _Looked], source: str) -> tuple[list[str | None], np.ndarray]:
+    """A feature as an id per distinct stored row (None where it has no value), and per
+    label row the position of its id."""
+    values, status, index = _distinct(looked, source)
+    return [v if s == PRESENT else None for v, s in zip(transforms.as_strings(values), status.tolist())], index
+
+
 def _ids(looked: dict[str, _Looked], source: str) -> list[str | None]:
     """A feature as an id per label row: None where it has no value."""
-    values, status, index = _distinct(looked, source)
-    ids = [v if s == PRESENT else None for v, s in zip(transforms.as_strings(values), status.tolist())]
+    ids, index = _distinct_ids(looked, source)
     return [ids[i] for i in index.tolist()]
 
 
 def _key_part(looked: dict[str, _Looked], source: str) -> pa.Array:
     """A feature as a key part per label row: null where it has no value, or one no
     stored key can hold (empty, or with the key separator in it)."""
-    values, status, index = _distinct(looked, source)
-    parts = [v if s == PRESENT and v and KEY_SEPARATOR not in v else None
-             for v, s in zip(transforms.as_strings(values), status.tolist())]
+    ids, index = _distinct_ids(looked, source)
+    parts = [v if v and KEY_SEPARATOR not in v else None for v in ids]
     return pa.array(parts, pa.string()).take(pa.array(index))

@@ -1,18 +1,17 @@
-"""`vahini training-set`: point-in-time-correct training rows for a model, built by the
-Model Proxy's own code.
+"""`vahini training-set`: point-in-time-correct training rows for a model, from the
+offline archive, as the Model Proxy would have served them.
 
 Each label row (context ids and a moment t) becomes the row the Model Proxy would have
-served at t: the unchanged ModelExecutor runs the model's graph, with the archive's
-rows and histories as of t in place of the online stores (vahini.offline.as_of), and
-with t as its clock, so TTLs and ages are measured from t. Chained lookups, sequences,
-transforms and defaults are the serving code itself: there is no second
-implementation to drift. DuckDB does the point-in-time joins
+served at t: each group's value as of t with TTLs and ages measured from t, chained
+lookups resolved as of t, sequences from the interactions before t, and the serving
+transforms and defaults. Two methods build it: "columnar" (vahini.offline.columnar, a
+chunk of label rows at once) and "replay" (vahini.offline.replay, the executor once
+per request: the reference). DuckDB does the point-in-time joins
 (vahini.offline.archive_reader).
 
-Label rows that share their context and moment are served as one request, as a ranker
-would have sent them. Rows are written in the labels' order, chunk by chunk, with every
-labels column carried through; a labels column named like a matrix column (an export
-used as labels) is replaced by the rebuilt one."""
+Rows are written in the labels' order, chunk by chunk, with every labels column
+carried through; a labels column named like a matrix column (an export used as
+labels) is replaced by the rebuilt one."""
 
 from __future__ import annotations
 
@@ -29,23 +28,19 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from vahini import wiring
-from vahini.errors import VahiniError
-from vahini.registry.model import KEY_SEPARATOR, ModelGraph, Registry
+from vahini.registry.model import ModelGraph, Registry
 from vahini.registry.publish import RegistryFollower
-from vahini.serving.model_proxy import FeatureMatrix, ModelExecutor, levels, plan_of
-from vahini.serving.retrieval import FeatureReader
 from vahini.settings import Settings
 from vahini.offline.archive_reader import ArchiveReader
 from vahini.offline.columnar import ColumnarBuilder
-from vahini.offline.as_of import AsOfFeatures, AsOfHistories, Moment, Unresolved
+from vahini.offline.errors import TrainingSetError
 from vahini.offline.labels import EVENT_TIME, check_context_ids, read_labels
+from vahini.offline.replay import ReplayBuilder
+
+__all__ = ["METHODS", "TrainingSetError", "TrainingStats", "build_training_set"]
 
 DAY_MS = 86_400_000
 METHODS = ("columnar", "replay")  # replay: the Model Proxy's executor per request, the reference
-
-
-class TrainingSetError(VahiniError):
-    """A training set that cannot be built as asked."""
 
 
 @dataclass
@@ -60,13 +55,6 @@ class TrainingStats:
         self.rows, self.requests, self.runs = self.rows + share.rows, self.requests + share.requests, \
             self.runs + share.runs
         self.columns = share.columns
-
-
-@dataclass
-class _Request:
-    context: dict[str, list[str]]
-    moment: int
-    rows: list[int]  # positions in the chunk
 
 
 def build_training_set(settings: Settings, model: str, labels: Path, out: Path, version: int = 0,
@@ -189,17 +177,11 @@ def _graph(registry: Registry, model: str, version: int) -> ModelGraph:
 
 
 class _Builder:
+    """Writes a training set chunk by chunk, whichever method builds the chunks."""
+
     def __init__(self, registry: Registry, graph: ModelGraph, reader: ArchiveReader, method: str):
-        self._graph, self._reader, self._registry = graph, reader, registry
         self._columnar = ColumnarBuilder(registry, graph, reader) if method == "columnar" else None
-        self._key_sources = plan_of(graph, registry).key_sources
-        self._first_level = levels(graph)[0]  # the lookups keyed by context and row ids alone
-        self._moment = Moment()
-        self._features, self._histories = AsOfFeatures(self._moment), AsOfHistories(self._moment)
-        feature_reader = FeatureReader(self._features, None, lambda: registry, lru=False)
-        self._executor = ModelExecutor(feature_reader, lambda: registry, self._histories)
-        # At worst a pass per lookup (a level's entities are read one after the other), and the clean run.
-        self._max_passes = len(graph.lookups) + 2
+        self._replay = ReplayBuilder(registry, graph, reader) if method == "replay" else None
         self.stats = TrainingStats()
 
     def write(self, table: pa.Table, moments: np.ndarray, out: Path, chunk_rows: int,
@@ -224,6 +206,8 @@ class _Builder:
                     writer.close()
         partial.rename(out)
         self.stats.rows = table.num_rows
+        if self._replay is not None:
+            self.stats.requests, self.stats.runs = self._replay.requests, self._replay.runs
         return self.stats
 
     def _chunks(self, table: pa.Table, moments: np.ndarray, chunk_rows: int,
@@ -233,9 +217,10 @@ class _Builder:
         starts = range(0, table.num_rows, chunk_rows)
         columnar = self._columnar
         if columnar is None:
+            assert self._replay is not None
             for start in starts:
                 labels, at = table.slice(start, chunk_rows), moments[start:start + chunk_rows]
-                yield self._with_matrix(labels, at, *self._replayed(labels, at, advance))
+                yield self._with_matrix(labels, at, *self._replay.matrix(labels, at, advance))
             return
         with ThreadPoolExecutor(1, thread_name_prefix="training-set-reader") as reading:
             ahead = reading.submit(columnar.read_ahead, table.slice(0, chunk_rows), moments[:chunk_rows])
@@ -256,93 +241,7 @@ class _Builder:
                  for j, (name, dtype) in enumerate(zip(columns, dtypes))}
         return _with_columns(labels, moments, built)
 
-    def _replayed(self, labels: pa.Table, moments: np.ndarray, advance: Callable[[int], object]
-                  ) -> tuple[list[str], list[str], np.ndarray]:
-        matrices = self._serve(self._requests(labels, moments), advance)
-        columns = matrices[0][1].columns if matrices else []
-        dtypes = matrices[0][1].dtypes if matrices else []
-        values = np.zeros((labels.num_rows, len(columns)), np.float32)
-        for request, matrix in matrices:
-            values[request.rows] = matrix.values
-        return columns, dtypes, values
 
-    def _requests(self, labels: pa.Table, moments: np.ndarray) -> list[_Request]:
-        """Label rows sharing their context and moment, as one request each."""
-        graph = self._graph
-        others = [c for c in graph.context if c != graph.rows]
-        other_ids = [labels[c].to_pylist() for c in others]
-        grouped: dict[tuple, _Request] = {}
-        for i, moment in enumerate(moments.tolist()):
-            ids = tuple(column[i] for column in other_ids)
-            request = grouped.get((ids, moment))
-            if request is None:
-                context = {c: v.split(",") for c, v in zip(others, ids)}
-                request = grouped[(ids, moment)] = _Request(context, moment, [])
-            request.rows.append(i)
-        row_ids = labels[graph.rows].to_pylist()
-        for request in grouped.values():
-            request.context[graph.rows] = [row_ids[i] for i in request.rows]
-        self.stats.requests += len(grouped)
-        return list(grouped.values())
-
-    def _serve(self, requests: list[_Request], advance: Callable[[int], object]
-               ) -> list[tuple[_Request, FeatureMatrix]]:
-        """Run every request until it asks for nothing unresolved; resolve between passes."""
-        done: list[tuple[_Request, FeatureMatrix]] = []
-        pending = requests
-        self._prefetch(requests)
-        for _ in range(self._max_passes):
-            again = []
-            for request in pending:
-                self._moment.t_ms, self._moment.missed = request.moment, False
-                self.stats.runs += 1
-                try:
-                    matrix = self._executor.run(self._graph.name, request.context, self._graph.version,
-                                                as_of_ms=request.moment)
-                except Unresolved:
-                    again.append(request)
-                    continue
-                if self._moment.missed:  # a history not resolved yet
-                    again.append(request)
-                else:
-                    done.append((request, matrix))
-                    advance(len(request.rows))
-            if not again:
-                break
-            self._resolve()
-            pending = again
-        else:
-            raise TrainingSetError(f"requests still asked for unresolved rows after {self._max_passes} passes")
-        self._features.resolved.clear()
-        self._histories.resolved.clear()
-        return done
-
-    def _prefetch(self, requests: list[_Request]) -> None:
-        """What the first pass would miss, resolved before it: the lookups keyed by context
-        ids and row ids alone, and the sequences' histories. This only saves a pass: a key
-        worked out differently here than by the executor is a miss, resolved in the next."""
-        graph, features, histories = self._graph, self._features, self._histories
-        for request in requests:
-            for lookup in self._first_level:
-                entity = self._registry.groups[lookup.group].entity
-                parts = [request.context[graph.rows] if source == "row" else
-                         [request.context[source[len("context."):]][0]] * len(request.rows)
-                         for source in self._key_sources[lookup.name]]
-                features.misses.update((entity, KEY_SEPARATOR.join(combo), lookup.group, request.moment)
-                                       for combo in zip(*parts))
-            wanted: dict[tuple[str, str], int] = {}
-            for sequence in graph.sequences:
-                key = (request.context[sequence.user.partition(".")[2]][0], sequence.type)
-                wanted[key] = max(wanted.get(key, 0), sequence.length)
-            histories.misses.update((user, type_, request.moment, n) for (user, type_), n in wanted.items())
-        self._resolve()
-
-    def _resolve(self) -> None:
-        features, histories = self._features, self._histories
-        features.resolved.update(self._reader.rows_as_of(features.misses))
-        histories.resolved.update(self._reader.histories_as_of(histories.misses))
-        features.misses.clear()
-        histories.misses.clear()
 
 
 def _with_columns(labels: pa.Table, moments: np.ndarray, built: dict[str, np.ndarray]) -> pa.Table:
