@@ -38,7 +38,8 @@ CALLS = Counter("vahini_grpc_calls_by_caller_total", "gRPC calls by caller, meth
                 ["caller", "method", "outcome"])
 RELOAD_FAILURES = Counter("vahini_auth_reload_failures_total", "Tokens-file versions rejected (the last good one "
                           "stays in force)")
-METHODS = ("FeatureService.Retrieve", "FeatureService.Persist", "InteractionService.GetInteractions",
+METHODS = ("FeatureService.Retrieve", "FeatureService.Persist", "FeatureService.Search",
+           "InteractionService.GetInteractions",
            "ModelProxy.GetFeatures", "ServerReflection.ServerReflectionInfo")
 OPEN_SERVICES = ("grpc.health.v1.Health",)
 REFLECTION_SERVICES = ("grpc.reflection.v1alpha.ServerReflection", "grpc.reflection.v1.ServerReflection")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import grpc
+import numpy as np
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
@@ -22,6 +23,7 @@ from vahini.codecs import loops
 from vahini.errors import BadSettings, InvalidEvent
 from vahini.feature_cache import FeatureCache
 from vahini.feature_rows import newest_per_key, row_of, unexpired
+from vahini.indexed_store import IndexedFeatureStore
 from vahini.logs import get_logger
 from vahini.runtime import pin_to_cpus, tune_gc_for_throughput
 from vahini.ports.feature_store import FeatureStore
@@ -44,6 +46,7 @@ from vahini.serving.scoring import Scorer
 from vahini.serving.auth import CallerAuth, CallerTable
 from vahini.serving.tls import server_credentials
 from vahini.serving.retrieval import FeatureReader
+from vahini.serving.search import InvalidSearch, VectorSearch
 
 log = get_logger(__name__)
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["FeatureService"].full_name
@@ -52,7 +55,8 @@ INVALID = grpc.StatusCode.INVALID_ARGUMENT
 
 class FeatureServicer(pb_grpc.FeatureServiceServicer):
     def __init__(self, reader: FeatureReader, store: FeatureStore, cache: FeatureCache,
-                 registry: Callable[[], Registry], settings: Settings):
+                 registry: Callable[[], Registry], settings: Settings, search: VectorSearch | None = None):
+        self._search = search
         self._reader = reader
         self._store = store
         self._cache = cache
@@ -85,6 +89,23 @@ class FeatureServicer(pb_grpc.FeatureServiceServicer):
         for i, g in enumerate(request.groups):
             if not g.group:
                 raise BadRequest(INVALID, f"groups[{i}].group: required")
+
+    def Search(self, request: pb.SearchRequest, context) -> pb.SearchResponse:
+        if self._search is None:
+            raise BadRequest(grpc.StatusCode.UNIMPLEMENTED, "this server was built without vector search")
+        if not request.index:
+            raise BadRequest(INVALID, "index: required")
+        filters = {name: _filter_value(name, value) for name, value in request.filters.items()}
+        vector = np.asarray(request.vector, dtype=np.float32) if request.vector else None
+        registry = self._registry()
+        try:
+            hits = self._search.search(request.index, request.k, filters, vector, request.key,
+                                       timeout_s=time_left(context), registry=registry)
+        except InvalidSearch as exc:
+            raise BadRequest(INVALID, str(exc)) from None
+        time_left(context)
+        return pb.SearchResponse(keys=[h.key for h in hits], scores=[h.score for h in hits],
+                                 metric=registry.indexes[request.index].metric)
 
     def Persist(self, request: pb.PersistRequest, context) -> pb.PersistResponse:
         if not request.updates:
@@ -120,11 +141,18 @@ class RunningServer:
         self.close_backends()
 
 
+def _filter_value(name: str, value: pb.Value):
+    kind = value.WhichOneof("kind")
+    if kind not in ("int_value", "bool_value", "string_value"):
+        raise BadRequest(INVALID, f"filters[{name}]: a filter equals a bool, an int or a string, not {kind}")
+    return getattr(value, kind)
+
+
 @dataclass
 class ReadSide:
     """What the servicers read through, wired from settings; `close` closes its clients."""
 
-    store: FeatureStore
+    store: IndexedFeatureStore
     cache: FeatureCache
     registry: Callable[[], Registry]
     reader: FeatureReader
@@ -134,16 +162,19 @@ class ReadSide:
 
     feature_log: FeatureLogger
 
+    def search(self, settings: Settings) -> VectorSearch:
+        return VectorSearch(self.store, self.reader, self.registry, settings.vectors.max_k)
+
     def model_proxy(self, settings: Settings) -> ModelProxyServicer:
         return ModelProxyServicer(ModelExecutor(self.reader, self.registry, self.histories, self.scorer),
                                   settings.serving.max_keys_per_request, self.feature_log)
 
 
 def open_read_side(settings: Settings) -> ReadSide:
-    store = wiring.feature_store(settings)
-    cache = wiring.feature_cache(settings, store)
     follower = RegistryFollower(wiring.config_store(settings))
     registry = lambda: follower.current  # noqa: E731
+    store = IndexedFeatureStore(wiring.feature_store(settings), lambda: wiring.vector_index(settings), registry)
+    cache = wiring.feature_cache(settings, store)
     histories = InteractionReader(wiring.interaction_hot_tier(settings, timeout_s=settings.cache.timeout_ms / 1000),
                                   wiring.cold_interactions(settings), settings)
     scorer = Scorer(settings.serving.model_endpoints)
@@ -174,7 +205,7 @@ def start_server(settings: Settings, port: int | None = None) -> RunningServer:
         close_backends()
         raise
     pb_grpc.add_FeatureServiceServicer_to_server(
-        FeatureServicer(side.reader, side.store, side.cache, side.registry, settings), server)
+        FeatureServicer(side.reader, side.store, side.cache, side.registry, settings, side.search(settings)), server)
     ipb_grpc.add_InteractionServiceServicer_to_server(InteractionServicer(side.histories), server)
     mpb_grpc.add_ModelProxyServicer_to_server(side.model_proxy(settings), server)
     health_servicer = _add_health_and_reflection(server)

@@ -16,6 +16,7 @@ from vahini.errors import VahiniError
 from vahini.logs import get_logger
 from vahini.runtime import tune_gc_for_throughput
 from vahini.ports.event_log import EventLog, TopicPartition
+from vahini.indexed_store import IndexedFeatureStore
 from vahini.ports.feature_store import FeatureStore
 from vahini.feature_cache import FeatureCache
 from vahini.registry.publish import RegistryFollower
@@ -41,9 +42,10 @@ class Backends:
 
     @classmethod
     def open(cls, settings: Settings) -> "Backends":
-        store = wiring.feature_store(settings)
-        return cls(wiring.event_log(settings), store, wiring.feature_cache(settings, store),
-                   RegistryFollower(wiring.config_store(settings)))
+        follower = RegistryFollower(wiring.config_store(settings))
+        store = IndexedFeatureStore(wiring.feature_store(settings), lambda: wiring.vector_index(settings),
+                                    lambda: follower.current)
+        return cls(wiring.event_log(settings), store, wiring.feature_cache(settings, store), follower)
 
     def close(self) -> None:
         self.registry.close()

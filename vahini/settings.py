@@ -120,6 +120,19 @@ class ArchiveSettings(_Section):
     batch_size: int = Field(10_000, ge=1, description="Records per poll")
 
 
+class VectorSettings(_Section):
+    """Vector indexes (registry `indexes:`; docs/vector-search.md)."""
+
+    store: str | None = Field(None, description="Where index cells live; default: the feature store's engine "
+                              "(on SQLite, vectors.db beside its file)")
+    connectivity: int = Field(32, ge=2, le=256, description="Embedded (usearch HNSW): links per node")
+    expansion_add: int = Field(200, ge=1, description="Embedded: candidates weighed when a vector is added")
+    expansion_search: int = Field(256, ge=1, description="Embedded: candidates weighed per search; higher finds "
+                                  "more of the true nearest at more CPU (docs/design-vector-search.md)")
+    max_k: int = Field(1000, ge=1, le=1000, description="Largest k a search may ask for (Cassandra's own limit "
+                       "is 1000)")
+
+
 class InteractionSettings(_Section):
     """The interaction store: cold tier, session-driven hot tier, and its worker."""
 
@@ -282,6 +295,7 @@ class Settings(BaseSettings):
     cache: CacheSettings = CacheSettings()
     interactions: InteractionSettings = InteractionSettings()
     archive: ArchiveSettings = ArchiveSettings()
+    vectors: VectorSettings = VectorSettings()
     redis: RedisSettings = RedisSettings()
     zookeeper: ZooKeeperSettings = ZooKeeperSettings()
 

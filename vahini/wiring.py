@@ -13,6 +13,7 @@ from vahini.ports.config_store import ConfigStore
 from vahini.ports.event_log import EventLog
 from vahini.ports.feature_store import FeatureStore
 from vahini.ports.hot_tier import HotTier
+from vahini.ports.vector_index import VectorIndexStore
 from vahini.logs import get_logger
 from vahini.settings import Settings, secret_value
 
@@ -197,6 +198,23 @@ def cold_interactions(settings: Settings):
     c = settings.cassandra
     return CassandraColdInteractions(_cassandra(settings, url, [TABLE]), s.retention_days * 86_400, s.bucket_days,
                                      batch_rows=c.batch_rows, batch_bytes=c.batch_bytes)
+
+
+def vector_index(settings: Settings) -> VectorIndexStore:
+    """The vector indexes' cells and search, by default on the feature store's engine."""
+    use_fast_paths(settings)
+    v = settings.vectors
+    url = v.store or settings.feature_store
+    if _scheme(url, "vectors.store", ("sqlite", "cassandra", "scylla")) == "sqlite":
+        from pathlib import Path
+
+        from vahini.adapters.sqlite_usearch_index import SqliteUsearchIndex, UsearchOptions
+
+        path = _sqlite_path(url) if v.store else str(Path(_sqlite_path(url)).with_name("vectors.db"))
+        return SqliteUsearchIndex(path, UsearchOptions(v.connectivity, v.expansion_add, v.expansion_search))
+    from vahini.adapters.cassandra_vector_index import CassandraVectorIndex
+
+    return CassandraVectorIndex(_cassandra(settings, url, []))
 
 
 def archive(settings: Settings):

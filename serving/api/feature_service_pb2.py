@@ -24,47 +24,55 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x66\x65\x61ture_service.proto\x12\tvahini.v1\"0\n\rGroupSelector\x12\r\n\x05group\x18\x01 \x01(\t\x12\x10\n\x08\x66\x65\x61tures\x18\x02 \x03(\t\"Y\n\x0fRetrieveRequest\x12\x0e\n\x06\x65ntity\x18\x01 \x01(\t\x12\x0c\n\x04keys\x18\x02 \x03(\t\x12(\n\x06groups\x18\x03 \x03(\x0b\x32\x18.vahini.v1.GroupSelector\"4\n\x06Tensor\x12\r\n\x05\x64type\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"\x1e\n\x0cStringColumn\x12\x0e\n\x06values\x18\x01 \x03(\t\"\x96\x01\n\rFeatureColumn\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\x0c\x12#\n\x06tensor\x18\x04 \x01(\x0b\x32\x11.vahini.v1.TensorH\x00\x12*\n\x07strings\x18\x05 \x01(\x0b\x32\x17.vahini.v1.StringColumnH\x00\x42\x08\n\x06values\"\x8a\x01\n\x0bGroupValues\x12\r\n\x05group\x18\x01 \x01(\t\x12\x16\n\x0eschema_version\x18\x02 \x01(\x05\x12*\n\x08\x66\x65\x61tures\x18\x03 \x03(\x0b\x32\x18.vahini.v1.FeatureColumn\x12(\n\revent_time_ms\x18\x04 \x01(\x0b\x32\x11.vahini.v1.Tensor\"H\n\x10RetrieveResponse\x12\x0c\n\x04keys\x18\x01 \x03(\t\x12&\n\x06groups\x18\x02 \x03(\x0b\x32\x16.vahini.v1.GroupValues\"\x1d\n\x0b\x46loatVector\x12\x0e\n\x06values\x18\x01 \x03(\x02\"\x99\x01\n\x05Value\x12\x13\n\tint_value\x18\x01 \x01(\x03H\x00\x12\x15\n\x0b\x66loat_value\x18\x02 \x01(\x01H\x00\x12\x14\n\nbool_value\x18\x03 \x01(\x08H\x00\x12\x16\n\x0cstring_value\x18\x04 \x01(\tH\x00\x12.\n\x0cvector_value\x18\x05 \x01(\x0b\x32\x16.vahini.v1.FloatVectorH\x00\x42\x06\n\x04kind\"\xb0\x02\n\rFeatureUpdate\x12\x0e\n\x06\x65ntity\x18\x01 \x01(\t\x12\x30\n\x04keys\x18\x02 \x03(\x0b\x32\".vahini.v1.FeatureUpdate.KeysEntry\x12\r\n\x05group\x18\x03 \x01(\t\x12\x34\n\x06values\x18\x04 \x03(\x0b\x32$.vahini.v1.FeatureUpdate.ValuesEntry\x12\x15\n\revent_time_ms\x18\x05 \x01(\x03\x12\x13\n\x0bproducer_id\x18\x06 \x01(\t\x1a+\n\tKeysEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a?\n\x0bValuesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x1f\n\x05value\x18\x02 \x01(\x0b\x32\x10.vahini.v1.Value:\x02\x38\x01\";\n\x0ePersistRequest\x12)\n\x07updates\x18\x01 \x03(\x0b\x32\x18.vahini.v1.FeatureUpdate\"\'\n\x0fPersistResponse\x12\x14\n\x0crows_written\x18\x01 \x01(\x05*D\n\x0bValueStatus\x12\x0b\n\x07PRESENT\x10\x00\x12\x0b\n\x07MISSING\x10\x01\x12\x0b\n\x07\x45XPIRED\x10\x02\x12\x0e\n\nUNREADABLE\x10\x03\x32\x97\x01\n\x0e\x46\x65\x61tureService\x12\x43\n\x08Retrieve\x12\x1a.vahini.v1.RetrieveRequest\x1a\x1b.vahini.v1.RetrieveResponse\x12@\n\x07Persist\x12\x19.vahini.v1.PersistRequest\x1a\x1a.vahini.v1.PersistResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x66\x65\x61ture_service.proto\x12\tvahini.v1\"\xc0\x01\n\rSearchRequest\x12\r\n\x05index\x18\x01 \x01(\t\x12\x0e\n\x06vector\x18\x02 \x03(\x02\x12\x0b\n\x03key\x18\x03 \x01(\t\x12\t\n\x01k\x18\x04 \x01(\x05\x12\x36\n\x07\x66ilters\x18\x05 \x03(\x0b\x32%.vahini.v1.SearchRequest.FiltersEntry\x1a@\n\x0c\x46iltersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x1f\n\x05value\x18\x02 \x01(\x0b\x32\x10.vahini.v1.Value:\x02\x38\x01\">\n\x0eSearchResponse\x12\x0c\n\x04keys\x18\x01 \x03(\t\x12\x0e\n\x06scores\x18\x02 \x03(\x01\x12\x0e\n\x06metric\x18\x03 \x01(\t\"0\n\rGroupSelector\x12\r\n\x05group\x18\x01 \x01(\t\x12\x10\n\x08\x66\x65\x61tures\x18\x02 \x03(\t\"Y\n\x0fRetrieveRequest\x12\x0e\n\x06\x65ntity\x18\x01 \x01(\t\x12\x0c\n\x04keys\x18\x02 \x03(\t\x12(\n\x06groups\x18\x03 \x03(\x0b\x32\x18.vahini.v1.GroupSelector\"4\n\x06Tensor\x12\r\n\x05\x64type\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"\x1e\n\x0cStringColumn\x12\x0e\n\x06values\x18\x01 \x03(\t\"\x96\x01\n\rFeatureColumn\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\x0c\x12#\n\x06tensor\x18\x04 \x01(\x0b\x32\x11.vahini.v1.TensorH\x00\x12*\n\x07strings\x18\x05 \x01(\x0b\x32\x17.vahini.v1.StringColumnH\x00\x42\x08\n\x06values\"\x8a\x01\n\x0bGroupValues\x12\r\n\x05group\x18\x01 \x01(\t\x12\x16\n\x0eschema_version\x18\x02 \x01(\x05\x12*\n\x08\x66\x65\x61tures\x18\x03 \x03(\x0b\x32\x18.vahini.v1.FeatureColumn\x12(\n\revent_time_ms\x18\x04 \x01(\x0b\x32\x11.vahini.v1.Tensor\"H\n\x10RetrieveResponse\x12\x0c\n\x04keys\x18\x01 \x03(\t\x12&\n\x06groups\x18\x02 \x03(\x0b\x32\x16.vahini.v1.GroupValues\"\x1d\n\x0b\x46loatVector\x12\x0e\n\x06values\x18\x01 \x03(\x02\"\x99\x01\n\x05Value\x12\x13\n\tint_value\x18\x01 \x01(\x03H\x00\x12\x15\n\x0b\x66loat_value\x18\x02 \x01(\x01H\x00\x12\x14\n\nbool_value\x18\x03 \x01(\x08H\x00\x12\x16\n\x0cstring_value\x18\x04 \x01(\tH\x00\x12.\n\x0cvector_value\x18\x05 \x01(\x0b\x32\x16.vahini.v1.FloatVectorH\x00\x42\x06\n\x04kind\"\xb0\x02\n\rFeatureUpdate\x12\x0e\n\x06\x65ntity\x18\x01 \x01(\t\x12\x30\n\x04keys\x18\x02 \x03(\x0b\x32\".vahini.v1.FeatureUpdate.KeysEntry\x12\r\n\x05group\x18\x03 \x01(\t\x12\x34\n\x06values\x18\x04 \x03(\x0b\x32$.vahini.v1.FeatureUpdate.ValuesEntry\x12\x15\n\revent_time_ms\x18\x05 \x01(\x03\x12\x13\n\x0bproducer_id\x18\x06 \x01(\t\x1a+\n\tKeysEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a?\n\x0bValuesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x1f\n\x05value\x18\x02 \x01(\x0b\x32\x10.vahini.v1.Value:\x02\x38\x01\";\n\x0ePersistRequest\x12)\n\x07updates\x18\x01 \x03(\x0b\x32\x18.vahini.v1.FeatureUpdate\"\'\n\x0fPersistResponse\x12\x14\n\x0crows_written\x18\x01 \x01(\x05*D\n\x0bValueStatus\x12\x0b\n\x07PRESENT\x10\x00\x12\x0b\n\x07MISSING\x10\x01\x12\x0b\n\x07\x45XPIRED\x10\x02\x12\x0e\n\nUNREADABLE\x10\x03\x32\xd6\x01\n\x0e\x46\x65\x61tureService\x12\x43\n\x08Retrieve\x12\x1a.vahini.v1.RetrieveRequest\x1a\x1b.vahini.v1.RetrieveResponse\x12@\n\x07Persist\x12\x19.vahini.v1.PersistRequest\x1a\x1a.vahini.v1.PersistResponse\x12=\n\x06Search\x12\x18.vahini.v1.SearchRequest\x1a\x19.vahini.v1.SearchResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'feature_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_SEARCHREQUEST_FILTERSENTRY']._loaded_options = None
+  _globals['_SEARCHREQUEST_FILTERSENTRY']._serialized_options = b'8\001'
   _globals['_FEATUREUPDATE_KEYSENTRY']._loaded_options = None
   _globals['_FEATUREUPDATE_KEYSENTRY']._serialized_options = b'8\001'
   _globals['_FEATUREUPDATE_VALUESENTRY']._loaded_options = None
   _globals['_FEATUREUPDATE_VALUESENTRY']._serialized_options = b'8\001'
-  _globals['_VALUESTATUS']._serialized_start=1227
-  _globals['_VALUESTATUS']._serialized_end=1295
-  _globals['_GROUPSELECTOR']._serialized_start=36
-  _globals['_GROUPSELECTOR']._serialized_end=84
-  _globals['_RETRIEVEREQUEST']._serialized_start=86
-  _globals['_RETRIEVEREQUEST']._serialized_end=175
-  _globals['_TENSOR']._serialized_start=177
-  _globals['_TENSOR']._serialized_end=229
-  _globals['_STRINGCOLUMN']._serialized_start=231
-  _globals['_STRINGCOLUMN']._serialized_end=261
-  _globals['_FEATURECOLUMN']._serialized_start=264
-  _globals['_FEATURECOLUMN']._serialized_end=414
-  _globals['_GROUPVALUES']._serialized_start=417
-  _globals['_GROUPVALUES']._serialized_end=555
-  _globals['_RETRIEVERESPONSE']._serialized_start=557
-  _globals['_RETRIEVERESPONSE']._serialized_end=629
-  _globals['_FLOATVECTOR']._serialized_start=631
-  _globals['_FLOATVECTOR']._serialized_end=660
-  _globals['_VALUE']._serialized_start=663
-  _globals['_VALUE']._serialized_end=816
-  _globals['_FEATUREUPDATE']._serialized_start=819
-  _globals['_FEATUREUPDATE']._serialized_end=1123
-  _globals['_FEATUREUPDATE_KEYSENTRY']._serialized_start=1015
-  _globals['_FEATUREUPDATE_KEYSENTRY']._serialized_end=1058
-  _globals['_FEATUREUPDATE_VALUESENTRY']._serialized_start=1060
-  _globals['_FEATUREUPDATE_VALUESENTRY']._serialized_end=1123
-  _globals['_PERSISTREQUEST']._serialized_start=1125
-  _globals['_PERSISTREQUEST']._serialized_end=1184
-  _globals['_PERSISTRESPONSE']._serialized_start=1186
-  _globals['_PERSISTRESPONSE']._serialized_end=1225
-  _globals['_FEATURESERVICE']._serialized_start=1298
-  _globals['_FEATURESERVICE']._serialized_end=1449
+  _globals['_VALUESTATUS']._serialized_start=1486
+  _globals['_VALUESTATUS']._serialized_end=1554
+  _globals['_SEARCHREQUEST']._serialized_start=37
+  _globals['_SEARCHREQUEST']._serialized_end=229
+  _globals['_SEARCHREQUEST_FILTERSENTRY']._serialized_start=165
+  _globals['_SEARCHREQUEST_FILTERSENTRY']._serialized_end=229
+  _globals['_SEARCHRESPONSE']._serialized_start=231
+  _globals['_SEARCHRESPONSE']._serialized_end=293
+  _globals['_GROUPSELECTOR']._serialized_start=295
+  _globals['_GROUPSELECTOR']._serialized_end=343
+  _globals['_RETRIEVEREQUEST']._serialized_start=345
+  _globals['_RETRIEVEREQUEST']._serialized_end=434
+  _globals['_TENSOR']._serialized_start=436
+  _globals['_TENSOR']._serialized_end=488
+  _globals['_STRINGCOLUMN']._serialized_start=490
+  _globals['_STRINGCOLUMN']._serialized_end=520
+  _globals['_FEATURECOLUMN']._serialized_start=523
+  _globals['_FEATURECOLUMN']._serialized_end=673
+  _globals['_GROUPVALUES']._serialized_start=676
+  _globals['_GROUPVALUES']._serialized_end=814
+  _globals['_RETRIEVERESPONSE']._serialized_start=816
+  _globals['_RETRIEVERESPONSE']._serialized_end=888
+  _globals['_FLOATVECTOR']._serialized_start=890
+  _globals['_FLOATVECTOR']._serialized_end=919
+  _globals['_VALUE']._serialized_start=922
+  _globals['_VALUE']._serialized_end=1075
+  _globals['_FEATUREUPDATE']._serialized_start=1078
+  _globals['_FEATUREUPDATE']._serialized_end=1382
+  _globals['_FEATUREUPDATE_KEYSENTRY']._serialized_start=1274
+  _globals['_FEATUREUPDATE_KEYSENTRY']._serialized_end=1317
+  _globals['_FEATUREUPDATE_VALUESENTRY']._serialized_start=1319
+  _globals['_FEATUREUPDATE_VALUESENTRY']._serialized_end=1382
+  _globals['_PERSISTREQUEST']._serialized_start=1384
+  _globals['_PERSISTREQUEST']._serialized_end=1443
+  _globals['_PERSISTRESPONSE']._serialized_start=1445
+  _globals['_PERSISTRESPONSE']._serialized_end=1484
+  _globals['_FEATURESERVICE']._serialized_start=1557
+  _globals['_FEATURESERVICE']._serialized_end=1771
 # @@protoc_insertion_point(module_scope)

@@ -18,6 +18,37 @@ MISSING: ValueStatus
 EXPIRED: ValueStatus
 UNREADABLE: ValueStatus
 
+class SearchRequest(_message.Message):
+    __slots__ = ("index", "vector", "key", "k", "filters")
+    class FiltersEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: Value
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[Value, _Mapping]] = ...) -> None: ...
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    VECTOR_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    K_FIELD_NUMBER: _ClassVar[int]
+    FILTERS_FIELD_NUMBER: _ClassVar[int]
+    index: str
+    vector: _containers.RepeatedScalarFieldContainer[float]
+    key: str
+    k: int
+    filters: _containers.MessageMap[str, Value]
+    def __init__(self, index: _Optional[str] = ..., vector: _Optional[_Iterable[float]] = ..., key: _Optional[str] = ..., k: _Optional[int] = ..., filters: _Optional[_Mapping[str, Value]] = ...) -> None: ...
+
+class SearchResponse(_message.Message):
+    __slots__ = ("keys", "scores", "metric")
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    SCORES_FIELD_NUMBER: _ClassVar[int]
+    METRIC_FIELD_NUMBER: _ClassVar[int]
+    keys: _containers.RepeatedScalarFieldContainer[str]
+    scores: _containers.RepeatedScalarFieldContainer[float]
+    metric: str
+    def __init__(self, keys: _Optional[_Iterable[str]] = ..., scores: _Optional[_Iterable[float]] = ..., metric: _Optional[str] = ...) -> None: ...
+
 class GroupSelector(_message.Message):
     __slots__ = ("group", "features")
     GROUP_FIELD_NUMBER: _ClassVar[int]

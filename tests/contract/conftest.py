@@ -87,3 +87,15 @@ def interaction_hot_tier(request, tmp_path, unique, fast):
     tier = wiring.interaction_hot_tier(_interaction_settings(request, tmp_path, unique, request.param, fast))
     yield tier
     tier.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("cassandra", marks=real)])
+def vector_index(request, tmp_path):
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/vectors.db"
+    else:
+        endpoint, keyspace = request.getfixturevalue("cassandra_endpoint"), request.getfixturevalue("cassandra_keyspace")
+        url = f"cassandra://{endpoint}/{keyspace}"
+    index = wiring.vector_index(Settings(feature_store=url))
+    yield index
+    index.close()

@@ -207,11 +207,19 @@ class CassandraSession:
         factors = ", ".join(f"'{dc}': {self.options.replication_factor}" for dc in centres)
         return f"{{'class': 'NetworkTopologyStrategy', {factors}}}"
 
-    def _apply_schema(self, tables: Sequence[str]) -> None:
+    def _ddl_host(self):
         # Every DDL goes through one coordinator, the lowest live address: IF NOT EXISTS
         # then sees a racing process's table, instead of two nodes each creating one.
-        ddl_host = min((h for h in self.cluster.metadata.all_hosts() if h.is_up), key=lambda h: h.address,
-                       default=None)
+        return min((h for h in self.cluster.metadata.all_hosts() if h.is_up), key=lambda h: h.address, default=None)
+
+    def ddl(self, statement: str) -> None:
+        """Run one schema statement (`{ks}`: the keyspace) through the DDL coordinator and
+        wait for the nodes to agree on it."""
+        self.session.execute(statement.format(ks=self.keyspace), host=self._ddl_host())
+        self.cluster.refresh_schema_metadata(max_schema_agreement_wait=self.options.schema_timeout_s)
+
+    def _apply_schema(self, tables: Sequence[str]) -> None:
+        ddl_host = self._ddl_host()
         # Only when missing: with authorization on, CREATE KEYSPACE needs rights on every
         # keyspace, even with IF NOT EXISTS, and an operator may have made it already.
         if self.keyspace not in self.cluster.metadata.keyspaces:
@@ -250,17 +258,19 @@ class CassandraSession:
         statement.is_idempotent = idempotent
         return statement
 
-    def run(self, statements_and_params: list, timeout_s: float | None, hedged: bool = False) -> list:
-        """Run statements with at most `concurrency` in flight, each bounded by what is
-        left of `timeout_s`; driver failures become StoreUnavailable or DeadlineExceeded.
-        `hedged`: idempotent reads, sent again to another replica when one is slow."""
+    def run(self, statements_and_params: list, timeout_s: float | None, hedged: bool = False,
+            concurrency: int | None = None) -> list:
+        """Run statements with at most `concurrency` (default: the options') in flight, each
+        bounded by what is left of `timeout_s`; driver failures become StoreUnavailable or
+        DeadlineExceeded. `hedged`: idempotent reads, sent again to another replica when one is slow."""
+        limit = concurrency or self.options.concurrency
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         profile = HEDGED_READS if hedged and self.read_latency is not None else EXEC_PROFILE_DEFAULT
         in_flight: deque = deque()
         results: list = []
         try:
             for statement, params in statements_and_params:
-                if len(in_flight) >= self.options.concurrency:
+                if len(in_flight) >= limit:
                     results.append(in_flight.popleft().result())
                 future = self.session.execute_async(statement, params, timeout=self._timeout(deadline),
                                                     execution_profile=profile)

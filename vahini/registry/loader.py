@@ -13,15 +13,16 @@ from typing import Any, Callable, cast
 from vahini.errors import ConfigError
 from vahini.registry.model import (
     FEATURE_TYPES, INTERACTION_ENTITY_KEYS, KEY_SEPARATOR, CachePolicy, Entity, Feature, FeatureGroup,
-    ModelGraph, Registry, window_of,
+    ModelGraph, Registry, VectorIndex, window_of,
 )
+from vahini.registry.indexes import index_problems, parse_index
 from vahini.registry.graphs import graph_problems, parse_model
 from vahini.registry.checks import NAME, at, fields, name_of, positive_int, Problems, Where
 from vahini.registry.yaml_lines import LocatedList, LocatedMap, load_located
 
 INT_RANGES = {"int": (-(2**63), 2**63 - 1), "int32": (-(2**31), 2**31 - 1)}
 FLOAT32_MAX = 3.4028234663852886e38
-SECTIONS = ("entities", "feature_groups", "models")
+SECTIONS = ("entities", "feature_groups", "models", "indexes")
 
 
 class _Builder:
@@ -33,6 +34,7 @@ class _Builder:
         self.groups: dict[str, tuple[FeatureGroup, Where]] = {}
         self.feature_lines: dict[tuple[str, str], Where] = {}
         self.models: dict[str, tuple[ModelGraph, Where, LocatedMap]] = {}
+        self.indexes: dict[str, tuple[VectorIndex, Where, LocatedMap]] = {}
 
     # -- files -----------------------------------------------------------------
     def add_file(self, path: Path) -> None:
@@ -45,6 +47,7 @@ class _Builder:
             return
         handlers: dict[str, Callable[[str, Any], None]] = {
             "entities": self._entity, "feature_groups": self._group, "models": self._model,
+            "indexes": self._index,
         }
         for section, items in doc.items():
             if section not in handlers:
@@ -186,6 +189,12 @@ class _Builder:
         if graph is not None and self._unique(self.models, graph.name, at(file, node), "model"):
             self.models[graph.name] = (graph, at(file, node), node)
 
+    # -- indexes -------------------------------------------------------------------
+    def _index(self, file: str, node: Any) -> None:
+        index = parse_index(self.problems, file, node)
+        if index is not None and self._unique(self.indexes, index.name, at(file, node), "index"):
+            self.indexes[index.name] = (index, at(file, node), node)
+
     # -- cross references -----------------------------------------------------------
     def check_references(self) -> None:
         for group, where in self.groups.values():
@@ -197,6 +206,10 @@ class _Builder:
                                          f"{list(self.entities[group.entity][0].keys)}")
         for graph, where, node in self.models.values():
             self._check_graph(graph, where.file, node)
+        groups = {n: g for n, (g, _) in self.groups.items()}
+        for index, where, node in self.indexes.values():
+            for key, message in index_problems(index, groups):
+                self.problems.add(at(where.file, node, key), message)
 
     def _check_graph(self, graph: ModelGraph, file: str, node: LocatedMap) -> None:
         groups = {n: g for n, (g, _) in self.groups.items()}
@@ -209,6 +222,7 @@ class _Builder:
             entities={n: e for n, (e, _) in self.entities.items()},
             groups={n: g for n, (g, _) in self.groups.items()},
             models={n: m for n, (m, _, _) in self.models.items()},
+            indexes={n: i for n, (i, _, _) in self.indexes.items()},
         )
 
 

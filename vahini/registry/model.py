@@ -223,6 +223,30 @@ def _from_dict(kind, d: dict):
     return kind(**d)
 
 
+INDEX_METRICS = ("cosine", "dot", "l2")
+FILTER_TYPES = ("bool", "int", "int32", "string")
+
+
+@dataclass(frozen=True)
+class VectorIndex:
+    """A similarity index over one vector feature of a group, kept by ingestion.
+    `filters` are `<group>.<feature>` scalars of the same entity that a search may
+    require to equal a value (`in_stock = true`)."""
+
+    name: str
+    group: str
+    feature: str
+    metric: str = "cosine"
+    filters: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "filters", tuple(self.filters))
+
+    def filter_name(self, source: str) -> str:
+        """How a search names a filter: its feature, `in_stock` for `product_core.in_stock`."""
+        return source.split(".", 1)[1]
+
+
 @dataclass(frozen=True)
 class Registry:
     entities: dict[str, Entity]
@@ -234,6 +258,7 @@ class Registry:
     # Earlier published versions of each model graph, so a request can pin one.
     model_history: dict[tuple[str, int], ModelGraph] = field(default_factory=dict)
     revision: int = 0  # 1, 2, ... for each publish that changed something (vahini.registry.revisions)
+    indexes: dict[str, VectorIndex] = field(default_factory=dict)
 
     def model(self, name: str, version: int = 0) -> ModelGraph | None:
         """The latest graph of `name`, or the given published version of it."""
@@ -248,7 +273,18 @@ class Registry:
             return current.features
         return self.history.get((group, version))
 
+    def indexes_of(self, group: str) -> list[VectorIndex]:
+        """The indexes an update of `group` changes: by its vector or by a filter."""
+        return [i for i in self.indexes.values()
+                if i.group == group or any(f.split(".", 1)[0] == group for f in i.filters)]
+
     def to_json_dict(self) -> dict:
+        d = self._json_dict()
+        if self.indexes:  # left out while unused: older servers read the registry during an upgrade
+            d["indexes"] = [asdict(i) for i in self.indexes.values()]
+        return d
+
+    def _json_dict(self) -> dict:
         return {
             "entities": [asdict(e) for e in self.entities.values()],
             "feature_groups": [asdict(g) for g in self.groups.values()],
@@ -281,6 +317,7 @@ class Registry:
             history={(h["group"], h["version"]): feats(h["features"]) for h in d.get("history", [])},
             model_history=model_history,
             revision=d.get("revision", 0),
+            indexes={i["name"]: VectorIndex(**i) for i in d.get("indexes", [])},
         )
 
     @classmethod

@@ -44,6 +44,11 @@ class FeatureServiceStub:
                 request_serializer=feature__service__pb2.PersistRequest.SerializeToString,
                 response_deserializer=feature__service__pb2.PersistResponse.FromString,
                 _registered_method=True)
+        self.Search = channel.unary_unary(
+                '/vahini.v1.FeatureService/Search',
+                request_serializer=feature__service__pb2.SearchRequest.SerializeToString,
+                response_deserializer=feature__service__pb2.SearchResponse.FromString,
+                _registered_method=True)
 
 
 class FeatureServiceServicer:
@@ -70,6 +75,15 @@ class FeatureServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Search(self, request, context):
+        """The k keys nearest a query vector in a registry index (`indexes:`), nearest first.
+        NOT_FOUND: unknown index, or `key` has no live vector; INVALID_ARGUMENT: a query
+        of the wrong dimension, an unknown filter, or k out of range.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FeatureServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -82,6 +96,11 @@ def add_FeatureServiceServicer_to_server(servicer, server):
                     servicer.Persist,
                     request_deserializer=feature__service__pb2.PersistRequest.FromString,
                     response_serializer=feature__service__pb2.PersistResponse.SerializeToString,
+            ),
+            'Search': grpc.unary_unary_rpc_method_handler(
+                    servicer.Search,
+                    request_deserializer=feature__service__pb2.SearchRequest.FromString,
+                    response_serializer=feature__service__pb2.SearchResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -138,6 +157,33 @@ class FeatureService:
             '/vahini.v1.FeatureService/Persist',
             feature__service__pb2.PersistRequest.SerializeToString,
             feature__service__pb2.PersistResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Search(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vahini.v1.FeatureService/Search',
+            feature__service__pb2.SearchRequest.SerializeToString,
+            feature__service__pb2.SearchResponse.FromString,
             options,
             channel_credentials,
             insecure,

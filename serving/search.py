@@ -1,0 +1,82 @@
+"""Similarity search over the registry's vector indexes: the `Search` RPC's logic, and
+the Model Proxy's `candidates:` step. The engine finds the candidates
+(vahini.ports.vector_index); this checks what is asked, and turns an entity key into
+its stored vector through the same reads as Retrieve (cache, TTL, defaults)."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from vahini.errors import NotFound
+from vahini.indexed_store import IndexedFeatureStore
+from vahini.ports.vector_index import Hit
+from vahini.registry.model import Registry, VectorIndex
+from vahini.serving.retrieval import PRESENT, FeatureReader
+
+
+class InvalidSearch(ValueError):
+    """A search the index cannot answer as asked (INVALID_ARGUMENT)."""
+
+
+class VectorSearch:
+    def __init__(self, store: IndexedFeatureStore, reader: FeatureReader, registry: Callable[[], Registry],
+                 max_k: int):
+        self._store = store
+        self._reader = reader
+        self._registry = registry
+        self.max_k = max_k
+
+    def search(self, index: str, k: int, filters: Mapping[str, Any], vector: np.ndarray | None = None,
+               key: str = "", timeout_s: float | None = None, registry: Registry | None = None) -> list[Hit]:
+        """The k nearest of `vector`, or of `key`'s stored vector. Raises NotFound,
+        InvalidSearch, StoreUnavailable or DeadlineExceeded."""
+        registry = registry or self._registry()
+        found = self.index(registry, index)
+        if not 1 <= k <= self.max_k:
+            raise InvalidSearch(f"k must be 1 to {self.max_k}, got {k}")
+        if (vector is None) == (not key):
+            raise InvalidSearch("give either a query vector or the key whose stored vector is the query")
+        query = self.vector_of(registry, found, key, timeout_s) if key else np.asarray(vector, dtype=np.float32)
+        self._check(registry, found, query, filters)
+        return self._store.index(registry).search(registry, index, query, k, filters, timeout_s)
+
+    @staticmethod
+    def index(registry: Registry, name: str) -> VectorIndex:
+        found = registry.indexes.get(name)
+        if found is None:
+            raise NotFound(f"unknown index '{name}' (indexes: {sorted(registry.indexes) or 'none'})")
+        return found
+
+    def vector_of(self, registry: Registry, index: VectorIndex, key: str, timeout_s: float | None) -> np.ndarray:
+        group = registry.groups[index.group]
+        [result] = self._reader.retrieve(group.entity, [key], [group.name], {group.name: [index.feature]},
+                                         timeout_s=timeout_s, registry=registry)
+        if result.status[0, 0] != PRESENT:
+            raise NotFound(f"{group.entity} '{key}' has no live {group.name}.{index.feature} to search with")
+        return result.values[index.feature][0]
+
+    @staticmethod
+    def _check(registry: Registry, index: VectorIndex, query: np.ndarray, filters: Mapping[str, Any]) -> None:
+        dim = registry.groups[index.group].feature(index.feature).dim  # type: ignore[union-attr]
+        if query.shape != (dim,):
+            raise InvalidSearch(f"index '{index.name}' holds vectors of {dim} dimensions; the query has {query.size}")
+        if not np.isfinite(query).all():
+            raise InvalidSearch("the query vector holds a NaN or an infinity")
+        kinds = {index.filter_name(f): registry.groups[f.split(".")[0]].feature(index.filter_name(f)).type
+                 for f in index.filters}
+        for name, value in filters.items():
+            if name not in kinds:
+                raise InvalidSearch(f"index '{index.name}' has no filter '{name}' (its filters: "
+                                    f"{', '.join(sorted(kinds)) or 'none'})")
+            if not _fits(kinds[name], value):
+                raise InvalidSearch(f"filter '{name}' is a {kinds[name]}; got {value!r}")
+
+
+def _fits(kind: str, value: Any) -> bool:
+    if kind == "bool":
+        return isinstance(value, bool)
+    if kind == "string":
+        return isinstance(value, str)
+    return isinstance(value, int) and not isinstance(value, bool)
