@@ -39,7 +39,7 @@ from vahini.codecs.loops import looked_up, take_rows_into
 from vahini.errors import InvalidEvent, NotFound, Reason, StoreUnavailable
 from vahini.ports.interaction_store import HistoryQuery
 from vahini.registry.graphs import output_names
-from vahini.registry.model import KEY_SEPARATOR, Column, Lookup, ModelGraph, Registry
+from vahini.registry.model import KEY_SEPARATOR, Candidates, Column, Lookup, ModelGraph, Registry
 
 STATUS_COUNTED = {MISSING: "missing", EXPIRED: "expired", UNREADABLE: "unreadable"}
 
@@ -195,7 +195,9 @@ class _Request:
 
 class ModelExecutor:
     def __init__(self, reader: FeatureReader, registry: Callable[[], Registry],
-                 histories: InteractionReader | None = None, scorer=None, clock: Callable[[], float] = time.time):
+                 histories: InteractionReader | None = None, scorer=None, clock: Callable[[], float] = time.time,
+                 search=None):
+        self._search = search  # serving.search.VectorSearch: a graph's candidates step
         self._reader = reader
         self._registry = registry
         self._histories = histories
@@ -211,9 +213,13 @@ class ModelExecutor:
         now_ms = int(self._clock() * 1000) if as_of_ms is None else as_of_ms
         graph = _graph(registry, model, version)
         rows = _check_context(graph, context)
-        request = _Request(registry, graph, self._plan(graph, registry), context, rows,
-                           None if timeout_s is None else time.monotonic() + timeout_s, now_ms,
-                           distinct_rows=len(set(rows)) == len(rows))
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        outages: list[str] = []
+        if graph.candidates is not None:
+            rows = self._candidates(registry, graph, graph.candidates, context, deadline, outages)
+            context = {**context, graph.rows: rows}
+        request = _Request(registry, graph, self._plan(graph, registry), context, rows, deadline, now_ms,
+                           outages=outages, distinct_rows=len(set(rows)) == len(rows))
         histories = self._start_histories(request)  # sent first: answered while the first level is in flight
         in_flight = self._start_level(request, 0)
         self._read_sequences(request, histories)
@@ -224,11 +230,41 @@ class ModelExecutor:
             self._take_level(request, in_flight, feeding=False)
             in_flight = in_flight_next
         matrix = self._assemble(request)
-        if graph.score and self._scorer is not None:
+        if graph.score and self._scorer is not None and rows:
             matrix.scores = self._scorer.score(graph, matrix, context, request.time_left(), request.outages)
         matrix.degraded = "; ".join(request.outages)
         matrix.served_at_ms, matrix.log_sample, matrix.rows_field = request.now_ms, graph.log_sample, graph.rows
         return matrix
+
+    # -- candidates --------------------------------------------------------------------------
+    def _candidates(self, registry: Registry, graph: ModelGraph, step: Candidates,
+                    context: Mapping[str, Sequence[str]], deadline: float | None, outages: list[str]) -> list[str]:
+        """The rows of a graph with a candidates step: the keys nearest the query vector,
+        nearest first. None when the query has no live vector; with on_outage: defaults,
+        none when the store is down (the outage noted), else StoreUnavailable."""
+        if self._search is None:
+            raise StoreUnavailable(f"model '{graph.name}' finds its rows by vector search; this server has none")
+        left = lambda: None if deadline is None else max(deadline - time.monotonic(), 0.001)  # noqa: E731
+        head, _, feature = step.query.partition(".")
+        lookup = next(lk for lk in graph.lookups if lk.name == head)
+        entity = registry.entities[registry.groups[lookup.group].entity]
+        sources = dict(lookup.keys)
+        key = KEY_SEPARATOR.join(context[sources[column][len("context."):]][0] for column in entity.keys)
+        filters = {name: context[value[8:]][0] if isinstance(value, str) and value.startswith("context.") else value
+                   for name, value in step.filters}
+        try:
+            [result] = self._reader.retrieve(entity.name, [key], [lookup.group], {lookup.group: [feature]},
+                                             timeout_s=left(), registry=registry)
+            if result.status[0, 0] != PRESENT:
+                return []
+            hits = self._search.search(step.index, step.k, filters, result.values[feature][0], timeout_s=left(),
+                                       registry=registry)
+        except StoreUnavailable as exc:
+            if graph.on_outage != "defaults":
+                raise
+            outages.append(f"candidates {step.name}: {exc}")
+            return []
+        return [hit.key for hit in hits]
 
     # -- reading -----------------------------------------------------------------------------
     def _start_level(self, request: _Request, k: int) -> _LevelRead | None:
@@ -383,7 +419,7 @@ def _check_context(graph: ModelGraph, context: Mapping[str, Sequence[str]]) -> l
     if unknown:
         raise InvalidEvent(Reason.UNKNOWN_KEY, f"context.{unknown[0]}: model '{graph.name}' takes "
                                                f"{list(graph.context)}")
-    return list(context[graph.rows])
+    return list(context.get(graph.rows, ()))
 
 
 def _match_values(request: _Request, c: Column) -> list[str | None] | None:

@@ -39,8 +39,8 @@ class VectorSearch:
         if (vector is None) == (not key):
             raise InvalidSearch("give either a query vector or the key whose stored vector is the query")
         query = self.vector_of(registry, found, key, timeout_s) if key else np.asarray(vector, dtype=np.float32)
-        self._check(registry, found, query, filters)
-        return self._store.index(registry).search(registry, index, query, k, filters, timeout_s)
+        wanted = self._checked(registry, found, query, filters)
+        return self._store.index(registry).search(registry, index, query, k, wanted, timeout_s)
 
     @staticmethod
     def index(registry: Registry, name: str) -> VectorIndex:
@@ -58,25 +58,37 @@ class VectorSearch:
         return result.values[index.feature][0]
 
     @staticmethod
-    def _check(registry: Registry, index: VectorIndex, query: np.ndarray, filters: Mapping[str, Any]) -> None:
+    def _checked(registry: Registry, index: VectorIndex, query: np.ndarray,
+                 filters: Mapping[str, Any]) -> dict[str, Any]:
+        """`filters` with each value as its filter's type: a string may stand for a bool
+        ("true", "false") or an int, as a command line sends them."""
         dim = registry.groups[index.group].feature(index.feature).dim  # type: ignore[union-attr]
         if query.shape != (dim,):
             raise InvalidSearch(f"index '{index.name}' holds vectors of {dim} dimensions; the query has {query.size}")
         if not np.isfinite(query).all():
             raise InvalidSearch("the query vector holds a NaN or an infinity")
-        kinds = {index.filter_name(f): registry.groups[f.split(".")[0]].feature(index.filter_name(f)).type
+        kinds = {index.filter_name(f): registry.groups[f.split(".")[0]].feature(index.filter_name(f)).type  # type: ignore[union-attr]
                  for f in index.filters}
+        wanted = {}
         for name, value in filters.items():
             if name not in kinds:
                 raise InvalidSearch(f"index '{index.name}' has no filter '{name}' (its filters: "
                                     f"{', '.join(sorted(kinds)) or 'none'})")
-            if not _fits(kinds[name], value):
-                raise InvalidSearch(f"filter '{name}' is a {kinds[name]}; got {value!r}")
+            wanted[name] = _as_kind(name, kinds[name], value)
+        return wanted
 
 
-def _fits(kind: str, value: Any) -> bool:
+def _as_kind(name: str, kind: str, value: Any) -> Any:
+    if kind == "string" and isinstance(value, str):
+        return value
     if kind == "bool":
-        return isinstance(value, bool)
-    if kind == "string":
-        return isinstance(value, str)
-    return isinstance(value, int) and not isinstance(value, bool)
+        if isinstance(value, bool):
+            return value
+        if value in ("true", "false"):
+            return value == "true"
+    elif kind != "string":
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lstrip("-").isdigit():
+            return int(value)
+    raise InvalidSearch(f"filter '{name}' is a {kind}; got {value!r}")

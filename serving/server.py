@@ -166,7 +166,8 @@ class ReadSide:
         return VectorSearch(self.store, self.reader, self.registry, settings.vectors.max_k)
 
     def model_proxy(self, settings: Settings) -> ModelProxyServicer:
-        return ModelProxyServicer(ModelExecutor(self.reader, self.registry, self.histories, self.scorer),
+        return ModelProxyServicer(ModelExecutor(self.reader, self.registry, self.histories, self.scorer,
+                                                search=self.search(settings)),
                                   settings.serving.max_keys_per_request, self.feature_log)
 
 

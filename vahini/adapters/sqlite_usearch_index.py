@@ -135,7 +135,8 @@ class SqliteUsearchIndex:
         mirror = self._mirror(registry, found)
         with mirror.lock:
             self._catch_up(mirror)
-            return self._nearest(mirror, np.asarray(query, dtype="<f4"), k, dict(filters))
+            # A copy: a query read from a stored blob is an unaligned view, which usearch refuses.
+            return self._nearest(mirror, np.array(query, dtype=np.float32), k, dict(filters))
 
     def _mirror(self, registry: Registry, index: VectorIndex) -> _Mirror:
         from usearch.index import Index

@@ -76,6 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_get(sub)
     _add_history(sub)
     _add_query(sub)
+    _add_search(sub)
     _add_logs(sub)
     _add_training_set(sub)
     _add_dev(sub)
@@ -290,6 +291,26 @@ def _add_query(sub) -> None:
     _add_caller_arguments(q)
     q.add_argument("--json", action="store_true", help="one JSON object instead of a table")
     q.set_defaults(run=commands.query)
+
+
+def _add_search(sub) -> None:
+    s = sub.add_parser("search", parents=[_GLOBAL], help="ask a running server for the keys nearest a vector",
+                       description="Call FeatureService.Search on a running server (`vahini serve`): the k keys of "
+                                   "a registry index (indexes:) nearest the vector stored for --key, or nearest "
+                                   "--vector, nearest first. Scores are cosine similarity, dot product, or Euclidean "
+                                   "distance for an l2 index. Prints a table, or with --json one object: "
+                                   "{index, metric, hits: [{key, score}, ...]}.")
+    s.add_argument("index", help="index name, as in the registry's indexes:")
+    s.add_argument("--key", default="", help="search with the vector stored for this entity key, e.g. p42")
+    s.add_argument("--vector", help="search with this vector: comma-separated numbers, e.g. 0.1,0.3,-0.2")
+    s.add_argument("--k", type=int, default=10, help="how many keys (default %(default)s; at most vectors.max_k)")
+    s.add_argument("--where", action="append", default=[], metavar="FILTER=VALUE",
+                   help="keep keys whose filter feature equals VALUE, e.g. in_stock=true (repeatable)")
+    s.add_argument("--target", help="HOST:PORT of the server (default: serving.host:serving.port)")
+    s.add_argument("--timeout", type=float, default=5.0, help="deadline in seconds (default %(default)s)")
+    _add_caller_arguments(s)
+    s.add_argument("--json", action="store_true", help="one JSON object instead of a table")
+    s.set_defaults(run=commands.search)
 
 
 def _add_history(sub) -> None:

@@ -228,6 +228,46 @@ def query(args) -> int:
     return 0
 
 
+def search(args) -> int:
+    import grpc
+
+    from vahini.cli.channel import connect
+    from vahini.serving.api import feature_service_pb2 as fpb
+    from vahini.serving.api.feature_service_pb2_grpc import FeatureServiceStub
+
+    settings = _settings(args)
+    if bool(args.key) == bool(args.vector):
+        raise UserError("give --key (search with its stored vector) or --vector, not both and not neither")
+    try:
+        vector = [float(v) for v in args.vector.split(",")] if args.vector else []
+    except ValueError:
+        raise UserError(f"--vector {args.vector!r}: expected comma-separated numbers") from None
+    filters = {}
+    for item in args.where:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise UserError(f"--where {item!r}: expected FILTER=VALUE")
+        filters[name] = fpb.Value(string_value=value)  # the server reads it as the filter's type
+    target = args.target or f"{settings.serving.host}:{settings.serving.port}"
+    channel, metadata = connect(target, **_caller(args))
+    try:
+        reply = FeatureServiceStub(channel).Search(
+            fpb.SearchRequest(index=args.index, k=args.k, key=args.key, vector=vector, filters=filters),
+            timeout=args.timeout, metadata=metadata)
+    except grpc.RpcError as exc:
+        raise _call_error(target, exc, args) from None
+    finally:
+        channel.close()
+    hits = [{"key": key, "score": score} for key, score in zip(reply.keys, reply.scores)]
+    if args.json:
+        print(json.dumps({"index": args.index, "metric": reply.metric, "hits": hits}))
+        return 0
+    print(f"{'rank':>4}  {'key':<24} {reply.metric}")
+    for rank, hit in enumerate(hits, 1):
+        print(f"{rank:>4}  {hit['key']:<24} {hit['score']:.6f}")
+    return 0
+
+
 def _caller(args) -> dict:
     """The --token-file, --ca-file, --cert-file and --key-file of a command, for cli.channel.connect."""
     token = _read_secret(args.token_file, "--token-file") if args.token_file else None

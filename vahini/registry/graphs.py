@@ -10,13 +10,14 @@ no longer fit the groups.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 import re
 from typing import Any, Iterator, cast
 
 from vahini.registry.checks import NAME, Problems, at, fields, name_of, positive_int
 from vahini.registry.model import (
-    AGE_UNITS_MS, COLUMN_DTYPES, TENSOR_DATATYPES, TRANSFORMS, Column, Endpoint, Entity, FeatureGroup, HistoryInput,
-    InputTensor, Lookup, ModelGraph, ScoreNode,
+    AGE_UNITS_MS, COLUMN_DTYPES, TENSOR_DATATYPES, TRANSFORMS, Candidates, Column, Endpoint, Entity, FeatureGroup,
+    HistoryInput, InputTensor, Lookup, ModelGraph, ScoreNode, VectorIndex,
 )
 from vahini.registry.yaml_lines import LocatedList, LocatedMap
 
@@ -37,7 +38,7 @@ Path = tuple  # ("features", 3, "buckets"): where in the model's YAML a problem 
 # -- parsing -------------------------------------------------------------------------------
 def parse_model(problems: Problems, file: str, node: Any) -> ModelGraph | None:
     if not fields(problems, file, node, "model", ("name", "context", "rows", "lookups", "features"),
-                  ("description", "on_outage", "sequences", "score", "log")):
+                  ("description", "on_outage", "sequences", "score", "log", "candidates")):
         return None
     name = name_of(problems, file, node, "name", "model")
     on_outage = node.get("on_outage", "fail")
@@ -51,8 +52,12 @@ def parse_model(problems: Problems, file: str, node: Any) -> ModelGraph | None:
     if not isinstance(context, list) or not context or not all(isinstance(c, str) and NAME.match(c) for c in context):
         problems.add(at(file, node, "context"), f"model '{name}' context must be a non-empty list of names")
         return None
-    if node["rows"] not in context:
-        problems.add(at(file, node, "rows"), f"model '{name}' rows {node['rows']!r} is not in its context")
+    candidates = _candidates(problems, file, node, name) if "candidates" in node else None
+    if "candidates" in node and candidates is None:
+        return None
+    if node["rows"] not in context and (candidates is None or node["rows"] != candidates.name):
+        also = f" nor the name of its candidates step ('{candidates.name}')" if candidates else ""
+        problems.add(at(file, node, "rows"), f"model '{name}' rows {node['rows']!r} is not in its context{also}")
         return None
     parts = (_lookups(problems, file, node, name), _columns(problems, file, node, name),
              _sequences(problems, file, node, name), _score(problems, file, node, name))
@@ -61,7 +66,32 @@ def parse_model(problems: Problems, file: str, node: Any) -> ModelGraph | None:
     lookups, columns, sequences, score = cast(tuple[tuple[Lookup, ...], tuple[Column, ...], tuple[HistoryInput, ...],
                                                      tuple[ScoreNode, ...]], parts)  # none is None (above)
     return ModelGraph(name, tuple(context), node["rows"], lookups, columns, on_outage, sequences, score,
-                      log_sample=log_sample)
+                      log_sample=log_sample, candidates=candidates)
+
+
+MAX_CANDIDATES = 1000  # Cassandra's most for an ANN query
+
+
+def _candidates(problems: Problems, file: str, node: LocatedMap, model: str | None) -> Candidates | None:
+    """`candidates: {name, index, query, k, filters}`: the rows found by similarity search."""
+    item = node["candidates"]
+    what = f"candidates of model '{model}'"
+    if not fields(problems, file, item, what, ("name", "index", "query", "k"), ("filters",)):
+        return None
+    name = name_of(problems, file, item, "name", "candidates")
+    k = positive_int(problems, file, item, "k", what)
+    if k is not None and k > MAX_CANDIDATES:
+        problems.add(at(file, item, "k"), f"{what}: k {k} is more than {MAX_CANDIDATES}")
+        return None
+    filters = item.get("filters", LocatedMap())
+    if not isinstance(filters, LocatedMap) or not all(
+            isinstance(v, (bool, int, str)) and not isinstance(v, float) for v in filters.values()):
+        problems.add(at(file, item, "filters"), f"{what}: filters must map a filter of the index to a value "
+                                                f"(true, 3, \"c7\") or to context.<id>")
+        return None
+    if name is None or k is None or not isinstance(item["index"], str) or not isinstance(item["query"], str):
+        return None
+    return Candidates(name, item["index"], item["query"], k, tuple(filters.items()))
 
 
 def _log_sample(problems: Problems, file: str, node: LocatedMap, model: str | None) -> float | None:
@@ -266,10 +296,27 @@ def _endpoints(problems: Problems, file: str, item: LocatedMap, read_back: dict)
 
 
 # -- checks against the registry ---------------------------------------------------------------
-def graph_problems(graph: ModelGraph, groups: dict[str, FeatureGroup],
-                   entities: dict[str, Entity]) -> Iterator[tuple[Path, str]]:
-    """Every problem of `graph` against these groups and entities, with where it is."""
+def with_candidate_lookup(graph: ModelGraph, indexes: dict[str, VectorIndex], groups: dict[str, FeatureGroup],
+                          entities: dict[str, Entity]) -> ModelGraph:
+    """The graph with its candidates step's lookup (the index's group, keyed by the row,
+    named as the step) among its lookups, so the rest of the graph reads it like any
+    other; as it is when it has no step, or the step does not fit."""
+    c = graph.candidates
+    index = indexes.get(c.index) if c is not None else None
+    if c is None or index is None or index.group not in groups or any(lk.name == c.name for lk in graph.lookups):
+        return graph
+    entity = entities.get(groups[index.group].entity)
+    if entity is None or len(entity.keys) != 1:
+        return graph
+    return replace(graph, lookups=(*graph.lookups, Lookup(c.name, index.group, ((entity.keys[0], "row"),))))
+
+
+def graph_problems(graph: ModelGraph, groups: dict[str, FeatureGroup], entities: dict[str, Entity],
+                   indexes: dict[str, VectorIndex] | None = None) -> Iterator[tuple[Path, str]]:
+    """Every problem of `graph` against these groups, entities and indexes, with where it is."""
     known: dict[str, FeatureGroup] = {}
+    if graph.candidates is not None:
+        yield from _candidates_problems(graph, graph.candidates, groups, entities, indexes or {})
     for i, lookup in enumerate(graph.lookups):
         yield from _lookup_problems(graph, i, lookup, known, groups, entities)
     sequences = {s.name: s for s in graph.sequences}
@@ -286,6 +333,47 @@ def graph_problems(graph: ModelGraph, groups: dict[str, FeatureGroup],
                                        f"(features {seen[output] + 1} and {i + 1})"
             seen.setdefault(output, i)
     yield from _score_problems(graph, _column_outputs(graph, known, sequences))
+
+
+def _candidates_problems(graph: ModelGraph, c: Candidates, groups: dict[str, FeatureGroup],
+                         entities: dict[str, Entity], indexes: dict[str, VectorIndex]) -> Iterator[tuple[Path, str]]:
+    where = f"model '{graph.name}' candidates '{c.name}'"
+    index = indexes.get(c.index)
+    if index is None:
+        yield ("candidates", "index"), f"{where}: unknown index '{c.index}' (indexes: {sorted(indexes) or 'none'})"
+        return
+    group = groups[index.group]
+    if len(entities[group.entity].keys) != 1:
+        yield ("candidates", "index"), f"{where}: index '{c.index}' is of entity '{group.entity}', keyed by " \
+                                       f"{list(entities[group.entity].keys)}; candidates need a single-key entity"
+    if graph.rows != c.name:
+        yield ("rows",), f"{where}: rows must be '{c.name}', the candidates' keys"
+    yield from _query_problems(graph, c, where, groups[index.group].feature(index.feature).dim, groups)  # type: ignore[union-attr]
+    names = {index.filter_name(f) for f in index.filters}
+    for name, value in c.filters:
+        if name not in names:
+            yield ("candidates", "filters"), f"{where}: index '{c.index}' has no filter '{name}' " \
+                                             f"(its filters: {sorted(names) or 'none'})"
+        elif isinstance(value, str) and value.startswith("context.") and value[8:] not in graph.context:
+            yield ("candidates", "filters"), f"{where}: filter {name}: context has no '{value[8:]}'"
+
+
+def _query_problems(graph: ModelGraph, c: Candidates, where: str, dim: int,
+                    groups: dict[str, FeatureGroup]) -> Iterator[tuple[Path, str]]:
+    """The query is `<lookup>.<feature>`: a vector of the index's dimension, of a lookup keyed by context ids."""
+    head, _, tail = c.query.partition(".")
+    lookup = next((lk for lk in graph.lookups if lk.name == head), None)
+    if lookup is None or lookup.name == c.name:
+        yield ("candidates", "query"), f"{where}: query {c.query!r} must be <lookup>.<feature> of a lookup of the graph"
+        return
+    if not all(source.startswith("context.") for _, source in lookup.keys):
+        yield ("candidates", "query"), f"{where}: query lookup '{head}' must be keyed by context ids only, " \
+                                       f"to be read before the rows are known"
+    group = groups.get(lookup.group)
+    feature = group.feature(tail) if group is not None else None
+    if group is not None and (feature is None or feature.type != "vector" or feature.dim != dim):
+        yield ("candidates", "query"), f"{where}: query {c.query!r} must be a vector of {dim} dimensions, as " \
+                                       f"the index holds"
 
 
 def _lookup_problems(graph: ModelGraph, i: int, lookup: Lookup, known: dict[str, FeatureGroup],

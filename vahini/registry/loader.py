@@ -16,7 +16,7 @@ from vahini.registry.model import (
     ModelGraph, Registry, VectorIndex, window_of,
 )
 from vahini.registry.indexes import index_problems, parse_index
-from vahini.registry.graphs import graph_problems, parse_model
+from vahini.registry.graphs import graph_problems, parse_model, with_candidate_lookup
 from vahini.registry.checks import NAME, at, fields, name_of, positive_int, Problems, Where
 from vahini.registry.yaml_lines import LocatedList, LocatedMap, load_located
 
@@ -204,9 +204,13 @@ class _Builder:
                 self.problems.add(where, f"feature group '{group.name}' (source: interactions) needs an entity keyed "
                                          f"by [user_id] or [user_id, category_id], not "
                                          f"{list(self.entities[group.entity][0].keys)}")
-        for graph, where, node in self.models.values():
-            self._check_graph(graph, where.file, node)
         groups = {n: g for n, (g, _) in self.groups.items()}
+        entities = {n: e for n, (e, _) in self.entities.items()}
+        indexes = {n: i for n, (i, _, _) in self.indexes.items()}
+        for name, (graph, where, node) in list(self.models.items()):
+            graph = with_candidate_lookup(graph, indexes, groups, entities)
+            self.models[name] = (graph, where, node)
+            self._check_graph(graph, where.file, node)
         for index, where, node in self.indexes.values():
             for key, message in index_problems(index, groups):
                 self.problems.add(at(where.file, node, key), message)
@@ -214,7 +218,8 @@ class _Builder:
     def _check_graph(self, graph: ModelGraph, file: str, node: LocatedMap) -> None:
         groups = {n: g for n, (g, _) in self.groups.items()}
         entities = {n: e for n, (e, _) in self.entities.items()}
-        for path, message in graph_problems(graph, groups, entities):
+        indexes = {n: i for n, (i, _, _) in self.indexes.items()}
+        for path, message in graph_problems(graph, groups, entities, indexes):
             self.problems.add(_located(file, node, path), message)
 
     def registry(self) -> Registry:

@@ -190,6 +190,22 @@ class ScoreNode:
 
 
 @dataclass(frozen=True)
+class Candidates:
+    """A graph's `candidates:` step: its rows are the `k` keys of `index` nearest the
+    vector `query` (`<lookup>.<feature>` of a lookup keyed by context ids), whose
+    filters equal `filters` (name -> a value, or `context.<id>`)."""
+
+    name: str
+    index: str
+    query: str
+    k: int
+    filters: tuple[tuple[str, Any], ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "filters", tuple(tuple(f) for f in self.filters))
+
+
+@dataclass(frozen=True)
 class ModelGraph:
     """A model's feature-retrieval graph (declared here, executed by the Model Proxy)."""
 
@@ -205,6 +221,9 @@ class ModelGraph:
     score: tuple[ScoreNode, ...] = ()
     version: int = 0  # assigned by `vahini apply`: 1, 2, ... for each published change of the graph
     log_sample: float = 0.0  # `log: {sample: ...}`: the share of requests the Model Proxy logs (0 to 1)
+    # `rows: <candidates name>`: the rows are found by similarity search, and a lookup of
+    # the index's group keyed by the row, named as the step, is among `lookups`.
+    candidates: Candidates | None = None
 
     def __post_init__(self) -> None:
         for name, kind in (("lookups", Lookup), ("columns", Column), ("sequences", HistoryInput),
@@ -212,6 +231,8 @@ class ModelGraph:
             items = getattr(self, name)
             object.__setattr__(self, name, tuple(i if isinstance(i, kind) else _from_dict(kind, i) for i in items))
         object.__setattr__(self, "context", tuple(self.context))
+        if isinstance(self.candidates, dict):
+            object.__setattr__(self, "candidates", Candidates(**self.candidates))
 
     def same_graph(self, other: "ModelGraph") -> bool:
         return replace(self, version=0) == replace(other, version=0)
@@ -334,6 +355,8 @@ _NEWER_ENDPOINT_FIELDS = {"output": "", "column": None, "batch_size": 0}
 
 def _graph_dict(graph: ModelGraph) -> dict:
     d = asdict(graph)
+    if d["candidates"] is None:  # left out while unused: older servers read the registry during an upgrade
+        del d["candidates"]
     for node in d["score"]:
         _drop_defaults(node, _NEWER_SCORE_FIELDS)
         for endpoint in node["endpoints"]:

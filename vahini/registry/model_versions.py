@@ -43,5 +43,5 @@ def _retire_reason(graph: ModelGraph, new: Registry, models: dict[str, ModelGrap
         return "the model was removed"
     if newer_kept >= VERSIONS_KEPT:
         return f"only the last {VERSIONS_KEPT} earlier versions are kept"
-    problem = next(graph_problems(graph, new.groups, new.entities), None)
+    problem = next(graph_problems(graph, new.groups, new.entities, new.indexes), None)
     return problem[1] if problem else None

@@ -8,10 +8,12 @@
 """
 
 from vahini_client.client import NO_RETRIES, RetryPolicy, VahiniClient
-from vahini_client.results import STATUS_NAMES, Features, GroupValues, History, Interaction, ModelFeatures
+from vahini_client.results import (
+    STATUS_NAMES, Features, GroupValues, History, Interaction, ModelFeatures, SearchHits,
+)
 
 __all__ = ["VahiniClient", "RetryPolicy", "NO_RETRIES", "Features", "GroupValues", "History", "Interaction",
-           "ModelFeatures", "STATUS_NAMES", "protos_match"]
+           "ModelFeatures", "SearchHits", "STATUS_NAMES", "protos_match"]
 
 
 def protos_match(client: VahiniClient, timeout_s: float = 5.0) -> list[str]:

@@ -19,7 +19,7 @@ from vahini_client._proto import interaction_service_pb2 as ipb
 from vahini_client._proto import interaction_service_pb2_grpc as ipb_grpc
 from vahini_client._proto import model_proxy_pb2 as mpb
 from vahini_client._proto import model_proxy_pb2_grpc as mpb_grpc
-from vahini_client.results import Features, GroupValues, History, Interaction, ModelFeatures
+from vahini_client.results import Features, GroupValues, History, Interaction, ModelFeatures, SearchHits
 
 SERVICES = ("vahini.v1.FeatureService", "vahini.v1.InteractionService", "vahini.v1.ModelProxy")
 
@@ -83,6 +83,15 @@ class VahiniClient:
             fpb.GroupSelector(group=g, features=list(f)) for g, f in selected])
         reply = self._features.Retrieve(request, timeout=self._deadline(timeout_s), metadata=self._metadata)
         return Features(list(reply.keys), {g.group: _group_values(g) for g in reply.groups})
+
+    def search(self, index: str, k: int, vector: Sequence[float] | None = None, key: str = "",
+               filters: Mapping[str, bool | int | str] | None = None, timeout_s: float | None = None) -> SearchHits:
+        """The `k` keys nearest `vector`, or nearest the vector stored for `key`, in a registry
+        index, whose filter features equal `filters` (e.g. {"in_stock": True})."""
+        request = fpb.SearchRequest(index=index, k=k, key=key, vector=[] if vector is None else list(vector),
+                                    filters={n: _value(v) for n, v in (filters or {}).items()})
+        reply = self._features.Search(request, timeout=self._deadline(timeout_s), metadata=self._metadata)
+        return SearchHits(list(reply.keys), np.array(reply.scores, dtype=np.float64), reply.metric)
 
     def persist(self, updates: Sequence[Mapping], timeout_s: float | None = None) -> int:
         """Write feature updates synchronously ({entity, keys, group, values, event_time_ms});

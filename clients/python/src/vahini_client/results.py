@@ -24,6 +24,16 @@ class GroupValues:
 
 
 @dataclass
+class SearchHits:
+    """`FeatureService.Search`: the nearest keys first, with their scores (cosine
+    similarity, dot product, or Euclidean distance for `l2`)."""
+
+    keys: list[str]
+    scores: np.ndarray  # float64, one per key
+    metric: str
+
+
+@dataclass
 class Features:
     """`FeatureService.Retrieve`: per group, its values in the order of `keys`."""
 
