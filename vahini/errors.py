@@ -91,6 +91,14 @@ class EndpointRejected(VahiniError):
     the matrix does not fit it. The request is fine; the graph or the endpoint is not."""
 
 
+class IndexUnsupported(VahiniError):
+    """The engine cannot hold a registry's vector index (no VECTOR type or ANN search)."""
+
+    def __init__(self, index: str, message: str):
+        self.index = index
+        super().__init__(f"index '{index}': {message}")
+
+
 class NotFound(VahiniError):
     """A named thing (entity, feature group, model) is not in the registry."""
 

@@ -111,7 +111,7 @@ def test_an_expired_vector_is_never_returned(vector_index, prepared):
     while "short" in {h.key for h in vector_index.search(registry, name, query, 2, {})}:
         assert time.monotonic() < deadline, "a vector past its expiry still found after 10 s"
         time.sleep(0.2)
-    assert time.time() * 1000 >= now + 1500 - 50  # not gone before its time
+    assert time.time() * 1000 >= now + 1500 - 1000  # not gone before its time (Cassandra expires to the second)
     assert [h.key for h in vector_index.search(registry, name, query, 2, {})] == ["forever"]
 
 
@@ -149,3 +149,25 @@ def test_a_filter_written_before_the_vector_is_kept(vector_index, prepared):
 def test_an_empty_index_answers_nothing(vector_index, prepared):
     registry, name = prepared()
     assert vector_index.search(registry, name, np.ones(DIM, dtype=np.float32), 10, {}) == []
+
+
+def test_recall_at_100_against_exact_search(vector_index, unique):
+    """Clustered 64-d vectors, as embeddings of a catalogue fall; the benchmark measures 100k and 1M."""
+    dim, n = 64, 4000
+    stats = FeatureGroup("product_stats", "product", 1, 0, (Feature("embedding", "vector", (0.0,) * dim, dim),))
+    name = f"recall_{unique}"
+    registry = Registry({"product": Entity("product", ("product_id",))}, {"product_stats": stats}, {},
+                        indexes={name: VectorIndex(name, "product_stats", "embedding")})
+    vector_index.prepare(registry)
+    rng = np.random.default_rng(11)
+    centres = rng.standard_normal((40, dim))
+    base = (centres[rng.integers(0, 40, n)] + 0.35 * rng.standard_normal((n, dim))).astype(np.float32)
+    vectors = {f"p{i}": v for i, v in enumerate(base)}
+    for start in range(0, n, 1000):
+        vector_index.write(vector_cells(name, dict(list(vectors.items())[start:start + 1000]), defaults=False))
+    queries = (centres[rng.integers(0, 40, 20)] + 0.35 * rng.standard_normal((20, dim))).astype(np.float32)
+    found = 0
+    for q in queries:
+        truth, _ = exact("cosine", q, vectors, 100)
+        found += len({h.key for h in vector_index.search(registry, name, q, 100, {})} & set(truth))
+    assert found / (100 * len(queries)) >= 0.95

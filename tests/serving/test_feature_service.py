@@ -212,7 +212,7 @@ def test_health_and_reflection_answer(stack):
     db = ProtoReflectionDescriptorDatabase(channel)
     assert SERVICE_NAME in db.get_services()
     methods = db.FindFileContainingSymbol(SERVICE_NAME).service[0].method
-    assert {m.name for m in methods} == {"Retrieve", "Persist"}
+    assert {m.name for m in methods} == {"Retrieve", "Persist", "Search"}
 
 
 @pytest.mark.real_service

@@ -223,6 +223,14 @@ def test_vahini_search_prints_the_hits(served, capsys):
     assert [h["key"] for h in printed["hits"]] == served.search(3, key=anchor, in_stock=True)[0]
     assert printed["hits"][0] == {"key": anchor, "score": pytest.approx(1.0, abs=1e-6)}
     assert main(["search", served.index, "--vector", "1,2", "--target", f"127.0.0.1:{served.port}"]) != 0
+    capsys.readouterr()
+    user = f"u{served.unique}"
+    served.persist([("user", "user_profile", user, {"embedding": vectors[anchor].tolist()})])
+    assert main(["query", "near_ranker", "--set", f"user_id={user}", "--target", f"127.0.0.1:{served.port}",
+                 "--json"]) == 0
+    matrix = json.loads(capsys.readouterr().out)
+    assert matrix["row_ids"][0] == anchor and matrix["columns"] == ["near.ctr_7d", "product.price",
+                                                                     "user_cat.affinity"]
 
 
 def test_ingested_vectors_are_found_within_a_second_and_removed_or_expired_ones_never(served):
@@ -294,3 +302,39 @@ def test_a_search_while_the_store_is_down_is_unavailable_and_a_lenient_graph_ser
     finally:
         channel.close()
         running.stop(0)
+
+
+@pytest.mark.real_service
+def test_apply_refuses_an_index_the_engine_cannot_hold_with_its_file_and_line(request, tmp_path, unique, capsys):
+    """The secured profile's node has vector columns turned off (infra/conf/cassandra-secure.yaml),
+    as an engine without vector search: nothing is published."""
+    from tests.streams.test_cassandra_security import superuser
+    from vahini.cli import main
+    from vahini.settings import CassandraSettings
+
+    endpoint, ca = request.getfixturevalue("cassandra_secure")
+    role, password, keyspace = f"vahini_{unique}", f"pw-{unique}", f"vec_{unique}"
+    cluster, admin = superuser(endpoint, ca)
+    admin.execute(f"CREATE KEYSPACE {keyspace} WITH replication = {{'class': 'SimpleStrategy', "
+                  f"'replication_factor': 1}}")
+    admin.execute(f"CREATE ROLE {role} WITH PASSWORD = '{password}' AND LOGIN = true")
+    admin.execute(f"GRANT ALL PERMISSIONS ON KEYSPACE {keyspace} TO {role}")
+    try:
+        settings = stack_settings("embedded", request, tmp_path, unique).model_copy(update={
+            "feature_store": f"cassandra://{endpoint}/{keyspace}",
+            "cassandra": CassandraSettings(username=role, password=password, ca_file=ca)})
+        (tmp_path / "vahini.toml").write_text(
+            f'feature_store = "{settings.feature_store}"\nconfig_store = "{settings.config_store}"\n'
+            f'[cassandra]\nusername = "{role}"\npassword = "{password}"\nca_file = "{ca}"\n')
+        directory = registry_with_index(tmp_path, f"near_{unique}")
+        assert main(["--settings", str(tmp_path / "vahini.toml"), "apply", str(directory)]) == 1
+        printed = capsys.readouterr().err
+        assert f"{directory / 'vectors.yaml'}:2: index 'near_{unique}': this Cassandra/ScyllaDB cannot search " \
+               f"vectors" in printed and "Cassandra 5.0+" in printed
+        config = wiring.config_store(settings)
+        assert publish.read_published(config) is None  # nothing published
+        config.close()
+    finally:
+        admin.execute(f"DROP ROLE {role}")
+        admin.execute(f"DROP KEYSPACE {keyspace}")
+        cluster.shutdown()

@@ -19,7 +19,7 @@ import numpy as np
 from cassandra import ConsistencyLevel, DriverException, InvalidRequest, RequestValidationException, WriteFailure
 
 from vahini.adapters.cassandra_session import CassandraSession
-from vahini.errors import ConfigError, ConfigProblem, StoreUnavailable
+from vahini.errors import IndexUnsupported, StoreUnavailable
 from vahini.ports.vector_index import VECTOR, Hit, IndexCells, nearest_first, scores
 from vahini.registry.model import Registry, VectorIndex
 
@@ -43,16 +43,13 @@ class CassandraVectorIndex:
     def prepare(self, registry: Registry) -> None:
         """CREATE ... IF NOT EXISTS each index's table and SAI indexes; a missing filter
         column is added. An engine without vector search is refused with what to run."""
-        problems = []
         for index in registry.indexes.values():
             try:
                 self._create(registry, index)
             except RequestValidationException as exc:
-                problems.append(ConfigProblem("indexes", 0, f"index '{index.name}': {self._why(exc)}"))
+                raise IndexUnsupported(index.name, self._why(exc)) from exc
             except DriverException as exc:
                 raise StoreUnavailable(f"Cassandra/Scylla could not create index '{index.name}': {exc}") from exc
-        if problems:
-            raise ConfigError(problems)
 
     def _why(self, exc: RequestValidationException) -> str:
         message = str(exc)

@@ -74,20 +74,29 @@ class _Mirror:
     filters: dict[str, dict[str, tuple[Any, int | None]]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def apply(self, key: str, cell: str, value: Any, expires_at_ms: int | None) -> None:
-        if cell != VECTOR:
-            self.filters.setdefault(key, {})[cell] = (json.loads(value) if value is not None else None, expires_at_ms)
-            return
-        label = self.labels.get(key)
-        if label is None:
-            label = self.labels[key] = len(self.keys)
-            self.keys.append(key)
-        if label in self.ann:
-            self.ann.remove(label)
-        self.expires.pop(key, None)
-        if value is not None:
-            self.ann.add(label, np.frombuffer(value, "<f4"))
-            self.expires[key] = expires_at_ms
+    def apply(self, rows: list[tuple[str, str, Any, int | None]]) -> None:
+        """Cells as they now stand, (key, cell, value, expiry), each (key, cell) at most once:
+        filters set, then the changed vectors removed and the live ones added in one call,
+        which usearch spreads over the cores."""
+        labels, vectors = [], []
+        for key, cell, value, expires_at_ms in rows:
+            if cell != VECTOR:
+                self.filters.setdefault(key, {})[cell] = (json.loads(value) if value is not None else None,
+                                                          expires_at_ms)
+                continue
+            label = self.labels.get(key)
+            if label is None:
+                label = self.labels[key] = len(self.keys)
+                self.keys.append(key)
+            elif label in self.ann:
+                self.ann.remove(label)
+            self.expires.pop(key, None)
+            if value is not None:
+                labels.append(label)
+                vectors.append(np.frombuffer(value, "<f4"))
+                self.expires[key] = expires_at_ms
+        if labels:
+            self.ann.add(np.array(labels, dtype=np.uint64), np.stack(vectors))
 
     def live(self, key: str, now_ms: int) -> bool:
         expires = self.expires.get(key, 0)
@@ -155,12 +164,13 @@ class SqliteUsearchIndex:
             rows = self._conn.execute(
                 "SELECT key, cell, value, expires_at_ms, seq FROM index_cells WHERE idx = ? AND seq > ? ORDER BY seq",
                 (mirror.index.name, mirror.last_seq)).fetchall()
-        for key, cell, value, expires_at_ms, seq in rows:
+        for key, cell, value, _, _ in rows:
             if cell == VECTOR and value is not None and len(value) != 4 * mirror.dim:
                 raise StoreUnavailable(f"index '{mirror.index.name}' holds a vector of {len(value) // 4} "
                                        f"dimensions for key '{key}'; the registry says {mirror.dim}")
-            mirror.apply(key, cell, value, expires_at_ms)
-            mirror.last_seq = seq
+        mirror.apply([row[:4] for row in rows])
+        if rows:
+            mirror.last_seq = rows[-1][4]
 
     def _nearest(self, mirror: _Mirror, query: np.ndarray, k: int, wanted: dict) -> list[Hit]:
         """Ask usearch for more than k while expired or filtered-out keys crowd the answer."""

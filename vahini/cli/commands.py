@@ -56,7 +56,10 @@ def apply(args) -> int:
     if not args.directory.is_dir():
         raise UserError(f"{args.directory} is not a directory")
     try:
-        plan = publish.apply(args.directory, wiring.config_store(settings), dry_run=args.dry_run)
+        config = wiring.config_store(settings)
+        if not args.dry_run:  # an index the engine cannot hold is refused before anything is published
+            _prepare_indexes(settings, args.directory, publish.apply(args.directory, config, dry_run=True).registry)
+        plan = publish.apply(args.directory, config, dry_run=args.dry_run)
     except ConfigError as exc:
         print(f"registry rejected, nothing published ({len(exc.problems)} problem(s)):", file=sys.stderr)
         for problem in exc.problems:
@@ -71,6 +74,24 @@ def apply(args) -> int:
     print(f"registry {verb}: {len(registry.entities)} entities, {len(registry.groups)} feature groups, "
           f"{len(registry.models)} models, revision {registry.revision}")
     return 0
+
+
+def _prepare_indexes(settings: Settings, directory, registry) -> None:
+    """Make each index's tables and structures on the engine; ConfigError, at the index's
+    file and line, when the engine cannot hold it."""
+    from vahini.errors import ConfigProblem, IndexUnsupported
+    from vahini.registry.loader import load_registry_located
+
+    if not registry.indexes:
+        return
+    index = wiring.vector_index(settings)
+    try:
+        index.prepare(registry)
+    except IndexUnsupported as exc:
+        file, line = load_registry_located(directory)[1][("indexes", exc.index)]
+        raise ConfigError([ConfigProblem(file, line, str(exc))]) from None
+    finally:
+        index.close()
 
 
 def _print_plan(plan) -> None:

@@ -44,7 +44,7 @@ class Hit(NamedTuple):
 class VectorIndexStore(Protocol):
     def prepare(self, registry: Registry) -> None:
         """Make what the registry's indexes need (tables, index structures). Raises
-        ConfigError when the engine cannot search vectors."""
+        IndexUnsupported when the engine cannot hold one."""
 
     def write(self, cells: Sequence[IndexCells], timeout_s: float | None = None) -> None:
         """Make every cell durable before returning; a cell replaces the stored one only

@@ -272,8 +272,8 @@ def load_registry(directory: Path) -> Registry:
 
 
 def load_registry_located(directory: Path) -> tuple[Registry, dict[str | tuple[str, str], tuple[str, int]]]:
-    """Like load_registry, also returning where each feature group (by name) and each
-    feature (by (group, feature)) is defined, as (file, line)."""
+    """Like load_registry, also returning where each feature group (by name), each
+    feature (by (group, feature)) and each index (by ("indexes", name)) is defined, as (file, line)."""
     files = sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")])
     builder = _Builder()
     if not files:
@@ -285,6 +285,7 @@ def load_registry_located(directory: Path) -> tuple[Registry, dict[str | tuple[s
         raise ConfigError(list(builder.problems))
     where: dict[str | tuple[str, str], tuple[str, int]] = {n: (w.file, w.line) for n, (_, w) in builder.groups.items()}
     where.update({k: (w.file, w.line) for k, w in builder.feature_lines.items()})
+    where.update({("indexes", n): (w.file, w.line) for n, (_, w, _) in builder.indexes.items()})
     return builder.registry(), where
 
 

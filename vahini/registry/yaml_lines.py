@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml  # type: ignore[import-untyped]  # no stubs installed
+import yaml  # type: ignore[import-untyped, unused-ignore]  # typed only from PyYAML 6.0.4 on
 
 from vahini.errors import ConfigProblem
 
