@@ -159,11 +159,11 @@ def quality(args, run: str) -> None:
         truth = exact_top(base, queries, K)
         exact_ms = 1000 * (time.perf_counter() - started) / len(queries)
         rows.append([f"{n:,}", "numpy exact (brute force)", "1.000", f"{exact_ms:.2f}"])
-        for expansion in (256, 512):
-            recall, ms = usearch_recall(base, queries, truth, expansion)
-            rows.append([f"{n:,}", f"usearch in process, expansion_search {expansion}", f"{recall:.3f}", f"{ms:.2f}"])
+        expansion = Settings().vectors.expansion_search
+        recall, ms = usearch_recall(base, queries, truth, expansion)
+        rows.append([f"{n:,}", f"usearch in process, expansion_search {expansion}", f"{recall:.3f}", f"{ms:.2f}"])
         for engine in args.engines.split(","):
-            if engine == "cassandra" and n > args.cassandra_max:
+            if n > args.engines_max:  # the embedded engine is usearch with the same parameters, above
                 continue
             root = Path(tempfile.mkdtemp(prefix="vahini-vec-"))
             settings = settings_for(engine, root, f"{run}_{n}")
@@ -206,7 +206,8 @@ def serving(args, run: str) -> None:
     base, queries = vectors_of(args.data, args.vectors, 2), vectors_of(args.data, 500, 4)
     from usearch.index import Index
 
-    ann = Index(ndim=DIM, metric="cos", dtype="f32", connectivity=32, expansion_add=200, expansion_search=256)
+    ann = Index(ndim=DIM, metric="cos", dtype="f32", connectivity=32, expansion_add=200,
+                expansion_search=Settings().vectors.expansion_search)
     ann.add(np.arange(len(base), dtype=np.uint64), base)
     ways = {"numpy exact, in process": lambda q: np.argsort(-(base @ q))[:K],
             "usearch, in process": lambda q: ann.search(q, K).keys}
@@ -226,7 +227,7 @@ def serving(args, run: str) -> None:
             except grpc.RpcError:
                 assert time.monotonic() < deadline, "the server did not start"
                 time.sleep(0.5)
-        client.search("similar_products", K, vector=queries[0].tolist())  # catches its index up
+        client.search("similar_products", K, vector=queries[0].tolist(), timeout_s=600)  # catches its index up
         servers.append(server)
         ways[f"Vahini {engine}: Search k={K}"] = (server, lambda q, c=client: c.search("similar_products", K,
                                                                                        vector=q.tolist()))
@@ -260,7 +261,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--vectors", type=int, default=100_000, help="catalogue size for the serving part")
     p.add_argument("--recall-sizes", default="100000,1000000", help="comma-separated catalogue sizes for recall")
-    p.add_argument("--cassandra-max", type=int, default=100_000, help="largest size loaded into Cassandra")
+    p.add_argument("--engines-max", type=int, default=100_000, help="largest size loaded into Vahini's engines "
+                   "(larger sizes: usearch in process, with the embedded engine's parameters)")
     p.add_argument("--engines", default="embedded,cassandra", help="embedded, cassandra or both")
     p.add_argument("--data", choices=("clustered", "random"), default="clustered")
     p.add_argument("--requests", type=int, default=400, help="requests per path")

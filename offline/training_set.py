@@ -173,6 +173,9 @@ def _graph(registry: Registry, model: str, version: int) -> ModelGraph:
     if windowed:
         raise TrainingSetError(f"model {model!r} reads windowed counts ({', '.join(windowed)}): training sets do "
                                f"not rebuild those from the archive yet")
+    if graph.candidates is not None:
+        raise TrainingSetError(f"model {model!r} finds its rows by vector search (candidates: "
+                               f"{graph.candidates.name}): training sets do not rebuild a past search yet")
     return graph
 
 

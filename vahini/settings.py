@@ -127,8 +127,11 @@ class VectorSettings(_Section):
                               "(on SQLite, vectors.db beside its file)")
     connectivity: int = Field(32, ge=2, le=256, description="Embedded (usearch HNSW): links per node")
     expansion_add: int = Field(200, ge=1, description="Embedded: candidates weighed when a vector is added")
-    expansion_search: int = Field(256, ge=1, description="Embedded: candidates weighed per search; higher finds "
+    expansion_search: int = Field(512, ge=1, description="Embedded: candidates weighed per search; higher finds "
                                   "more of the true nearest at more CPU (docs/design-vector-search.md)")
+    write_concurrency: int = Field(2, ge=1, description="Cassandra: vector writes in flight per process. Cassandra "
+                                   "5.0.6 fails a write past three at once per node and index (CASSANDRA-21644): "
+                                   "raise it only on a version with the fix")
     max_k: int = Field(1000, ge=1, le=1000, description="Largest k a search may ask for (Cassandra's own limit "
                        "is 1000)")
 

@@ -214,7 +214,7 @@ def vector_index(settings: Settings) -> VectorIndexStore:
         return SqliteUsearchIndex(path, UsearchOptions(v.connectivity, v.expansion_add, v.expansion_search))
     from vahini.adapters.cassandra_vector_index import CassandraVectorIndex
 
-    return CassandraVectorIndex(_cassandra(settings, url, []))
+    return CassandraVectorIndex(_cassandra(settings, url, []), v.write_concurrency)
 
 
 def archive(settings: Settings):

@@ -7,7 +7,7 @@ import pytest
 
 from tests.registry.test_apply import problems, write
 from vahini.registry.loader import load_registry
-from vahini.registry.model import Registry, VectorIndex
+from vahini.registry.model import Lookup, Registry, VectorIndex
 
 BASE = """\
 entities:
@@ -61,6 +61,12 @@ def test_an_index_loads_with_its_metric_and_filters(tmp_path, metric):
     assert registry.indexes_of("profile") == []
 
 
+def test_an_index_without_filters_or_metric_is_cosine_and_unfiltered(tmp_path):
+    text = "indexes:\n  - {name: plain, group: stats, feature: emb}\n"
+    registry = load_registry(write(tmp_path, base=BASE, indexes=text))
+    assert registry.indexes["plain"] == VectorIndex("plain", "stats", "emb", "cosine", ())
+
+
 def test_an_index_survives_publishing_and_a_registry_without_indexes_publishes_as_before(tmp_path):
     registry = load_registry(registry_dir(tmp_path))
     assert Registry.from_json_dict(registry.to_json_dict()) == registry
@@ -95,3 +101,61 @@ def test_two_indexes_of_one_name_are_refused(tmp_path):
     text = INDEX.replace("METRIC", "cosine").replace("FILTERS", "[]")
     found = problems(write(tmp_path, base=BASE, indexes=text + text.replace("indexes:\n", "")))
     assert any("duplicate index 'similar' (first defined at" in p for p in found), found
+
+
+CANDIDATES = """\
+indexes:
+  - {name: similar, group: stats, feature: emb, filters: [core.in_stock]}
+models:
+  - name: near
+    context: [user_id]
+    lookups:
+      - {name: me, group: taste, keys: {user_id: context.user_id}}
+      - {name: item, group: core, keys: {product_id: row}}
+    candidates: {name: hits, index: similar, query: me.emb, k: 50, filters: {in_stock: true}}
+    rows: hits
+    features: [hits.ctr, item.price]
+"""
+TASTE = BASE + """\
+  - name: taste
+    entity: user
+    version: 1
+    features:
+      - {name: emb, type: vector, dim: 4}
+      - {name: short, type: vector, dim: 2}
+"""
+
+
+def test_a_candidates_step_gives_the_graph_a_lookup_of_the_index_group_keyed_by_the_row(tmp_path):
+    registry = load_registry(write(tmp_path, base=TASTE, graph=CANDIDATES))
+    graph = registry.models["near"]
+    assert graph.rows == "hits" and graph.candidates.k == 50 and graph.candidates.filters == (("in_stock", True),)
+    assert graph.lookups[-1] == Lookup("hits", "stats", (("product_id", "row"),))
+    assert Registry.from_json_dict(registry.to_json_dict()) == registry
+
+
+BAD_CANDIDATES = {
+    "unknown index": ({"index: similar, query": "index: nope, query"}, "unknown index 'nope'", 9),
+    "query not a vector of the dimension": ({"query: me.emb": "query: me.short"},
+                                            "query 'me.short' must be a vector of 4 dimensions", 9),
+    "query keyed by the row": ({"query: me.emb": "query: item.price"},
+                               "query lookup 'item' must be keyed by context ids only", 9),
+    "query not a lookup": ({"query: me.emb": "query: emb"}, "query 'emb' must be <lookup>.<feature>", 9),
+    "k too big": ({"k: 50": "k: 5000"}, "k 5000 is more than 1000", 9),
+    "unknown filter": ({"{in_stock: true}": "{brand: acme}"}, "index 'similar' has no filter 'brand'", 9),
+    "filter from a missing context id": ({"{in_stock: true}": "{in_stock: context.shop}"},
+                                         "filter in_stock: context has no 'shop'", 9),
+    "rows not the step": ({"rows: hits": "rows: nope"}, "rows 'nope' is not in its context nor the name of its "
+                                                         "candidates step ('hits')", 10),
+}
+
+
+@pytest.mark.parametrize("case", BAD_CANDIDATES, ids=list(BAD_CANDIDATES))
+def test_a_bad_candidates_step_is_refused_with_file_line_and_reason(tmp_path, case):
+    changes, message, line = BAD_CANDIDATES[case]
+    text = CANDIDATES
+    for old, new in changes.items():
+        assert old in text
+        text = text.replace(old, new)
+    found = problems(write(tmp_path, base=TASTE, graph=text))
+    assert any(f"graph.yaml:{line}:" in p and message in p for p in found), found

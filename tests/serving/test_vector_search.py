@@ -308,17 +308,14 @@ def test_a_search_while_the_store_is_down_is_unavailable_and_a_lenient_graph_ser
 def test_apply_refuses_an_index_the_engine_cannot_hold_with_its_file_and_line(request, tmp_path, unique, capsys):
     """The secured profile's node has vector columns turned off (infra/conf/cassandra-secure.yaml),
     as an engine without vector search: nothing is published."""
-    from tests.streams.test_cassandra_security import superuser
+    from tests.streams.test_cassandra_security import role_with_keyspace, superuser
     from vahini.cli import main
     from vahini.settings import CassandraSettings
 
     endpoint, ca = request.getfixturevalue("cassandra_secure")
     role, password, keyspace = f"vahini_{unique}", f"pw-{unique}", f"vec_{unique}"
     cluster, admin = superuser(endpoint, ca)
-    admin.execute(f"CREATE KEYSPACE {keyspace} WITH replication = {{'class': 'SimpleStrategy', "
-                  f"'replication_factor': 1}}")
-    admin.execute(f"CREATE ROLE {role} WITH PASSWORD = '{password}' AND LOGIN = true")
-    admin.execute(f"GRANT ALL PERMISSIONS ON KEYSPACE {keyspace} TO {role}")
+    role_with_keyspace(admin, role, password, keyspace)
     try:
         settings = stack_settings("embedded", request, tmp_path, unique).model_copy(update={
             "feature_store": f"cassandra://{endpoint}/{keyspace}",
@@ -338,3 +335,14 @@ def test_apply_refuses_an_index_the_engine_cannot_hold_with_its_file_and_line(re
         admin.execute(f"DROP ROLE {role}")
         admin.execute(f"DROP KEYSPACE {keyspace}")
         cluster.shutdown()
+
+
+def test_a_training_set_of_a_candidates_graph_is_refused_with_why(request, tmp_path, unique):
+    from vahini.offline.errors import TrainingSetError
+    from vahini.offline.training_set import build_training_set
+
+    settings = publish_with_index(stack_settings("embedded", request, tmp_path, unique), tmp_path, f"near_{unique}")
+    with pytest.raises(TrainingSetError, match="finds its rows by vector search .candidates: near.: training "
+                                               "sets do not rebuild a past search yet"):
+        build_training_set(settings, "near_ranker", tmp_path / "labels.parquet", tmp_path / "out.parquet",
+                           progress=False)

@@ -38,15 +38,20 @@ def superuser(endpoint: str, ca: str):
             time.sleep(1)
 
 
+def role_with_keyspace(admin, role: str, password: str, keyspace: str) -> None:
+    """A keyspace, and a login role with every right on it and none elsewhere."""
+    admin.execute(f"CREATE KEYSPACE {keyspace} WITH replication = {{'class': 'SimpleStrategy', "
+                  f"'replication_factor': 1}}")
+    admin.execute(f"CREATE ROLE {role} WITH PASSWORD = '{password}' AND LOGIN = true")
+    admin.execute(f"GRANT ALL PERMISSIONS ON KEYSPACE {keyspace} TO {role}")
+
+
 def test_the_store_and_the_cold_tier_run_over_tls_as_a_role_limited_to_its_keyspace(request, tmp_path, unique,
                                                                                     cassandra_secure, capsys):
     endpoint, ca = cassandra_secure
     role, password, keyspace = f"vahini_{unique}", f"cass-pw-{unique}", f"sec_{unique}"
     cluster, admin = superuser(endpoint, ca)
-    admin.execute(f"CREATE KEYSPACE {keyspace} WITH replication = {{'class': 'SimpleStrategy', "
-                  f"'replication_factor': 1}}")
-    admin.execute(f"CREATE ROLE {role} WITH PASSWORD = '{password}' AND LOGIN = true")
-    admin.execute(f"GRANT ALL PERMISSIONS ON KEYSPACE {keyspace} TO {role}")
+    role_with_keyspace(admin, role, password, keyspace)
     password_file = tmp_path / "cassandra-password"
     password_file.write_text(password + "\n")
     base = stack_settings("embedded", request, tmp_path, unique)

@@ -48,7 +48,7 @@ class UsearchOptions:
 
     connectivity: int = 32
     expansion_add: int = 200
-    expansion_search: int = 256
+    expansion_search: int = 512
 
 
 def _encoded(cell: str, value: Any) -> Any:
@@ -176,7 +176,7 @@ class SqliteUsearchIndex:
         """Ask usearch for more than k while expired or filtered-out keys crowd the answer."""
         now_ms = int(time.time() * 1000)
         size = len(mirror.ann)
-        count = min(size, max(2 * k, k + 16))
+        count = min(size, max(2 * k, k + 16) if wanted else k)  # filters drop some: ask for more from the start
         while count:
             labels = mirror.ann.search(query, count).keys
             keys = [mirror.keys[int(label)] for label in labels]

@@ -19,7 +19,7 @@ def parse_index(problems: Problems, file: str, node: Any) -> VectorIndex | None:
         problems.add(at(file, node, "metric"),
                      f"index '{name}' metric {metric!r} must be one of: {', '.join(INDEX_METRICS)}")
         return None
-    filters = node.get("filters", [])
+    filters = node.get("filters", LocatedList())
     if not isinstance(filters, LocatedList) or not all(isinstance(f, str) and f.count(".") == 1 for f in filters):
         problems.add(at(file, node, "filters"),
                      f"index '{name}' filters must be a list of <group>.<feature>, e.g. product_core.in_stock")
