@@ -26,6 +26,7 @@ class IndexedFeatureStore:
         self._index: VectorIndexStore | None = None
         self._registry = registry
         self._opening = threading.Lock()
+        self._prepared: object = None  # the indexes the engine was last prepared for
 
     def write(self, rows: Sequence[FeatureRow], timeout_s: float | None = None) -> None:
         self.store.write(rows, timeout_s)
@@ -41,8 +42,6 @@ class IndexedFeatureStore:
                 self._index = self._open_index()
             self._prepared_for(registry)
             return self._index
-
-    _prepared: object = None
 
     def _prepared_for(self, registry: Registry) -> None:
         if self._prepared != registry.indexes and self._index is not None:
