@@ -62,13 +62,12 @@ class VectorSearch:
                  filters: Mapping[str, Any]) -> dict[str, Any]:
         """`filters` with each value as its filter's type: a string may stand for a bool
         ("true", "false") or an int, as a command line sends them."""
-        dim = registry.groups[index.group].feature(index.feature).dim  # type: ignore[union-attr]
+        dim = registry.index_dim(index)
         if query.shape != (dim,):
             raise InvalidSearch(f"index '{index.name}' holds vectors of {dim} dimensions; the query has {query.size}")
         if not np.isfinite(query).all():
             raise InvalidSearch("the query vector holds a NaN or an infinity")
-        kinds = {index.filter_name(f): registry.groups[f.split(".")[0]].feature(index.filter_name(f)).type  # type: ignore[union-attr]
-                 for f in index.filters}
+        kinds = {name: f.type for name, f in registry.filter_features(index).items()}
         wanted = {}
         for name, value in filters.items():
             if name not in kinds:

@@ -50,14 +50,8 @@ def _cells_of(row: FeatureRow, indexes: list[VectorIndex], registry: Registry) -
             if group == row.group:
                 default = next((f.default for f in features if f.name == name), None)
                 cell[name] = values[name] if present.get(name) else default
-        defaults = _filter_defaults(registry, index) if cell.get(VECTOR) is not None else {}
+        defaults = ({n: f.default for n, f in registry.filter_features(index).items()}
+                    if cell.get(VECTOR) is not None else {})
         out.append(IndexCells(index.name, row.key, stamp, row.expires_at_ms(), cell, defaults))
     return out
 
-
-def _filter_defaults(registry: Registry, index: VectorIndex) -> dict:
-    defaults = {}
-    for source in index.filters:
-        group, name = source.split(".", 1)
-        defaults[name] = registry.groups[group].feature(name).default  # type: ignore[union-attr]
-    return defaults

@@ -59,8 +59,8 @@ class CassandraVectorIndex:
         return message
 
     def _create(self, registry: Registry, index: VectorIndex) -> None:
-        dim, name = _dim(registry, index), table_of(index.name)
-        filters = _filter_types(registry, index)
+        dim, name = registry.index_dim(index), table_of(index.name)
+        filters = {n: f.type for n, f in registry.filter_features(index).items()}
         columns = "".join(f", {f} {_CQL_TYPES[kind]}" for f, kind in filters.items())
         ddl = self._connection.ddl
         ddl(f"CREATE TABLE IF NOT EXISTS {{ks}}.{name} (key text PRIMARY KEY, vector vector<float, {dim}>{columns})")
@@ -164,16 +164,4 @@ def _cql_value(name: str, value: Any) -> Any:
     if name == VECTOR and value is not None:
         return np.asarray(value, dtype="<f4").tolist()
     return value
-
-
-def _dim(registry: Registry, index: VectorIndex) -> int:
-    return registry.groups[index.group].feature(index.feature).dim  # type: ignore[union-attr]
-
-
-def _filter_types(registry: Registry, index: VectorIndex) -> dict[str, str]:
-    types = {}
-    for source in index.filters:
-        group, name = source.split(".", 1)
-        types[name] = registry.groups[group].feature(name).type  # type: ignore[union-attr]
-    return types
 

@@ -150,7 +150,7 @@ class SqliteUsearchIndex:
     def _mirror(self, registry: Registry, index: VectorIndex) -> _Mirror:
         from usearch.index import Index
 
-        dim = registry.groups[index.group].feature(index.feature).dim  # type: ignore[union-attr]
+        dim = registry.index_dim(index)
         mirror = self._mirrors.get(index.name)
         if mirror is None or mirror.index != index or mirror.dim != dim:  # new, or redefined: built again
             o = self._options

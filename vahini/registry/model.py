@@ -294,6 +294,15 @@ class Registry:
             return current.features
         return self.history.get((group, version))
 
+    def index_dim(self, index: VectorIndex) -> int:
+        """The dimension of the vectors `index` holds."""
+        return self.groups[index.group].feature(index.feature).dim  # type: ignore[union-attr]  # checked at load
+
+    def filter_features(self, index: VectorIndex) -> dict[str, Feature]:
+        """`index`'s filters by the name a search gives them (`in_stock`), with their features."""
+        return {index.filter_name(f): self.groups[f.split(".", 1)[0]].feature(index.filter_name(f))  # type: ignore[misc]
+                for f in index.filters}
+
     def indexes_of(self, group: str) -> list[VectorIndex]:
         """The indexes an update of `group` changes: by its vector or by a filter."""
         return [i for i in self.indexes.values()
