@@ -97,6 +97,24 @@ class ServingSettings(_Section):
         "score node may give such a name as its target, so one graph serves every environment"))
 
 
+class ConsoleSettings(_Section):
+    """The operator console (`vahini console`): a web application on the same settings.
+    It takes TLS and the tokens file from serving.tls and serving.auth: a caller needs
+    Console.Read to see its pages and Console.Operate to act (re-drive dead letters)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65_535)
+    target: str | None = Field(None, description="The gRPC server `Try it` calls, host:port; default "
+                               "serving.host:serving.port. The signed-in caller's token goes with each call, so "
+                               "the server's own rights apply")
+    target_ca_file: Path | None = Field(None, description="PEM CA of the gRPC server's certificate: TLS to it")
+    metrics_endpoints: list[str] = Field(default_factory=list, description=(
+        "The /metrics URLs of the workers and servers the Live page reads, e.g. "
+        "[\"http://10.0.0.7:9100/metrics\"]; lag is read from the event log itself"))
+    refresh_s: float = Field(2.0, gt=0, description="How often the Live page refreshes itself")
+    dead_letters_shown: int = Field(200, ge=1, le=10_000, description="Newest dead letters the page lists")
+
+
 class CacheSettings(_Section):
     """The feature cache (Redis/Dragonfly) as seen by readers and writers."""
 
@@ -249,6 +267,12 @@ class CassandraSettings(_Section):
                                        "connection and marks the node down: a hung node stops getting requests")
     reconnect_max_delay_s: float = Field(30.0, gt=0, description="A node marked down is tried again at most "
                                          "this far apart (exponential from 1 s)")
+    connect_timeout_s: float = Field(5.0, gt=0, description="How long opening a connection to a node may take. "
+                                     "A hung node accepts TCP but never answers the handshake, and each attempt to "
+                                     "reconnect to it holds one of the driver's executor threads this long")
+    executor_threads: int = Field(8, ge=2, le=64, description="The driver's threads for retries, reconnections "
+                                  "and pool changes (its default is 2: two reconnections to a hung node would "
+                                  "hold every retry back until they time out)")
     speculative_retry: str = Field("auto", description="The tables' speculative_retry, set when a process creates "
                                    "or finds them: how long a coordinator waits for a replica before asking another. "
                                    "'auto': MIN(99p,50ms) on Cassandra, left alone on ScyllaDB (which has no MIN); "
@@ -299,6 +323,7 @@ class Settings(BaseSettings):
     interactions: InteractionSettings = InteractionSettings()
     archive: ArchiveSettings = ArchiveSettings()
     vectors: VectorSettings = VectorSettings()
+    console: ConsoleSettings = ConsoleSettings()
     redis: RedisSettings = RedisSettings()
     zookeeper: ZooKeeperSettings = ZooKeeperSettings()
 

@@ -102,6 +102,7 @@ def _cassandra(settings: Settings, url: str, tables: list[str]):
                                              heartbeat_interval_s=c.heartbeat_interval_s,
                                              heartbeat_timeout_s=c.heartbeat_timeout_s,
                                              reconnect_max_delay_s=c.reconnect_max_delay_s,
+                                             connect_timeout_s=c.connect_timeout_s, executor_threads=c.executor_threads,
                                              speculative_retry=c.speculative_retry), tables)
 
 

@@ -53,6 +53,11 @@ class CassandraOptions:
     heartbeat_interval_s: float = 5.0
     heartbeat_timeout_s: float = 5.0
     reconnect_max_delay_s: float = 30.0  # a node marked down is tried again at most this far apart
+    # A hung node accepts TCP but never answers the handshake: each attempt to reconnect to
+    # it holds one of the driver's executor threads this long, and the driver's retries
+    # wait for a free one. More threads than its default 2 keep retries off that queue.
+    connect_timeout_s: float = 5.0
+    executor_threads: int = 8
     speculative_retry: str = "auto"  # the tables' (see cassandra_hedging.wanted_speculative_retry)
 
 
@@ -148,7 +153,8 @@ class CassandraSession:
         self._sampled = 0
         auth = PlainTextAuthProvider(*options.credentials) if options.credentials else None
         self.cluster = Cluster(list(options.hosts), port=options.port, execution_profiles=self._profiles(),
-                               connect_timeout=10, auth_provider=auth, ssl_context=_ssl_context(options.tls),
+                               connect_timeout=options.connect_timeout_s,
+                               executor_threads=options.executor_threads, auth_provider=auth, ssl_context=_ssl_context(options.tls),
                                compression=options.compression, protocol_version=options.protocol_version,
                                idle_heartbeat_interval=options.heartbeat_interval_s,
                                idle_heartbeat_timeout=options.heartbeat_timeout_s,
@@ -271,19 +277,35 @@ class CassandraSession:
         try:
             for statement, params in statements_and_params:
                 if len(in_flight) >= limit:
-                    results.append(in_flight.popleft().result())
+                    results.append(self._result(in_flight.popleft(), deadline, profile))
                 future = self.session.execute_async(statement, params, timeout=self._timeout(deadline),
                                                     execution_profile=profile)
                 if profile == HEDGED_READS:
                     self._time_some(future)
-                in_flight.append(future)
+                in_flight.append((future, statement, params))
             while in_flight:
-                results.append(in_flight.popleft().result())
+                results.append(self._result(in_flight.popleft(), deadline, profile))
         except (NoHostAvailable, DriverException, ConnectionException, OSError) as exc:
             if deadline is not None and isinstance(exc, OperationTimedOut) and time.monotonic() >= deadline - 0.005:
                 raise DeadlineExceeded(f"Cassandra/Scylla did not answer within {timeout_s:.3f} s") from exc
             raise StoreUnavailable(f"Cassandra/Scylla request failed: {type(exc).__name__}: {exc}") from exc
         return results
+
+    def _result(self, sent: tuple, deadline: float | None, profile) -> object:
+        """One statement's result. A hedged read whose replicas were all tried is sent once more.
+        The driver fails a read outright when the connection of its first replica closes
+        (a hung node's, at its heartbeat) after the hedges took the rest of its query plan,
+        though they are still in flight. That node is marked down by then, so the resend
+        goes to live replicas."""
+        future, statement, params = sent
+        try:
+            return future.result()
+        except (NoHostAvailable, ConnectionException) as exc:
+            if profile != HEDGED_READS:
+                raise
+            log.info("cassandra_read_resent", error=f"{type(exc).__name__}: {exc}"[:300])
+            return self.session.execute(statement, params, timeout=self._timeout(deadline),
+                                        execution_profile=profile)
 
     def _time_some(self, future) -> None:
         """Time one read in `sample_every`, for the hedges' delay."""
