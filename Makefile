@@ -46,7 +46,7 @@ bench-training-set: .venv-bench/.installed
 # core's types ([tool.mypy]); .ci/run runs it first.
 lint:
 	@bash infra/bootstrap.sh
-	.venv/bin/ruff check vahini streams serving offline schemas tests benchmarks clients/python
+	.venv/bin/ruff check vahini streams serving offline console schemas tests benchmarks clients/python
 	.venv/bin/mypy
 
 proto:

@@ -6,6 +6,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash infra/bootstrap.sh
 bash infra/services.sh install
 bash infra/grpcurl.sh install
+bash infra/browser.sh install  # Chromium and ChromeDriver, for the console's browser tests
 bash infra/model-servers.sh install  # MLServer and Triton (PyTriton), for the scoring tests
 export VAHINI_GRPCURL="${VAHINI_GRPCURL:-$(bash infra/grpcurl.sh path)}"
 # A run starts from empty services, as on a fresh machine: state left by earlier runs

@@ -9,6 +9,9 @@ caller's name, the SHA-256 of its token (never the token) and what it may do:
         allow: [FeatureService.Retrieve, ModelProxy.GetFeatures]   # or FeatureService.*, or *
         groups: [user_profile, product_core]   # optional; absent: every group
         models: [home_ranker]                  # optional; absent: every model
+      - name: operator
+        token_sha256: ...
+        allow: [Console.Read, Console.Operate] # the web console (vahini console): see, and act
 
 The file is re-read when it changes; a version that fails validation is logged
 with its file and line, and the last good one stays in force.
@@ -40,7 +43,8 @@ RELOAD_FAILURES = Counter("vahini_auth_reload_failures_total", "Tokens-file vers
                           "stays in force)")
 METHODS = ("FeatureService.Retrieve", "FeatureService.Persist", "FeatureService.Search",
            "InteractionService.GetInteractions",
-           "ModelProxy.GetFeatures", "ServerReflection.ServerReflectionInfo")
+           "ModelProxy.GetFeatures", "ServerReflection.ServerReflectionInfo",
+           "Console.Read", "Console.Operate")  # the operator console's rights (vahini console)
 OPEN_SERVICES = ("grpc.health.v1.Health",)
 REFLECTION_SERVICES = ("grpc.reflection.v1alpha.ServerReflection", "grpc.reflection.v1.ServerReflection")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")

@@ -48,6 +48,14 @@ def reason_of(record: Record) -> dict[str, str]:
 
 def summarize(log: EventLog, topic: str, latest: int) -> dict:
     """Counts by reason and the `latest` dead letters, read without joining any group."""
+    by_reason, newest_first = scan(log, topic, latest)
+    return {"total": sum(by_reason.values()), "by_reason": dict(by_reason.most_common()),
+            "latest": [_describe(r) for r in reversed(newest_first)]}
+
+
+def scan(log: EventLog, topic: str, latest: int, reason: str = "") -> tuple[Counter[str], list[Record]]:
+    """One read of the whole topic, without joining any group: the count of every reason,
+    and the `latest` newest dead letters (of `reason`, if given), newest first."""
     ends = log.end_offsets(topic)
     consumer = log.consumer(f"{topic}-inspect", [topic], {(topic, p): 0 for p in ends})
     by_reason: Counter[str] = Counter()
@@ -61,15 +69,14 @@ def summarize(log: EventLog, topic: str, latest: int) -> dict:
             remaining -= len(batch)
             for r in batch:
                 headers = reason_of(r)
-                by_reason[headers.get(REASON, "?")] += 1
-                if latest:
+                why = headers.get(REASON, "?")
+                by_reason[why] += 1
+                if latest and (not reason or why == reason):
                     entry = (int(headers.get(FAILED_AT_MS, "0")), r.partition, r.offset, r)
                     (heapq.heappush if len(tail) < latest else heapq.heappushpop)(tail, entry)
     finally:
         consumer.close()
-    newest_last = [entry[-1] for entry in sorted(tail, key=lambda e: e[:3])]
-    return {"total": sum(by_reason.values()), "by_reason": dict(by_reason.most_common()),
-            "latest": [_describe(r) for r in newest_last]}
+    return by_reason, [entry[-1] for entry in sorted(tail, key=lambda e: e[:3], reverse=True)]
 
 
 def _describe(record: Record) -> dict:

@@ -14,6 +14,9 @@ RETRIES = Counter("vahini_ingest_retries_total",
 FRESHNESS_SECONDS = Histogram("vahini_feature_freshness_seconds",
                               "Now minus event time of rows written (how stale features are on arrival)",
                               buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 30, 60, 300, 3600, 86400))
+NEWEST_EVENT = Gauge("vahini_group_newest_event_timestamp_seconds",
+                     "Event time of the newest row written per feature group, from the rows the freshness "
+                     "histogram samples (up to 64 per batch); now minus it is the group's age", ["group"])
 CONSUMER_LAG = Gauge("vahini_consumer_lag", "Records not yet consumed", ["topic", "partition"])
 CACHE_INVALIDATION_ERRORS = Counter("vahini_cache_invalidation_errors_total",
                                     "Batches whose cache entries could not be fenced (a new cache epoch was started)")

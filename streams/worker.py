@@ -90,6 +90,7 @@ class FeatureIngestWorker:
         self._stop_offsets = dict(stop_offsets) if stop_offsets is not None else None
         self.stats = IngestStats()
         self._next_lag_report = 0.0
+        self._newest_event_ms: dict[str, int] = {}  # per group, for its freshness gauge
         # Set when a batch could not be written: no later batch may commit, since a
         # commit covers every earlier offset of its partitions.
         self._halted = False
@@ -228,8 +229,12 @@ class FeatureIngestWorker:
         metrics.EVENTS.labels(records[0].topic).inc(len(records))
         metrics.ROWS_WRITTEN.inc(len(rows))
         metrics.BATCH_SIZE.observe(len(records))
+        newest = self._newest_event_ms
         for row in rows[:: max(1, len(rows) // 64)]:  # a sample keeps this off the hot path
             metrics.FRESHNESS_SECONDS.observe(max(0.0, (now_ms - row.event_time_ms) / 1000))
+            if row.event_time_ms > newest.get(row.group, 0):
+                newest[row.group] = row.event_time_ms
+                metrics.NEWEST_EVENT.labels(row.group).set(row.event_time_ms / 1000)
 
     def _report_lag(self) -> None:
         if time.monotonic() < self._next_lag_report:

@@ -41,12 +41,12 @@ def test_the_core_does_not_import_the_programs():
     # vahini/ holds the ports, adapters, codecs and registry the programs share; the programs
     # (vahini.streams, vahini.serving, vahini.offline: the folders streams/, serving/ and
     # offline/, linked in) import it,
-    # never the other way. The CLI and the demo (vahini/cli, vahini/demo.py) run the programs
-    # and sit above them.
+    # never the other way. The CLI, the demo and the console (vahini/cli, vahini/demo.py,
+    # vahini.console: the folder console/) run the programs and sit above them.
     import ast
 
     core = PYPROJECT.parent / "vahini"
-    programs = ("streams", "serving", "offline")
+    programs = ("streams", "serving", "offline", "console")
     found = []
     for path in core.rglob("*.py"):
         if path.relative_to(core).parts[0] in ("cli", "demo.py", *programs, "schemas"):
@@ -75,6 +75,8 @@ def test_installing_vahini_puts_only_the_vahini_namespace_into_site_packages(tmp
     names = zipfile.ZipFile(wheel).namelist()
     assert {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")} == {"vahini"}
     for expected in ("vahini/streams/worker.py", "vahini/serving/server.py", "vahini/offline/training_set.py",
+                     "vahini/console/app.py", "vahini/console/templates/model.html",
+                     "vahini/console/static/htmx-2.0.11.min.js",
                      "vahini/schemas/avro/vahini.events.FeatureLog.avsc", "vahini/serving/api/model_proxy_pb2.py",
                      "vahini/schemas/avro/vahini.events.Interaction.avsc", "vahini/schemas/proto/model_proxy.proto",
                      "vahini/samples/registry/models.yaml"):

@@ -34,6 +34,8 @@ examples:
   vahini query home_ranker --set user_id=u42 --set product_ids=p1,p2
   vahini dev model-server --model ranker         # a reference KServe v2 model endpoint, for tests
   vahini registry show home_ranker               # what is published; `registry diff 1` what changed
+  vahini console --port 8080                     # the operator console, in a browser
+  vahini lag                                     # consumer lag of every worker group
 
 exit codes: 0 done; 1 a user error (bad input, settings, names or rights; some
 lines rejected); 2 a usage error (the command line); 3 a service it needs is
@@ -72,7 +74,9 @@ def _parser() -> argparse.ArgumentParser:
     _add_ingest(sub)
     _add_replay(sub)
     _add_dead_letters(sub)
+    _add_lag(sub)
     _add_serve(sub)
+    _add_console(sub)
     _add_get(sub)
     _add_history(sub)
     _add_query(sub)
@@ -231,6 +235,30 @@ def _add_dead_letters(sub) -> None:
     dl.add_argument("--limit", type=int, default=20, help="latest entries to print (default %(default)s)")
     dl.add_argument("--json", action="store_true", help="print JSON instead of text")
     dl.set_defaults(run=commands.dead_letters)
+
+
+def _add_lag(sub) -> None:
+    lg = sub.add_parser("lag", parents=[_GLOBAL], help="consumer lag of the worker groups, read from the event log",
+                        description="For each kind of worker (features: ingest.group; interactions: "
+                                    "interactions.group; archive: archive.group), each partition of its topics: "
+                                    "the end offset, what the group committed, and the lag between them. Groups "
+                                    "that never committed on a topic are left out (that worker is not running). "
+                                    "The console's Live page shows the same figures.")
+    lg.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    lg.set_defaults(run=commands.lag)
+
+
+def _add_console(sub) -> None:
+    c = sub.add_parser("console", parents=[_GLOBAL], help="serve the operator console: a web application",
+                       description="Serve the operator console: the registry and its diffs, the model graphs "
+                                   "drawn, Try it (a model's matrix, Retrieve, a user's history, over the gRPC "
+                                   "server at console.target), live lag, freshness and cache figures, and the dead "
+                                   "letters with a re-drive. TLS and callers come from serving.tls and "
+                                   "serving.auth: a caller needs Console.Read to see and Console.Operate to act. "
+                                   "SIGTERM or Ctrl-C stops it.")
+    c.add_argument("--host", help="address to listen on (default: console.host, 127.0.0.1)")
+    c.add_argument("--port", type=int, help="port to listen on (default: console.port, 8080)")
+    c.set_defaults(run=commands.console)
 
 
 def _add_serve(sub) -> None:

@@ -564,6 +564,54 @@ def dead_letters(args) -> int:
     return 0
 
 
+def lag(args) -> int:
+    from vahini.consumer_lag import total, worker_lag
+
+    settings = _settings(args)
+    log = wiring.event_log(settings)
+    try:
+        lags = worker_lag(log, settings)
+    finally:
+        log.close()
+    if args.json:
+        print(json.dumps([{"worker": p.worker, "group": p.group, "topic": p.topic, "partition": p.partition,
+                           "end": p.end, "committed": p.committed, "lag": p.lag} for p in lags], indent=2))
+        return 0
+    if not lags:
+        print("no worker group has committed anything yet")
+        return 0
+    print(f"{'worker':<13} {'group':<28} {'topic':<28} {'partition':>9} {'end':>10} {'committed':>10} {'lag':>8}")
+    for p in lags:
+        committed = "none" if p.committed is None else str(p.committed)
+        shown = "-" if p.lag is None else str(p.lag)
+        print(f"{p.worker:<13} {p.group:<28} {p.topic:<28} {p.partition:>9} {p.end:>10} {committed:>10} {shown:>8}")
+    print(f"total lag: {total(lags)}")
+    return 0
+
+
+def console(args) -> int:
+    import signal
+    import threading
+
+    from vahini.console.server import start_console
+
+    settings = _settings(args)
+    given = {"host": args.host, "port": args.port}
+    settings = settings.model_copy(update={"console": settings.console.model_copy(
+        update={k: v for k, v in given.items() if v is not None})})
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        running = start_console(settings)
+    except OSError as exc:
+        raise UserError(f"cannot listen on {settings.console.host}:{settings.console.port}: {exc.strerror}") from None
+    print(f"console at {running.url}", flush=True)
+    stop.wait()
+    running.stop()
+    return 0
+
+
 def _moment_ms(text: str | None, flag: str) -> int | None:
     """An ISO-8601 time (UTC unless it says otherwise) or epoch milliseconds."""
     if text is None:

@@ -228,7 +228,18 @@ class _Builder:
             groups={n: g for n, (g, _) in self.groups.items()},
             models={n: m for n, (m, _, _) in self.models.items()},
             indexes={n: i for n, (i, _, _) in self.indexes.items()},
+            sources=self._sources(),
         )
+
+    def _sources(self) -> dict[str, str]:
+        def place(where: Where) -> str:
+            return f"{Path(where.file).name}:{where.line}"
+        found = {f"entity:{n}": place(w) for n, (_, w) in self.entities.items()}
+        found.update({f"group:{n}": place(w) for n, (_, w) in self.groups.items()})
+        found.update({f"feature:{g}.{f}": place(w) for (g, f), w in self.feature_lines.items()})
+        found.update({f"model:{n}": place(w) for n, (_, w, _) in self.models.items()})
+        found.update({f"index:{n}": place(w) for n, (_, w, _) in self.indexes.items()})
+        return found
 
 
 def _located(file: str, node: Any, path: tuple) -> Where:

@@ -280,6 +280,13 @@ class Registry:
     model_history: dict[tuple[str, int], ModelGraph] = field(default_factory=dict)
     revision: int = 0  # 1, 2, ... for each publish that changed something (vahini.registry.revisions)
     indexes: dict[str, VectorIndex] = field(default_factory=dict)
+    # Where each definition came from, "file.yaml:line", by "entity:<name>", "group:<name>",
+    # "feature:<group>.<name>", "model:<name>" and "index:<name>" (what the console shows).
+    sources: dict[str, str] = field(default_factory=dict, compare=False)
+
+    def source_of(self, kind: str, name: str) -> str:
+        """`kind` (entity, group, feature, model, index) `name`'s "file.yaml:line", or ""."""
+        return self.sources.get(f"{kind}:{name}", "")
 
     def model(self, name: str, version: int = 0) -> ModelGraph | None:
         """The latest graph of `name`, or the given published version of it."""
@@ -312,6 +319,8 @@ class Registry:
         d = self._json_dict()
         if self.indexes:  # left out while unused: older servers read the registry during an upgrade
             d["indexes"] = [asdict(i) for i in self.indexes.values()]
+        if self.sources:
+            d["sources"] = dict(sorted(self.sources.items()))
         return d
 
     def _json_dict(self) -> dict:
@@ -348,6 +357,7 @@ class Registry:
             model_history=model_history,
             revision=d.get("revision", 0),
             indexes={i["name"]: VectorIndex(**i) for i in d.get("indexes", [])},
+            sources=dict(d.get("sources", {})),
         )
 
     @classmethod

@@ -1,0 +1,277 @@
+"""The operator console in headless Chromium, on both stacks: every page against the
+services it reads, checked against what the CLI prints for the same thing (the
+matrix, the lag, the dead letters, the registry diff), the re-drive clicked and its
+effect on the store and the topic, and who may see and do what (401, 403)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from prometheus_client import start_http_server
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import WebDriverWait
+
+from tests.conftest_backends import STACKS, stack_settings, with_sample_registry
+from tests.streams.helpers import ingest_until_caught_up, send_raw, send_updates, update
+from tests.streams.processes import settings_env
+from vahini import wiring
+from vahini.console.server import RunningConsole, start_console
+from vahini.demo import SAMPLE_REGISTRY
+from vahini.registry import publish
+from vahini.registry.publish import read_published
+from vahini.serving.auth import token_sha256
+from vahini.serving.server import RunningServer, start_server
+
+pytestmark = [pytest.mark.real_service, pytest.mark.slow]  # the browser is a real service: a skip fails CI
+
+OPERATOR, VIEWER, RANKER = "operator-secret", "viewer-secret", "ranker-secret"
+CALLERS = f"""callers:
+  - name: operator
+    token_sha256: {token_sha256(OPERATOR)}
+    allow: [Console.Read, Console.Operate, ModelProxy.GetFeatures, FeatureService.*, InteractionService.*]
+  - name: viewer
+    token_sha256: {token_sha256(VIEWER)}
+    allow: [Console.Read, ModelProxy.GetFeatures]
+  - name: ranker
+    token_sha256: {token_sha256(RANKER)}
+    allow: [ModelProxy.GetFeatures]
+"""
+PAGES = ("/registry", "/registry/diff", "/models", "/models/home_ranker", "/try", "/live", "/live/panel",
+         "/dead-letters")
+
+
+@dataclass
+class Stack:
+    settings: object
+    console: RunningConsole
+    server: RunningServer
+    tokens: Path
+
+    @property
+    def url(self) -> str:
+        return self.console.url
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.server.port}"
+
+
+@pytest.fixture(params=STACKS)
+def stack(request, tmp_path, unique):
+    settings = with_sample_registry(stack_settings(request.param, request, tmp_path, unique))
+    tokens = tmp_path / "callers.yaml"
+    tokens.write_text(CALLERS)
+    settings = settings.model_copy(update={"serving": settings.serving.model_copy(update={
+        "auth": settings.serving.auth.model_copy(update={"tokens_file": tokens})})})
+    server = start_server(settings, port=0)
+    metrics, _ = start_http_server(0, addr="127.0.0.1")  # this process's own: the worker below runs here
+    settings = settings.model_copy(update={"console": settings.console.model_copy(update={
+        "target": f"127.0.0.1:{server.port}", "refresh_s": 1.0,
+        "metrics_endpoints": [f"http://127.0.0.1:{metrics.server_port}/metrics"]})})
+    console = start_console(settings, port=0)
+    yield Stack(settings, console, server, tokens)
+    console.stop()
+    server.stop(0)
+    metrics.shutdown()
+
+
+def vahini(stack: Stack, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "vahini.cli", *args], env=settings_env(stack.settings),
+                          capture_output=True, text=True, timeout=120)
+
+
+def sign_in(browser, stack: Stack, token: str) -> None:
+    browser.get(f"{stack.url}/login")
+    browser.find_element(By.ID, "token").send_keys(token)
+    browser.find_element(By.ID, "sign-in").click()
+    WebDriverWait(browser, 10).until(lambda b: "/login" not in b.current_url)
+
+
+def status_of(url: str, token: str | None = None, method: str = "GET", data: bytes | None = None) -> int:
+    request = urllib.request.Request(url, method=method, data=data)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as reply:
+            return reply.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def table_rows(browser, table_id: str) -> list[list[str]]:
+    rows = browser.find_elements(By.CSS_SELECTOR, f"#{table_id} tr")
+    return [[cell.text for cell in row.find_elements(By.TAG_NAME, "td")] for row in rows[1:]]
+
+
+def products(stack: Stack, event_ms: int) -> None:
+    send_updates(stack.settings, [
+        {"entity": "product", "keys": {"product_id": f"p{i}"}, "group": "product_core", "producer_id": "test",
+         "values": {"price": 10.0 * i, "brand": "acme", "category_id": f"c{i % 2}"}, "event_time_ms": event_ms}
+        for i in range(1, 4)])
+
+
+def test_every_page_shows_what_the_cli_shows(stack, browser, screenshot, tmp_path):
+    t = int(time.time() * 1000) - 5000
+    products(stack, t)
+    send_updates(stack.settings, [update(f"u{i}", i, t) for i in range(5)]
+                 + [{**update("g1", 1, t), "group": "flash_sale"}])  # dead-lettered: unknown_group
+    send_raw(stack.settings, [b"\x00not avro"])  # dead-lettered: undecodable
+    ingest_until_caught_up(stack.settings)
+    send_updates(stack.settings, [update(f"late{i}", i, t) for i in range(7)])  # 7 events of lag
+    _publish_a_second_revision(stack, tmp_path)
+    sign_in(browser, stack, OPERATOR)
+
+    browser.get(f"{stack.url}/registry")
+    registry = read_published(wiring.config_store(stack.settings))
+    for name in registry.groups:
+        assert browser.find_element(By.ID, f"group-{name}").is_displayed()
+    assert browser.find_element(By.ID, "counts").text.startswith(
+        f"{len(registry.entities)} entities, {len(registry.groups)} feature groups, {len(registry.models)} models")
+    models = {row[0]: row[5] for row in table_rows(browser, "model-list")}
+    assert models["home_ranker"].startswith("models.yaml:")
+    screenshot(f"registry-{_kind(stack)}")
+
+    browser.get(f"{stack.url}/registry/diff?from=1&to=2")
+    cli = json.loads(vahini(stack, "registry", "diff", "1", "--json").stdout)
+    assert [li.text for li in browser.find_elements(By.CSS_SELECTOR, "#changes li")] == cli["changes"]
+    assert cli["changes"], "the second revision adds a group"
+    screenshot(f"registry-diff-{_kind(stack)}")
+
+    browser.get(f"{stack.url}/models/home_ranker")
+    graph = registry.models["home_ranker"]
+    kinds = [n.get_attribute("data-kind") for n in browser.find_elements(By.CSS_SELECTOR, "#dag g.node")]
+    assert kinds.count("lookup") == len(graph.lookups) and kinds.count("column") == len(graph.columns)
+    assert kinds.count("context") == len(graph.context) and kinds.count("sequence") == len(graph.sequences)
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#dag path.edge")) >= len(graph.columns)
+    screenshot(f"model-{_kind(stack)}")
+
+    browser.get(f"{stack.url}/try?model=home_ranker")
+    browser.find_element(By.ID, "home_ranker-user_id").send_keys("u1")
+    browser.find_element(By.ID, "home_ranker-product_ids").send_keys("p1,p2,p404")
+    browser.find_element(By.CSS_SELECTOR, "#form-home_ranker button").click()
+    WebDriverWait(browser, 15).until(expected_conditions.presence_of_element_located(
+        (By.CSS_SELECTOR, "#result-model table.matrix")))
+    header = [th.text for th in browser.find_elements(By.CSS_SELECTOR, "#result-model table.matrix th")]
+    cells = [[td.text for td in tr.find_elements(By.TAG_NAME, "td")]
+             for tr in browser.find_elements(By.CSS_SELECTOR, "#result-model table.matrix tr")[1:]]
+    query = vahini(stack, "query", "home_ranker", "--set", "user_id=u1", "--set", "product_ids=p1,p2,p404",
+                   "--json", "--target", stack.target, "--token-file", str(_token_file(tmp_path, OPERATOR)))
+    assert query.returncode == 0, query.stderr
+    cli = json.loads(query.stdout)
+    assert header[1:] == cli["columns"] and [row[0] for row in cells] == cli["row_ids"]
+    for shown, expected in zip(cells, cli["matrix"]):
+        assert [float(v) for v in shown[1:]] == pytest.approx(expected, rel=1e-5, abs=1e-6)
+    defaulted = {th.text for th in browser.find_elements(By.CSS_SELECTOR, "#result-model th.defaulted")}
+    assert defaulted == {c for c, n in cli["missing"].items() if n}  # p404 was never written
+    assert "ms" in browser.find_element(By.CSS_SELECTOR, "#result-model .latency").text
+    screenshot(f"try-{_kind(stack)}")
+
+    browser.get(f"{stack.url}/live")
+    lag = json.loads(vahini(stack, "lag", "--json").stdout)
+    shown = table_rows(browser, "lag")
+    assert [(r[2], int(r[3]), int(r[4]), int(r[6])) for r in shown] == \
+        [(p["topic"], p["partition"], p["end"], p["lag"]) for p in lag]
+    assert int(browser.find_element(By.ID, "total-lag").text) == sum(p["lag"] for p in lag) == 7
+    freshness = {r[0]: float(r[1].split()[0]) for r in table_rows(browser, "freshness")}
+    assert freshness["user_activity"] >= 5.0  # its newest event is 5 s old
+    WebDriverWait(browser, 10).until(lambda b: b.find_element(By.ID, "ingest-rate").text != "…")  # the refresh
+    screenshot(f"live-{_kind(stack)}")
+
+    browser.get(f"{stack.url}/dead-letters")
+    cli = json.loads(vahini(stack, "dead-letters", "--json").stdout)
+    assert browser.find_element(By.ID, "dead-total").text == f"{cli['total']} in all"
+    rows = table_rows(browser, "dead-letters")
+    assert sorted(r[1] for r in rows) == sorted(e["reason"] for e in cli["latest"]) == ["undecodable",
+                                                                                         "unknown_group"]
+    decoded = {r[1]: r[5] for r in rows}
+    assert '"group": "flash_sale"' in decoded["unknown_group"] and "not decodable" in decoded["undecodable"]
+    browser.get(f"{stack.url}/dead-letters?reason=unknown_group")
+    assert [r[1] for r in table_rows(browser, "dead-letters")] == ["unknown_group"]
+    screenshot(f"dead-letters-{_kind(stack)}")
+
+
+def test_a_redrive_asks_first_needs_operate_and_writes_what_is_valid_now(stack, browser, tmp_path):
+    t = int(time.time() * 1000) - 1000
+    gift = {"entity": "user", "keys": {"user_id": "g1"}, "group": "user_gifts", "values": {"gifts": 2},
+            "event_time_ms": t, "producer_id": "test"}
+    send_updates(stack.settings, [gift])
+    ingest_until_caught_up(stack.settings)
+    _publish_a_second_revision(stack, tmp_path)  # user_gifts exists now
+    log = wiring.event_log(stack.settings)
+    dead_end = log.end_offsets(stack.settings.topics.dead_letter)
+
+    sign_in(browser, stack, VIEWER)
+    browser.get(f"{stack.url}/dead-letters")
+    assert not browser.find_elements(By.ID, "redrive-button")
+    assert status_of(f"{stack.url}/dead-letters/redrive", VIEWER, "POST", b"confirm=yes") == 403
+
+    sign_in(browser, stack, OPERATOR)
+    browser.get(f"{stack.url}/dead-letters")
+    browser.find_element(By.ID, "redrive-button").click()
+    WebDriverWait(browser, 5).until(expected_conditions.alert_is_present()).dismiss()
+    time.sleep(1)
+    assert not browser.find_elements(By.ID, "redrive-summary") and _gifts(stack) is None
+    browser.find_element(By.ID, "redrive-button").click()
+    WebDriverWait(browser, 5).until(expected_conditions.alert_is_present()).accept()
+    summary = WebDriverWait(browser, 60).until(expected_conditions.presence_of_element_located(
+        (By.ID, "redrive-summary"))).text
+    assert summary.startswith("Re-drive done: 1 events read, 1 rows written, 0 dead-lettered again, 0 still invalid")
+    assert _gifts(stack) == 2
+    assert log.end_offsets(stack.settings.topics.dead_letter) == dead_end  # nothing dead-lettered twice
+    log.close()
+
+
+def test_no_token_gets_401_and_a_token_without_the_right_gets_403(stack, browser):
+    for page in PAGES:
+        assert status_of(f"{stack.url}{page}") == 401, page
+        assert status_of(f"{stack.url}{page}", "not-a-token") == 401, page
+        assert status_of(f"{stack.url}{page}", RANKER) == 403, page
+        assert status_of(f"{stack.url}{page}", VIEWER) == 200, page
+    assert status_of(f"{stack.url}/dead-letters/redrive", None, "POST", b"confirm=yes") == 401
+    assert status_of(f"{stack.url}/try/model", RANKER, "POST", b"model=home_ranker") == 403
+    browser.delete_all_cookies()
+    browser.get(f"{stack.url}/models")
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Sign in"  # the 401 page asks for a token
+    sign_in(browser, stack, RANKER)
+    assert browser.find_element(By.ID, "message").text == "caller 'ranker' lacks Console.Read"
+
+
+def _publish_a_second_revision(stack: Stack, tmp_path: Path) -> None:
+    registry_dir = tmp_path / "registry"
+    shutil.copytree(SAMPLE_REGISTRY, registry_dir)
+    (registry_dir / "gifts.yaml").write_text("feature_groups:\n  - name: user_gifts\n    entity: user\n"
+                                             "    version: 1\n    features: [{name: gifts, type: int32}]\n")
+    store = wiring.config_store(stack.settings)
+    publish.apply(registry_dir, store)
+    store.close()
+    deadline = time.monotonic() + 10
+    while "user_gifts" not in stack.console.sources.registry().groups and time.monotonic() < deadline:
+        time.sleep(0.05)  # the console follows publishes
+
+
+def _gifts(stack: Stack) -> int | None:
+    """user g1's gifts as `vahini get` prints them, or None while never written."""
+    got = vahini(stack, "get", "--entity", "user", "--keys", "g1", "--groups", "user_gifts", "--json")
+    assert got.returncode == 0, got.stderr
+    feature = json.loads(got.stdout)["g1"]["user_gifts"]["features"]["gifts"]
+    return feature["value"] if feature["status"] == "present" else None
+
+
+def _token_file(tmp_path: Path, token: str) -> Path:
+    path = tmp_path / "token"
+    path.write_text(token)
+    return path
+
+
+def _kind(stack: Stack) -> str:
+    return "embedded" if stack.settings.event_log.startswith("sqlite") else "real"
