@@ -114,6 +114,8 @@ def _value(value) -> str:
     if isinstance(value, np.ndarray):
         shown = ", ".join(_value(v) for v in value[:4])
         return f"[{shown}{', ...' if len(value) > 4 else ''}]"
+    if isinstance(value, (bool, np.bool_)):
+        return "true" if value else "false"  # as JSON, and as `vahini get` prints it
     if isinstance(value, (np.floating, float)):
         return _number(value)
     return str(value.item() if isinstance(value, np.generic) else value)

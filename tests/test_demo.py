@@ -38,3 +38,26 @@ def test_demo_command_runs_as_a_user_would(tmp_path):
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["ingested_events"] == 200 * 6 + 300 * 2
+
+
+def test_the_demo_ends_with_the_console_address_and_its_settings_open_the_console(tmp_path):
+    import urllib.request
+
+    from vahini.console.server import start_console
+    from vahini.settings import load_settings
+
+    workdir = tmp_path / "d"
+    result = subprocess.run([sys.executable, "-m", "vahini.cli", "demo", "--workdir", str(workdir),
+                             "--users", "50", "--products", "80", "--categories", "5"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    settings_file = workdir.resolve() / "settings.toml"
+    assert f"vahini console --settings {settings_file}" in result.stdout
+    assert "http://127.0.0.1:8080/registry" in result.stdout
+    console = start_console(load_settings(str(settings_file)), port=0)
+    try:
+        with urllib.request.urlopen(f"{console.url}/models", timeout=30) as reply:
+            page = reply.read().decode()
+    finally:
+        console.stop()
+    assert 'href="/models/home_ranker"' in page and 'href="/models/home_ranker_scored"' in page

@@ -187,9 +187,30 @@ def run_demo(workdir: Path, size: DemoSize = DemoSize(), seed: int = 7) -> dict:
           f"({stats.events:,} events in {stats.seconds:.1f}s, one worker process, embedded SQLite store)")
     summary.update(_sessions(settings, backends.event_log, producer))
     summary.update(_model_proxy(settings))
+    _print_console(workdir, settings)
     print(json.dumps(summary))
     backends.close()
     return summary
+
+
+def _print_console(workdir: Path, settings: Settings) -> None:
+    """Write the demo's settings to a file, so `vahini console` (and every other command)
+    can open what the demo left behind, and say where the console will be."""
+    path = workdir.resolve() / "settings.toml"
+    path.write_text(demo_settings_toml(workdir))
+    c = settings.console
+    print(f"\nSee it in the operator console: vahini console --settings {path}\n"
+          f"  then open http://{c.host}:{c.port}/registry (the registry, the model graphs drawn, Try it, Live, "
+          f"dead letters)")
+
+
+def demo_settings_toml(workdir: Path) -> str:
+    """The settings of `embedded_settings(workdir)` as a TOML file, with absolute paths."""
+    w = workdir.resolve()
+    return (f'event_log = "sqlite:///{w}/events.db"\nfeature_store = "sqlite:///{w}/features.db"\n'
+            f'feature_cache = "sqlite:///{w}/hot.db"\nconfig_store = "file://{w}/config"\n\n'
+            f'[interactions]\nhot_tier = "sqlite:///{w}/interactions-hot.db"\n'
+            f"inactivity_timeout_s = {DEMO_INACTIVITY_S}\n")
 
 
 def _sessions(settings: Settings, event_log, producer: EventProducer) -> dict:

@@ -6,6 +6,7 @@ effect on the store and the topic, and who may see and do what (401, 403)."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -19,7 +20,7 @@ import pytest
 from prometheus_client import start_http_server
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from tests.conftest_backends import STACKS, stack_settings, with_sample_registry
 from tests.streams.helpers import ingest_until_caught_up, send_raw, send_updates, update
@@ -176,6 +177,31 @@ def test_every_page_shows_what_the_cli_shows(stack, browser, screenshot, tmp_pat
     assert "ms" in browser.find_element(By.CSS_SELECTOR, "#result-model .latency").text
     screenshot(f"try-{_kind(stack)}")
 
+    browser.find_element(By.ID, "retrieve-keys").send_keys("p1,p404")
+    browser.find_element(By.ID, "retrieve-groups").send_keys("product_core")
+    Select(browser.find_element(By.CSS_SELECTOR, "#form-retrieve select")).select_by_visible_text("product")
+    browser.find_element(By.CSS_SELECTOR, "#form-retrieve button").click()
+    WebDriverWait(browser, 15).until(expected_conditions.presence_of_element_located(
+        (By.CSS_SELECTOR, "#result-retrieve table.matrix")))
+    got = json.loads(vahini(stack, "get", "--entity", "product", "--keys", "p1,p404", "--groups", "product_core",
+                            "--json").stdout)
+    rows = [[td for td in tr.find_elements(By.TAG_NAME, "td")]
+            for tr in browser.find_elements(By.CSS_SELECTOR, "#result-retrieve table.matrix tr")[1:]]
+    header = [th.text for th in browser.find_elements(By.CSS_SELECTOR, "#result-retrieve table.matrix th")]
+    for row in rows:
+        key, features = row[0].text, got[row[0].text]["product_core"]["features"]
+        for name, cell in zip(header[1:], row[1:]):
+            feature = features[name.split(".", 1)[1]]
+            assert ("defaulted" in (cell.get_attribute("class") or "")) == (feature["status"] != "present")
+            if not isinstance(feature["value"], list):
+                value = re.sub(r"\s*\((missing|expired|unreadable)\)$", "", cell.text)
+                assert value == _as_shown(feature["value"]), (key, name)
+    browser.find_element(By.ID, "history-user").send_keys("u1")
+    browser.find_element(By.CSS_SELECTOR, "#form-history button").click()
+    WebDriverWait(browser, 15).until(expected_conditions.presence_of_element_located(
+        (By.CSS_SELECTOR, "#result-history .call-notes")))
+    assert "newest first" in browser.find_element(By.CSS_SELECTOR, "#result-history .call-notes").text
+
     browser.get(f"{stack.url}/live")
     lag = json.loads(vahini(stack, "lag", "--json").stdout)
     shown = table_rows(browser, "lag")
@@ -273,5 +299,45 @@ def _token_file(tmp_path: Path, token: str) -> Path:
     return path
 
 
+def _as_shown(value) -> str:
+    """A scalar of `vahini get --json` as the console shows it."""
+    if isinstance(value, (bool, str)):
+        return json.dumps(value) if isinstance(value, bool) else value
+    return f"{float(value):.6g}"
+
+
 def _kind(stack: Stack) -> str:
     return "embedded" if stack.settings.event_log.startswith("sqlite") else "real"
+
+
+def test_the_console_speaks_tls_like_the_grpc_port_and_calls_the_server_over_tls(request, tmp_path, unique):
+    import ssl
+
+    from tests.certs import make_ca, make_cert
+
+    ca = make_ca(tmp_path / "pki", "vahini-test-ca")
+    server_pair = make_cert(ca, tmp_path / "pki", "server")
+    tokens = tmp_path / "callers.yaml"
+    tokens.write_text(CALLERS)
+    settings = with_sample_registry(stack_settings("embedded", request, tmp_path, unique))
+    settings = settings.model_copy(update={"serving": settings.serving.model_copy(update={
+        "tls": settings.serving.tls.model_copy(update={"cert_file": server_pair.cert, "key_file": server_pair.key}),
+        "auth": settings.serving.auth.model_copy(update={"tokens_file": tokens})})})
+    server = start_server(settings, port=0)
+    settings = settings.model_copy(update={"console": settings.console.model_copy(update={
+        "target": f"127.0.0.1:{server.port}", "target_ca_file": ca.cert})})
+    console = start_console(settings, port=0)
+    try:
+        assert console.url.startswith("https://")
+        context = ssl.create_default_context(cafile=str(ca.cert))
+        request_ = urllib.request.Request(f"{console.url}/try/model", method="POST",
+                                          data=b"model=home_ranker&context.user_id=u1&context.product_ids=p1,p2",
+                                          headers={"Authorization": f"Bearer {OPERATOR}"})
+        with urllib.request.urlopen(request_, timeout=30, context=context) as reply:
+            page = reply.read().decode()
+        assert reply.status == 200 and "home_ranker v1, 2 rows x 53 columns" in page
+        with pytest.raises((urllib.error.URLError, ConnectionError)):  # plain HTTP to the TLS port: no page
+            urllib.request.urlopen(console.url.replace("https://", "http://") + "/registry", timeout=10)
+    finally:
+        console.stop()
+        server.stop(0)
