@@ -5,6 +5,7 @@ topic, the workers' and servers' /metrics, and the gRPC server for `Try it`."""
 from __future__ import annotations
 
 import threading
+from collections import Counter
 import time
 from dataclasses import dataclass, field
 
@@ -15,8 +16,9 @@ from vahini.registry import revisions
 from vahini.registry.model import Registry
 from vahini.registry.publish import RegistryFollower
 from vahini.settings import Settings
-from vahini.streams.dead_letter import DETAIL, FAILED_AT_MS, REASON, reason_of, scan
+from vahini.streams.dead_letter import DETAIL, FAILED_AT_MS, REASON, reason_of
 
+from vahini.console.dead_letter_tally import DeadLetterTally
 from vahini.console.metrics import LiveMetrics
 
 
@@ -49,6 +51,7 @@ class Sources:
         self._codec = AvroCodec(SchemaCatalog.default())
         self.metrics = LiveMetrics(settings.console.metrics_endpoints)
         self._redrive_lock = threading.Lock()
+        self._dead = DeadLetterTally(self._log, settings.topics.dead_letter, settings.console.dead_letters_shown)
 
     def registry(self) -> Registry:
         return self._registry.current
@@ -64,13 +67,10 @@ class Sources:
             return worker_lag(self._log, self.settings)
 
     def dead_letters(self, reason: str = "") -> DeadLetters:
-        topic = self.settings.topics.dead_letter
         with self._log_lock:
-            if not self._log.exists(topic):
-                return DeadLetters(0, {})
-            by_reason, newest = scan(self._log, topic, self.settings.console.dead_letters_shown, reason)
-        return DeadLetters(sum(by_reason.values()), dict(by_reason.most_common()),
-                           [self._dead_letter(r) for r in newest])
+            self._dead.refresh()
+            counts, newest = Counter(self._dead.by_reason), self._dead.newest(reason)
+        return DeadLetters(sum(counts.values()), dict(counts.most_common()), [self._dead_letter(r) for r in newest])
 
     def _dead_letter(self, record) -> DeadLetter:
         h = reason_of(record)
@@ -99,6 +99,7 @@ class Sources:
         self._registry.close()
         self._config.close()
         with self._log_lock:
+            self._dead.close()
             self._log.close()
 
 

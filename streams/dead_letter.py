@@ -63,7 +63,7 @@ def scan(log: EventLog, topic: str, latest: int, reason: str = "") -> tuple[Coun
     try:
         remaining = sum(ends.values())
         while remaining > 0:
-            batch = consumer.poll_batch(5000, 1.0)
+            batch = consumer.poll_batch(min(5000, remaining), 1.0)  # returns once it has them all
             if not batch:
                 break
             remaining -= len(batch)

@@ -223,6 +223,11 @@ def test_every_page_shows_what_the_cli_shows(stack, browser, screenshot, tmp_pat
     assert '"group": "flash_sale"' in decoded["unknown_group"] and "not decodable" in decoded["undecodable"]
     browser.get(f"{stack.url}/dead-letters?reason=unknown_group")
     assert [r[1] for r in table_rows(browser, "dead-letters")] == ["unknown_group"]
+    send_updates(stack.settings, [{**update("g2", 1, t), "group": "flash_sale_2"}])  # read by the next view alone
+    ingest_until_caught_up(stack.settings)
+    browser.get(f"{stack.url}/dead-letters?reason=unknown_group")
+    assert browser.find_element(By.ID, "dead-total").text == f"{cli['total'] + 1} in all"
+    assert [r[4] for r in table_rows(browser, "dead-letters")] == ["user:g2", "user:g1"]  # newest first
     screenshot(f"dead-letters-{_kind(stack)}")
 
 
