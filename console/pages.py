@@ -3,6 +3,7 @@ Signature: (console, request, visitor, form) -> Response."""
 
 from __future__ import annotations
 
+import re
 import time
 
 from starlette.responses import Response
@@ -34,8 +35,22 @@ def registry_diff(console, request, visitor, form) -> Response:
     if old is None or new is None:
         return console.render(request, "error.html", 404, visitor=visitor,
                               message=f"revisions kept are 1 to {latest}; asked for {old_n} and {new_n}")
+    changes = [(line, _defined_at(line, old, new)) for line in revisions.differences(old, new)]
     return console.render(request, "registry_diff.html", visitor=visitor, old=old, new=new, latest=latest,
-                          changes=revisions.differences(old, new), page="registry")
+                          changes=changes, page="registry")
+
+
+def _defined_at(change: str, old, new) -> str:
+    """Where what a change line names is defined: in the newer revision, or in the older
+    one for what it removed ("" when neither recorded it)."""
+    names = re.findall(r"'([^']+)'", change)
+    for registry in (new, old):
+        found = [registry.source_of("feature", f"{names[0]}.{names[1]}")] if len(names) > 1 else []
+        found += [registry.source_of(kind, names[0]) for kind in ("group", "model", "entity", "index") if names]
+        place = next((f for f in found if f), "")
+        if place:
+            return f"{place} (revision {registry.revision})"
+    return ""
 
 
 def models(console, request, visitor, form) -> Response:

@@ -144,8 +144,9 @@ def test_every_page_shows_what_the_cli_shows(stack, browser, screenshot, tmp_pat
 
     browser.get(f"{stack.url}/registry/diff?from=1&to=2")
     cli = json.loads(vahini(stack, "registry", "diff", "1", "--json").stdout)
-    assert [li.text for li in browser.find_elements(By.CSS_SELECTOR, "#changes li")] == cli["changes"]
+    assert [li.text for li in browser.find_elements(By.CSS_SELECTOR, "#changes .change")] == cli["changes"]
     assert cli["changes"], "the second revision adds a group"
+    assert browser.find_element(By.CSS_SELECTOR, "#changes .where").text == "gifts.yaml:2 (revision 2)"
     screenshot(f"registry-diff-{_kind(stack)}")
 
     browser.get(f"{stack.url}/models/home_ranker")

@@ -33,6 +33,7 @@ class _Builder:
         self.entities: dict[str, tuple[Entity, Where]] = {}
         self.groups: dict[str, tuple[FeatureGroup, Where]] = {}
         self.feature_lines: dict[tuple[str, str], Where] = {}
+        self.group_starts: dict[str, Where] = {}  # a group's first line (`groups` keeps its entity's, for errors)
         self.models: dict[str, tuple[ModelGraph, Where, LocatedMap]] = {}
         self.indexes: dict[str, tuple[VectorIndex, Where, LocatedMap]] = {}
 
@@ -106,6 +107,7 @@ class _Builder:
         if self._unique(self.groups, name, where, "feature group"):
             group = FeatureGroup(name, node["entity"], version, ttl, tuple(features), cache, source)
             self.groups[name] = (group, at(file, node, "entity"))
+            self.group_starts[name] = at(file, node)
 
     def _source(self, file: str, node: Any, group: str | None, features: list[Feature] | None) -> str | None:
         source = node.get("source", "events")
@@ -235,7 +237,7 @@ class _Builder:
         def place(where: Where) -> str:
             return f"{Path(where.file).name}:{where.line}"
         found = {f"entity:{n}": place(w) for n, (_, w) in self.entities.items()}
-        found.update({f"group:{n}": place(w) for n, (_, w) in self.groups.items()})
+        found.update({f"group:{n}": place(w) for n, w in self.group_starts.items() if n in self.groups})
         found.update({f"feature:{g}.{f}": place(w) for (g, f), w in self.feature_lines.items()})
         found.update({f"model:{n}": place(w) for n, (_, w, _) in self.models.items()})
         found.update({f"index:{n}": place(w) for n, (_, w, _) in self.indexes.items()})
