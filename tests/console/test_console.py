@@ -57,6 +57,10 @@ class Stack:
     console: RunningConsole
     server: RunningServer
     tokens: Path
+    unique: str  # in every key a test writes: the real stack's keyspace is shared by every test
+
+    def id(self, name: str) -> str:
+        return f"{name}-{self.unique}"
 
     @property
     def url(self) -> str:
@@ -80,7 +84,7 @@ def stack(request, tmp_path, unique):
         "target": f"127.0.0.1:{server.port}", "refresh_s": 1.0,
         "metrics_endpoints": [f"http://127.0.0.1:{metrics.server_port}/metrics"]})})
     console = start_console(settings, port=0)
-    yield Stack(settings, console, server, tokens)
+    yield Stack(settings, console, server, tokens, unique)
     console.stop()
     server.stop(0)
     metrics.shutdown()
@@ -116,7 +120,7 @@ def table_rows(browser, table_id: str) -> list[list[str]]:
 
 def products(stack: Stack, event_ms: int) -> None:
     send_updates(stack.settings, [
-        {"entity": "product", "keys": {"product_id": f"p{i}"}, "group": "product_core", "producer_id": "test",
+        {"entity": "product", "keys": {"product_id": stack.id(f"p{i}")}, "group": "product_core", "producer_id": "test",
          "values": {"price": 10.0 * i, "brand": "acme", "category_id": f"c{i % 2}"}, "event_time_ms": event_ms}
         for i in range(1, 4)])
 
@@ -124,11 +128,11 @@ def products(stack: Stack, event_ms: int) -> None:
 def test_every_page_shows_what_the_cli_shows(stack, browser, screenshot, tmp_path):
     t = int(time.time() * 1000) - 5000
     products(stack, t)
-    send_updates(stack.settings, [update(f"u{i}", i, t) for i in range(5)]
-                 + [{**update("g1", 1, t), "group": "flash_sale"}])  # dead-lettered: unknown_group
+    send_updates(stack.settings, [update(stack.id(f"u{i}"), i, t) for i in range(5)]
+                 + [{**update(stack.id("g1"), 1, t), "group": "flash_sale"}])  # dead-lettered: unknown_group
     send_raw(stack.settings, [b"\x00not avro"])  # dead-lettered: undecodable
     ingest_until_caught_up(stack.settings)
-    send_updates(stack.settings, [update(f"late{i}", i, t) for i in range(7)])  # 7 events of lag
+    send_updates(stack.settings, [update(stack.id(f"late{i}"), i, t) for i in range(7)])  # 7 events of lag
     _publish_a_second_revision(stack, tmp_path)
     sign_in(browser, stack, OPERATOR)
 
@@ -158,15 +162,16 @@ def test_every_page_shows_what_the_cli_shows(stack, browser, screenshot, tmp_pat
     screenshot(f"model-{_kind(stack)}")
 
     browser.get(f"{stack.url}/try?model=home_ranker")
-    browser.find_element(By.ID, "home_ranker-user_id").send_keys("u1")
-    browser.find_element(By.ID, "home_ranker-product_ids").send_keys("p1,p2,p404")
+    user, rows = stack.id("u1"), ",".join(stack.id(p) for p in ("p1", "p2", "p404"))
+    browser.find_element(By.ID, "home_ranker-user_id").send_keys(user)
+    browser.find_element(By.ID, "home_ranker-product_ids").send_keys(rows)
     browser.find_element(By.CSS_SELECTOR, "#form-home_ranker button").click()
     WebDriverWait(browser, 15).until(expected_conditions.presence_of_element_located(
         (By.CSS_SELECTOR, "#result-model table.matrix")))
     header = [th.text for th in browser.find_elements(By.CSS_SELECTOR, "#result-model table.matrix th")]
     cells = [[td.text for td in tr.find_elements(By.TAG_NAME, "td")]
              for tr in browser.find_elements(By.CSS_SELECTOR, "#result-model table.matrix tr")[1:]]
-    query = vahini(stack, "query", "home_ranker", "--set", "user_id=u1", "--set", "product_ids=p1,p2,p404",
+    query = vahini(stack, "query", "home_ranker", "--set", f"user_id={user}", "--set", f"product_ids={rows}",
                    "--json", "--target", stack.target, "--token-file", str(_token_file(tmp_path, OPERATOR)))
     assert query.returncode == 0, query.stderr
     cli = json.loads(query.stdout)
@@ -178,13 +183,14 @@ def test_every_page_shows_what_the_cli_shows(stack, browser, screenshot, tmp_pat
     assert "ms" in browser.find_element(By.CSS_SELECTOR, "#result-model .latency").text
     screenshot(f"try-{_kind(stack)}")
 
-    browser.find_element(By.ID, "retrieve-keys").send_keys("p1,p404")
+    keys = f"{stack.id('p1')},{stack.id('p404')}"
+    browser.find_element(By.ID, "retrieve-keys").send_keys(keys)
     browser.find_element(By.ID, "retrieve-groups").send_keys("product_core")
     Select(browser.find_element(By.CSS_SELECTOR, "#form-retrieve select")).select_by_visible_text("product")
     browser.find_element(By.CSS_SELECTOR, "#form-retrieve button").click()
     WebDriverWait(browser, 15).until(expected_conditions.presence_of_element_located(
         (By.CSS_SELECTOR, "#result-retrieve table.matrix")))
-    got = json.loads(vahini(stack, "get", "--entity", "product", "--keys", "p1,p404", "--groups", "product_core",
+    got = json.loads(vahini(stack, "get", "--entity", "product", "--keys", keys, "--groups", "product_core",
                             "--json").stdout)
     rows = [[td for td in tr.find_elements(By.TAG_NAME, "td")]
             for tr in browser.find_elements(By.CSS_SELECTOR, "#result-retrieve table.matrix tr")[1:]]
@@ -197,7 +203,7 @@ def test_every_page_shows_what_the_cli_shows(stack, browser, screenshot, tmp_pat
             if not isinstance(feature["value"], list):
                 value = re.sub(r"\s*\((missing|expired|unreadable)\)$", "", cell.text)
                 assert value == _as_shown(feature["value"]), (key, name)
-    browser.find_element(By.ID, "history-user").send_keys("u1")
+    browser.find_element(By.ID, "history-user").send_keys(user)
     browser.find_element(By.CSS_SELECTOR, "#form-history button").click()
     WebDriverWait(browser, 15).until(expected_conditions.presence_of_element_located(
         (By.CSS_SELECTOR, "#result-history .call-notes")))
@@ -210,7 +216,8 @@ def test_every_page_shows_what_the_cli_shows(stack, browser, screenshot, tmp_pat
         [(p["topic"], p["partition"], p["end"], p["lag"]) for p in lag]
     assert int(browser.find_element(By.ID, "total-lag").text) == sum(p["lag"] for p in lag) == 7
     freshness = {r[0]: float(r[1].split()[0]) for r in table_rows(browser, "freshness")}
-    assert freshness["user_activity"] >= 5.0  # its newest event is 5 s old
+    newest = _newest_event_s(stack, "user_activity")  # what the worker exports: this test's events, or newer
+    assert newest >= t / 1000 and abs(freshness["user_activity"] - (time.time() - newest)) < 5.0
     WebDriverWait(browser, 10).until(lambda b: b.find_element(By.ID, "ingest-rate").text != "…")  # the refresh
     screenshot(f"live-{_kind(stack)}")
 
@@ -224,17 +231,17 @@ def test_every_page_shows_what_the_cli_shows(stack, browser, screenshot, tmp_pat
     assert '"group": "flash_sale"' in decoded["unknown_group"] and "not decodable" in decoded["undecodable"]
     browser.get(f"{stack.url}/dead-letters?reason=unknown_group")
     assert [r[1] for r in table_rows(browser, "dead-letters")] == ["unknown_group"]
-    send_updates(stack.settings, [{**update("g2", 1, t), "group": "flash_sale_2"}])  # read by the next view alone
+    send_updates(stack.settings, [{**update(stack.id("g2"), 1, t), "group": "flash_sale_2"}])  # read by the next view alone
     ingest_until_caught_up(stack.settings)
     browser.get(f"{stack.url}/dead-letters?reason=unknown_group")
     assert browser.find_element(By.ID, "dead-total").text == f"{cli['total'] + 1} in all"
-    assert [r[4] for r in table_rows(browser, "dead-letters")] == ["user:g2", "user:g1"]  # newest first
+    assert [r[4] for r in table_rows(browser, "dead-letters")] == [f"user:{stack.id('g2')}", f"user:{stack.id('g1')}"]  # newest first
     screenshot(f"dead-letters-{_kind(stack)}")
 
 
 def test_a_redrive_asks_first_needs_operate_and_writes_what_is_valid_now(stack, browser, tmp_path):
     t = int(time.time() * 1000) - 1000
-    gift = {"entity": "user", "keys": {"user_id": "g1"}, "group": "user_gifts", "values": {"gifts": 2},
+    gift = {"entity": "user", "keys": {"user_id": stack.id("g1")}, "group": "user_gifts", "values": {"gifts": 2},
             "event_time_ms": t, "producer_id": "test"}
     send_updates(stack.settings, [gift])
     ingest_until_caught_up(stack.settings)
@@ -292,10 +299,10 @@ def _publish_a_second_revision(stack: Stack, tmp_path: Path) -> None:
 
 
 def _gifts(stack: Stack) -> int | None:
-    """user g1's gifts as `vahini get` prints them, or None while never written."""
-    got = vahini(stack, "get", "--entity", "user", "--keys", "g1", "--groups", "user_gifts", "--json")
+    """The test's user g1's gifts as `vahini get` prints them, or None while never written."""
+    got = vahini(stack, "get", "--entity", "user", "--keys", stack.id("g1"), "--groups", "user_gifts", "--json")
     assert got.returncode == 0, got.stderr
-    feature = json.loads(got.stdout)["g1"]["user_gifts"]["features"]["gifts"]
+    feature = json.loads(got.stdout)[stack.id("g1")]["user_gifts"]["features"]["gifts"]
     return feature["value"] if feature["status"] == "present" else None
 
 
@@ -303,6 +310,15 @@ def _token_file(tmp_path: Path, token: str) -> Path:
     path = tmp_path / "token"
     path.write_text(token)
     return path
+
+
+def _newest_event_s(stack: Stack, group: str) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(stack.settings.console.metrics_endpoints[0], timeout=10) as reply:
+        text = reply.read().decode()
+    return next(s.value for f in text_string_to_metric_families(text) for s in f.samples
+                if s.name == "vahini_group_newest_event_timestamp_seconds" and s.labels["group"] == group)
 
 
 def _as_shown(value) -> str:
