@@ -114,8 +114,15 @@ def status_of(url: str, token: str | None = None, method: str = "GET", data: byt
 
 
 def table_rows(browser, table_id: str) -> list[list[str]]:
-    rows = browser.find_elements(By.CSS_SELECTOR, f"#{table_id} tr")
-    return [[cell.text for cell in row.find_elements(By.TAG_NAME, "td")] for row in rows[1:]]
+    """The table's body cells, read in one script: the Live page swaps its panel every
+    second, and a row found before a swap is gone after it."""
+    return browser.execute_script(
+        "const t = document.getElementById(arguments[0]);"
+        "return Array.from(t.rows).slice(1).map(r => Array.from(r.cells).map(c => c.innerText.trim()));", table_id)
+
+
+def text_of(browser, element_id: str) -> str:
+    return browser.execute_script("return document.getElementById(arguments[0]).innerText.trim();", element_id)
 
 
 def products(stack: Stack, event_ms: int) -> None:
@@ -214,11 +221,11 @@ def test_every_page_shows_what_the_cli_shows(stack, browser, screenshot, tmp_pat
     shown = table_rows(browser, "lag")
     assert [(r[2], int(r[3]), int(r[4]), int(r[6])) for r in shown] == \
         [(p["topic"], p["partition"], p["end"], p["lag"]) for p in lag]
-    assert int(browser.find_element(By.ID, "total-lag").text) == sum(p["lag"] for p in lag) == 7
+    assert int(text_of(browser, "total-lag")) == sum(p["lag"] for p in lag) == 7
     freshness = {r[0]: float(r[1].split()[0]) for r in table_rows(browser, "freshness")}
     newest = _newest_event_s(stack, "user_activity")  # what the worker exports: this test's events, or newer
     assert newest >= t / 1000 and abs(freshness["user_activity"] - (time.time() - newest)) < 5.0
-    WebDriverWait(browser, 10).until(lambda b: b.find_element(By.ID, "ingest-rate").text != "…")  # the refresh
+    WebDriverWait(browser, 10).until(lambda b: text_of(b, "ingest-rate") != "…")  # the refresh
     screenshot(f"live-{_kind(stack)}")
 
     browser.get(f"{stack.url}/dead-letters")
