@@ -9,12 +9,11 @@ when they moved, so a quiet topic of millions of dead letters costs one offsets 
 
 from __future__ import annotations
 
-import heapq
 import time
 from collections import Counter
 
 from vahini.ports.event_log import EventLog, LogConsumer, Record
-from vahini.streams.dead_letter import FAILED_AT_MS, REASON, reason_of
+from vahini.streams.dead_letter import REASON, keep_newest, newest_first, reason_of
 
 CATCH_UP_S = 5.0  # a read that has not reached the ends by then shows what it has; the next one goes on
 
@@ -47,8 +46,7 @@ class DeadLetterTally:
 
     def newest(self, reason: str = "") -> list[Record]:
         """The newest dead letters, of `reason` or of any, newest first."""
-        heap = self._newest.get(reason, [])
-        return [entry[-1] for entry in sorted(heap, key=lambda e: e[:3], reverse=True)]
+        return newest_first(self._newest.get(reason, []))
 
     def _reopen(self, ends: dict[int, int]) -> None:
         if self._consumer is not None:
@@ -63,10 +61,8 @@ class DeadLetterTally:
         headers = reason_of(record)
         reason = headers.get(REASON, "?")
         self.by_reason[reason] += 1
-        entry = (int(headers.get(FAILED_AT_MS, "0")), record.partition, record.offset, record)
         for key in ("", reason):
-            heap = self._newest.setdefault(key, [])
-            (heapq.heappush if len(heap) < self._keep else heapq.heappushpop)(heap, entry)
+            keep_newest(self._newest.setdefault(key, []), record, headers, self._keep)
 
     def close(self) -> None:
         if self._consumer is not None:

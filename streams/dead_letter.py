@@ -53,9 +53,9 @@ def summarize(log: EventLog, topic: str, latest: int) -> dict:
             "latest": [_describe(r) for r in reversed(newest_first)]}
 
 
-def scan(log: EventLog, topic: str, latest: int, reason: str = "") -> tuple[Counter[str], list[Record]]:
+def scan(log: EventLog, topic: str, latest: int) -> tuple[Counter[str], list[Record]]:
     """One read of the whole topic, without joining any group: the count of every reason,
-    and the `latest` newest dead letters (of `reason`, if given), newest first."""
+    and the `latest` newest dead letters, newest first."""
     ends = log.end_offsets(topic)
     consumer = log.consumer(f"{topic}-inspect", [topic], {(topic, p): 0 for p in ends})
     by_reason: Counter[str] = Counter()
@@ -69,14 +69,22 @@ def scan(log: EventLog, topic: str, latest: int, reason: str = "") -> tuple[Coun
             remaining -= len(batch)
             for r in batch:
                 headers = reason_of(r)
-                why = headers.get(REASON, "?")
-                by_reason[why] += 1
-                if latest and (not reason or why == reason):
-                    entry = (int(headers.get(FAILED_AT_MS, "0")), r.partition, r.offset, r)
-                    (heapq.heappush if len(tail) < latest else heapq.heappushpop)(tail, entry)
+                by_reason[headers.get(REASON, "?")] += 1
+                if latest:
+                    keep_newest(tail, r, headers, latest)
     finally:
         consumer.close()
-    return by_reason, [entry[-1] for entry in sorted(tail, key=lambda e: e[:3], reverse=True)]
+    return by_reason, newest_first(tail)
+
+
+def keep_newest(heap: list, record: Record, headers: dict[str, str], limit: int) -> None:
+    """Add `record` to a min-heap of at most `limit` dead letters, by failure time."""
+    entry = (int(headers.get(FAILED_AT_MS, "0")), record.partition, record.offset, record)
+    (heapq.heappush if len(heap) < limit else heapq.heappushpop)(heap, entry)
+
+
+def newest_first(heap: list) -> list[Record]:
+    return [entry[-1] for entry in sorted(heap, key=lambda e: e[:3], reverse=True)]
 
 
 def _describe(record: Record) -> dict:

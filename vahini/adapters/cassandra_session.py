@@ -154,7 +154,8 @@ class CassandraSession:
         auth = PlainTextAuthProvider(*options.credentials) if options.credentials else None
         self.cluster = Cluster(list(options.hosts), port=options.port, execution_profiles=self._profiles(),
                                connect_timeout=options.connect_timeout_s,
-                               executor_threads=options.executor_threads, auth_provider=auth, ssl_context=_ssl_context(options.tls),
+                               executor_threads=options.executor_threads, auth_provider=auth,
+                               ssl_context=_ssl_context(options.tls),
                                compression=options.compression, protocol_version=options.protocol_version,
                                idle_heartbeat_interval=options.heartbeat_interval_s,
                                idle_heartbeat_timeout=options.heartbeat_timeout_s,
